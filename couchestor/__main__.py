@@ -1,0 +1,3 @@
+from couchestor.cli import main
+
+raise SystemExit(main())

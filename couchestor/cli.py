@@ -1,0 +1,46 @@
+"""The ``couchestor`` command line.
+
+Each subcommand lives in the module of its concern and registers itself through a function
+``add_parser(subparsers)`` that sets ``func`` on its parser: ``func(args) -> int`` runs it. Errors a user can
+fix are :class:`~couchestor.errors.UserError`; they are printed as one line, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from couchestor import __version__
+from couchestor.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="couchestor",
+        description="Storage tiering for OpenEBS Mayastor volumes: hot volumes to NVMe, cold ones to SATA.",
+    )
+    parser.add_argument("--version", action="version", version=f"couchestor {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    from couchestor import demo
+    from couchestor.sim import cli as sim_cli
+    from couchestor.volumes import cli as volumes_cli
+
+    demo.add_parser(sub)
+    sim_cli.add_parser(sub)
+    volumes_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except UserError as exc:
+        print(f"couchestor: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -1,0 +1,1 @@
+"""The emulated cluster: Kubernetes API server emulator, Mayastor and workload simulators."""

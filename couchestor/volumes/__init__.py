@@ -1,0 +1,1 @@
+"""Volume templates and the volume test suite (fio jobs and their grading)."""

@@ -1,0 +1,51 @@
+# CoucheStor task runner. `just --list` shows every recipe.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Run the whole test suite (installs the real Prometheus first when it is missing and we are root).
+test *ARGS: ensure-tools
+    python3 -m pytest {{ARGS}}
+
+# ruff (lint + format check) and mypy --strict.
+lint:
+    python3 -m ruff check couchestor k8s_schemas tests
+    python3 -m ruff format --check couchestor k8s_schemas tests
+    python3 -m mypy
+
+# Rewrite sources with ruff's formatter and safe fixes.
+fmt:
+    python3 -m ruff format couchestor k8s_schemas tests
+    python3 -m ruff check --fix couchestor k8s_schemas tests
+
+# Benchmarks against the alternatives; prints one table and writes bench/results.json.
+bench *ARGS:
+    python3 -m tests.bench {{ARGS}}
+
+# The operator's main job on the embedded emulated cluster.
+demo *ARGS:
+    couchestor demo {{ARGS}}
+
+# Regenerate manifests/ from k8s_schemas/.
+manifests:
+    python3 -m k8s_schemas.generate manifests
+
+# Make sure the external programs the tests run are present.
+ensure-tools:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    missing=()
+    command -v prometheus >/dev/null || missing+=(prometheus)
+    command -v promtool >/dev/null || missing+=(prometheus)
+    command -v fio >/dev/null || missing+=(fio)
+    if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+    pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+        echo "installing Debian packages the tests need: $pkgs"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+    else
+        echo "error: the tests need these programs: $pkgs" >&2
+        echo "install them with: sudo apt-get install -y $pkgs" >&2
+        exit 1
+    fi

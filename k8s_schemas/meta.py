@@ -116,7 +116,7 @@ class RawWatchEvent(msgspec.Struct, gc=False):
 
 
 class Condition(Base):
-    """``metav1.Condition``."""
+    """A standard condition (metav1.Condition)."""
 
     type: str
     status: Literal["True", "False", "Unknown"]
@@ -133,7 +133,7 @@ class LabelSelectorRequirement(Base):
 
 
 class LabelSelector(Base):
-    """``metav1.LabelSelector``; an empty selector matches everything."""
+    """A label selector (matchLabels and matchExpressions); an empty selector matches everything."""
 
     match_labels: dict[str, str] | UnsetType = UNSET
     match_expressions: list[LabelSelectorRequirement] | UnsetType = UNSET

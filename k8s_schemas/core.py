@@ -1,0 +1,127 @@
+"""Core (``v1``), ``coordination.k8s.io/v1`` and ``events.k8s.io/v1`` kinds, as far as CoucheStor uses them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from k8s_schemas.meta import Base, ObjectMeta, ObjectReference
+
+
+class CSIPersistentVolumeSource(Base):
+    driver: str
+    volume_handle: str
+    fs_type: str | UnsetType = UNSET
+    volume_attributes: dict[str, str] | UnsetType = UNSET
+
+
+class PersistentVolumeSpec(Base):
+    storage_class_name: str | UnsetType = UNSET
+    capacity: dict[str, str] | UnsetType = UNSET
+    access_modes: list[str] | UnsetType = UNSET
+    persistent_volume_reclaim_policy: str | UnsetType = UNSET
+    volume_mode: str | UnsetType = UNSET
+    csi: CSIPersistentVolumeSource | UnsetType = UNSET
+    claim_ref: ObjectReference | UnsetType = UNSET
+
+
+class PersistentVolumeStatus(Base):
+    phase: str | UnsetType = UNSET
+
+
+class PersistentVolume(Base):
+    api_version: str = "v1"
+    kind: str = "PersistentVolume"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    spec: PersistentVolumeSpec = msgspec.field(default_factory=PersistentVolumeSpec)
+    status: PersistentVolumeStatus | UnsetType = UNSET
+
+    @property
+    def volume_handle(self) -> str | None:
+        """The CSI volume handle (for Mayastor: the volume UUID), or None for a non-CSI volume."""
+        return None if self.spec.csi is UNSET else self.spec.csi.volume_handle
+
+
+class VolumeResourceRequirements(Base):
+    requests: dict[str, str] | UnsetType = UNSET
+    limits: dict[str, str] | UnsetType = UNSET
+
+
+class PersistentVolumeClaimSpec(Base):
+    storage_class_name: str | UnsetType = UNSET
+    volume_name: str | UnsetType = UNSET
+    access_modes: list[str] | UnsetType = UNSET
+    volume_mode: str | UnsetType = UNSET
+    resources: VolumeResourceRequirements | UnsetType = UNSET
+
+
+class PersistentVolumeClaimStatus(Base):
+    phase: str | UnsetType = UNSET
+    capacity: dict[str, str] | UnsetType = UNSET
+
+
+class PersistentVolumeClaim(Base):
+    api_version: str = "v1"
+    kind: str = "PersistentVolumeClaim"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    spec: PersistentVolumeClaimSpec = msgspec.field(default_factory=PersistentVolumeClaimSpec)
+    status: PersistentVolumeClaimStatus | UnsetType = UNSET
+
+
+class StorageClass(Base):
+    api_version: str = "storage.k8s.io/v1"
+    kind: str = "StorageClass"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    provisioner: str = ""
+    parameters: dict[str, str] | UnsetType = UNSET
+    reclaim_policy: str | UnsetType = UNSET
+    volume_binding_mode: str | UnsetType = UNSET
+    allow_volume_expansion: bool | UnsetType = UNSET
+
+
+class EventSource(Base):
+    component: str | UnsetType = UNSET
+    host: str | UnsetType = UNSET
+
+
+class Event(Base):
+    """A core/v1 Event; ``kubectl describe`` shows these under the involved object."""
+
+    api_version: str = "v1"
+    kind: str = "Event"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    involved_object: ObjectReference = msgspec.field(default_factory=ObjectReference)
+    reason: str = ""
+    message: str = ""
+    type: Literal["Normal", "Warning"] = "Normal"
+    source: EventSource | UnsetType = UNSET
+    first_timestamp: str | UnsetType = UNSET
+    last_timestamp: str | UnsetType = UNSET
+    count: int | UnsetType = UNSET
+    action: str | UnsetType = UNSET
+    reporting_component: str | UnsetType = UNSET
+    reporting_instance: str | UnsetType = UNSET
+
+
+class LeaseSpec(Base):
+    holder_identity: str | UnsetType = UNSET
+    lease_duration_seconds: int | UnsetType = UNSET
+    # MicroTime: RFC 3339 with microseconds, e.g. "2026-01-02T03:04:05.000000Z".
+    acquire_time: str | UnsetType = UNSET
+    renew_time: str | UnsetType = UNSET
+    lease_transitions: int | UnsetType = UNSET
+
+
+class Lease(Base):
+    api_version: str = "coordination.k8s.io/v1"
+    kind: str = "Lease"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    spec: LeaseSpec = msgspec.field(default_factory=LeaseSpec)
+
+
+class Namespace(Base):
+    api_version: str = "v1"
+    kind: str = "Namespace"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)

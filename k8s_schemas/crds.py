@@ -1,0 +1,239 @@
+"""CustomResourceDefinitions built from the Structs, so the CRD YAML can never drift from the code.
+
+:func:`structural_schema` turns msgspec's JSON Schema into the *structural* OpenAPI v3 subset Kubernetes
+requires: references inlined, ``Optional`` as ``nullable``, ``int | str`` as ``x-kubernetes-int-or-string``,
+no ``title`` and no ``null`` defaults (an absent field means "not set").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from k8s_schemas import mayastor, storage_policy
+
+JSON = dict[str, Any]
+
+
+def structural_schema(struct: type) -> JSON:
+    """The structural OpenAPI v3 schema of a msgspec Struct type."""
+    raw = msgspec.json.schema(struct)
+    defs: JSON = raw.get("$defs", {})
+
+    def convert(node: JSON) -> JSON:
+        if "$ref" in node:
+            merged = {
+                **defs[node["$ref"].rsplit("/", 1)[1]],
+                **{k: v for k, v in node.items() if k != "$ref"},
+            }
+            return convert(merged)
+        if "anyOf" in node:
+            options = [o for o in node["anyOf"] if o.get("type") != "null"]
+            nullable = len(options) < len(node["anyOf"])
+            rest = {k: v for k, v in node.items() if k != "anyOf"}
+            types = {o.get("type") for o in options}
+            if types == {"integer", "string"}:
+                out: JSON = {"x-kubernetes-int-or-string": True}
+            elif len(options) == 1:
+                out = convert({**options[0], **rest})
+            else:  # pragma: no cover - no such field in our Structs
+                raise ValueError(f"cannot express {node} structurally")
+            if "description" in rest:
+                out["description"] = rest["description"]
+            if nullable and out.get("default") is None:
+                out.pop("default", None)
+            return out
+        out = {}
+        for key, value in node.items():
+            if key == "title" or (key == "default" and value is None) or (key == "required" and not value):
+                continue
+            if key == "description":
+                value = value.replace("``", "")
+            if key == "properties":
+                out[key] = {name: convert(sub) for name, sub in value.items()}
+            elif key in ("items", "additionalProperties") and isinstance(value, dict):
+                out[key] = convert(value)
+            else:
+                out[key] = value
+        if "enum" in out and "type" not in out:
+            # Structural schemas need a type on every node; our enums are Literal strings.
+            out["type"] = "string"
+        if out.get("type") == "object" and "additionalProperties" in out and "properties" not in out:
+            return out
+        if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        return out
+
+    return convert({k: v for k, v in raw.items() if k != "$defs"})
+
+
+def _crd(
+    *,
+    group: str,
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: list[str],
+    scope: str,
+    version: str,
+    spec: type,
+    status: type,
+    columns: list[JSON],
+    spec_rules: list[JSON] | None = None,
+    description: str,
+    labels: dict[str, str] | None = None,
+) -> JSON:
+    spec_schema = structural_schema(spec)
+    spec_schema.pop("description", None)
+    spec_schema["description"] = description
+    if spec_rules:
+        spec_schema["x-kubernetes-validations"] = spec_rules
+    status_schema = structural_schema(status)
+    status_schema.pop("description", None)
+    metadata: JSON = {"name": f"{plural}.{group}"}
+    if labels:
+        metadata["labels"] = labels
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": metadata,
+        "spec": {
+            "group": group,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": short_names,
+            },
+            "scope": scope,
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": {**spec_schema, "default": {}},
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _col(name: str, path: str, type_: str = "string", priority: int = 0) -> JSON:
+    col: JSON = {"name": name, "type": type_, "jsonPath": path}
+    if priority:
+        col["priority"] = priority
+    return col
+
+
+_AGE = _col("Age", ".metadata.creationTimestamp", "date")
+
+STORAGE_POLICY_RULES = [
+    {
+        "rule": "self.lowWatermarkIOPS < self.highWatermarkIOPS",
+        "message": "lowWatermarkIOPS must be lower than highWatermarkIOPS",
+        "fieldPath": ".lowWatermarkIOPS",
+    },
+    {
+        "rule": "!has(self.warmWatermarkIOPS) || (self.warmWatermarkIOPS > self.lowWatermarkIOPS"
+        " && self.warmWatermarkIOPS < self.highWatermarkIOPS)",
+        "message": "warmWatermarkIOPS must lie between lowWatermarkIOPS and highWatermarkIOPS",
+        "fieldPath": ".warmWatermarkIOPS",
+    },
+]
+
+_SIM_LABELS = {"app.kubernetes.io/part-of": "couchestor-sim"}
+_SIM_NOTE = " SIMULATION RESOURCE of CoucheStor's emulated cluster: do not install it on a cluster that runs real Mayastor."
+
+
+def storage_policy_crd() -> JSON:
+    return _crd(
+        group=storage_policy.GROUP,
+        kind="StoragePolicy",
+        plural="storagepolicies",
+        singular="storagepolicy",
+        short_names=["sp", "spolicy"],
+        scope="Cluster",
+        version=storage_policy.VERSION,
+        spec=storage_policy.StoragePolicySpec,
+        status=storage_policy.StoragePolicyStatus,
+        columns=[
+            _col("Phase", ".status.phase"),
+            _col("Watched", ".status.watchedVolumes", "integer"),
+            _col("Hot", ".status.hotVolumes", "integer"),
+            _col("Cold", ".status.coldVolumes", "integer"),
+            _col("Migrating", ".status.activeMigrations", "integer"),
+            _col("Dry-Run", ".spec.dryRun", "boolean"),
+            _AGE,
+        ],
+        spec_rules=STORAGE_POLICY_RULES,
+        description="Which volumes CoucheStor tiers, the IOPS watermarks that move them, and how.",
+    )
+
+
+def mayastor_volume_crd() -> JSON:
+    return _crd(
+        group=mayastor.GROUP,
+        kind="MayastorVolume",
+        plural="mayastorvolumes",
+        singular="mayastorvolume",
+        short_names=["msv"],
+        scope="Namespaced",
+        version=mayastor.MAYASTOR_VOLUME_VERSION,
+        spec=mayastor.MayastorVolumeSpec,
+        status=mayastor.MayastorVolumeStatus,
+        columns=[
+            _col("Replicas", ".spec.numReplicas", "integer"),
+            _col("State", ".status.state"),
+            _col("Size", ".spec.size", "integer"),
+            _AGE,
+        ],
+        description="A Mayastor volume (MOAC-era resource): replica count and pool topology." + _SIM_NOTE,
+        labels=_SIM_LABELS,
+    )
+
+
+def diskpool_crd() -> JSON:
+    return _crd(
+        group=mayastor.GROUP,
+        kind="DiskPool",
+        plural="diskpools",
+        singular="diskpool",
+        short_names=["dsp"],
+        scope="Namespaced",
+        version=mayastor.DISKPOOL_VERSION,
+        spec=mayastor.DiskPoolSpec,
+        status=mayastor.DiskPoolStatus,
+        columns=[
+            _col("Node", ".spec.node"),
+            _col("State", ".status.pool_status"),
+            _col("Capacity", ".status.capacity", "integer"),
+            _col("Used", ".status.used", "integer"),
+            _AGE,
+        ],
+        description="A Mayastor storage pool on one node's disks." + _SIM_NOTE,
+        labels=_SIM_LABELS,
+    )
+
+
+def all_crds() -> dict[str, JSON]:
+    """File name (under ``manifests/crds/``) -> CRD object."""
+    return {
+        "storagepolicies.yaml": storage_policy_crd(),
+        "sim-mayastorvolumes.yaml": mayastor_volume_crd(),
+        "sim-diskpools.yaml": diskpool_crd(),
+    }

@@ -1,0 +1,129 @@
+"""``StoragePolicy`` (``storage.billyronks.io/v1``, cluster-scoped, short names ``sp``, ``spolicy``).
+
+Wire names follow the shipped CRD and the seeds exactly: the IOPS fields are spelled ``...IOPS`` (plain
+camelCase renaming would give ``...Iops``, the very bug that made the seeds' operator ignore user thresholds).
+
+The spec arrives as a plain mapping on :class:`StoragePolicy` and is converted to :class:`StoragePolicySpec`
+separately (:func:`parse_spec`), so that one malformed policy is reported on that policy's status instead of
+breaking the decode of the whole watch stream.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from k8s_schemas.meta import Base, Condition, LabelSelector, ObjectMeta
+
+GROUP = "storage.billyronks.io"
+VERSION = "v1"
+HISTORY_LIMIT = 50
+
+# Durations: one or more <integer><unit> with units d, h, m, s (e.g. "1h", "1h30m", "90s").
+DURATION_PATTERN = r"^([0-9]+[dhms])+$"
+Duration = Annotated[
+    str,
+    Meta(
+        pattern=DURATION_PATTERN, description="A duration such as 30s, 15m, 1h or 1h30m (units d, h, m, s)."
+    ),
+]
+Iops = Annotated[int, Meta(ge=0, le=100_000_000)]
+
+
+class StoragePolicySpec(Base):
+    """What to tier and how. Defaults are those of the seeds' operator."""
+
+    storage_class_name: Annotated[str, Meta(description="Only PVs of this StorageClass are managed.")] = (
+        "mayastor"
+    )
+    high_watermark_iops: Annotated[
+        Iops, Meta(description="Above this average IOPS a volume belongs on the hot tier.")
+    ] = msgspec.field(default=5000, name="highWatermarkIOPS")
+    low_watermark_iops: Annotated[
+        Iops, Meta(description="Below this average IOPS a volume belongs on the cold tier.")
+    ] = msgspec.field(default=500, name="lowWatermarkIOPS")
+    warm_watermark_iops: (
+        Annotated[Iops, Meta(description="Optional: volumes between low and this go to the warm tier.")]
+        | None
+    ) = msgspec.field(default=None, name="warmWatermarkIOPS")
+    sampling_window: Duration = "1h"
+    cooldown_period: Duration = "24h"
+    nvme_pool_selector: LabelSelector | None = None
+    sata_pool_selector: LabelSelector | None = None
+    hot_pool_selector: LabelSelector | None = None
+    cold_pool_selector: LabelSelector | None = None
+    warm_pool_selector: LabelSelector | None = None
+    volume_selector: LabelSelector | None = None
+    max_concurrent_migrations: Annotated[int, Meta(ge=1, le=100)] = 2
+    migration_timeout: Duration = "30m"
+    enabled: bool = True
+    dry_run: bool = False
+
+
+class MigrationHistoryEntry(Base):
+    volume_name: str
+    timestamp: str
+    from_tier: str
+    to_tier: str
+    trigger_iops: float = msgspec.field(name="triggerIOPS")
+    duration: str
+    success: bool
+    error: str | UnsetType = UNSET
+
+
+Phase = Literal["Pending", "Active", "Disabled", "Error"]
+
+
+class StoragePolicyStatus(Base):
+    """Observed state, written by the operator through the ``/status`` subresource."""
+
+    phase: Phase | UnsetType = UNSET
+    watched_volumes: int | UnsetType = UNSET
+    hot_volumes: int | UnsetType = UNSET
+    warm_volumes: int | UnsetType = UNSET
+    cold_volumes: int | UnsetType = UNSET
+    active_migrations: int | UnsetType = UNSET
+    total_migrations: int | UnsetType = UNSET
+    failed_migrations: int | UnsetType = UNSET
+    last_reconcile_time: str | UnsetType = UNSET
+    observed_generation: int | UnsetType = UNSET
+    conditions: list[Condition] | UnsetType = UNSET
+    migration_history: list[MigrationHistoryEntry] | UnsetType = UNSET
+
+
+class StoragePolicy(Base):
+    api_version: str = f"{GROUP}/{VERSION}"
+    kind: str = "StoragePolicy"
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    spec: dict[str, Any] = msgspec.field(default_factory=dict)
+    status: StoragePolicyStatus | UnsetType = UNSET
+
+
+class SpecError(ValueError):
+    """A StoragePolicy spec that cannot be used; ``field`` is its wire path (e.g. ``spec.samplingWindow``)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def parse_spec(raw: dict[str, Any]) -> StoragePolicySpec:
+    """Convert a spec mapping (wire names) to a typed spec, or raise :class:`SpecError` naming the field.
+
+    Only the type- and range-level checks live here; cross-field rules (low < high, durations that parse,
+    selectors that are valid) are the operator's policy validation.
+    """
+    try:
+        return msgspec.convert(raw, StoragePolicySpec)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        path = "spec"
+        # msgspec ends its message with " - at `$.field[...]`"; turn that into a Kubernetes-style path.
+        head, sep, tail = message.rpartition(" - at `$")
+        if sep:
+            message = head
+            path = "spec" + tail.rstrip("`")
+        raise SpecError(path, message) from None

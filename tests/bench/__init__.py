@@ -1,0 +1,1 @@
+"""Benchmarks (``just bench``): figures and ratios against the alternatives, never assertions on time."""

@@ -79,6 +79,11 @@ class Volume:
     replicas: list[Replica] = field(default_factory=list)
     nexus_node: str | None = None
     stalled: bool = False
+    # False until the first replicas exist: those of a brand-new (empty) volume need no rebuild.
+    provisioned: bool = False
+
+    def __post_init__(self) -> None:
+        self.provisioned = self.provisioned or bool(self.replicas)
 
     @property
     def synced(self) -> int:
@@ -166,9 +171,14 @@ class Cluster:
             pool = choose_pool(volume, self.pools.values())
             if pool is None:
                 break
-            volume.replicas.append(Replica(self.new_uuid(volume.name), pool.name, pool.node, created_at=now))
+            replica = Replica(self.new_uuid(volume.name), pool.name, pool.node, created_at=now)
+            if not volume.provisioned:
+                replica.state, replica.sync_state, replica.copied = "Online", "Synced", volume.size
+            volume.replicas.append(replica)
             pool.used += volume.size
             changed = True
+        if volume.replicas:
+            volume.provisioned = True
         excess = len(volume.replicas) - volume.num_replicas
         if excess > 0:
             for victim in choose_victims(volume, self.pools, excess):

@@ -1,0 +1,14 @@
+"""Label and annotation keys CoucheStor writes on other objects: part of its wire contract."""
+
+GROUP = "storage.billyronks.io"
+
+#: PV annotation: when the volume last finished a migration (RFC 3339); drives the cooldown.
+LAST_MIGRATION = f"{GROUP}/last-migration"
+#: PV label: the tier the volume's Synced replicas are on (``kubectl get pv -L storage.billyronks.io/tier``).
+TIER_LABEL = f"{GROUP}/tier"
+#: MayastorVolume annotation: the intent of the migration in progress (JSON), so a restarted or newly
+#: elected operator can finish or roll it back.
+MIGRATION_INTENT = f"{GROUP}/migration"
+
+#: The Mayastor CSI driver name, on PVs it provisioned.
+MAYASTOR_CSI_DRIVER = "io.openebs.csi-mayastor"

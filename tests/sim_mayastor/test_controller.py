@@ -51,7 +51,7 @@ async def wait_for(client, name, predicate, timeout=10.0):
 
 
 async def test_new_volumes_are_placed_synced_on_their_tier(sim):
-    client, simulator = sim
+    client, _ = sim
     vol = await wait_for(client, "vol-0", lambda v: v.replicas and all(r.healthy for r in v.replicas))
     assert [r.pool for r in vol.replicas] == ["pool-cold-1"]
     assert vol.status.state == "Online"

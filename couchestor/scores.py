@@ -1,0 +1,184 @@
+"""The score cache: heat-score snapshots per sampling window, refreshed from Prometheus with a TTL.
+
+One task (:meth:`ScoreCache.run`) owns all Prometheus traffic. For every sampling window some policy uses it
+sends the few queries :func:`~couchestor.heat.build_queries` gives -- never one per volume -- and keeps the
+resulting :class:`~couchestor.heat.ScoreSnapshot`. A failure of any kind (unreachable, timeout, HTTP error,
+error answer, partial answer) produces an *unhealthy* snapshot: the decisions then move nothing, and the
+``MetricsAvailable`` condition, the ``storage_operator_metrics_healthy`` gauge and a log line say so.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
+
+import httpx
+import trio
+
+from couchestor.endpoints import Health
+from couchestor.heat import (
+    HeatQuery,
+    MetricSource,
+    PrometheusResponseError,
+    QueryResult,
+    ScoreSnapshot,
+    build_queries,
+    build_snapshot,
+    decode_response,
+)
+from couchestor.metrics import OperatorMetrics
+
+log = logging.getLogger("couchestor.scores")
+
+QUERY_TIMEOUT = 30.0  # seconds per query; Prometheus' own default limit is 2 minutes
+
+
+class PrometheusClient:
+    """``/api/v1/query`` over httpx with a timeout on every call; raises :class:`PrometheusUnavailable`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = QUERY_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def query(self, promql: str, at: datetime) -> QueryResult:
+        try:
+            response = await self._http.post(
+                "/api/v1/query", data={"query": promql, "time": f"{at.timestamp():.3f}"}
+            )
+        except httpx.HTTPError as exc:
+            raise PrometheusUnavailable(
+                "unreachable", f"{self.base_url}: {type(exc).__name__}: {exc}"
+            ) from None
+        if response.status_code >= 500 and not response.content.startswith(b"{"):
+            raise PrometheusUnavailable("http-error", f"{self.base_url} answered HTTP {response.status_code}")
+        try:
+            return decode_response(response.content)
+        except PrometheusResponseError as exc:
+            raise PrometheusUnavailable(exc.reason, str(exc)) from None
+
+
+class PrometheusUnavailable(Exception):
+    """Prometheus could not give a usable answer; ``reason`` is a short label for the error metric."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ScoreCache:
+    """Snapshots by window (seconds), refreshed every ``ttl`` seconds for the windows in :meth:`want`."""
+
+    def __init__(
+        self,
+        prometheus: PrometheusClient,
+        source: MetricSource,
+        *,
+        ttl: float,
+        metrics: OperatorMetrics,
+        health: Health,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.prometheus = prometheus
+        self.source = source
+        self.ttl = ttl
+        self.metrics = metrics
+        self.health = health
+        self._wall = wall_clock
+        self._windows: frozenset[int] = frozenset()
+        self._snapshots: dict[int, ScoreSnapshot] = {}
+        self._fetched: dict[int, float] = {}  # window -> trio time of the last refresh
+        self._wake = trio.Event()
+        self._refreshed = trio.Event()
+        self.refreshes = 0
+        self.queries_sent = 0
+        self.healthy: bool | None = None  # None until the first answer
+        health.gate("prometheus", "no answer from Prometheus yet")
+
+    @property
+    def snapshots(self) -> Mapping[int, ScoreSnapshot]:
+        return self._snapshots
+
+    def want(self, windows: Collection[int]) -> None:
+        """Set the windows to keep fresh; a new one is fetched at once."""
+        wanted = frozenset(windows)
+        if wanted != self._windows:
+            self._windows = wanted
+            for gone in set(self._snapshots) - wanted:
+                del self._snapshots[gone]
+                self._fetched.pop(gone, None)
+            self._wake.set()
+
+    async def wait_refreshed(self) -> None:
+        """Wait for the next refresh to finish (successful or not)."""
+        await self._refreshed.wait()
+
+    async def run(self) -> None:
+        """Refresh forever; cancel to stop (an in-flight query is abandoned, nothing half-written)."""
+        self.health.expect("score-cache", max_silence=max(self.ttl * 4, QUERY_TIMEOUT * 4))
+        while True:
+            now = trio.current_time()
+            due = sorted(w for w in self._windows if now - self._fetched.get(w, -math.inf) >= self.ttl)
+            for window in due:
+                await self._refresh(window)
+            if due:
+                self.refreshes += 1
+                self._refreshed.set()
+                self._refreshed = trio.Event()
+            self.health.beat("score-cache")
+            next_due = min(
+                (self._fetched.get(w, now) + self.ttl for w in self._windows), default=now + self.ttl
+            )
+            with trio.move_on_at(max(next_due, trio.current_time() + 0.01)):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    async def _refresh(self, window: int) -> None:
+        at = self._wall()
+        results: dict[HeatQuery, QueryResult] = {}
+        try:
+            for query in build_queries(self.source, window):
+                started = trio.current_time()
+                self.queries_sent += 1
+                try:
+                    results[query] = await self.prometheus.query(query.promql, at)
+                finally:
+                    self.metrics.query_duration.observe(trio.current_time() - started)
+            snapshot = build_snapshot(self.source, window, results, at)
+        except PrometheusUnavailable as exc:
+            self.metrics.query_errors.labels(reason=exc.reason).inc()
+            snapshot = ScoreSnapshot.failed(window, at, str(exc))
+        self._fetched[window] = trio.current_time()
+        if window in self._windows:
+            self._snapshots[window] = snapshot
+        self._record(snapshot)
+
+    def _record(self, snapshot: ScoreSnapshot) -> None:
+        healthy = snapshot.healthy
+        if healthy != self.healthy:
+            if healthy:
+                log.info("Prometheus answers again: heat scores available")
+            else:
+                log.warning("heat scores unavailable, no tier decisions: %s", snapshot.error)
+        self.healthy = healthy
+        self.metrics.metrics_healthy.set(1 if healthy else 0)
+        self.metrics.score_cache_age.set(0)
+        if healthy:
+            self.health.gate("prometheus", None)
+            for score in snapshot.scores.values():
+                if score.score is not None:
+                    self.metrics.heat_scores.observe(score.score)

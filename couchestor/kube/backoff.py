@@ -1,9 +1,10 @@
 """Exponential backoff with jitter, on the trio clock.
 
-:class:`Backoff` is the shape client-go's ``ExponentialBackoffManager`` and kube-rs's ``DefaultBackoff`` share:
-each delay doubles from ``initial`` up to ``cap``, is stretched by a random factor in ``[1, 1 + jitter)`` so
-that many clients restarting together spread out, and the sequence starts over once a ``reset_after`` period
-passed without any failure. :data:`WATCH_BACKOFF` holds client-go's watch-restart values.
+:class:`Backoff` has the shape of client-go's ``ExponentialBackoffManager`` and kube-rs's
+``DefaultBackoff``: each delay doubles from ``initial`` up to ``cap``, is stretched by a random factor in
+``[1, 1 + jitter)`` so that many clients restarting together spread out, and the sequence starts over once a
+``reset_after`` period passed without any failure. :data:`WATCH_BACKOFF` holds client-go's watch-restart
+values.
 """
 
 from __future__ import annotations

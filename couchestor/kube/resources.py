@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 @dataclass(frozen=True, slots=True)
 class Resource:
-    """One resource type of the API, e.g. ``Resource("", "v1", "persistentvolumes", "PersistentVolume", False)``.
+    """One resource type, e.g. ``Resource("", "v1", "persistentvolumes", "PersistentVolume", False)``.
 
     ``group`` is empty for the core (legacy) group, whose paths start with ``/api`` instead of ``/apis``.
     """
@@ -28,7 +28,9 @@ class Resource:
         """The ``apiVersion`` of objects of this resource: ``v1`` or ``group/version``."""
         return f"{self.group}/{self.version}" if self.group else self.version
 
-    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+    def path(
+        self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
+    ) -> str:
         """The REST path of the collection (no ``name``), an object, or an object's ``subresource``.
 
         ``namespace`` is required for a namespaced object and ignored for a collection when None (meaning all
@@ -62,7 +64,9 @@ def _segment(value: str) -> str:
 
 NAMESPACE = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 PERSISTENT_VOLUME = Resource("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False)
-PERSISTENT_VOLUME_CLAIM = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", namespaced=True)
+PERSISTENT_VOLUME_CLAIM = Resource(
+    "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", namespaced=True
+)
 CONFIG_MAP = Resource("", "v1", "configmaps", "ConfigMap", namespaced=True)
 EVENT = Resource("", "v1", "events", "Event", namespaced=True)
 STORAGE_CLASS = Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", namespaced=False)

@@ -1,0 +1,601 @@
+"""The Kubernetes REST client: typed CRUD calls over one :class:`httpx.AsyncClient`.
+
+Every call:
+
+- waits for the client-side rate limit (token bucket, ``qps``/``burst``, like client-go's);
+- has a deadline per attempt (the client's ``timeout``, or the call's ``timeout=``) covering connect, send
+  and the whole response body, so a stuck server cannot hang a caller;
+- is retried with backoff and jitter under :class:`~couchestor.kube.retry.RetryPolicy` rules (idempotent
+  calls on 429/5xx/connection errors, unsafe ones only when the server certainly did not act), honouring
+  ``Retry-After``;
+- raises a typed :class:`~couchestor.kube.errors.ApiError` built from the ``Status`` body, or a
+  :class:`~couchestor.kube.errors.TransportError` naming the call.
+
+Objects are decoded with msgspec into the caller's ``type``: a Struct from :mod:`k8s_schemas`, or ``dict``.
+Every call is cancellable; a cancelled call closes its connection and is not retried.
+"""
+
+from __future__ import annotations
+
+import builtins
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import aclosing, asynccontextmanager
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+import msgspec
+import trio
+
+from couchestor.kube import objects
+from couchestor.kube.backoff import Backoff
+from couchestor.kube.config import ClusterConfig
+from couchestor.kube.errors import (
+    ApiError,
+    CallTimeout,
+    ConnectionFailed,
+    KubeError,
+    NotFound,
+    TransportError,
+    api_error,
+    status_from_body,
+)
+from couchestor.kube.patch import JsonPatchOp, is_guarded
+from couchestor.kube.ratelimit import TokenBucket
+from couchestor.kube.resources import Resource
+from couchestor.kube.retry import Idempotency, RetryPolicy, is_retryable, parse_retry_after
+from k8s_schemas.meta import ObjectList, RawWatchEvent
+
+T = TypeVar("T")
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+JSON = "application/json"
+
+# client-go pager default; also the page size kube-rs uses.
+DEFAULT_PAGE_SIZE = 500
+# Slack added to a watch's timeoutSeconds for its read timeout: the server ends the stream at timeoutSeconds,
+# so a longer read timeout only fires on a server that went silent.
+WATCH_READ_SLACK = 30.0
+# One watch event (an object of at most ~1.5 MiB in etcd, JSON-escaped) never needs more than this.
+MAX_WATCH_LINE = 16 * 1024 * 1024
+
+_RAW_EVENT_DECODER = msgspec.json.Decoder(RawWatchEvent)
+
+
+class KubeClient:
+    """A client for one API server.
+
+    ``qps``/``burst`` default to controller-runtime's (20/30); ``qps=0`` disables the limit. ``timeout`` is
+    the default per-attempt deadline of a call in seconds, ``connect_timeout`` the TCP+TLS connect limit.
+    ``transport`` replaces the network (tests pass an :class:`httpx.MockTransport`).
+
+    Use as ``async with KubeClient(config) as client:``; leaving the block closes pooled connections.
+    """
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        *,
+        qps: float = 20.0,
+        burst: int = 30,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.retry = retry or RetryPolicy()
+        self.limiter = TokenBucket(qps, burst)
+        self._rng = rng or random.Random()
+        self._extensions: dict[str, Any] = {}
+        if config.tls_server_name:
+            self._extensions["sni_hostname"] = config.tls_server_name
+        self._http = httpx.AsyncClient(
+            base_url=config.server,
+            verify=config.verify,
+            auth=config.auth,
+            transport=transport,
+            headers={"Accept": JSON, "User-Agent": "couchestor"},
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close pooled connections. Idempotent."""
+        await self._http.aclose()
+
+    # --- reads -----------------------------------------------------------------------------------------
+
+    async def get(
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        type: type[T],
+        timeout: float | None = None,  # noqa: ASYNC109 - per attempt, inside the retry loop
+    ) -> T:
+        """GET one object. Raises :class:`NotFound` when it does not exist."""
+        resp = await self._call("GET", res.path(namespace, name), Idempotency.IDEMPOTENT, timeout=timeout)
+        return self._decode(resp, type)
+
+    async def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        type: type[T],
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = DEFAULT_PAGE_SIZE,
+        resource_version: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - per attempt, inside the retry loop
+    ) -> AsyncGenerator[ObjectList[T], None]:
+        """LIST in pages of ``limit`` items, following ``continue`` tokens; yields each page.
+
+        All pages are one consistent snapshot at the first page's ``metadata.resourceVersion``. A continue
+        token older than the server's compaction window raises :class:`~couchestor.kube.errors.Gone`: list
+        again from the start. ``namespace=None`` lists across all namespaces.
+        """
+        token: str | None = None
+        while True:
+            page = await self.list_page(
+                res,
+                namespace,
+                type=type,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                limit=limit,
+                continue_token=token,
+                resource_version=resource_version,
+                timeout=timeout,
+            )
+            yield page
+            token = page.metadata.continue_ or None
+            if token is None:
+                return
+
+    async def list_page(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        type: type[T],
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = DEFAULT_PAGE_SIZE,
+        continue_token: str | None = None,
+        resource_version: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - per attempt, inside the retry loop
+    ) -> ObjectList[T]:
+        """One LIST request: the page after ``continue_token`` (the first page when None).
+
+        ``resource_version`` applies to the first page only (a continue token fixes the snapshot).
+        """
+        params = _selectors(label_selector, field_selector)
+        if limit:
+            params["limit"] = str(limit)
+        if continue_token:
+            params["continue"] = continue_token
+        elif resource_version is not None:
+            params["resourceVersion"] = resource_version
+        resp = await self._call(
+            "GET", res.path(namespace), Idempotency.IDEMPOTENT, params=params, timeout=timeout
+        )
+        page: ObjectList[T] = self._decode_with(resp, objects.list_decoder(type))
+        return page
+
+    async def list_all(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        type: type[T],
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = DEFAULT_PAGE_SIZE,
+        timeout: float | None = None,  # noqa: ASYNC109 - per attempt, inside the retry loop
+    ) -> ObjectList[T]:
+        """Every page of :meth:`list` joined: all items, with the snapshot's resourceVersion."""
+        result: ObjectList[T] | None = None
+        async for page in self.list(
+            res,
+            namespace,
+            type=type,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            limit=limit,
+            timeout=timeout,
+        ):
+            if result is None:
+                result = page
+            else:
+                result.items.extend(page.items)
+        assert result is not None  # the loop runs at least once
+        result.metadata.continue_ = msgspec.UNSET
+        return result
+
+    # --- writes ----------------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        res: Resource,
+        body: object,
+        namespace: str | None = None,
+        *,
+        type: type[T],
+        timeout: float | None = None,  # noqa: ASYNC109 - per attempt, inside the retry loop
+    ) -> T:
+        """POST a new object (a Struct or dict); ``apiVersion``/``kind`` are filled in from ``res`` when
+        missing, and ``namespace`` defaults to the body's ``metadata.namespace``, then the configured one.
+
+        Raises :class:`~couchestor.kube.errors.AlreadyExists` when the name is taken. Retried only when the
+        request certainly did not reach the server, so it never creates twice.
+        """
+        ns = self._namespace_for(res, namespace, objects.object_key(body).namespace)
+        resp = await self._call(
+            "POST",
+            res.path(ns),
+            Idempotency.UNSAFE,
+            body=objects.encode_object(body, res.api_version, res.kind),
+            content_type=JSON,
+            timeout=timeout,
+        )
+        return self._decode(resp, type)
+
+    async def replace(
+        self,
+        res: Resource,
+        body: object,
+        namespace: str | None = None,
+        *,
+        type: type[T],
+        subresource: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - per attempt, inside the retry loop
+    ) -> T:
+        """PUT the whole object. With ``metadata.resourceVersion`` set it is a guarded update
+        (:class:`~couchestor.kube.errors.Conflict` when the object changed) and safe to retry."""
+        key = objects.object_key(body)
+        ns = self._namespace_for(res, namespace, key.namespace)
+        guarded = bool(objects.resource_version(body))
+        resp = await self._call(
+            "PUT",
+            res.path(ns, key.name, subresource),
+            Idempotency.IDEMPOTENT if guarded else Idempotency.UNSAFE,
+            body=objects.encode_object(body, res.api_version, res.kind),
+            content_type=JSON,
+            timeout=timeout,
+        )
+        return self._decode(resp, type)
+
+    async def merge_patch(
+        self,
+        res: Resource,
+        name: str,
+        patch: object,
+        namespace: str | None = None,
+        *,
+        type: type[T],
+        subresource: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - per attempt, inside the retry loop
+    ) -> T:
+        """PATCH with ``application/merge-patch+json`` (RFC 7386): ``patch`` holds the fields to set and
+        ``None`` for fields to remove. Absolute values make it idempotent, so it is retried.
+
+        To guard against concurrent writers, put ``metadata.resourceVersion`` in the patch: the server then
+        answers :class:`~couchestor.kube.errors.Conflict` if the object changed.
+        """
+        resp = await self._call(
+            "PATCH",
+            res.path(namespace, name, subresource),
+            Idempotency.IDEMPOTENT,
+            body=objects.encode(patch),
+            content_type=MERGE_PATCH,
+            timeout=timeout,
+        )
+        return self._decode(resp, type)
+
+    async def patch_status(
+        self,
+        res: Resource,
+        name: str,
+        patch: object,
+        namespace: str | None = None,
+        *,
+        type: type[T],
+        timeout: float | None = None,  # noqa: ASYNC109 - per attempt, inside the retry loop
+    ) -> T:
+        """Merge-patch the ``/status`` subresource (the only way status changes when it is enabled)."""
+        return await self.merge_patch(
+            res, name, patch, namespace, type=type, subresource="status", timeout=timeout
+        )
+
+    async def json_patch(
+        self,
+        res: Resource,
+        name: str,
+        ops: builtins.list[JsonPatchOp],
+        namespace: str | None = None,
+        *,
+        type: type[T],
+        subresource: str | None = None,
+        idempotent: bool | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - per attempt, inside the retry loop
+    ) -> T:
+        """PATCH with ``application/json-patch+json`` (RFC 6902; see :mod:`couchestor.kube.patch`).
+
+        A failed ``test`` op raises :class:`~couchestor.kube.errors.Invalid`. The patch is retried when it is
+        guarded by a ``test`` op (or ``idempotent=True``); otherwise only when certainly not applied.
+        Note that a guarded patch whose first attempt was applied but whose answer was lost fails its
+        ``test`` on retry.
+        """
+        safe = is_guarded(ops) if idempotent is None else idempotent
+        resp = await self._call(
+            "PATCH",
+            res.path(namespace, name, subresource),
+            Idempotency.IDEMPOTENT if safe else Idempotency.UNSAFE,
+            body=objects.encode(ops),
+            content_type=JSON_PATCH,
+            timeout=timeout,
+        )
+        return self._decode(resp, type)
+
+    async def delete(
+        self,
+        res: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
+        propagation_policy: str | None = None,
+        grace_period_seconds: int | None = None,
+        missing_ok: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 - per attempt, inside the retry loop
+    ) -> None:
+        """DELETE an object, optionally only if it still has ``resource_version``/``uid`` (preconditions,
+        :class:`~couchestor.kube.errors.Conflict` otherwise). Objects with finalizers are only marked for
+        deletion. ``missing_ok`` turns :class:`NotFound` into a no-op (useful because a retried DELETE whose
+        first attempt succeeded finds nothing)."""
+        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        preconditions = {
+            k: v for k, v in (("resourceVersion", resource_version), ("uid", uid)) if v is not None
+        }
+        if preconditions:
+            options["preconditions"] = preconditions
+        if propagation_policy is not None:
+            options["propagationPolicy"] = propagation_policy
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
+        try:
+            await self._call(
+                "DELETE",
+                res.path(namespace, name),
+                Idempotency.IDEMPOTENT,
+                body=objects.encode(options),
+                content_type=JSON,
+                timeout=timeout,
+            )
+        except NotFound:
+            if not missing_ok:
+                raise
+
+    # --- watch -----------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def watch(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        *,
+        resource_version: str,
+        timeout_seconds: int,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        bookmarks: bool = True,
+        connect_timeout: float | None = None,
+    ) -> AsyncIterator[AsyncIterator[RawWatchEvent]]:
+        """Open a WATCH from ``resource_version``; yields an async iterator of raw events.
+
+        The server ends the stream after ``timeout_seconds``; the read timeout is that plus
+        :data:`WATCH_READ_SLACK`, so only a silent server trips it. Events are decoded line by line as bytes
+        arrive (the stream is never buffered whole). Errors opening the watch raise :class:`ApiError` (e.g.
+        :class:`~couchestor.kube.errors.Gone`) or :class:`TransportError`; errors while reading raise
+        :class:`TransportError`. Not retried: watch restarts are the watcher's business. Leaving the block
+        (or cancellation) closes the connection.
+        """
+        params = _selectors(label_selector, field_selector)
+        params.update(watch="true", resourceVersion=resource_version, timeoutSeconds=str(timeout_seconds))
+        if bookmarks:
+            params["allowWatchBookmarks"] = "true"
+        path = res.path(namespace)
+        call = f"WATCH {path}"
+        connect = self.connect_timeout if connect_timeout is None else connect_timeout
+        timeouts = httpx.Timeout(
+            connect, read=timeout_seconds + WATCH_READ_SLACK, write=connect, pool=connect
+        )
+        await self.limiter.acquire()
+        request = self._http.build_request(
+            "GET", path, params=params, timeout=timeouts, extensions=self._extensions
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise _transport_error(call, exc, timeout=connect) from None
+        try:
+            if response.status_code >= 400:
+                body = await _read_limited(response, call)
+                raise _error_for(call, response, body)
+            async with aclosing(_watch_events(response, call, timeouts.read or 0.0)) as events:
+                yield events
+        finally:
+            await response.aclose()
+
+    # --- plumbing --------------------------------------------------------------------------------------
+
+    def _namespace_for(self, res: Resource, namespace: str | None, body_namespace: str) -> str | None:
+        """The namespace a whole-object write goes to: explicit, else the body's, else the configured default
+        (as kubectl does); None for a cluster-scoped resource."""
+        if not res.namespaced:
+            return None
+        return namespace or body_namespace or self.config.namespace
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        idempotency: Idempotency,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - per attempt, inside the retry loop
+    ) -> httpx.Response:
+        """Send with rate limit, deadline and retries; return a successful response with its body read."""
+        call = f"{method} {path}"
+        limit = self.timeout if timeout is None else timeout
+        headers = {"Content-Type": content_type} if content_type else None
+        backoff = Backoff(self.retry.backoff, rng=self._rng)
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            error: KubeError
+            await self.limiter.acquire()
+            try:
+                response = await self._send_once(call, method, path, params, body, headers, limit)
+            except TransportError as exc:
+                error = exc
+            else:
+                if response.status_code < 400:
+                    return response
+                error = _error_for(call, response, response.content)
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if attempt >= self.retry.max_attempts or not is_retryable(error, idempotency):
+                raise error
+            delay = backoff.next_delay()
+            if retry_after is not None:
+                delay = min(retry_after, self.retry.max_retry_after)
+            await trio.sleep(delay)
+
+    async def _send_once(
+        self,
+        call: str,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        limit: float,
+    ) -> httpx.Response:
+        request = self._http.build_request(
+            method,
+            path,
+            params=params,
+            content=body,
+            headers=headers,
+            extensions=self._extensions,
+            timeout=httpx.Timeout(limit, connect=min(limit, self.connect_timeout)),
+        )
+        with trio.move_on_after(limit) as scope:
+            try:
+                return await self._http.send(request)
+            except httpx.HTTPError as exc:
+                raise _transport_error(call, exc, timeout=limit) from None
+        assert scope.cancelled_caught
+        raise CallTimeout(call, f"no complete response within {limit:g}s")
+
+    def _decode(self, response: httpx.Response, tp: type[T]) -> T:
+        result: T = self._decode_with(response, objects.decoder(tp))
+        return result
+
+    def _decode_with(self, response: httpx.Response, dec: msgspec.json.Decoder[Any]) -> Any:
+        try:
+            return dec.decode(response.content)
+        except msgspec.DecodeError as exc:
+            raise KubeError(
+                f"{response.request.method} {response.request.url.path}: "
+                f"response does not match the expected schema: {exc}"
+            ) from None
+
+
+def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if label_selector:
+        params["labelSelector"] = label_selector
+    if field_selector:
+        params["fieldSelector"] = field_selector
+    return params
+
+
+def _error_for(call: str, response: httpx.Response, body: bytes) -> ApiError:
+    status = status_from_body(response.status_code, body, fallback_reason=response.reason_phrase)
+    return api_error(call, status, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+
+
+def _transport_error(call: str, exc: httpx.HTTPError, *, timeout: float) -> TransportError:
+    # Connect failures (and pool waits) mean the request never left: safe to retry even a POST.
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return ConnectionFailed(call, f"cannot connect: {type(exc).__name__}", sent=False)
+    if isinstance(exc, httpx.ConnectError):
+        return ConnectionFailed(call, f"cannot connect: {exc or type(exc).__name__}", sent=False)
+    if isinstance(exc, httpx.TimeoutException):
+        return CallTimeout(call, f"{type(exc).__name__} (limit {timeout:g}s)")
+    return ConnectionFailed(call, f"connection broken: {exc or type(exc).__name__}", sent=True)
+
+
+async def _read_limited(response: httpx.Response, call: str, limit: int = 1024 * 1024) -> bytes:
+    body = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= limit:
+                break
+    except httpx.HTTPError as exc:
+        raise _transport_error(call, exc, timeout=0) from None
+    return bytes(body)
+
+
+async def _watch_events(
+    response: httpx.Response, call: str, read_timeout: float
+) -> AsyncGenerator[RawWatchEvent, None]:
+    """Decode a watch stream one newline-delimited JSON event at a time, as chunks arrive."""
+    buf = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            buf += chunk
+            start = 0
+            while (end := buf.find(b"\n", start)) >= 0:
+                line = bytes(buf[start:end]).strip()
+                start = end + 1
+                if line:
+                    yield _decode_event(line, call)
+            del buf[:start]
+            if len(buf) > MAX_WATCH_LINE:
+                raise KubeError(f"{call}: watch event longer than {MAX_WATCH_LINE} bytes")
+    except httpx.HTTPError as exc:
+        raise _transport_error(call, exc, timeout=read_timeout) from None
+    tail = bytes(buf).strip()
+    if tail:
+        # A stream cut mid-event: the partial line is not an event.
+        raise ConnectionFailed(call, "watch stream ended inside an event", sent=True)
+
+
+def _decode_event(line: bytes, call: str) -> RawWatchEvent:
+    try:
+        return _RAW_EVENT_DECODER.decode(line)
+    except msgspec.DecodeError as exc:
+        raise KubeError(f"{call}: malformed watch event: {exc}") from None

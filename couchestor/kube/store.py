@@ -1,0 +1,267 @@
+"""The in-memory cache a reflector keeps up to date (client-go's ``Indexer``, kube-runtime's ``Store``).
+
+- Objects are held by :class:`~couchestor.kube.objects.ObjectKey` (namespace, name).
+- A relist is buffered: :class:`~couchestor.kube.watcher.Init` starts a new buffer, ``InitApply`` fills it,
+  ``InitDone`` swaps it in at once, so readers never see half a list, and objects missing from the new list
+  are reported deleted. Until the first ``InitDone`` the store is empty and not *synced*.
+- Secondary indexes: ``indexers`` maps an index name to a function returning the index values of an object
+  (e.g. a PV's storage class); :meth:`Store.by_index` looks objects up by value. Index functions must be pure
+  and must not raise (return no values for objects that lack the field).
+- Change notifications: :meth:`Store.subscribe` returns a :class:`Subscription`, a *coalescing* queue of
+  :class:`Change` records (key and kind), which :meth:`Subscription.forward` can pump into a trio memory
+  channel. A key already waiting is not queued twice, so a slow subscriber
+  costs memory bounded by the number of distinct keys, never blocks the reflector, and never misses a key.
+  What it loses is the intermediate history: it learns *that* a key changed and reads the current object
+  from the store, which is what a reconciler wants (level-triggered, like a client-go workqueue).
+
+Everything here is synchronous and runs in the reflector's task; readers in other tasks see consistent
+snapshots because trio switches tasks only at checkpoints.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+import trio
+
+from couchestor.kube.objects import ObjectKey, object_key, resource_version
+from couchestor.kube.watcher import Apply, Delete, Init, InitApply, InitDone, WatchEvent
+
+T = TypeVar("T")
+
+ChangeKind = Literal["added", "modified", "deleted"]
+IndexFunc = Callable[[T], Iterable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """``key`` was added, modified or deleted; read the store for its current state."""
+
+    key: ObjectKey
+    kind: ChangeKind
+
+
+def _merge(old: ChangeKind, new: ChangeKind) -> ChangeKind | None:
+    """The one change equivalent to ``old`` then ``new`` as seen by a subscriber; None means no change."""
+    if old == "added":
+        return None if new == "deleted" else "added"
+    if old == "deleted" and new == "added":
+        return "modified"
+    return new
+
+
+class Subscription:
+    """Changes of one store, coalesced per key, oldest first.
+
+    Iterate with ``async for change in sub`` or call :meth:`receive`. Iteration ends after :meth:`close` (or
+    the store's close) once the pending changes are drained.
+    """
+
+    def __init__(self, on_close: Callable[[Subscription], None]) -> None:
+        self._pending: OrderedDict[ObjectKey, ChangeKind] = OrderedDict()
+        self._wakeup = trio.Event()
+        self._closed = False
+        self._on_close = on_close
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def _push(self, key: ObjectKey, kind: ChangeKind) -> None:
+        if self._closed:
+            return
+        old = self._pending.get(key)
+        if old is None:
+            self._pending[key] = kind
+        else:
+            merged = _merge(old, kind)
+            if merged is None:
+                del self._pending[key]
+            else:
+                self._pending[key] = merged
+        self._wakeup.set()
+
+    async def receive(self) -> Change:
+        """The oldest pending change; waits for one. Raises :class:`trio.EndOfChannel` once closed and
+        drained. Cancellable (nothing is lost when cancelled)."""
+        while not self._pending:
+            if self._closed:
+                raise trio.EndOfChannel
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+        await trio.lowlevel.checkpoint()
+        if not self._pending:  # drained by another receiver during the checkpoint
+            return await self.receive()
+        key, kind = self._pending.popitem(last=False)
+        return Change(key, kind)
+
+    async def forward(self, send: trio.MemorySendChannel[Change]) -> None:
+        """Feed this subscription into a trio memory channel until it ends, then close ``send``.
+
+        For consumers that want a plain channel: run it in the consumer's nursery. Backpressure from a full
+        channel stays in this task (changes keep coalescing meanwhile); the reflector is never blocked.
+        """
+        async with send:
+            async for change in self:
+                await send.send(change)
+
+    def close(self) -> None:
+        """Stop receiving new changes; pending ones can still be received."""
+        if not self._closed:
+            self._closed = True
+            self._wakeup.set()
+            self._on_close(self)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Change:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+
+class Store(Generic[T]):
+    """A cache of one resource type, fed by :meth:`apply` (normally from a reflector)."""
+
+    def __init__(self, indexers: Mapping[str, IndexFunc[T]] | None = None) -> None:
+        self._indexers: dict[str, IndexFunc[T]] = dict(indexers or {})
+        self._objects: dict[ObjectKey, T] = {}
+        self._indices: dict[str, dict[str, set[ObjectKey]]] = {name: {} for name in self._indexers}
+        self._indexed: dict[str, dict[ObjectKey, tuple[str, ...]]] = {name: {} for name in self._indexers}
+        self._buffer: dict[ObjectKey, T] | None = None
+        self._synced = trio.Event()
+        self._subscribers: list[Subscription] = []
+        self.resource_version = ""
+
+    # --- reads ---------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._objects
+
+    def get(self, name: str, namespace: str = "") -> T | None:
+        """The object ``namespace/name`` (namespace "" for cluster-scoped), or None."""
+        return self._objects.get(ObjectKey(namespace, name))
+
+    def get_key(self, key: ObjectKey) -> T | None:
+        return self._objects.get(key)
+
+    def list(self) -> list[T]:
+        """A snapshot of every object."""
+        return list(self._objects.values())
+
+    def keys(self) -> builtins.list[ObjectKey]:
+        return list(self._objects)
+
+    def by_index(self, index: str, value: str) -> builtins.list[T]:
+        """Objects whose ``index`` function returned ``value``. Raises KeyError for an unknown index."""
+        keys = self._indices[index].get(value, ())
+        return [self._objects[k] for k in keys]
+
+    def index_values(self, index: str) -> builtins.list[str]:
+        """Every value of ``index`` held by at least one object."""
+        return list(self._indices[index])
+
+    @property
+    def synced(self) -> bool:
+        """True once the first complete list has been swapped in."""
+        return self._synced.is_set()
+
+    async def wait_synced(self) -> None:
+        """Wait until :attr:`synced`. Cancellable."""
+        await self._synced.wait()
+
+    # --- notifications -------------------------------------------------------------------------------
+
+    def subscribe(self, *, initial: bool = True) -> Subscription:
+        """A new :class:`Subscription`. With ``initial``, every object already held is queued as "added"
+        (objects of the first list arrive as "added" anyway when the store is not synced yet)."""
+        sub = Subscription(self._subscribers.remove)
+        if initial:
+            for key in self._objects:
+                sub._push(key, "added")
+        self._subscribers.append(sub)
+        return sub
+
+    def close(self) -> None:
+        """End every subscription (after their pending changes)."""
+        for sub in list(self._subscribers):
+            sub.close()
+
+    def _notify(self, key: ObjectKey, kind: ChangeKind) -> None:
+        for sub in self._subscribers:
+            sub._push(key, kind)
+
+    # --- writes --------------------------------------------------------------------------------------
+
+    def apply(self, event: WatchEvent[T]) -> None:
+        """Fold one watcher event into the store (see the module doc for the relist protocol)."""
+        if isinstance(event, Init):
+            self._buffer = {}
+        elif isinstance(event, InitApply):
+            if self._buffer is None:  # a list without Init: treat as the start of one
+                self._buffer = {}
+            self._buffer[object_key(event.obj)] = event.obj
+        elif isinstance(event, InitDone):
+            self._swap(self._buffer or {})
+            self._buffer = None
+            self.resource_version = event.resource_version
+            self._synced.set()
+        elif isinstance(event, Apply):
+            key = object_key(event.obj)
+            kind: ChangeKind = "modified" if key in self._objects else "added"
+            self._put(key, event.obj)
+            self.resource_version = resource_version(event.obj) or self.resource_version
+            self._notify(key, kind)
+        elif isinstance(event, Delete):
+            key = object_key(event.obj)
+            self.resource_version = resource_version(event.obj) or self.resource_version
+            if self._objects.pop(key, None) is not None:
+                self._unindex(key)
+                self._notify(key, "deleted")
+
+    def _swap(self, new: dict[ObjectKey, T]) -> None:
+        old = self._objects
+        changes: list[Change] = [Change(k, "deleted") for k in old if k not in new]
+        for key, obj in new.items():
+            before = old.get(key)
+            if before is None:
+                changes.append(Change(key, "added"))
+            elif resource_version(before) != resource_version(obj) or not resource_version(obj):
+                changes.append(Change(key, "modified"))
+        self._objects = new
+        self._indices = {name: {} for name in self._indexers}
+        self._indexed = {name: {} for name in self._indexers}
+        for key, obj in new.items():
+            self._index(key, obj)
+        for change in changes:
+            self._notify(change.key, change.kind)
+
+    def _put(self, key: ObjectKey, obj: T) -> None:
+        if key in self._objects:
+            self._unindex(key)
+        self._objects[key] = obj
+        self._index(key, obj)
+
+    def _index(self, key: ObjectKey, obj: T) -> None:
+        for name, func in self._indexers.items():
+            values = tuple(dict.fromkeys(func(obj)))
+            if values:
+                self._indexed[name][key] = values
+                for value in values:
+                    self._indices[name].setdefault(value, set()).add(key)
+
+    def _unindex(self, key: ObjectKey) -> None:
+        for name in self._indexers:
+            for value in self._indexed[name].pop(key, ()):
+                bucket = self._indices[name][value]
+                bucket.discard(key)
+                if not bucket:
+                    del self._indices[name][value]

@@ -1,0 +1,164 @@
+"""WATCH: initial events, replay from a resourceVersion, selectors, bookmarks, timeouts."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+
+import httpx
+
+from tests.contract.conftest import cm, rv, unique
+
+
+@contextmanager
+def watch(target, path, **params):
+    """An open watch; yields a function returning the next event (or None at end of stream)."""
+    params = {"watch": "true", **params}
+    with (
+        target.client(httpx.Timeout(20.0, connect=10.0)) as client,
+        client.stream("GET", path, params=params) as r,
+    ):
+        assert r.status_code == 200, r.read()
+        lines = r.iter_lines()
+
+        def next_event():
+            for line in lines:
+                if line.strip():
+                    return json.loads(line)
+            return None
+
+        yield next_event
+
+
+def _events_until(next_event, predicate, limit=50):
+    out = []
+    for _ in range(limit):
+        ev = next_event()
+        if ev is None:
+            break
+        out.append(ev)
+        if predicate(ev):
+            break
+    return out
+
+
+def test_watch_from_zero_starts_with_synthetic_added(http, target, ns):
+    tag = unique("w0")
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    for i in range(3):
+        http.post(path, json=cm(f"{tag}-{i}", labels={"set": tag}))
+    with watch(target, path, resourceVersion="0", labelSelector=f"set={tag}", timeoutSeconds=5) as next_event:
+        events = [next_event() for _ in range(3)]
+    assert [e["type"] for e in events] == ["ADDED"] * 3
+    assert sorted(e["object"]["metadata"]["name"] for e in events) == [f"{tag}-{i}" for i in range(3)]
+
+
+def test_watch_from_list_rv_sees_changes_in_order(http, target, ns):
+    tag = unique("wl")
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    list_rv = http.get(path, params={"labelSelector": f"set={tag}"}).json()["metadata"]["resourceVersion"]
+    with watch(
+        target, path, resourceVersion=list_rv, labelSelector=f"set={tag}", timeoutSeconds=10
+    ) as next_event:
+        created = http.post(path, json=cm(f"{tag}-x", labels={"set": tag})).json()
+        http.put(f"{path}/{tag}-x", json=dict(created, data={"k": "2"}))
+        http.delete(f"{path}/{tag}-x")
+        events = _events_until(next_event, lambda e: e["type"] == "DELETED")
+    assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "DELETED"]
+    rvs = [rv(e["object"]) for e in events]
+    assert rvs == sorted(rvs)
+    assert len(set(rvs)) == 3
+    assert rvs[0] > int(list_rv)
+    assert events[1]["object"]["data"] == {"k": "2"}
+
+
+def test_watch_replays_history_after_a_resource_version(http, target, ns):
+    tag = unique("wr")
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    first = http.post(path, json=cm(f"{tag}-1", labels={"set": tag})).json()
+    http.post(path, json=cm(f"{tag}-2", labels={"set": tag}))
+    http.delete(f"{path}/{tag}-1")
+    with watch(
+        target,
+        path,
+        resourceVersion=first["metadata"]["resourceVersion"],
+        labelSelector=f"set={tag}",
+        timeoutSeconds=5,
+    ) as next_event:
+        events = _events_until(next_event, lambda e: e["type"] == "DELETED")
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("ADDED", f"{tag}-2"),
+        ("DELETED", f"{tag}-1"),
+    ]
+
+
+def test_watch_with_selector_sees_objects_enter_and_leave(http, target, ns):
+    tag = unique("ws")
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    created = http.post(path, json=cm(f"{tag}-x", labels={"set": tag, "state": "off"})).json()
+    start = created["metadata"]["resourceVersion"]
+    with watch(
+        target, path, resourceVersion=start, labelSelector=f"set={tag},state=on", timeoutSeconds=10
+    ) as next_event:
+        on = http.patch(
+            f"{path}/{tag}-x",
+            content=json.dumps({"metadata": {"labels": {"state": "on"}}}),
+            headers={"Content-Type": "application/merge-patch+json"},
+        ).json()
+        http.patch(
+            f"{path}/{tag}-x",
+            content=json.dumps({"metadata": {"labels": {"state": "off"}}}),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        events = _events_until(next_event, lambda e: e["type"] == "DELETED")
+    assert [e["type"] for e in events] == ["ADDED", "DELETED"]
+    assert events[0]["object"]["metadata"]["resourceVersion"] == on["metadata"]["resourceVersion"]
+    assert events[1]["object"]["metadata"]["labels"]["state"] == "off"
+
+
+def test_watch_ends_after_timeout_seconds(http, target, ns):
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    list_rv = http.get(path).json()["metadata"]["resourceVersion"]
+    with watch(
+        target, path, resourceVersion=list_rv, fieldSelector="metadata.name=never-exists", timeoutSeconds=1
+    ) as next_event:
+        ev = next_event()
+    assert ev is None
+
+
+def test_bookmarks_carry_a_resource_version_and_only_metadata(http, target, ns):
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    list_rv = int(http.get(path).json()["metadata"]["resourceVersion"])
+    with watch(
+        target,
+        path,
+        resourceVersion=str(list_rv),
+        allowWatchBookmarks="true",
+        timeoutSeconds=5,
+        fieldSelector="metadata.name=never-exists",
+    ) as next_event:
+        events = _events_until(next_event, lambda e: e["type"] == "BOOKMARK")
+    bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
+    assert bookmarks, events
+    obj = bookmarks[0]["object"]
+    assert obj["kind"] == "ConfigMap"
+    assert int(obj["metadata"]["resourceVersion"]) >= list_rv
+    assert "name" not in obj["metadata"]
+
+
+def test_watch_of_single_object_by_field_selector(http, target, ns):
+    tag = unique("wf")
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    a = http.post(path, json=cm(f"{tag}-a")).json()
+    with watch(
+        target,
+        path,
+        resourceVersion=a["metadata"]["resourceVersion"],
+        fieldSelector=f"metadata.name={tag}-b",
+        timeoutSeconds=10,
+    ) as next_event:
+        http.post(path, json=cm(f"{tag}-c"))
+        http.post(path, json=cm(f"{tag}-b"))
+        ev = next_event()
+    assert ev["type"] == "ADDED"
+    assert ev["object"]["metadata"]["name"] == f"{tag}-b"

@@ -1,0 +1,663 @@
+"""Per-volume tiering decisions and the migrations to start, as one pure function over plain data.
+
+:func:`decide` takes compiled policies, volume and pool views (built from the watched Kubernetes objects by
+:func:`build_volume_views` and :func:`build_pool_views`), heat-score snapshots, the volumes already migrating,
+recent migrations and the current time, and returns a :class:`Plan`: for every policy, one
+:class:`Decision` per volume it selects, placement counts per tier, its conflicts, and the migrations to
+start now. It never performs I/O and gives the same plan for the same inputs in any order.
+
+A volume is keyed everywhere by its PV name (``in_flight``, ``recent_migrations``, :attr:`Decision.volume`).
+
+Per policy and selected volume, the first rule that applies gives the decision:
+
+1. ``conflict:<others>`` when another enabled (or invalid, see :class:`~couchestor.policy.PolicyProblem`)
+   policy selects it too: reported on every such policy, never moved.
+2. ``invalid-policy``, then ``disabled`` (a disabled policy claims nothing and moves nothing).
+3. Facts about the volume: ``deleting``, ``no-mayastor-volume``, ``in-flight``, ``degraded`` (a replica not
+   Online and Synced, or fewer replicas than ``numReplicas``), ``tier-unknown`` (a Synced replica on a pool
+   that is unknown or that not exactly one of the policy's tier selectors matches), ``mixed-tier``.
+4. Metrics: ``metrics-unavailable`` (no snapshot yet for the policy's window, an unhealthy one, or one older
+   than ``max_score_age_seconds``), ``no-score`` (a non-finite value), ``low-coverage``. A volume absent from
+   a healthy snapshot scores 0.
+5. ``stay`` when :meth:`~couchestor.policy.PolicyRules.target_tier` says so (hysteresis is documented there).
+6. A wanted move (``target_tier`` set on the decision even when skipped): ``cooldown`` while the last
+   migration (PV annotation or ``recent_migrations``, the later one) is younger than ``cooldownPeriod``;
+   ``dry-run`` (with the pool it would use, without reserving it); ``size-unknown``; then scheduling.
+
+Scheduling: every wanted move of every policy is ordered promotions first, hottest first, then demotions,
+coldest first (ties by volume name), and taken in that order while the policy has a free slot
+(``maxConcurrentMigrations`` minus its volumes already in flight; else ``concurrency-limit``) and the target
+tier has an Online pool with room (else ``no-capacity``). The chosen pool is the one with most room left,
+preferring nodes that hold none of the volume's replicas, then by name; its room is reserved at once, so no
+two planned moves count the same free bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+from msgspec import UNSET
+
+from couchestor.durations import format_duration, parse_time
+from couchestor.heat import ScoreSnapshot, lookup
+from couchestor.policy import PolicyProblem, PolicyRules, Tier
+from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
+from k8s_schemas.mayastor import DiskPool, MayastorVolume
+from k8s_schemas.quantity import parse_quantity
+
+LAST_MIGRATION_ANNOTATION = "storage.billyronks.io/last-migration"
+
+
+# --- Inputs -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaView:
+    pool: str
+    node: str | None
+    state: str
+    sync_state: str
+
+    @property
+    def synced(self) -> bool:
+        return self.sync_state == "Synced"
+
+    @property
+    def healthy(self) -> bool:
+        """Online and Synced: a complete copy of the data."""
+        return self.state == "Online" and self.sync_state == "Synced"
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeView:
+    """What the decisions need of one PV, its bound PVC and its MayastorVolume.
+
+    ``pvc_labels`` is empty when the PV is not bound (or its claimRef points at another PVC of that name);
+    ``has_backend`` is False, with no replicas, when no MayastorVolume was found; ``size_bytes`` is the
+    MayastorVolume's ``spec.size``, else the PV's ``capacity.storage``, else None.
+    """
+
+    name: str
+    volume_id: str | None
+    storage_class: str | None
+    pvc_labels: Mapping[str, str] = field(default_factory=dict)
+    size_bytes: int | None = None
+    has_backend: bool = True
+    num_replicas: int | None = None
+    replicas: tuple[ReplicaView, ...] = ()
+    last_migration: datetime | None = None
+    deleting: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PoolView:
+    name: str
+    node: str | None
+    labels: Mapping[str, str]
+    health: str
+    free_bytes: int | None
+
+    @property
+    def online(self) -> bool:
+        return self.health == "Online"
+
+
+def build_volume_views(
+    pvs: Iterable[PersistentVolume],
+    pvcs: Iterable[PersistentVolumeClaim],
+    mayastor_volumes: Iterable[MayastorVolume],
+) -> tuple[VolumeView, ...]:
+    """One view per named PV, sorted by name.
+
+    The PVC is the one ``spec.claimRef`` names (and, when both carry a UID, has that UID); the MayastorVolume
+    is the one named by ``spec.csi.volumeHandle``, else by the PV name. An unparsable last-migration
+    annotation is ignored (treated as never migrated).
+    """
+    claims = {
+        (c.metadata.namespace, c.metadata.name): c
+        for c in pvcs
+        if c.metadata.namespace is not UNSET and c.metadata.name is not UNSET
+    }
+    backends = {v.metadata.name: v for v in mayastor_volumes if v.metadata.name is not UNSET}
+    views = [_volume_view(pv, claims, backends) for pv in pvs if pv.metadata.name is not UNSET]
+    return tuple(sorted(views, key=lambda v: v.name))
+
+
+def _volume_view(
+    pv: PersistentVolume,
+    claims: Mapping[tuple[str, str], PersistentVolumeClaim],
+    backends: Mapping[str, MayastorVolume],
+) -> VolumeView:
+    name = pv.metadata.name
+    assert name is not UNSET
+    handle = pv.volume_handle
+    labels: Mapping[str, str] = {}
+    ref = pv.spec.claim_ref
+    if ref is not UNSET and ref.namespace is not UNSET and ref.name is not UNSET:
+        claim = claims.get((ref.namespace, ref.name))
+        stale = (
+            claim is not None and UNSET not in (ref.uid, claim.metadata.uid) and ref.uid != claim.metadata.uid
+        )
+        if claim is not None and not stale and claim.metadata.labels is not UNSET:
+            labels = dict(claim.metadata.labels)
+    backend = backends.get(handle) if handle is not None else None
+    backend = backend or backends.get(name)
+    size: int | None = None
+    if backend is not None and backend.spec.size is not UNSET:
+        size = backend.spec.size
+    elif pv.spec.capacity is not UNSET and "storage" in pv.spec.capacity:
+        try:
+            size = parse_quantity(pv.spec.capacity["storage"])
+        except ValueError:
+            size = None
+    last: datetime | None = None
+    annotations = {} if pv.metadata.annotations is UNSET else pv.metadata.annotations
+    if LAST_MIGRATION_ANNOTATION in annotations:
+        try:
+            last = parse_time(annotations[LAST_MIGRATION_ANNOTATION])
+        except ValueError:
+            last = None
+    return VolumeView(
+        name=name,
+        volume_id=handle,
+        storage_class=None if pv.spec.storage_class_name is UNSET else pv.spec.storage_class_name,
+        pvc_labels=labels,
+        size_bytes=size,
+        has_backend=backend is not None,
+        num_replicas=None if backend is None else backend.spec.num_replicas,
+        replicas=()
+        if backend is None
+        else tuple(
+            ReplicaView(r.pool, None if r.node is UNSET else r.node, r.state, r.sync_state)
+            for r in backend.replicas
+        ),
+        last_migration=last,
+        deleting=pv.metadata.deletion_timestamp is not UNSET,
+    )
+
+
+def build_pool_views(pools: Iterable[DiskPool]) -> tuple[PoolView, ...]:
+    """One view per named DiskPool, sorted by name; labels are those Mayastor's topology matching sees."""
+    views = [
+        PoolView(
+            name=p.metadata.name,
+            node=p.spec.node or None,
+            labels=p.topology_labels,
+            health=p.health,
+            free_bytes=p.free_bytes,
+        )
+        for p in pools
+        if p.metadata.name is not UNSET
+    ]
+    return tuple(sorted(views, key=lambda p: p.name))
+
+
+@dataclass(frozen=True, slots=True)
+class DecideOptions:
+    """Operator-wide settings of :func:`decide`."""
+
+    min_coverage: float = 0.5
+    max_score_age_seconds: float = 300.0
+
+
+# --- Outputs ------------------------------------------------------------------------------------------------
+
+
+class Action(enum.StrEnum):
+    HOT = "hot"
+    WARM = "warm"
+    COLD = "cold"
+    STAY = "stay"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What was decided for one volume under one policy.
+
+    ``action`` is the tier to move to (``hot``/``warm``/``cold``, a migration is planned), ``stay``, or
+    ``skip``; ``reason`` is the action's word, or for a skip the reason (``cooldown``, ``conflict:b`` ...).
+    ``target_tier`` is the tier the volume should be on when a move was wanted, also on skips after the
+    thresholds were applied (``cooldown``, ``dry-run``, ``no-capacity`` ...); ``target_pool`` is the pool
+    chosen (or, in dry-run, the pool that would be). ``detail`` is one human-readable sentence.
+    """
+
+    volume: str
+    policy: str
+    action: Action
+    reason: str
+    score: float | None = None
+    current_tier: Tier | None = None
+    target_tier: Tier | None = None
+    target_pool: str | None = None
+    detail: str = ""
+
+    @property
+    def label(self) -> str:
+        """``hot``, ``warm``, ``cold``, ``stay`` or ``skip:<reason>``, as logged and counted."""
+        return f"skip:{self.reason}" if self.action is Action.SKIP else self.action.value
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMigration:
+    """A migration to start now. ``source_pools`` hold the volume's replicas, all on ``from_tier``."""
+
+    volume: str
+    volume_id: str | None
+    policy: str
+    from_tier: Tier
+    to_tier: Tier
+    target_pool: str
+    source_pools: tuple[str, ...]
+    score: float
+    size_bytes: int
+    timeout_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyPlan:
+    """One policy's share of a plan: ``decisions`` (by volume name) cover every volume the policy selects.
+
+    ``tier_counts`` counts those volumes by the tier their Synced replicas are on (for ``hotVolumes`` etc.);
+    ``conflicts`` maps each conflicting volume to the other policies selecting it; ``in_flight`` counts the
+    selected volumes already migrating; ``migrations`` are this policy's planned ones, in start order.
+    """
+
+    policy: str
+    generation: int | None
+    problem: PolicyProblem | None
+    enabled: bool
+    dry_run: bool
+    decisions: tuple[Decision, ...]
+    tier_counts: Mapping[Tier, int]
+    conflicts: Mapping[str, tuple[str, ...]]
+    in_flight: int
+    migrations: tuple[PlannedMigration, ...]
+
+    @property
+    def watched(self) -> int:
+        return len(self.decisions)
+
+    @property
+    def phase(self) -> str:
+        """``Error``, ``Disabled`` or ``Active``, for ``status.phase``."""
+        if self.problem is not None:
+            return "Error"
+        return "Active" if self.enabled else "Disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Every policy's plan (by policy name) and all migrations to start, in start order."""
+
+    policies: tuple[PolicyPlan, ...]
+    migrations: tuple[PlannedMigration, ...]
+
+    def policy(self, name: str) -> PolicyPlan | None:
+        return next((p for p in self.policies if p.policy == name), None)
+
+    @property
+    def decisions(self) -> tuple[Decision, ...]:
+        return tuple(d for p in self.policies for d in p.decisions)
+
+
+# --- The decision -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """A move that passed every per-volume rule and now competes for a slot and for pool room."""
+
+    rules: PolicyRules
+    volume: VolumeView
+    current: Tier
+    target: Tier
+    score: float
+    detail: str
+
+    @property
+    def order(self) -> tuple[int, float, str]:
+        if self.target.rank > self.current.rank:
+            return (0, -self.score, self.volume.name)
+        return (1, self.score, self.volume.name)
+
+
+def decide(
+    policies: Sequence[PolicyRules | PolicyProblem],
+    volumes: Iterable[VolumeView],
+    pools: Iterable[PoolView],
+    scores: Mapping[int, ScoreSnapshot],
+    in_flight: Collection[str],
+    recent_migrations: Mapping[str, datetime],
+    now: datetime,
+    options: DecideOptions | None = None,
+) -> Plan:
+    """Decide every selected volume of every policy and plan the migrations to start now.
+
+    ``scores`` maps a sampling window in seconds to the latest snapshot for it; ``in_flight`` holds the PV
+    names being migrated; ``recent_migrations`` maps PV names to when a migration of theirs last finished
+    (or failed) and not yet written to the PV annotation; ``now`` and every time are timezone-aware.
+    The rules are in the module docstring.
+    """
+    opts = options or DecideOptions()
+    ordered = sorted(policies, key=lambda p: (p.name, p.generation or 0))
+    vols = sorted(volumes, key=lambda v: v.name)
+    pools_by_name = {p.name: p for p in sorted(pools, key=lambda p: p.name)}
+    claimants: dict[str, list[str]] = {}
+    selected: dict[str, list[VolumeView]] = {}
+    for policy in ordered:
+        scope = policy.scope
+        chosen = [] if scope is None else [v for v in vols if scope.selects(v.storage_class, v.pvc_labels)]
+        selected[policy.name] = chosen
+        if isinstance(policy, PolicyProblem) or policy.enabled:
+            for v in chosen:
+                claimants.setdefault(v.name, []).append(policy.name)
+
+    decisions: dict[tuple[str, str], Decision] = {}
+    wanted: list[_Wanted] = []
+    for policy in ordered:
+        for v in selected[policy.name]:
+            others = tuple(n for n in claimants.get(v.name, ()) if n != policy.name)
+            verdict = _judge(
+                policy, v, others, pools_by_name, scores, in_flight, recent_migrations, now, opts
+            )
+            if isinstance(verdict, _Wanted):
+                wanted.append(verdict)
+            else:
+                decisions[(policy.name, v.name)] = verdict
+
+    slots = {
+        p.name: p.max_concurrent_migrations - sum(v.name in in_flight for v in selected[p.name])
+        for p in ordered
+        if isinstance(p, PolicyRules)
+    }
+    reserved: dict[str, int] = {}
+    started: list[PlannedMigration] = []
+    for want in sorted(wanted, key=lambda w: w.order):
+        decision, migration = _schedule(want, slots, pools_by_name, reserved)
+        decisions[(want.rules.name, want.volume.name)] = decision
+        if migration is not None:
+            started.append(migration)
+
+    plans = tuple(
+        _policy_plan(policy, selected[policy.name], decisions, pools_by_name, in_flight, started)
+        for policy in ordered
+    )
+    return Plan(policies=plans, migrations=tuple(started))
+
+
+def _judge(
+    policy: PolicyRules | PolicyProblem,
+    v: VolumeView,
+    others: tuple[str, ...],
+    pools: Mapping[str, PoolView],
+    scores: Mapping[int, ScoreSnapshot],
+    in_flight: Collection[str],
+    recent: Mapping[str, datetime],
+    now: datetime,
+    opts: DecideOptions,
+) -> Decision | _Wanted:
+    def skip(
+        reason: str,
+        detail: str,
+        score: float | None = None,
+        current_tier: Tier | None = None,
+        target_tier: Tier | None = None,
+        target_pool: str | None = None,
+    ) -> Decision:
+        return Decision(
+            v.name, policy.name, Action.SKIP, reason, score, current_tier, target_tier, target_pool, detail
+        )
+
+    if isinstance(policy, PolicyProblem):
+        if others:
+            return skip(f"conflict:{','.join(others)}", f"also selected by {', '.join(others)}")
+        return skip("invalid-policy", f"the policy is invalid: {policy.message}")
+    if not policy.enabled:
+        return skip("disabled", "the policy is disabled")
+    if others:
+        return skip(f"conflict:{','.join(others)}", f"also selected by {', '.join(others)}; never moved")
+    facts = _volume_problem(v, in_flight)
+    if facts is not None:
+        return skip(*facts)
+    current, problem = _current_tier(policy, v, pools)
+    if current is None:
+        assert problem is not None
+        return skip(*problem)
+    snapshot = scores.get(policy.window_seconds)
+    unavailable = _metrics_problem(snapshot, policy.window_seconds, now, opts)
+    if unavailable is not None or snapshot is None:
+        return skip("metrics-unavailable", unavailable or "", current_tier=current)
+    heat = lookup(snapshot, v.name, v.volume_id)
+    score = 0.0
+    if heat is not None:
+        if heat.score is None:
+            return skip("no-score", "Prometheus returned a non-finite value", current_tier=current)
+        if heat.coverage < opts.min_coverage:
+            return skip(
+                "low-coverage",
+                f"{heat.coverage:.0%} of the window's samples present, {opts.min_coverage:.0%} needed",
+                score=heat.score,
+                current_tier=current,
+            )
+        score = heat.score
+    target = policy.target_tier(score, current)
+    if target is None:
+        return Decision(
+            v.name,
+            policy.name,
+            Action.STAY,
+            "stay",
+            score,
+            current,
+            detail=_explain_stay(policy, score, current),
+        )
+    detail = _explain_move(policy, score, current, target)
+    last = max((t for t in (v.last_migration, recent.get(v.name)) if t is not None), default=None)
+    if last is not None and (now - last).total_seconds() < policy.cooldown_seconds:
+        left = policy.cooldown_seconds - (now - last).total_seconds()
+        return skip(
+            "cooldown",
+            f"{detail}; last migration {format_duration((now - last).total_seconds())} ago, {format_duration(left)} "
+            "of cooldown left",
+            score=score,
+            current_tier=current,
+            target_tier=target,
+        )
+    want = _Wanted(policy, v, current, target, score, detail)
+    if policy.dry_run:
+        preview = _pick_pool(want, pools, {})
+        where = f"pool {preview.name}" if preview else "no pool with room"
+        return skip(
+            "dry-run",
+            f"{detail}; dry run, would use {where}",
+            score=score,
+            current_tier=current,
+            target_tier=target,
+            target_pool=preview.name if preview else None,
+        )
+    if v.size_bytes is None:
+        return skip(
+            "size-unknown",
+            f"{detail}; volume size unknown",
+            score=score,
+            current_tier=current,
+            target_tier=target,
+        )
+    return want
+
+
+def _volume_problem(v: VolumeView, in_flight: Collection[str]) -> tuple[str, str] | None:
+    if v.deleting:
+        return "deleting", "the PV is being deleted"
+    if not v.has_backend:
+        return "no-mayastor-volume", f"no MayastorVolume named {v.volume_id or v.name}"
+    if v.name in in_flight:
+        return "in-flight", "a migration of this volume is running"
+    unhealthy = [r for r in v.replicas if not r.healthy]
+    if unhealthy:
+        r = unhealthy[0]
+        return "degraded", f"replica on pool {r.pool} is {r.state}/{r.sync_state}"
+    if not v.replicas or (v.num_replicas is not None and len(v.replicas) < v.num_replicas):
+        return "degraded", f"{len(v.replicas)} of {v.num_replicas or 1} replicas reported"
+    return None
+
+
+def _current_tier(
+    policy: PolicyRules, v: VolumeView, pools: Mapping[str, PoolView]
+) -> tuple[Tier | None, tuple[str, str] | None]:
+    """The single tier of the pools holding ``v``'s Synced replicas, or the skip reason and detail."""
+    tiers: set[Tier] = set()
+    synced = [r for r in v.replicas if r.synced]
+    if not synced:
+        return None, ("tier-unknown", "no Synced replica")
+    for replica in synced:
+        pool = pools.get(replica.pool)
+        if pool is None:
+            return None, ("tier-unknown", f"pool {replica.pool} is not known")
+        matched = policy.tiers_matching(pool.labels)
+        if len(matched) != 1:
+            which = " and ".join(sorted(matched)) or "no tier"
+            return None, ("tier-unknown", f"pool {pool.name} matches {which} of the policy's pool selectors")
+        tiers |= matched
+    if len(tiers) > 1:
+        return None, ("mixed-tier", f"replicas on {' and '.join(sorted(tiers))} pools")
+    return tiers.pop(), None
+
+
+def _metrics_problem(
+    snapshot: ScoreSnapshot | None, window: int, now: datetime, opts: DecideOptions
+) -> str | None:
+    if snapshot is None:
+        return f"no heat scores for a {format_duration(window)} window yet"
+    if not snapshot.healthy:
+        return f"metrics unhealthy: {snapshot.error or 'unknown error'}"
+    age = (now - snapshot.fetched_at).total_seconds()
+    if age > opts.max_score_age_seconds:
+        return f"heat scores are {format_duration(age)} old"
+    return None
+
+
+def _explain_move(policy: PolicyRules, score: float, current: Tier, target: Tier) -> str:
+    if target is Tier.HOT:
+        rule = f"> highWatermarkIOPS {policy.high_iops}"
+    elif target is Tier.COLD:
+        rule = f"< lowWatermarkIOPS {policy.low_iops}"
+    else:
+        rule = f"{'<' if current is Tier.HOT else '>'} warmWatermarkIOPS {policy.warm_iops}"
+    return f"score {score:.1f} {rule}: {current} -> {target}"
+
+
+def _explain_stay(policy: PolicyRules, score: float, current: Tier) -> str:
+    band = f"[{policy.low_iops}, {policy.high_iops}]"
+    if policy.warm_iops is not None:
+        band = f"[{policy.low_iops}, {policy.warm_iops}, {policy.high_iops}]"
+    return f"score {score:.1f} keeps the volume on {current} (watermarks {band})"
+
+
+def _pick_pool(want: _Wanted, pools: Mapping[str, PoolView], reserved: Mapping[str, int]) -> PoolView | None:
+    """The Online target-tier pool with the most room for the volume, or None when none has enough."""
+    size = want.volume.size_bytes or 0
+    used_nodes = {r.node for r in want.volume.replicas if r.node is not None}
+    own_pools = {r.pool for r in want.volume.replicas}
+    fitting = [
+        pool
+        for pool in pools.values()
+        if pool.online
+        and pool.free_bytes is not None
+        and pool.name not in own_pools
+        and want.rules.tiers_matching(pool.labels) == {want.target}
+        and pool.free_bytes - reserved.get(pool.name, 0) >= size
+    ]
+    if not fitting:
+        return None
+    return min(
+        fitting,
+        key=lambda p: (p.node in used_nodes, -((p.free_bytes or 0) - reserved.get(p.name, 0)), p.name),
+    )
+
+
+def _schedule(
+    want: _Wanted, slots: dict[str, int], pools: Mapping[str, PoolView], reserved: dict[str, int]
+) -> tuple[Decision, PlannedMigration | None]:
+    v, rules = want.volume, want.rules
+
+    def skip(reason: str, detail: str) -> tuple[Decision, None]:
+        return Decision(
+            v.name, rules.name, Action.SKIP, reason, want.score, want.current, want.target, None, detail
+        ), None
+
+    if slots[rules.name] <= 0:
+        limit = rules.max_concurrent_migrations
+        return skip(
+            "concurrency-limit", f"{want.detail}; {limit} migration(s) running or planned for the policy"
+        )
+    pool = _pick_pool(want, pools, reserved)
+    if pool is None:
+        return skip("no-capacity", f"{want.detail}; no Online {want.target} pool has room for the volume")
+    size = v.size_bytes or 0
+    reserved[pool.name] = reserved.get(pool.name, 0) + size
+    slots[rules.name] -= 1
+    action = Action(want.target.value)
+    decision = Decision(
+        v.name,
+        rules.name,
+        action,
+        action.value,
+        want.score,
+        want.current,
+        want.target,
+        pool.name,
+        want.detail,
+    )
+    migration = PlannedMigration(
+        volume=v.name,
+        volume_id=v.volume_id,
+        policy=rules.name,
+        from_tier=want.current,
+        to_tier=want.target,
+        target_pool=pool.name,
+        source_pools=tuple(sorted({r.pool for r in v.replicas})),
+        score=want.score,
+        size_bytes=size,
+        timeout_seconds=rules.migration_timeout_seconds,
+    )
+    return decision, migration
+
+
+def _policy_plan(
+    policy: PolicyRules | PolicyProblem,
+    chosen: Sequence[VolumeView],
+    decisions: Mapping[tuple[str, str], Decision],
+    pools: Mapping[str, PoolView],
+    in_flight: Collection[str],
+    started: Sequence[PlannedMigration],
+) -> PolicyPlan:
+    own = tuple(decisions[(policy.name, v.name)] for v in chosen)
+    counts = dict.fromkeys(policy.tiers if isinstance(policy, PolicyRules) else (), 0)
+    if isinstance(policy, PolicyRules):
+        for v in chosen:
+            tier, _ = _current_tier(policy, v, pools)
+            if tier is not None:
+                counts[tier] += 1
+    conflicts = {
+        d.volume: tuple(d.reason.removeprefix("conflict:").split(","))
+        for d in own
+        if d.reason.startswith("conflict:")
+    }
+    return PolicyPlan(
+        policy=policy.name,
+        generation=policy.generation,
+        problem=policy if isinstance(policy, PolicyProblem) else None,
+        enabled=policy.enabled if isinstance(policy, PolicyRules) else False,
+        dry_run=policy.dry_run if isinstance(policy, PolicyRules) else False,
+        decisions=own,
+        tier_counts=MappingProxyType(counts),
+        conflicts=MappingProxyType(conflicts),
+        in_flight=sum(v.name in in_flight for v in chosen),
+        migrations=tuple(m for m in started if m.policy == policy.name),
+    )

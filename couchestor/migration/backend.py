@@ -58,26 +58,53 @@ class IntentConflict(BackendError):
 
 
 class VolumeBackend(Protocol):
+    """What the migration runner needs from a storage system.
+
+    Every method is idempotent: repeating a call after a crash or a lost reply changes nothing more. Methods
+    raise :class:`BackendError` (or :class:`IntentConflict`) and nothing else for storage-side failures; they
+    have their own timeouts and may be cancelled at any await.
+    """
+
     async def read(self, volume: str) -> VolumeState:
         """The current state; raises :class:`BackendError` (not retryable) when the volume does not exist."""
         ...
 
     async def write_intent(self, volume: str, intent: Intent | None, *, expected_version: str) -> VolumeState:
-        """Record (or with None, clear) the intent, only if the volume is still at ``expected_version``."""
+        """Record (or with None, clear) the intent, only if the volume is still at ``expected_version``.
+
+        Raises :class:`IntentConflict` when the volume changed since ``expected_version`` was read.
+        """
         ...
 
-    async def scale(self, volume: str, replicas: int, inclusion: Mapping[str, str]) -> VolumeState:
-        """Ask for ``replicas`` replicas placed on pools matching ``inclusion`` (idempotent)."""
+    async def add_replica(
+        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+    ) -> VolumeState:
+        """Raise the replica count to ``count``, the new replica going to ``pool``.
+
+        ``topology`` is the pool-label topology the volume should carry (the target tier's labels); a backend
+        that cannot pin the exact pool places the replica on some pool matching ``topology`` — the caller reads
+        back where it went.
+        """
+        ...
+
+    async def remove_replica(
+        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+    ) -> VolumeState:
+        """Lower the replica count to ``count``, dropping the replica on ``pool``.
+
+        ``topology`` is the topology the volume keeps afterwards. Storage systems may choose the victim
+        themselves: the caller verifies which replicas remain and never trusts this call alone.
+        """
         ...
 
     async def wait_changed(self, volume: str, version: str) -> None:
-        """Return once the volume's state is no longer at ``version`` (driven by a watch, not a sleep loop)."""
-        ...
+        """Return once the volume's state is probably no longer at ``version``.
 
-    def pool_tier_labels(self, pool: str) -> Mapping[str, str] | None:
-        """The labels of ``pool`` as last seen (None when unknown)."""
+        Driven by a watch, not a sleep loop; may return early (spuriously) but never waits unboundedly long
+        after a change: callers re-read and loop.
+        """
         ...
 
     def intents(self) -> list[VolumeState]:
-        """Every volume that currently carries a migration intent (for restart recovery)."""
+        """Every volume that currently carries a migration intent, as last seen (for restart recovery)."""
         ...

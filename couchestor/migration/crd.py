@@ -22,7 +22,7 @@ from couchestor.kube.store import Store
 from couchestor.migration import intent as intents
 from couchestor.migration.backend import BackendError, IntentConflict, ReplicaInfo, VolumeState
 from k8s_schemas.annotations import MIGRATION_INTENT
-from k8s_schemas.mayastor import DiskPool, MayastorVolume
+from k8s_schemas.mayastor import MayastorVolume
 
 log = logging.getLogger("couchestor.migration")
 
@@ -65,12 +65,10 @@ class CrdBackend:
         client: KubeClient,
         namespace: str,
         volumes: Store[MayastorVolume],
-        pools: Store[DiskPool],
     ) -> None:
         self.client = client
         self.namespace = namespace
         self.volumes = volumes
-        self.pools = pools
         self._waiters: dict[str, trio.Event] = {}
 
     async def run(self) -> None:
@@ -100,7 +98,19 @@ class CrdBackend:
         patch = {"metadata": {"resourceVersion": expected_version, "annotations": {MIGRATION_INTENT: value}}}
         return await self._patch(volume, patch)
 
-    async def scale(self, volume: str, replicas: int, inclusion: Mapping[str, str]) -> VolumeState:
+    async def add_replica(
+        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+    ) -> VolumeState:
+        # The resource can only steer placement by pool labels: the replica lands on a pool of the tier.
+        return await self._scale(volume, count, topology)
+
+    async def remove_replica(
+        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+    ) -> VolumeState:
+        # Mayastor drops replicas outside the topology first, so the topology names what stays.
+        return await self._scale(volume, count, topology)
+
+    async def _scale(self, volume: str, replicas: int, inclusion: Mapping[str, str]) -> VolumeState:
         current = await self.read(volume)
         # Merge-patch merges maps: keys of the old inclusion that the new one lacks must be set to null.
         labelled: dict[str, Any] = {key: None for key in current.inclusion if key not in inclusion}
@@ -133,10 +143,6 @@ class CrdBackend:
         event = self._waiters.setdefault(volume, trio.Event())
         with trio.move_on_after(FALLBACK_REREAD):
             await event.wait()
-
-    def pool_tier_labels(self, pool: str) -> Mapping[str, str] | None:
-        obj = self.pools.get(pool, self.namespace)
-        return None if obj is None else obj.topology_labels
 
     def intents(self) -> list[VolumeState]:
         return [

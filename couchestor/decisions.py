@@ -18,7 +18,8 @@ Per policy and selected volume, the first rule that applies gives the decision:
    that is unknown or that not exactly one of the policy's tier selectors matches), ``mixed-tier``.
 4. Metrics: ``metrics-unavailable`` (no snapshot yet for the policy's window, an unhealthy one, or one older
    than ``max_score_age_seconds``), ``no-score`` (a non-finite value), ``low-coverage``. A volume absent from
-   a healthy snapshot scores 0.
+   a healthy snapshot scores 0, unless no volume at all has ``min_coverage`` of the window (Prometheus just
+   started or lost its data): then absence proves nothing and it is ``low-coverage`` too.
 5. ``stay`` when :meth:`~couchestor.policy.PolicyRules.target_tier` says so (hysteresis is documented there).
 6. A wanted move (``target_tier`` set on the decision even when skipped): ``cooldown`` while the last
    migration (PV annotation or ``recent_migrations``, the later one) is younger than ``cooldownPeriod``;
@@ -91,6 +92,8 @@ class VolumeView:
     replicas: tuple[ReplicaView, ...] = ()
     last_migration: datetime | None = None
     deleting: bool = False
+    #: The MayastorVolume's name (the volume handle, or the PV name as seed 001 shows), when one was found.
+    backend_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +171,7 @@ def _volume_view(
         pvc_labels=labels,
         size_bytes=size,
         has_backend=backend is not None,
+        backend_name=None if backend is None else str(backend.metadata.name),
         num_replicas=None if backend is None else backend.spec.num_replicas,
         replicas=()
         if backend is None
@@ -256,6 +260,10 @@ class PlannedMigration:
     score: float
     size_bytes: int
     timeout_seconds: int
+    #: The MayastorVolume to change, and the pool labels its topology gets (the target tier's selector
+    #: resolved against the chosen pool's labels).
+    backend_volume: str = ""
+    target_topology: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,6 +442,12 @@ def _judge(
         return skip("metrics-unavailable", unavailable or "", current_tier=current)
     heat = lookup(snapshot, v.name, v.volume_id)
     score = 0.0
+    if heat is None and snapshot.max_coverage < opts.min_coverage:
+        return skip(
+            "low-coverage",
+            "no samples for the volume, and no volume has enough of the window yet to call it idle",
+            current_tier=current,
+        )
     if heat is not None:
         if heat.score is None:
             return skip("no-score", "Prometheus returned a non-finite value", current_tier=current)
@@ -625,8 +639,23 @@ def _schedule(
         score=want.score,
         size_bytes=size,
         timeout_seconds=rules.migration_timeout_seconds,
+        backend_volume=v.backend_name or v.name,
+        target_topology=MappingProxyType(tier_topology(rules, want.target, pool.labels)),
     )
     return decision, migration
+
+
+def tier_topology(rules: PolicyRules, tier: Tier, pool_labels: Mapping[str, str]) -> dict[str, str]:
+    """The topology labels that keep a volume's replicas on ``tier``: the keys the tier's selector requires
+    (by equality or set membership), with the chosen pool's values."""
+    keys = [
+        req.key
+        for t, selector in rules.pool_selectors
+        if t is tier
+        for req in selector
+        if req.op in ("=", "in")
+    ]
+    return {key: pool_labels[key] for key in keys if key in pool_labels}
 
 
 def _policy_plan(

@@ -396,6 +396,13 @@ class ScoreSnapshot:
     fetched_at: datetime
     scores: Mapping[str, HeatScore] = field(default_factory=dict)
     error: str | None = None
+    #: The best sample coverage of any volume: below the minimum, Prometheus has not collected a window's
+    #: worth of data yet (just started, or lost its storage), so a missing volume proves nothing.
+    max_coverage: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        best = max((h.coverage for h in self.scores.values()), default=0.0)
+        object.__setattr__(self, "max_coverage", best)
 
     @classmethod
     def failed(cls, window_seconds: int, fetched_at: datetime, error: str) -> ScoreSnapshot:
@@ -465,7 +472,12 @@ def build_snapshot(
             computed_at=fetched_at,
             source_metric="+".join(source.score_metrics),
         )
-    return ScoreSnapshot(window_seconds=window_seconds, healthy=True, fetched_at=fetched_at, scores=scores)
+    return ScoreSnapshot(
+        window_seconds=window_seconds,
+        healthy=True,
+        fetched_at=fetched_at,
+        scores=scores,
+    )
 
 
 def _by_volume(label: str, samples: Iterable[tuple[Mapping[str, str], float]]) -> dict[str, float]:

@@ -55,6 +55,12 @@ class PrometheusClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def __aenter__(self) -> PrometheusClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     async def query(self, promql: str, at: datetime) -> QueryResult:
         try:
             response = await self._http.post(

@@ -41,7 +41,8 @@ class ObjectMeta(Base):
     uid: str | UnsetType = UNSET
     resource_version: str | UnsetType = UNSET
     generation: int | UnsetType = UNSET
-    creation_timestamp: str | UnsetType = UNSET
+    # None: bookmarks and some clients send `"creationTimestamp": null`, as Kubernetes itself does.
+    creation_timestamp: str | UnsetType | None = UNSET
     deletion_timestamp: str | UnsetType = UNSET
     labels: dict[str, str] | UnsetType = UNSET
     annotations: dict[str, str] | UnsetType = UNSET

@@ -10,7 +10,8 @@ from typing import Literal
 
 import msgspec
 
-Phase = Literal["scaling-up", "syncing", "scaling-down", "rolling-back"]
+# The phase only says which way the migration goes; every step in between is derived from the volume's state.
+Phase = Literal["forward", "rolling-back"]
 
 
 class Intent(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
@@ -28,8 +29,10 @@ class Intent(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
     operator: str
     trigger_iops: float
     timeout_seconds: int
-    phase: Phase = "scaling-up"
+    phase: Phase = "forward"
     abort_reason: str = ""
+    # True when the rollback follows a failure (timeout, fault, errors), False for a deliberate abort.
+    failed: bool = False
 
 
 _decoder = msgspec.json.Decoder(Intent)

@@ -126,6 +126,15 @@ def test_warm_band_steps_hot_down_and_cold_up_to_warm():
     assert {m.target_pool for m in plan.migrations} == {"warm-1"}
 
 
+def test_absent_volume_is_not_called_idle_while_prometheus_lacks_a_window_of_data():
+    young = snapshot({"uuid-a": 7000.0}, coverage=0.2)
+    plan = run([rules()], [volume("a", "cold-1"), volume("b", "hot-1")], young)
+    assert only(plan, "b").label == "skip:low-coverage"
+    assert only(plan, "a").label == "skip:low-coverage"
+    empty = run([rules()], [volume("b", "hot-1")], snapshot({}))
+    assert only(empty, "b").label == "skip:low-coverage"
+
+
 def test_volume_matched_by_uuid_label_and_absent_volumes_score_zero():
     plan = run([rules()], [volume("a", "cold-1"), volume("b", "hot-1")], snapshot({"uuid-a": 7000.0}))
     assert only(plan, "a").label == "hot"
@@ -156,7 +165,10 @@ def test_missing_or_stale_snapshots_move_nothing():
     assert only(stale, "a").label == "skip:metrics-unavailable"
     assert "old" in only(stale, "a").detail
     fresh = run(
-        [rules()], vols, snapshot({}, fetched_at=NOW - timedelta(minutes=4)), max_score_age_seconds=300
+        [rules()],
+        vols,
+        snapshot({"some-other-volume": 1.0}, fetched_at=NOW - timedelta(minutes=4)),
+        max_score_age_seconds=300,
     )
     assert only(fresh, "a").label == "cold"
 
@@ -173,7 +185,8 @@ def test_low_coverage_and_unusable_scores_decide_nothing():
     vols = [volume("a", "hot-1"), volume("b", "hot-1")]
     low = run([rules()], vols, snapshot({"a": 1.0}, coverage=0.4), min_coverage=0.5)
     assert only(low, "a").label == "skip:low-coverage"
-    assert only(low, "b").label == "cold"  # absent: no series at all, so idle
+    # Absent, but no volume has enough samples either: Prometheus is too young to call anything idle.
+    assert only(low, "b").label == "skip:low-coverage"
     enough = run([rules()], vols, snapshot({"a": 1.0}, coverage=0.5), min_coverage=0.5)
     assert only(enough, "a").label == "cold"
     nan = run([rules()], vols, snapshot({"a": None}))

@@ -1,0 +1,508 @@
+"""Runs migrations: one task per volume, under a global and a per-policy :class:`trio.CapacityLimiter`.
+
+The runner owns a nursery (:meth:`MigrationRunner.run`). :meth:`MigrationRunner.start` hands it a planned
+migration; the task writes the intent on the volume, then loops: re-read the volume, compute the next step with
+:func:`couchestor.migration.plan.next_step`, perform it, and wait for the volume to change. Because the next
+step is derived from the volume and its intent alone, a cancelled operator leaves nothing half-done that the
+next one cannot finish: on start, :meth:`run` first resumes every intent it finds (completing or rolling back)
+and only then accepts new migrations.
+
+Cancellation (shutdown, lost leadership) stops the tasks wherever they wait; the intent stays on the volume.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypeVar
+
+import trio
+from msgspec.structs import replace
+
+from couchestor.durations import format_duration, format_time
+from couchestor.endpoints import Feed
+from couchestor.kube import resources
+from couchestor.kube.client import KubeClient
+from couchestor.kube.errors import Conflict, KubeError, NotFound
+from couchestor.kube.events import EventType, record_event
+from couchestor.kube.store import Store
+from couchestor.metrics import OperatorMetrics
+from couchestor.migration import plan
+from couchestor.migration.backend import BackendError, IntentConflict, VolumeBackend, VolumeState
+from couchestor.migration.intent import Intent
+from couchestor.migration.record import Status, history_entry, history_patch, pv_patch
+from couchestor.policy import PolicyRules, compile_policy
+from k8s_schemas.mayastor import DiskPool
+from k8s_schemas.storage_policy import StoragePolicy
+
+log = logging.getLogger("couchestor.migration")
+
+T = TypeVar("T")
+
+#: Consecutive retryable backend failures tolerated before a forward migration aborts.
+RETRY_LIMIT = 6
+#: Longest pause between retries (the first is 0.5 s, doubling, with jitter).
+MAX_BACKOFF = 30.0
+#: Longest wait for a volume change before the policy and the deadline are checked again.
+RECHECK_INTERVAL = 5.0
+#: Guarded status writes retried this often on 409 before the history entry is given up (and logged).
+STATUS_RETRIES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerOptions:
+    identity: str
+    max_concurrent: int = 2
+    preservation: bool = False
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class InFlight:
+    """One migration as the rest of the operator sees it (status counts, the live feed)."""
+
+    pv: str
+    volume: str
+    policy: str
+    from_tier: str
+    to_tier: str
+    step: str = "queued"
+    progress: int | None = None
+
+
+class MigrationRunner:
+    def __init__(
+        self,
+        backend: VolumeBackend,
+        client: KubeClient,
+        *,
+        pools: Store[DiskPool],
+        policies: Store[StoragePolicy],
+        metrics: OperatorMetrics,
+        options: RunnerOptions,
+        feed: Feed | None = None,
+    ) -> None:
+        self.backend = backend
+        self.client = client
+        self.pools = pools
+        self.policies = policies
+        self.metrics = metrics
+        self.options = options
+        self.feed = feed
+        #: Migrations queued or running, by PV name.
+        self.in_flight: dict[str, InFlight] = {}
+        #: When migrations finished, by PV name, until the reconciler sees the PV annotation.
+        self.recent: dict[str, datetime] = {}
+        #: Set once every intent found at start has been resumed; no new migration starts before.
+        self.recovered = trio.Event()
+        self._limiter = trio.CapacityLimiter(max(options.max_concurrent, 1))
+        self._policy_limiters: dict[str, trio.CapacityLimiter] = {}
+        self._nursery: trio.Nursery | None = None
+        self._progress_labels: set[str] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Resume the intents found on volumes, then run migrations handed to :meth:`start` until cancelled.
+
+        The backend's view of the volumes must be synced before this is called.
+        """
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for state in self.backend.intents():
+                intent = state.intent
+                if intent is None or intent.pv in self.in_flight:
+                    continue
+                log.info(
+                    "Resuming migration of %s (%s -> %s, %s) found on start",
+                    intent.pv,
+                    intent.from_tier,
+                    intent.to_tier,
+                    intent.phase,
+                )
+                self._track(intent.pv, state.name, intent.policy, intent.from_tier, intent.to_tier)
+                nursery.start_soon(self._resume, state.name, intent)
+            self.recovered.set()
+            task_status.started()
+            await trio.sleep_forever()
+
+    def start(
+        self,
+        *,
+        pv: str,
+        volume: str,
+        policy: PolicyRules,
+        from_tier: str,
+        to_tier: str,
+        target_pool: str,
+        source_pools: tuple[str, ...],
+        target_topology: Mapping[str, str],
+        score: float,
+    ) -> bool:
+        """Queue a migration; False (nothing done) when the volume is already migrating or recovery runs."""
+        if self._nursery is None or not self.recovered.is_set() or pv in self.in_flight:
+            return False
+        self._track(pv, volume, policy.name, from_tier, to_tier)
+        limiter = self._policy_limiters.setdefault(
+            policy.name, trio.CapacityLimiter(policy.max_concurrent_migrations)
+        )
+        # The policy may have been edited since the limiter was made.
+        limiter.total_tokens = max(policy.max_concurrent_migrations, 1)
+        now = self.options.clock()
+        intent = Intent(
+            pv=pv,
+            volume=volume,
+            policy=policy.name,
+            from_tier=from_tier,
+            to_tier=to_tier,
+            target_pool=target_pool,
+            source_pools=list(source_pools),
+            original_replicas=0,  # filled from the fresh read before the intent is written
+            original_inclusion={},
+            target_inclusion=dict(target_topology),
+            started_at=format_time(now),
+            operator=self.options.identity,
+            trigger_iops=score,
+            timeout_seconds=policy.migration_timeout_seconds,
+        )
+        self._nursery.start_soon(self._begin, intent, limiter)
+        return True
+
+    def active_for(self, policy: str) -> int:
+        return sum(1 for m in self.in_flight.values() if m.policy == policy)
+
+    # -- one migration ---------------------------------------------------------------------------------------
+
+    def _track(self, pv: str, volume: str, policy: str, from_tier: str, to_tier: str) -> None:
+        self.in_flight[pv] = InFlight(pv, volume, policy, from_tier, to_tier)
+        self.metrics.active_migrations.set(len(self.in_flight))
+
+    def _untrack(self, pv: str) -> None:
+        self.in_flight.pop(pv, None)
+        self.metrics.active_migrations.set(len(self.in_flight))
+        if pv in self._progress_labels:
+            self._progress_labels.discard(pv)
+            self.metrics.rebuild_progress.remove(pv)
+
+    async def _begin(self, draft: Intent, limiter: trio.CapacityLimiter) -> None:
+        try:
+            async with self._limiter, limiter:
+                intent = await self._write_first_intent(draft)
+                if intent is not None:
+                    await self._drive(draft.volume, intent)
+        except BackendError as exc:
+            log.warning("Not migrating %s: %s", draft.pv, exc)
+        except Exception:
+            # A bug must not take the operator down; the intent (if written) stays for the next start.
+            log.exception("Migration of %s crashed", draft.pv)
+        finally:
+            self._untrack(draft.pv)
+
+    async def _resume(self, volume: str, intent: Intent) -> None:
+        try:
+            async with self._limiter:
+                await self._drive(volume, intent)
+        except Exception:
+            log.exception("Migration of %s crashed", intent.pv)
+        finally:
+            self._untrack(intent.pv)
+
+    async def _write_first_intent(self, draft: Intent) -> Intent | None:
+        """Analyze the freshly read volume and record the intent; None when the migration must not start."""
+        for _ in range(3):
+            state = await self._retry(lambda: self.backend.read(draft.volume), draft.pv)
+            problem = plan.start_problem(
+                state, draft.target_pool, tuple(draft.source_pools), self._pool_health()
+            )
+            if problem is not None:
+                log.info("Not migrating %s: %s", draft.pv, problem)
+                return None
+            intent = replace(
+                draft,
+                original_replicas=state.num_replicas,
+                original_inclusion=dict(state.inclusion),
+                started_at=format_time(self.options.clock()),
+            )
+            try:
+                await self._retry(
+                    partial(self.backend.write_intent, draft.volume, intent, expected_version=state.version),
+                    draft.pv,
+                )
+            except IntentConflict:
+                continue  # the volume changed between read and write: analyze again
+            log.info(
+                "Migrating %s %s -> %s", draft.pv, _tier_word(draft.from_tier), _tier_word(draft.to_tier)
+            )
+            await self._event(intent, "Normal", "MigrationStarted", self._started_message(intent))
+            return intent
+        log.warning("Not migrating %s: the volume keeps changing under us", draft.pv)
+        return None
+
+    async def _drive(self, volume: str, intent: Intent) -> None:
+        """Step the migration until it is finished and recorded. Returns early only if the volume vanished
+        or another operator took the intent away."""
+        failures = 0
+        forced_abort: str | None = None
+        while True:
+            try:
+                state = await self.backend.read(volume)
+                if state.intent is None or state.intent.started_at != intent.started_at:
+                    log.warning("Migration of %s: intent removed by someone else; stopping", intent.pv)
+                    return
+                intent = state.intent
+                step = plan.next_step(
+                    state,
+                    intent,
+                    now=self.options.clock(),
+                    pool_health=self._pool_health(),
+                    preservation=self.options.preservation,
+                    stop_reason=forced_abort or self._stop_reason(intent),
+                )
+                if isinstance(step, plan.Finished):
+                    await self._finish(volume, state, intent, step)
+                    return
+                await self._perform(volume, state, intent, step)
+                failures = 0
+            except IntentConflict:
+                continue  # re-read and decide again
+            except BackendError as exc:
+                if not exc.retryable:
+                    log.error("Migration of %s stopped: %s", intent.pv, exc)
+                    await self._conclude(intent, "failed", str(exc), moved=False)
+                    return
+                failures += 1
+                if failures >= RETRY_LIMIT and intent.phase == "forward" and forced_abort is None:
+                    forced_abort = f"storage API kept failing: {exc}"
+                    failures = 0
+                delay = _backoff(failures)
+                log.warning("Migration of %s: %s (retrying in %.1fs)", intent.pv, exc, delay)
+                await trio.sleep(delay)
+
+    async def _perform(self, volume: str, state: VolumeState, intent: Intent, step: plan.Step) -> None:
+        progress = self.in_flight.get(intent.pv)
+        if isinstance(step, plan.Wait):
+            if progress is not None:
+                progress.step, progress.progress = step.reason, step.progress
+            if step.progress is not None:
+                self.metrics.rebuild_progress.labels(volume=intent.pv).set(step.progress)
+                self._progress_labels.add(intent.pv)
+                log.info("Migration of %s: %s (%d%%)", intent.pv, step.reason, step.progress)
+            self._publish(intent, step.reason, step.progress)
+            with trio.move_on_after(RECHECK_INTERVAL):
+                await self.backend.wait_changed(volume, state.version)
+        elif isinstance(step, plan.AddReplica):
+            self._note(intent, f"adding replica {step.count} on the {intent.to_tier} tier")
+            await self.backend.add_replica(
+                volume, count=step.count, pool=intent.target_pool, topology=step.topology
+            )
+        elif isinstance(step, plan.RemoveReplica):
+            what = f"removing the replica on {step.pool}" if step.pool else "removing the surplus replica"
+            self._note(intent, what)
+            await self.backend.remove_replica(
+                volume, count=step.count, pool=step.pool, topology=step.topology
+            )
+        elif isinstance(step, plan.Abort):
+            log.warning("Migration of %s aborted: %s; rolling back", intent.pv, step.reason)
+            rolled = replace(intent, phase="rolling-back", abort_reason=step.reason, failed=step.failed)
+            await self.backend.write_intent(volume, rolled, expected_version=state.version)
+
+    async def _finish(self, volume: str, state: VolumeState, intent: Intent, step: plan.Finished) -> None:
+        if step.outcome == "rolled-back":
+            status: Status = "failed" if intent.failed else "aborted"
+            await self._conclude(intent, status, intent.abort_reason or step.detail, moved=False)
+        else:
+            await self._conclude(
+                intent, "success", step.detail if step.outcome == "preserved" else "", moved=True
+            )
+        # Clearing the intent comes last: until then a restart would record the same outcome again,
+        # which the history de-duplicates.
+        current = state
+        failures = 0
+        while True:
+            try:
+                await self.backend.write_intent(volume, None, expected_version=current.version)
+                return
+            except IntentConflict:
+                pass
+            except BackendError as exc:
+                if not exc.retryable:
+                    return
+                failures += 1
+                await trio.sleep(_backoff(failures))
+            try:
+                current = await self.backend.read(volume)
+            except BackendError as exc:
+                if not exc.retryable:
+                    return
+                continue
+            if current.intent is None or current.intent.started_at != intent.started_at:
+                return
+
+    async def _conclude(self, intent: Intent, status: Status, detail: str, *, moved: bool) -> None:
+        """Record the outcome everywhere it belongs: PV, policy history, events, metrics, log, feed."""
+        now = self.options.clock()
+        entry = history_entry(intent, status=status, now=now, error="" if status == "success" else detail)
+        elapsed = plan.elapsed_seconds(intent, now)
+        took = format_duration(elapsed if elapsed != float("inf") else 0)
+        try:
+            await self.client.merge_patch(
+                resources.PERSISTENT_VOLUME, intent.pv, pv_patch(intent, now=now, moved=moved), type=dict
+            )
+            self.metrics.api_writes.labels(kind="PersistentVolume").inc()
+        except NotFound:
+            pass  # the PV is gone; nothing to annotate
+        except KubeError as exc:
+            log.warning("Migration of %s: cannot annotate the PV: %s", intent.pv, exc)
+        await self._append_history(intent.policy, entry)
+        self.recent[intent.pv] = now
+        self.metrics.migrations_total.labels(status=status).inc()
+        if elapsed != float("inf"):
+            self.metrics.migration_duration.observe(elapsed)
+        if status == "success":
+            log.info("Migration completed %s in %s%s", intent.pv, took, f" ({detail})" if detail else "")
+            message = f"Moved from {intent.from_tier} to {intent.to_tier} in {took}"
+            await self._event(
+                intent, "Normal", "MigrationCompleted", message + (f"; {detail}" if detail else "")
+            )
+        else:
+            log.warning("Migration %s %s after %s: %s", status, intent.pv, took, detail)
+            reason = "MigrationFailed" if status == "failed" else "MigrationAborted"
+            await self._event(
+                intent, "Warning", reason, f"Stayed on {intent.from_tier} after {took}: {detail}"
+            )
+        self._publish(intent, status, None, final=True)
+
+    async def _append_history(self, policy_name: str, entry: Any) -> None:
+        for _ in range(STATUS_RETRIES):
+            try:
+                policy = await self.client.get(resources.STORAGE_POLICY, policy_name, type=StoragePolicy)
+            except NotFound:
+                return  # the policy was deleted: its history went with it
+            except KubeError as exc:
+                log.warning("Cannot read StoragePolicy %s to record history: %s", policy_name, exc)
+                await trio.sleep(1.0)
+                continue
+            patch = history_patch(policy, entry)
+            if patch is None:
+                return
+            try:
+                await self.client.patch_status(resources.STORAGE_POLICY, policy_name, patch, type=dict)
+                self.metrics.api_writes.labels(kind="StoragePolicy").inc()
+                return
+            except Conflict:
+                continue
+            except NotFound:
+                return
+            except KubeError as exc:
+                log.warning("Cannot record history on StoragePolicy %s: %s", policy_name, exc)
+                await trio.sleep(1.0)
+        log.error(
+            "Gave up recording a history entry on StoragePolicy %s after %d tries",
+            policy_name,
+            STATUS_RETRIES,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    async def _retry(self, call: Callable[[], Awaitable[T]], pv: str) -> T:
+        """``call`` with backoff on retryable :class:`BackendError`; IntentConflict and the rest propagate."""
+        failures = 0
+        while True:
+            try:
+                return await call()
+            except IntentConflict:
+                raise
+            except BackendError as exc:
+                failures += 1
+                if not exc.retryable or failures >= RETRY_LIMIT:
+                    raise
+                delay = _backoff(failures)
+                log.warning("Migration of %s: %s (retrying in %.1fs)", pv, exc, delay)
+                await trio.sleep(delay)
+
+    def _pool_health(self) -> dict[str, str]:
+        return {str(p.metadata.name): p.health for p in self.pools.list()}
+
+    def _stop_reason(self, intent: Intent) -> str | None:
+        """Why the policy no longer wants this migration (deleted, disabled, dry-run), or None."""
+        obj = self.policies.get(intent.policy)
+        if obj is None:
+            return f"policy {intent.policy} was deleted"
+        rules = compile_policy(obj)
+        if not isinstance(rules, PolicyRules):
+            return None  # an invalid edit does not stop what a valid spec started
+        if not rules.enabled:
+            return f"policy {intent.policy} was disabled"
+        if rules.dry_run:
+            return f"policy {intent.policy} was switched to dry-run"
+        return None
+
+    def _note(self, intent: Intent, step: str) -> None:
+        progress = self.in_flight.get(intent.pv)
+        if progress is not None:
+            progress.step, progress.progress = step, None
+        log.info("Migration of %s: %s", intent.pv, step)
+        self._publish(intent, step, None)
+
+    def _publish(self, intent: Intent, step: str, progress: int | None, *, final: bool = False) -> None:
+        if self.feed is None:
+            return
+        self.feed.publish(
+            {
+                "type": "migration",
+                "volume": intent.pv,
+                "policy": intent.policy,
+                "from": intent.from_tier,
+                "to": intent.to_tier,
+                "step": step,
+                "progress": progress,
+                "final": final,
+            },
+            retain_as=None if final else f"migration/{intent.pv}",
+        )
+
+    def _started_message(self, intent: Intent) -> str:
+        return (
+            f"Moving from {intent.from_tier} to {intent.to_tier} (pool {intent.target_pool}), "
+            f"heat {intent.trigger_iops:.1f} IOPS, {intent.original_replicas} replica(s)"
+        )
+
+    async def _event(self, intent: Intent, type_: EventType, reason: str, message: str) -> None:
+        """Events on the PV and on the policy; best effort (an Event is never worth failing a migration)."""
+        targets = (
+            (resources.PERSISTENT_VOLUME, {"metadata": {"name": intent.pv}}),
+            (resources.STORAGE_POLICY, {"metadata": {"name": intent.policy}}),
+        )
+        for resource, obj in targets:
+            try:
+                with trio.fail_after(10):
+                    await record_event(
+                        self.client,
+                        resource,
+                        obj,
+                        type=type_,
+                        reason=reason,
+                        message=f"{intent.pv}: {message}"
+                        if resource is resources.STORAGE_POLICY
+                        else message,
+                        instance=self.options.identity,
+                    )
+            except (KubeError, trio.TooSlowError) as exc:
+                log.debug("Event %s on %s not recorded: %s", reason, intent.pv, exc)
+
+
+def _backoff(failures: int) -> float:
+    base: float = min(0.5 * 2.0 ** max(failures - 1, 0), MAX_BACKOFF)
+    return base * random.uniform(0.5, 1.0)
+
+
+def _tier_word(tier: str) -> str:
+    """Seed 001's log words: ``nvme`` for hot, ``sata`` for cold."""
+    return {"hot": "nvme", "cold": "sata"}.get(tier, tier)
+
+
+__all__ = ["InFlight", "MigrationRunner", "RunnerOptions"]

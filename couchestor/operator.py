@@ -1,0 +1,240 @@
+"""``couchestor run``: the operator's nursery tree.
+
+::
+
+    operator (root nursery)
+    ├── HTTP endpoints (/metrics, /healthz, /readyz, /feed)
+    └── leader election (optional) ─ while leading:
+        ├── one reflector (list + watch + store) per kind: StoragePolicy, PV, PVC, MayastorVolume, DiskPool
+        ├── score cache (Prometheus, one query per window and metric per refresh)
+        ├── volume backend (wakes migrations on MayastorVolume changes)
+        ├── migration runner (resumes intents first; one task per migration under CapacityLimiters)
+        └── reconciler (woken by store changes and score refreshes, resync as a floor)
+
+Losing leadership cancels the whole "while leading" subtree; SIGINT/SIGTERM cancel the root. Cancellation
+leaves nothing half-written: migrations keep their intent on the volume and the next leader resumes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+
+from couchestor import settings as settings_mod
+from couchestor.decisions import DecideOptions
+from couchestor.endpoints import EndpointsApp, Feed, Health, serve_asgi
+from couchestor.heat import metric_source
+from couchestor.kube import resources
+from couchestor.kube.client import KubeClient
+from couchestor.kube.config import load_config
+from couchestor.kube.reflector import Reflector
+from couchestor.kube.watcher import WatcherError
+from couchestor.leader import LeaderElector, default_identity
+from couchestor.logs import configure as configure_logging
+from couchestor.metrics import OperatorMetrics
+from couchestor.migration.crd import CrdBackend
+from couchestor.migration.runner import MigrationRunner, RunnerOptions
+from couchestor.reconciler import Reconciler, ReconcilerOptions, Stores
+from couchestor.scores import PrometheusClient, ScoreCache
+from couchestor.settings import Settings
+from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
+from k8s_schemas.mayastor import DiskPool, MayastorVolume
+from k8s_schemas.storage_policy import StoragePolicy
+
+log = logging.getLogger("couchestor")
+
+
+@dataclass
+class Operator:
+    """Everything one operator process runs; tests build it directly and poke at its parts."""
+
+    settings: Settings
+    client: KubeClient
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    health: Health = field(default_factory=Health)
+    feed: Feed = field(default_factory=Feed)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    endpoint_url: str | None = None
+    stores: Stores | None = None
+    runner: MigrationRunner | None = None
+    reconciler: Reconciler | None = None
+    scores: ScoreCache | None = None
+    leading: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def identity(self) -> str:
+        return self.settings.identity or default_identity()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the endpoints and run the operator (under leader election when enabled) until cancelled."""
+        async with trio.open_nursery() as nursery:
+            app = EndpointsApp(self.metrics, self.health, self.feed)
+            self.endpoint_url = await nursery.start(serve_asgi, app, self.settings.metrics_addr)
+            log.info("Serving /metrics, /healthz, /readyz and /feed on %s", self.endpoint_url)
+            task_status.started()
+            if self.settings.leader_election:
+                self.health.gate("leader", "waiting for the leader Lease")
+                elector = LeaderElector(
+                    self.client,
+                    namespace=self.settings.namespace,
+                    name=self.settings.lease_name,
+                    identity=self.identity,
+                    lease_duration=self.settings.lease_duration,
+                    renew_deadline=self.settings.renew_deadline,
+                    retry_period=self.settings.retry_period,
+                    on_change=self._on_leadership,
+                )
+                await elector.run(self.lead)
+            else:
+                await self.lead()
+
+    def _on_leadership(self, leading: bool) -> None:
+        self.metrics.is_leader.set(1 if leading else 0)
+        # A standby is ready (it can take over), so the gate only reflects that election runs.
+        self.health.gate("leader", None)
+        log.info("%s the leader Lease", "Acquired" if leading else "Lost")
+
+    async def lead(self) -> None:
+        """The operator proper; cancelled when leadership is lost."""
+        s = self.settings
+        ns = s.mayastor_namespace
+
+        def reflector(
+            resource: resources.Resource, type_: type[Any], namespace: str | None
+        ) -> Reflector[Any]:
+            kind = resource.kind
+
+            def on_error(exc: WatcherError) -> None:
+                reason = "gone" if exc.relist else type(exc.cause).__name__
+                self.metrics.watch_restarts.labels(kind=kind, reason=reason).inc()
+                log.warning("%s", exc)
+
+            return Reflector.for_resource(
+                self.client, resource, type_, namespace=namespace, on_error=on_error
+            )
+
+        reflectors = {
+            "StoragePolicy": reflector(resources.STORAGE_POLICY, StoragePolicy, None),
+            "PersistentVolume": reflector(resources.PERSISTENT_VOLUME, PersistentVolume, None),
+            "PersistentVolumeClaim": reflector(
+                resources.PERSISTENT_VOLUME_CLAIM, PersistentVolumeClaim, None
+            ),
+            "MayastorVolume": reflector(resources.MAYASTOR_VOLUME, MayastorVolume, ns),
+            "DiskPool": reflector(resources.DISK_POOL, DiskPool, ns),
+        }
+        self.stores = stores = Stores(
+            policies=reflectors["StoragePolicy"].store,
+            pvs=reflectors["PersistentVolume"].store,
+            pvcs=reflectors["PersistentVolumeClaim"].store,
+            volumes=reflectors["MayastorVolume"].store,
+            pools=reflectors["DiskPool"].store,
+        )
+        source = metric_source(
+            s.metric_preset,
+            metric=s.metric_name,
+            label=s.metric_label,
+            selector=s.metric_selector or "",
+            scrape_interval_seconds=s.scrape_interval,
+        )
+        backend = CrdBackend(self.client, ns, stores.volumes)
+        self.runner = runner = MigrationRunner(
+            backend,
+            self.client,
+            pools=stores.pools,
+            policies=stores.policies,
+            metrics=self.metrics,
+            feed=self.feed,
+            options=RunnerOptions(
+                identity=self.identity,
+                max_concurrent=s.max_concurrent_migrations,
+                preservation=s.preservation_mode,
+                clock=self.clock,
+            ),
+        )
+        async with PrometheusClient(s.prometheus_url) as prometheus, trio.open_nursery() as nursery:
+            self.scores = scores = ScoreCache(
+                prometheus,
+                source,
+                ttl=s.score_ttl,
+                metrics=self.metrics,
+                health=self.health,
+                wall_clock=self.clock,
+            )
+            self.reconciler = reconciler = Reconciler(
+                self.client,
+                stores,
+                scores,
+                runner,
+                metrics=self.metrics,
+                health=self.health,
+                feed=self.feed,
+                options=ReconcilerOptions(
+                    resync=s.resync,
+                    dry_run=s.dry_run,
+                    decide=DecideOptions(min_coverage=s.min_coverage),
+                    clock=self.clock,
+                ),
+            )
+            for kind, r in reflectors.items():
+                self.health.gate(f"watch/{kind}", "not synced yet")
+                nursery.start_soon(r.run, name=f"watch {kind}")
+                nursery.start_soon(self._gate_on_sync, kind, r.store)
+            nursery.start_soon(scores.run, name="score cache")
+            nursery.start_soon(backend.run, name="backend")
+            for r in reflectors.values():
+                await r.store.wait_synced()
+            log.info(
+                "Watching %d policies, %d PVs, %d MayastorVolumes, %d DiskPools",
+                len(stores.policies),
+                len(stores.pvs),
+                len(stores.volumes),
+                len(stores.pools),
+            )
+            await nursery.start(runner.run, name="migrations")
+            await nursery.start(reconciler.run, name="reconciler")
+            self.leading.set()
+
+    async def _gate_on_sync(self, kind: str, store: Any) -> None:
+        await store.wait_synced()
+        self.health.gate(f"watch/{kind}", None)
+
+
+def add_parser(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "run",
+        help="run the operator against a Kubernetes cluster",
+        description="Run the tiering operator. Every flag can also be set by the environment variable shown.",
+    )
+    settings_mod.add_arguments(parser)
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = settings_mod.resolve(args)
+    configure_logging(settings.log_format, settings.log_level)
+    config = load_config(settings.kubeconfig, settings.context)
+    trio.run(_run_until_signalled, settings, config)
+    return 0
+
+
+async def _run_until_signalled(settings: Settings, config: Any) -> None:
+    async with KubeClient(config) as client, trio.open_nursery() as nursery:
+        operator = Operator(settings, client)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            nursery.start_soon(operator.run)
+            async for signum in signals:
+                log.info("Received %s: shutting down", signal.Signals(signum).name)
+                break
+        # Cancellation reaches every task at its next await; nothing shields for long (the HTTP server's
+        # graceful close is bounded), so the process exits within seconds.
+        nursery.cancel_scope.cancel()
+
+
+__all__ = ["Operator", "add_parser", "main"]

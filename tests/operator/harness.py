@@ -1,0 +1,166 @@
+"""An emulated cluster with the operator running on it: API server emulator, Mayastor simulator, a simulated
+workload scraped by a real Prometheus, and the operator built from the same settings as ``couchestor run``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from couchestor import settings as settings_mod
+from couchestor.kube import KubeClient, load_kubeconfig, resources
+from couchestor.operator import Operator
+from couchestor.sim.mayastor.controller import MayastorSimulator
+from couchestor.sim.populate import GI, ClusterSpec, PoolSpec, VolumeSpec, populate
+from couchestor.sim.workload import ExportOptions, Kind, Pattern, Workload, serve_workload
+from k8s_schemas import DiskPool, MayastorVolume
+from k8s_schemas.core import PersistentVolume
+from k8s_schemas.storage_policy import StoragePolicy
+
+NS = "mayastor"
+HOT_IOPS = 8000.0
+WARMISH_IOPS = 2000.0
+
+
+def policy_body(name: str = "tiering", **spec: Any) -> dict[str, Any]:
+    """A StoragePolicy selecting every volume of the ``mayastor`` class, tuned for a fast test."""
+    base: dict[str, Any] = {
+        "storageClassName": "mayastor",
+        "highWatermarkIOPS": 5000,
+        "lowWatermarkIOPS": 500,
+        "samplingWindow": "20s",
+        "cooldownPeriod": "1h",
+        "migrationTimeout": "2m",
+        "maxConcurrentMigrations": 2,
+    }
+    base.update(spec)
+    return {
+        "apiVersion": "storage.billyronks.io/v1",
+        "kind": "StoragePolicy",
+        "metadata": {"name": name},
+        "spec": base,
+    }
+
+
+def cluster_spec(loads: Mapping[str, tuple[str, float]], replicas: int = 1) -> ClusterSpec:
+    """Two hot and two cold pools; one volume per entry of ``loads`` (name -> (initial tier, IOPS))."""
+    pools = (
+        PoolSpec("pool-hot-1", "node-1", "hot", 500 * GI),
+        PoolSpec("pool-hot-2", "node-2", "hot", 500 * GI),
+        PoolSpec("pool-cold-1", "node-3", "cold", 500 * GI),
+        PoolSpec("pool-cold-2", "node-4", "cold", 500 * GI),
+    )
+    volumes = tuple(
+        VolumeSpec(f"pvc-{name}", f"vol-{name}", "apps", f"data-{name}", 10 * GI, tier, {"app": name})
+        for name, (tier, _) in sorted(loads.items())
+    )
+    return ClusterSpec(pools, volumes, replicas=replicas)
+
+
+def operator_settings(prometheus_url: str, **overrides: str) -> settings_mod.Settings:
+    environ = {
+        "COUCHESTOR_PROMETHEUS_URL": prometheus_url,
+        "COUCHESTOR_METRICS_ADDR": "127.0.0.1:0",
+        "COUCHESTOR_SCORE_TTL": "1s",
+        "COUCHESTOR_RESYNC": "2s",
+        "COUCHESTOR_SCRAPE_INTERVAL": "1s",
+        "COUCHESTOR_LEADER_ELECTION": "false",
+        "COUCHESTOR_IDENTITY": "test-operator",
+    }
+    environ.update({f"COUCHESTOR_{k.upper()}": v for k, v in overrides.items()})
+    return settings_mod.resolve(argparse.Namespace(), environ)
+
+
+@dataclass
+class Env:
+    client: KubeClient
+    simulator: MayastorSimulator
+    workload: Workload
+    prometheus_url: str
+    spec: ClusterSpec
+    nursery: trio.Nursery
+    operators: list[tuple[Operator, trio.CancelScope]] = field(default_factory=list)
+
+    async def start_operator(self, **overrides: str) -> Operator:
+        operator = Operator(operator_settings(self.prometheus_url, **overrides), self.client)
+        scope = trio.CancelScope()
+
+        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            with scope:
+                await operator.run(task_status=task_status)
+
+        await self.nursery.start(run)
+        self.operators.append((operator, scope))
+        return operator
+
+    def stop_operator(self, operator: Operator) -> None:
+        for op, scope in self.operators:
+            if op is operator:
+                scope.cancel()
+
+    async def apply_policy(self, body: dict[str, Any]) -> StoragePolicy:
+        return await self.client.create(resources.STORAGE_POLICY, body, type=StoragePolicy)
+
+    async def policy(self, name: str = "tiering") -> StoragePolicy:
+        return await self.client.get(resources.STORAGE_POLICY, name, type=StoragePolicy)
+
+    async def volume(self, name: str) -> MayastorVolume:
+        return await self.client.get(resources.MAYASTOR_VOLUME, f"vol-{name}", NS, type=MayastorVolume)
+
+    async def pv(self, name: str) -> PersistentVolume:
+        return await self.client.get(resources.PERSISTENT_VOLUME, f"pvc-{name}", type=PersistentVolume)
+
+    async def pool_tier(self, pool: str) -> str:
+        obj = await self.client.get(resources.DISK_POOL, pool, NS, type=DiskPool)
+        return obj.topology_labels.get("tier", "")
+
+    async def tiers(self, name: str) -> list[str]:
+        """The tiers of the volume's healthy replicas, sorted."""
+        vol = await self.volume(name)
+        return sorted([await self.pool_tier(r.pool) for r in vol.replicas if r.healthy])
+
+    async def eventually(
+        self, check: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.2, what: str = ""
+    ) -> Any:
+        """Poll the async ``check`` until it returns a truthy value; fail with ``what`` after ``timeout``."""
+        last: Any = None
+        with trio.move_on_after(timeout):
+            while True:
+                last = await check()
+                if last:
+                    return last
+                await trio.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what or check}; last value {last!r}")
+
+
+def pattern_for(iops: float) -> Pattern:
+    return Pattern(Kind.IDLE, base=0.0) if iops <= 0 else Pattern(Kind.CONSTANT, base=iops, noise=0.02)
+
+
+async def open_env(
+    nursery: trio.Nursery,
+    apiserver: Any,
+    prometheus_factory: Any,
+    loads: Mapping[str, tuple[str, float]],
+    *,
+    replicas: int = 1,
+    time_scale: float = 60.0,
+) -> Env:
+    client = KubeClient(load_kubeconfig([apiserver.kubeconfig]), qps=0)
+    spec = cluster_spec(loads, replicas)
+    await populate(client, spec)
+    simulator = MayastorSimulator(client, namespace=NS, time_scale=time_scale, tick=0.05)
+    await nursery.start(simulator.run)
+    workload = Workload(seed=11)
+    for name, (_, iops) in loads.items():
+        workload.add_volume(f"pvc-{name}", pattern_for(iops))
+    url = await nursery.start(
+        lambda task_status: serve_workload(
+            workload, options=ExportOptions(), step=1.0, task_status=task_status
+        )
+    )
+    prometheus = await prometheus_factory([f"{url}/metrics"], scrape_interval="1s")
+    return Env(client, simulator, workload, prometheus.url, spec, nursery)

@@ -82,6 +82,7 @@ class Env:
     prometheus_url: str
     spec: ClusterSpec
     nursery: trio.Nursery
+    prometheus: Any = None
     operators: list[tuple[Operator, trio.CancelScope]] = field(default_factory=list)
 
     async def start_operator(self, **overrides: str) -> Operator:
@@ -103,6 +104,13 @@ class Env:
 
     async def apply_policy(self, body: dict[str, Any]) -> StoragePolicy:
         return await self.client.create(resources.STORAGE_POLICY, body, type=StoragePolicy)
+
+    async def status(self, name: str = "tiering") -> Any:
+        return (await self.policy(name)).status or None
+
+    async def conditions(self, name: str = "tiering") -> dict[str, Any]:
+        status = await self.status(name)
+        return {c.type: c for c in (status.conditions or [])} if status else {}
 
     async def policy(self, name: str = "tiering") -> StoragePolicy:
         return await self.client.get(resources.STORAGE_POLICY, name, type=StoragePolicy)
@@ -163,4 +171,14 @@ async def open_env(
         )
     )
     prometheus = await prometheus_factory([f"{url}/metrics"], scrape_interval="1s")
-    return Env(client, simulator, workload, prometheus.url, spec, nursery)
+    env = Env(client, simulator, workload, prometheus.url, spec, nursery, prometheus)
+
+    async def placed() -> bool:
+        listed = await client.list_all(resources.MAYASTOR_VOLUME, NS, type=MayastorVolume)
+        return len(listed.items) == len(loads) and all(
+            len(v.replicas) == v.spec.num_replicas and all(r.healthy for r in v.replicas)
+            for v in listed.items
+        )
+
+    await env.eventually(placed, timeout=30, what="every volume placed and synced")
+    return env

@@ -35,6 +35,7 @@ from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.config import load_config
 from couchestor.kube.reflector import Reflector
+from couchestor.kube.store import Store
 from couchestor.kube.watcher import WatcherError
 from couchestor.leader import LeaderElector, default_identity
 from couchestor.logs import configure as configure_logging
@@ -143,7 +144,7 @@ class Operator:
             selector=s.metric_selector or "",
             scrape_interval_seconds=s.scrape_interval,
         )
-        backend = CrdBackend(self.client, ns, stores.volumes)
+        backend = self.make_backend(stores.volumes)
         self.runner = runner = MigrationRunner(
             backend,
             self.client,
@@ -200,6 +201,10 @@ class Operator:
             await nursery.start(runner.run, name="migrations")
             await nursery.start(reconciler.run, name="reconciler")
             self.leading.set()
+
+    def make_backend(self, volumes: Store[MayastorVolume]) -> CrdBackend:
+        """The volume backend migrations go through (one place to substitute another implementation)."""
+        return CrdBackend(self.client, self.settings.mayastor_namespace, volumes)
 
     async def _gate_on_sync(self, kind: str, store: Any) -> None:
         await store.wait_synced()

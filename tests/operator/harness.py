@@ -31,7 +31,7 @@ def policy_body(name: str = "tiering", **spec: Any) -> dict[str, Any]:
         "storageClassName": "mayastor",
         "highWatermarkIOPS": 5000,
         "lowWatermarkIOPS": 500,
-        "samplingWindow": "20s",
+        "samplingWindow": "10s",
         "cooldownPeriod": "1h",
         "migrationTimeout": "2m",
         "maxConcurrentMigrations": 2,
@@ -85,8 +85,11 @@ class Env:
     prometheus: Any = None
     operators: list[tuple[Operator, trio.CancelScope]] = field(default_factory=list)
 
-    async def start_operator(self, **overrides: str) -> Operator:
-        operator = Operator(operator_settings(self.prometheus_url, **overrides), self.client)
+    async def start_operator(
+        self, *, factory: Callable[..., Operator] = Operator, **overrides: str
+    ) -> Operator:
+        """Start an operator (built by ``factory(settings, client)``) in the test's nursery."""
+        operator = factory(operator_settings(self.prometheus_url, **overrides), self.client)
         scope = trio.CancelScope()
 
         async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -96,6 +99,9 @@ class Env:
         await self.nursery.start(run)
         self.operators.append((operator, scope))
         return operator
+
+    def scope_of(self, operator: Operator) -> trio.CancelScope:
+        return next(scope for op, scope in self.operators if op is operator)
 
     def stop_operator(self, operator: Operator) -> None:
         for op, scope in self.operators:

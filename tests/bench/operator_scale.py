@@ -1,0 +1,124 @@
+"""The operator at scale on the emulated cluster: PromQL queries per refresh and reconcile CPU per pass.
+
+An in-process API server emulator holds ``n`` volumes (PV, PVC, MayastorVolume) on hot and cold pools, the
+Mayastor simulator places their replicas, the workload simulator answers PromQL for all of them, and the real
+operator runs with one dry-run policy selecting every volume (so the figures are about deciding, not moving).
+Measured: API objects listed, queries sent per score refresh, and the CPU time of one reconcile pass (the mean
+and the worst of the passes after the first), which is the operator's steady-state cost per resync.
+
+The seeds' design sends one Prometheus query per volume per reconcile; the ratio printed is against that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from couchestor import settings as settings_mod
+from couchestor.kube import KubeClient, load_kubeconfig, resources
+from couchestor.operator import Operator
+from couchestor.sim.apiserver import ApiServer, serve, write_kubeconfig
+from couchestor.sim.mayastor.controller import MayastorSimulator
+from couchestor.sim.populate import default_spec, populate
+from couchestor.sim.workload import ExportOptions, Kind, Pattern, Workload, serve_workload
+
+
+async def _measure(n: int, passes: int) -> dict[str, Any]:
+    spec = default_spec(n, hot_pools=4, cold_pools=4, pool_capacity=100_000 * 2**30)
+    with tempfile.TemporaryDirectory() as tmp:
+        kubeconfig = Path(tmp) / "kubeconfig"
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(serve, ApiServer())
+            write_kubeconfig(kubeconfig, url)
+            client = KubeClient(load_kubeconfig([kubeconfig]), qps=0)
+            started = time.perf_counter()
+            await populate(client, spec, concurrency=32)
+            populate_seconds = time.perf_counter() - started
+            simulator = MayastorSimulator(client, namespace="mayastor", time_scale=60.0, tick=0.5)
+            await nursery.start(simulator.run)
+            workload = Workload(seed=5)
+            for i, volume in enumerate(spec.volumes):
+                iops = (0.0, 300.0, 2500.0, 9000.0)[i % 4]
+                pattern = Pattern(Kind.IDLE, base=0.0) if iops == 0 else Pattern(Kind.CONSTANT, base=iops)
+                workload.add_volume(volume.pv, pattern)
+            prom_url = await nursery.start(
+                lambda task_status: serve_workload(
+                    workload, options=ExportOptions(), step=15.0, task_status=task_status
+                )
+            )
+            body = {
+                "apiVersion": "storage.billyronks.io/v1",
+                "kind": "StoragePolicy",
+                "metadata": {"name": "all"},
+                "spec": {
+                    "storageClassName": spec.storage_class,
+                    "highWatermarkIOPS": 5000,
+                    "lowWatermarkIOPS": 500,
+                    "samplingWindow": "10m",
+                    "dryRun": True,
+                },
+            }
+            await client.create(resources.STORAGE_POLICY, body, type=dict)
+            environ = {
+                "COUCHESTOR_PROMETHEUS_URL": prom_url,
+                "COUCHESTOR_METRICS_ADDR": "127.0.0.1:0",
+                "COUCHESTOR_SCORE_TTL": "3600s",
+                "COUCHESTOR_RESYNC": "3600s",
+                "COUCHESTOR_LEADER_ELECTION": "false",
+            }
+            operator = Operator(settings_mod.resolve(argparse.Namespace(), environ), client)
+            await nursery.start(operator.run)
+            with trio.fail_after(600):
+                while operator.reconciler is None or operator.reconciler.passes < 1:
+                    await trio.sleep(0.1)
+                reconciler = operator.reconciler
+                scores = operator.scores
+                assert scores is not None
+                while scores.refreshes < 1:
+                    await trio.sleep(0.1)
+            cpu: list[float] = []
+            for _ in range(passes):
+                await reconciler.reconcile_once()
+                cpu.append(reconciler.last_decide_cpu_seconds)
+            plan = reconciler.last_plan
+            decided = len(plan.decisions) if plan else 0
+            labels = {d.label for d in plan.decisions} if plan else set()
+            result = {
+                "volumes": n,
+                "populate_seconds": round(populate_seconds, 1),
+                "decisions": decided,
+                "decision_kinds": sorted(labels),
+                "queries_per_refresh": scores.queries_sent / max(scores.refreshes, 1),
+                "seed_design_queries_per_refresh": n,
+                "reconcile_cpu_mean_ms": round(statistics.fmean(cpu) * 1000, 1),
+                "reconcile_cpu_max_ms": round(max(cpu) * 1000, 1),
+            }
+            nursery.cancel_scope.cancel()
+    return result
+
+
+def run(n: int = 10_000, passes: int = 5) -> dict[str, Any]:
+    return trio.run(_measure, n, passes)
+
+
+def report(result: dict[str, Any]) -> str:
+    q = result["queries_per_refresh"]
+    return "\n".join(
+        [
+            f"Operator at {result['volumes']} volumes ({result['decisions']} decisions per pass)",
+            f"  PromQL queries per score refresh: {q:g} (seed design: {result['seed_design_queries_per_refresh']},"
+            f" {result['seed_design_queries_per_refresh'] / q:,.0f}x more)",
+            f"  reconcile pass CPU: mean {result['reconcile_cpu_mean_ms']} ms,"
+            f" worst {result['reconcile_cpu_max_ms']} ms",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(report(run()))

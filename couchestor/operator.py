@@ -30,6 +30,7 @@ import trio
 from couchestor import settings as settings_mod
 from couchestor.decisions import DecideOptions
 from couchestor.endpoints import EndpointsApp, Feed, Health, serve_asgi
+from couchestor.errors import UserError
 from couchestor.heat import metric_source
 from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
@@ -223,6 +224,10 @@ def add_parser(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     settings = settings_mod.resolve(args)
+    if settings.backend != "mayastor-crd":
+        raise UserError(f"--backend {settings.backend} is not available in this version; use mayastor-crd")
+    if settings.enable_replication:
+        raise UserError("--enable-replication is not available in this version")
     configure_logging(settings.log_format, settings.log_level)
     config = load_config(settings.kubeconfig, settings.context)
     trio.run(_run_until_signalled, settings, config)

@@ -45,6 +45,9 @@ class Settings:
     renew_deadline: float
     retry_period: float
     identity: str | None
+    backend: str
+    mayastor_rest_url: str
+    enable_replication: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,25 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("renew-deadline", "the leader stops acting if it could not renew for this long", 10.0, _duration),
     _Flag("retry-period", "how often to try to acquire or renew the Lease", 2.0, _duration),
     _Flag("identity", "leader-election identity (default: hostname and process id)", None),
+    _Flag(
+        "backend",
+        "how volumes are changed: 'mayastor-crd' (the MayastorVolume resource) or 'mayastor-rest' (Mayastor 2.x"
+        " control-plane REST API)",
+        "mayastor-crd",
+        choices=("mayastor-crd", "mayastor-rest"),
+    ),
+    _Flag(
+        "mayastor-rest-url",
+        "base URL of Mayastor's control-plane REST API (with --backend mayastor-rest)",
+        "http://mayastor-api-rest.mayastor:8081",
+    ),
+    _Flag(
+        "enable-replication",
+        "also run the volume replication controllers (replication.unified.io)",
+        False,
+        _bool,
+        is_bool=True,
+    ),
 )
 
 

@@ -43,6 +43,7 @@ from couchestor.logs import configure as configure_logging
 from couchestor.metrics import OperatorMetrics
 from couchestor.migration.crd import CrdBackend
 from couchestor.migration.runner import MigrationRunner, RunnerOptions
+from couchestor.preflight import check_cluster
 from couchestor.reconciler import Reconciler, ReconcilerOptions, Stores
 from couchestor.scores import PrometheusClient, ScoreCache
 from couchestor.settings import Settings
@@ -235,7 +236,13 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _run_until_signalled(settings: Settings, config: Any) -> None:
-    async with KubeClient(config) as client, trio.open_nursery() as nursery:
+    async with KubeClient(config) as client:
+        await check_cluster(client, settings)
+        await _serve(settings, client)
+
+
+async def _serve(settings: Settings, client: KubeClient) -> None:
+    async with trio.open_nursery() as nursery:
         operator = Operator(settings, client)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             nursery.start_soon(operator.run)

@@ -108,3 +108,17 @@ async def test_run_reports_status_and_stops_cleanly_on_sigterm(apiserver, tmp_pa
         assert code == 0, log_path.read_text()
         assert any("shutting down" in m for m in messages), messages
         assert "Traceback" not in log_path.read_text()
+
+
+async def test_missing_crds_are_one_clear_line(apiserver):
+    proc = await trio.run_process(
+        [sys.executable, "-m", "couchestor", "run", "--kubeconfig", str(apiserver.kubeconfig)],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "StoragePolicy" in err
+    assert "manifests/crds" in err
+    assert "Traceback" not in err

@@ -264,6 +264,8 @@ class PlannedMigration:
     #: resolved against the chosen pool's labels).
     backend_volume: str = ""
     target_topology: Mapping[str, str] = field(default_factory=dict)
+    #: Non-empty for a member of a volume group: every member moves in the same batch, or none does.
+    group: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,17 +368,41 @@ def decide(
                 claimants.setdefault(v.name, []).append(policy.name)
 
     decisions: dict[tuple[str, str], Decision] = {}
-    wanted: list[_Wanted] = []
+    wanted: list[_Wanted | _GroupWanted] = []
     for policy in ordered:
+        groups = _groups(policy, selected[policy.name])
+        combined = {key: _group_score(policy, members, scores, opts) for key, members in groups.items()}
+        member_of = {v.name: key for key, members in groups.items() for v in members}
+        verdicts: dict[str, Decision | _Wanted] = {}
         for v in selected[policy.name]:
             others = tuple(n for n in claimants.get(v.name, ()) if n != policy.name)
-            verdict = _judge(
-                policy, v, others, pools_by_name, scores, in_flight, recent_migrations, now, opts
+            key = member_of.get(v.name)
+            group_score = combined.get(key) if key is not None else None
+            verdicts[v.name] = _judge(
+                policy,
+                v,
+                others,
+                pools_by_name,
+                scores,
+                in_flight,
+                recent_migrations,
+                now,
+                opts,
+                None if key is None or group_score is None else (key, group_score),
             )
+        for key, members in groups.items():
+            group_wants = _group_verdict(key, [(v, verdicts[v.name]) for v in members])
+            if isinstance(group_wants, _GroupWanted):
+                wanted.append(group_wants)
+                for v in members:
+                    del verdicts[v.name]
+            else:
+                verdicts.update(group_wants)
+        for name, verdict in verdicts.items():
             if isinstance(verdict, _Wanted):
                 wanted.append(verdict)
             else:
-                decisions[(policy.name, v.name)] = verdict
+                decisions[(policy.name, name)] = verdict
 
     slots = {
         p.name: p.max_concurrent_migrations - sum(v.name in in_flight for v in selected[p.name])
@@ -386,6 +412,12 @@ def decide(
     reserved: dict[str, int] = {}
     started: list[PlannedMigration] = []
     for want in sorted(wanted, key=lambda w: w.order):
+        if isinstance(want, _GroupWanted):
+            for decision, migration in _schedule_group(want, slots, pools_by_name, reserved):
+                decisions[(decision.policy, decision.volume)] = decision
+                if migration is not None:
+                    started.append(migration)
+            continue
         decision, migration = _schedule(want, slots, pools_by_name, reserved)
         decisions[(want.rules.name, want.volume.name)] = decision
         if migration is not None:
@@ -408,6 +440,7 @@ def _judge(
     recent: Mapping[str, datetime],
     now: datetime,
     opts: DecideOptions,
+    group: tuple[str, float] | None = None,
 ) -> Decision | _Wanted:
     def skip(
         reason: str,
@@ -459,6 +492,9 @@ def _judge(
                 current_tier=current,
             )
         score = heat.score
+    if group is not None:
+        # A group member is judged on the group's combined heat; its own checks above still apply.
+        score = group[1]
     target = policy.target_tier(score, current)
     if target is None:
         return Decision(
@@ -471,6 +507,8 @@ def _judge(
             detail=_explain_stay(policy, score, current),
         )
     detail = _explain_move(policy, score, current, target)
+    if group is not None:
+        detail = f"group {group[0]}: combined {detail}"
     last = max((t for t in (v.last_migration, recent.get(v.name)) if t is not None), default=None)
     if last is not None and (now - last).total_seconds() < policy.cooldown_seconds:
         left = policy.cooldown_seconds - (now - last).total_seconds()
@@ -643,6 +681,172 @@ def _schedule(
         target_topology=MappingProxyType(tier_topology(rules, want.target, pool.labels)),
     )
     return decision, migration
+
+
+@dataclass(frozen=True, slots=True)
+class _GroupWanted:
+    """Every member of a volume group wants the same move: scheduled all together or not at all."""
+
+    key: str
+    members: tuple[_Wanted, ...]
+
+    @property
+    def order(self) -> tuple[int, float, str]:
+        first = self.members[0]
+        return (first.order[0], first.order[1], self.key)
+
+
+def _groups(policy: PolicyRules | PolicyProblem, chosen: Sequence[VolumeView]) -> dict[str, list[VolumeView]]:
+    """The policy's volume groups of two or more members, keyed ``<label value>``; others stand alone."""
+    if not isinstance(policy, PolicyRules) or policy.group_label is None:
+        return {}
+    by_value: dict[str, list[VolumeView]] = {}
+    for v in chosen:
+        value = v.pvc_labels.get(policy.group_label)
+        if value:
+            by_value.setdefault(value, []).append(v)
+    return {value: members for value, members in sorted(by_value.items()) if len(members) > 1}
+
+
+def _group_score(
+    policy: PolicyRules | PolicyProblem,
+    members: Sequence[VolumeView],
+    scores: Mapping[int, ScoreSnapshot],
+    opts: DecideOptions,
+) -> float | None:
+    """The group's combined heat (the sum of its members' IOPS), or None when a member has no usable score
+    (that member is then skipped for its own reason and holds the whole group back)."""
+    if not isinstance(policy, PolicyRules):
+        return None
+    snapshot = scores.get(policy.window_seconds)
+    if snapshot is None or not snapshot.healthy:
+        return None
+    total = 0.0
+    for v in members:
+        heat = lookup(snapshot, v.name, v.volume_id)
+        if heat is None:
+            if snapshot.max_coverage < opts.min_coverage:
+                return None
+            continue
+        if heat.score is None or heat.coverage < opts.min_coverage:
+            return None
+        total += heat.score
+    return total
+
+
+def _group_verdict(
+    key: str, verdicts: Sequence[tuple[VolumeView, Decision | _Wanted]]
+) -> _GroupWanted | dict[str, Decision | _Wanted]:
+    """All members wanting the same move make a group move; otherwise no member moves, and those that
+    wanted to say which member holds them back."""
+    wants = [w for _, w in verdicts if isinstance(w, _Wanted)]
+    if len(wants) == len(verdicts) and len({(w.current, w.target) for w in wants}) == 1:
+        return _GroupWanted(key, tuple(sorted(wants, key=lambda w: w.volume.name)))
+    holding = [
+        f"{v.name} ({d.label})"
+        for v, d in verdicts
+        if isinstance(d, Decision) and d.action is not Action.STAY
+    ]
+    if not holding:
+        holding = [f"{v.name} ({d.label})" for v, d in verdicts if isinstance(d, Decision)]
+    if not holding:
+        holding = ["members want different moves"]
+    out: dict[str, Decision | _Wanted] = {}
+    for v, verdict in verdicts:
+        if isinstance(verdict, _Wanted):
+            out[v.name] = Decision(
+                v.name,
+                verdict.rules.name,
+                Action.SKIP,
+                "group-blocked",
+                verdict.score,
+                verdict.current,
+                verdict.target,
+                None,
+                f"{verdict.detail}; group {key} moves all or none, held back by {', '.join(holding)}",
+            )
+        else:
+            out[v.name] = verdict
+    return out
+
+
+def _schedule_group(
+    group: _GroupWanted, slots: dict[str, int], pools: Mapping[str, PoolView], reserved: dict[str, int]
+) -> list[tuple[Decision, PlannedMigration | None]]:
+    """Schedule every member or none: one concurrency slot for the group, room for every member first."""
+    rules = group.members[0].rules
+    local: dict[str, int] = dict(reserved)
+    picked: list[tuple[_Wanted, PoolView]] = []
+    problem: tuple[str, str] | None = None
+    if slots[rules.name] <= 0:
+        problem = ("concurrency-limit", f"{rules.max_concurrent_migrations} migration(s) running or planned")
+    else:
+        for want in group.members:
+            pool = _pick_pool(want, pools, local)
+            if pool is None:
+                problem = (
+                    "no-capacity",
+                    f"no Online {want.target} pool has room for member {want.volume.name}",
+                )
+                break
+            local[pool.name] = local.get(pool.name, 0) + (want.volume.size_bytes or 0)
+            picked.append((want, pool))
+    if problem is not None:
+        reason, why = problem
+        return [
+            (
+                Decision(
+                    w.volume.name,
+                    rules.name,
+                    Action.SKIP,
+                    reason,
+                    w.score,
+                    w.current,
+                    w.target,
+                    None,
+                    f"{w.detail}; group {group.key} moves all or none: {why}",
+                ),
+                None,
+            )
+            for w in group.members
+        ]
+    reserved.update(local)
+    slots[rules.name] -= 1
+    out: list[tuple[Decision, PlannedMigration | None]] = []
+    for want, pool in picked:
+        v = want.volume
+        action = Action(want.target.value)
+        out.append(
+            (
+                Decision(
+                    v.name,
+                    rules.name,
+                    action,
+                    action.value,
+                    want.score,
+                    want.current,
+                    want.target,
+                    pool.name,
+                    want.detail,
+                ),
+                PlannedMigration(
+                    volume=v.name,
+                    volume_id=v.volume_id,
+                    policy=rules.name,
+                    from_tier=want.current,
+                    to_tier=want.target,
+                    target_pool=pool.name,
+                    source_pools=tuple(sorted({r.pool for r in v.replicas})),
+                    score=want.score,
+                    size_bytes=v.size_bytes or 0,
+                    timeout_seconds=rules.migration_timeout_seconds,
+                    backend_volume=v.backend_name or v.name,
+                    target_topology=MappingProxyType(tier_topology(rules, want.target, pool.labels)),
+                    group=f"{rules.name}/{group.key}",
+                ),
+            )
+        )
+    return out
 
 
 def tier_topology(rules: PolicyRules, tier: Tier, pool_labels: Mapping[str, str]) -> dict[str, str]:

@@ -77,7 +77,8 @@ def render(selector: Iterable[Requirement]) -> str:
     return ",".join(req.render() for req in selector)
 
 
-def _check_key(key: str) -> str:
+def check_key(key: str) -> str:
+    """``key`` when it is a valid label key, else :class:`SelectorError` saying why."""
     if not _KEY.match(key) or len(key.partition("/")[0 if "/" in key else 2]) > 253:
         raise SelectorError(f"invalid label key {key!r}")
     return key
@@ -126,10 +127,10 @@ def parse_selector(text: str) -> Selector:
             i += 1
             if i >= len(toks):
                 raise SelectorError(f"missing key after '!' in {text!r}")
-            reqs.append(Requirement(_check_key(toks[i]), "!"))
+            reqs.append(Requirement(check_key(toks[i]), "!"))
             i += 1
         else:
-            key = _check_key(toks[i])
+            key = check_key(toks[i])
             i += 1
             if i >= len(toks) or toks[i] == ",":
                 reqs.append(Requirement(key, "exists"))
@@ -178,7 +179,7 @@ def from_label_selector(selector: LabelSelector | None) -> Selector:
     reqs: list[Requirement] = []
     if selector.match_labels is not UNSET:
         for key, value in sorted(selector.match_labels.items()):
-            reqs.append(Requirement(_check_key(key), "=", (_check_value(value),)))
+            reqs.append(Requirement(check_key(key), "=", (_check_value(value),)))
     if selector.match_expressions is not UNSET:
         for n, expr in enumerate(selector.match_expressions):
             op = _STRUCT_OPS.get(expr.operator)
@@ -190,6 +191,6 @@ def from_label_selector(selector: LabelSelector | None) -> Selector:
             if op in ("exists", "!") and values:
                 raise SelectorError(f"matchExpressions[{n}]: operator {expr.operator} takes no values")
             reqs.append(
-                Requirement(_check_key(expr.key), op, tuple(sorted({_check_value(v) for v in values})))
+                Requirement(check_key(expr.key), op, tuple(sorted({_check_value(v) for v in values})))
             )
     return tuple(reqs)

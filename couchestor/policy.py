@@ -26,7 +26,7 @@ import msgspec
 from msgspec import UNSET
 
 from couchestor.durations import parse_duration
-from couchestor.labels import Requirement, Selector, SelectorError, from_label_selector, matches
+from couchestor.labels import Requirement, Selector, SelectorError, check_key, from_label_selector, matches
 from k8s_schemas.meta import LabelSelector
 from k8s_schemas.storage_policy import SpecError, StoragePolicy, StoragePolicySpec, parse_spec
 
@@ -87,6 +87,8 @@ class PolicyRules:
     dry_run: bool
     # (tier, selector) pairs, hottest first; warm only when the policy has a warm band.
     pool_selectors: tuple[tuple[Tier, Selector], ...]
+    #: PVC label key grouping volumes that are tiered together (None: every volume on its own).
+    group_label: str | None = None
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
@@ -236,6 +238,11 @@ class _Compiler:
         cooldown = self.duration("cooldownPeriod", spec.cooldown_period)
         timeout = self.duration("migrationTimeout", spec.migration_timeout)
         volume_selector = self.selector("volumeSelector", spec.volume_selector)
+        if spec.group_label is not None:
+            try:
+                check_key(spec.group_label)
+            except SelectorError as exc:
+                self.fail("groupLabel", str(exc))
         pools = [
             (Tier.HOT, self.pool_selector(Tier.HOT, "nvmePoolSelector", "hotPoolSelector")),
             (Tier.COLD, self.pool_selector(Tier.COLD, "sataPoolSelector", "coldPoolSelector")),
@@ -264,6 +271,7 @@ class _Compiler:
             enabled=spec.enabled,
             dry_run=spec.dry_run,
             pool_selectors=tuple(compiled),
+            group_label=spec.group_label,
         )
 
 

@@ -27,6 +27,7 @@ from couchestor.decisions import (
     DecideOptions,
     Decision,
     Plan,
+    PlannedMigration,
     build_pool_views,
     build_volume_views,
     decide,
@@ -154,19 +155,11 @@ class Reconciler:
         self.last_decide_cpu_seconds = time.process_time() - started
         await self._report_decisions(plan)
         by_name = {r.name: r for r in rules if isinstance(r, PolicyRules)}
+        batches: dict[str, list[PlannedMigration]] = {}
         for migration in plan.migrations:
-            policy = by_name[migration.policy]
-            self.runner.start(
-                pv=migration.volume,
-                volume=migration.backend_volume,
-                policy=policy,
-                from_tier=migration.from_tier.value,
-                to_tier=migration.to_tier.value,
-                target_pool=migration.target_pool,
-                source_pools=migration.source_pools,
-                target_topology=migration.target_topology,
-                score=migration.score,
-            )
+            batches.setdefault(migration.group or f"single:{migration.volume}", []).append(migration)
+        for batch in batches.values():
+            self.runner.start(batch, by_name[batch[0].policy])
         await self._write_statuses(plan, rules, now)
         self._export(plan)
         return plan

@@ -60,6 +60,17 @@ class StoragePolicySpec(Base):
     migration_timeout: Duration = "30m"
     enabled: bool = True
     dry_run: bool = False
+    group_label: (
+        Annotated[
+            str,
+            Meta(
+                description="Optional PVC label key: volumes whose PVCs share its value are tiered together, on"
+                " their combined heat, all or none.",
+                max_length=317,
+            ),
+        ]
+        | None
+    ) = None
 
 
 class MigrationHistoryEntry(Base):

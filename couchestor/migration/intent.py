@@ -33,6 +33,12 @@ class Intent(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
     abort_reason: str = ""
     # True when the rollback follows a failure (timeout, fault, errors), False for a deliberate abort.
     failed: bool = False
+    # Volume groups move all or none: every member's intent names the group and its members (PV names).
+    # ``committed`` is written on each member once every member's new replicas are synced; from then on
+    # the group only goes forward.
+    group: str = ""
+    group_members: list[str] = msgspec.field(default_factory=list)
+    committed: bool = False
 
 
 _decoder = msgspec.json.Decoder(Intent)

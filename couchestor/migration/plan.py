@@ -111,7 +111,10 @@ def next_step(
     new = [r for r in state.replicas if r.pool not in source]
     old = [r for r in state.replicas if r.pool in source]
 
-    if stop_reason is not None:
+    # Once a removal is under way (or the volume's group committed), going back would only undo progress:
+    # deadlines and policy changes no longer abort; faults still do.
+    settling = intent.committed or (state.num_replicas == n and len(state.replicas) > n)
+    if stop_reason is not None and not settling:
         return Abort(stop_reason, failed=False)
     for replica in new:
         if replica.state == "Faulted":
@@ -120,7 +123,7 @@ def next_step(
         if health not in ("Online", "Unknown"):
             return Abort(f"target pool {replica.pool} is {health}", failed=True)
     elapsed = elapsed_seconds(intent, now)
-    if elapsed >= intent.timeout_seconds:
+    if elapsed >= intent.timeout_seconds and not settling:
         return Abort(f"timed out after {format_duration(int(min(elapsed, 10**9)))}", failed=True)
 
     target = intent.target_inclusion

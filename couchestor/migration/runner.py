@@ -12,9 +12,10 @@ Cancellation (shutdown, lost leadership) stops the tasks wherever they wait; the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 import trio
 from msgspec.structs import replace
 
+from couchestor.decisions import PlannedMigration
 from couchestor.durations import format_duration, format_time
 from couchestor.endpoints import Feed
 from couchestor.kube import resources
@@ -113,9 +115,10 @@ class MigrationRunner:
         """
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            for state in self.backend.intents():
-                intent = state.intent
-                if intent is None or intent.pv in self.in_flight:
+            found = [s.intent for s in self.backend.intents() if s.intent is not None]
+            groups: dict[str, list[Intent]] = {}
+            for intent in found:
+                if intent.pv in self.in_flight:
                     continue
                 log.info(
                     "Resuming migration of %s (%s -> %s, %s) found on start",
@@ -124,52 +127,58 @@ class MigrationRunner:
                     intent.to_tier,
                     intent.phase,
                 )
-                self._track(intent.pv, state.name, intent.policy, intent.from_tier, intent.to_tier)
-                nursery.start_soon(self._resume, state.name, intent)
+                self._track(intent.pv, intent.volume, intent.policy, intent.from_tier, intent.to_tier)
+                groups.setdefault(intent.group or f"single:{intent.pv}", []).append(intent)
+            for members in groups.values():
+                barrier = _Barrier.recovered(members) if members[0].group else None
+                nursery.start_soon(self._run_batch, members, None, barrier, False)
             self.recovered.set()
             task_status.started()
             await trio.sleep_forever()
 
-    def start(
-        self,
-        *,
-        pv: str,
-        volume: str,
-        policy: PolicyRules,
-        from_tier: str,
-        to_tier: str,
-        target_pool: str,
-        source_pools: tuple[str, ...],
-        target_topology: Mapping[str, str],
-        score: float,
-    ) -> bool:
-        """Queue a migration; False (nothing done) when the volume is already migrating or recovery runs."""
-        if self._nursery is None or not self.recovered.is_set() or pv in self.in_flight:
+    def start(self, migrations: Sequence[PlannedMigration], policy: PolicyRules) -> bool:
+        """Queue one migration, or every member of a volume group (which then move all or none).
+
+        Returns False, doing nothing, when a volume is already migrating or recovery has not finished.
+        """
+        if (
+            not migrations
+            or self._nursery is None
+            or not self.recovered.is_set()
+            or any(m.volume in self.in_flight for m in migrations)
+        ):
             return False
-        self._track(pv, volume, policy.name, from_tier, to_tier)
         limiter = self._policy_limiters.setdefault(
             policy.name, trio.CapacityLimiter(policy.max_concurrent_migrations)
         )
         # The policy may have been edited since the limiter was made.
         limiter.total_tokens = max(policy.max_concurrent_migrations, 1)
-        now = self.options.clock()
-        intent = Intent(
-            pv=pv,
-            volume=volume,
-            policy=policy.name,
-            from_tier=from_tier,
-            to_tier=to_tier,
-            target_pool=target_pool,
-            source_pools=list(source_pools),
-            original_replicas=0,  # filled from the fresh read before the intent is written
-            original_inclusion={},
-            target_inclusion=dict(target_topology),
-            started_at=format_time(now),
-            operator=self.options.identity,
-            trigger_iops=score,
-            timeout_seconds=policy.migration_timeout_seconds,
-        )
-        self._nursery.start_soon(self._begin, intent, limiter)
+        members = [m.volume for m in migrations] if len(migrations) > 1 else []
+        drafts = [
+            Intent(
+                pv=m.volume,
+                volume=m.backend_volume or m.volume,
+                policy=policy.name,
+                from_tier=m.from_tier.value,
+                to_tier=m.to_tier.value,
+                target_pool=m.target_pool,
+                source_pools=list(m.source_pools),
+                original_replicas=0,  # filled from the fresh read before the intent is written
+                original_inclusion={},
+                target_inclusion=dict(m.target_topology),
+                started_at=format_time(self.options.clock()),
+                operator=self.options.identity,
+                trigger_iops=m.score,
+                timeout_seconds=policy.migration_timeout_seconds,
+                group=m.group if members else "",
+                group_members=members,
+            )
+            for m in migrations
+        ]
+        for d in drafts:
+            self._track(d.pv, d.volume, d.policy, d.from_tier, d.to_tier)
+        barrier = _Barrier(frozenset(members)) if members else None
+        self._nursery.start_soon(self._run_batch, drafts, limiter, barrier, True)
         return True
 
     def active_for(self, policy: str) -> int:
@@ -188,28 +197,57 @@ class MigrationRunner:
             self._progress_labels.discard(pv)
             self.metrics.rebuild_progress.remove(pv)
 
-    async def _begin(self, draft: Intent, limiter: trio.CapacityLimiter) -> None:
+    async def _run_batch(
+        self,
+        intents: list[Intent],
+        limiter: trio.CapacityLimiter | None,
+        barrier: _Barrier | None,
+        new: bool,
+    ) -> None:
+        """Run one migration or one group's (one concurrency slot either way). ``new`` batches first record
+        their intents — all of them, or none: a member that cannot start releases the others."""
         try:
-            async with self._limiter, limiter:
-                intent = await self._write_first_intent(draft)
-                if intent is not None:
-                    await self._drive(draft.volume, intent)
+            # Recovered batches skip the policy limiter: they already ran under it before the restart.
+            async with self._limiter, limiter or contextlib.nullcontext():
+                if new:
+                    written: list[Intent] = []
+                    for draft in intents:
+                        intent = await self._write_first_intent(draft)
+                        if intent is None:
+                            break
+                        written.append(intent)
+                    if len(written) < len(intents):
+                        for intent in written:
+                            await self._release(intent, f"group member {draft.pv} cannot start")
+                        return
+                    intents = written
+                async with trio.open_nursery() as nursery:
+                    for intent in intents:
+                        nursery.start_soon(self._drive, intent.volume, intent, barrier)
         except BackendError as exc:
-            log.warning("Not migrating %s: %s", draft.pv, exc)
+            log.warning("Not migrating %s: %s", ", ".join(i.pv for i in intents), exc)
         except Exception:
-            # A bug must not take the operator down; the intent (if written) stays for the next start.
-            log.exception("Migration of %s crashed", draft.pv)
+            # A bug must not take the operator down; intents already written stay for the next start.
+            log.exception("Migration of %s crashed", ", ".join(i.pv for i in intents))
         finally:
-            self._untrack(draft.pv)
+            for intent in intents:
+                self._untrack(intent.pv)
 
-    async def _resume(self, volume: str, intent: Intent) -> None:
-        try:
-            async with self._limiter:
-                await self._drive(volume, intent)
-        except Exception:
-            log.exception("Migration of %s crashed", intent.pv)
-        finally:
-            self._untrack(intent.pv)
+    async def _release(self, intent: Intent, why: str) -> None:
+        """Remove an intent whose migration never changed the volume (a group that could not start whole)."""
+        log.info("Not migrating %s: %s", intent.pv, why)
+        while True:
+            state = await self._retry(partial(self.backend.read, intent.volume), intent.pv)
+            if state.intent is None or state.intent.started_at != intent.started_at:
+                return
+            try:
+                await self._retry(
+                    partial(self.backend.write_intent, intent.volume, None, expected_version=state.version),
+                    intent.pv,
+                )
+                return
+            except IntentConflict:
+                continue
 
     async def _write_first_intent(self, draft: Intent) -> Intent | None:
         """Analyze the freshly read volume and record the intent; None when the migration must not start."""
@@ -242,9 +280,13 @@ class MigrationRunner:
         log.warning("Not migrating %s: the volume keeps changing under us", draft.pv)
         return None
 
-    async def _drive(self, volume: str, intent: Intent) -> None:
+    async def _drive(self, volume: str, intent: Intent, barrier: _Barrier | None = None) -> None:
         """Step the migration until it is finished and recorded. Returns early only if the volume vanished
-        or another operator took the intent away."""
+        or another operator took the intent away.
+
+        A group member (``barrier`` given) stops before its first removal until every member reached that
+        point — the group's commit — and rolls back if any member aborts before it.
+        """
         failures = 0
         forced_abort: str | None = None
         while True:
@@ -252,16 +294,35 @@ class MigrationRunner:
                 state = await self.backend.read(volume)
                 if state.intent is None or state.intent.started_at != intent.started_at:
                     log.warning("Migration of %s: intent removed by someone else; stopping", intent.pv)
+                    if barrier is not None:
+                        barrier.abort(f"member {intent.pv} stopped")
                     return
                 intent = state.intent
+                grouped = barrier is not None and intent.phase == "forward" and not intent.committed
+                if grouped and barrier is not None and barrier.committed:
+                    committed = replace(intent, committed=True)
+                    await self.backend.write_intent(volume, committed, expected_version=state.version)
+                    continue
+                stop = forced_abort or self._stop_reason(intent)
+                if grouped and barrier is not None and barrier.aborted is not None:
+                    stop = stop or barrier.aborted
                 step = plan.next_step(
                     state,
                     intent,
                     now=self.options.clock(),
                     pool_health=self._pool_health(),
                     preservation=self.options.preservation,
-                    stop_reason=forced_abort or self._stop_reason(intent),
+                    stop_reason=stop,
                 )
+                if grouped and barrier is not None:
+                    if isinstance(step, plan.Abort):
+                        barrier.abort(f"member {intent.pv}: {step.reason}")
+                    elif isinstance(step, plan.RemoveReplica):
+                        barrier.ready(intent.pv)
+                        if not barrier.committed:
+                            self._note(intent, f"synced; waiting for the rest of group {intent.group}")
+                            await barrier.wait_changed(RECHECK_INTERVAL)
+                        continue  # committed: record it on the intent first (top of the loop)
                 if isinstance(step, plan.Finished):
                     await self._finish(volume, state, intent, step)
                     return
@@ -493,6 +554,54 @@ class MigrationRunner:
                     )
             except (KubeError, trio.TooSlowError) as exc:
                 log.debug("Event %s on %s not recorded: %s", reason, intent.pv, exc)
+
+
+class _Barrier:
+    """The commit point of a volume group: no member removes an old replica until every member's new
+    replicas are synced; any member aborting before that aborts them all."""
+
+    def __init__(self, members: frozenset[str]) -> None:
+        self.members = members
+        self.ready_members: set[str] = set()
+        self.committed = False
+        self.aborted: str | None = None
+        self._changed = trio.Event()
+
+    @classmethod
+    def recovered(cls, intents: list[Intent]) -> _Barrier:
+        """The barrier of a group found on start: committed if any member says so; aborted if, before the
+        commit, a member is missing (it never started, or rolled back) or rolling back."""
+        barrier = cls(frozenset(intents[0].group_members))
+        if any(i.committed for i in intents):
+            barrier.committed = True
+            return barrier
+        missing = sorted(barrier.members - {i.pv for i in intents})
+        back = sorted(i.pv for i in intents if i.phase == "rolling-back")
+        if missing:
+            barrier.aborted = f"group member(s) {', '.join(missing)} no longer migrating"
+        elif back:
+            barrier.aborted = f"group member(s) {', '.join(back)} rolling back"
+        return barrier
+
+    def ready(self, member: str) -> None:
+        self.ready_members.add(member)
+        if self.aborted is None and not self.committed and self.ready_members >= self.members:
+            self.committed = True
+            self._wake()
+
+    def abort(self, reason: str) -> None:
+        if not self.committed and self.aborted is None:
+            self.aborted = reason
+            self._wake()
+
+    async def wait_changed(self, seconds: float) -> None:
+        """Return on the next change, or after ``seconds``."""
+        with trio.move_on_after(seconds):
+            await self._changed.wait()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
 
 
 def _backoff(failures: int) -> float:

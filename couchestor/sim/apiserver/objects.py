@@ -68,12 +68,12 @@ def validate_name(rt: ResourceType, name: str) -> list[FieldError]:
 
 def validate_metadata(meta: JSON) -> list[FieldError]:
     """Label keys/values and annotation sizes, as ``ValidateObjectMeta`` checks them."""
-    from couchestor.labels import SelectorError, _check_key, _check_value
+    from couchestor.labels import SelectorError, check_key, _check_value
 
     errors: list[FieldError] = []
     for key, value in (meta.get("labels") or {}).items():
         try:
-            _check_key(key)
+            check_key(key)
         except SelectorError:
             errors.append(
                 FieldError(

@@ -45,8 +45,9 @@ def policy_body(name: str = "tiering", **spec: Any) -> dict[str, Any]:
     }
 
 
-def cluster_spec(loads: Mapping[str, tuple[str, float]], replicas: int = 1) -> ClusterSpec:
-    """Two hot and two cold pools; one volume per entry of ``loads`` (name -> (initial tier, IOPS))."""
+def cluster_spec(loads: Mapping[str, tuple[Any, ...]], replicas: int = 1) -> ClusterSpec:
+    """Two hot and two cold pools; one volume per entry of ``loads``: name -> (initial tier, IOPS[, group])
+    (the group is the PVC label ``group``)."""
     pools = (
         PoolSpec("pool-hot-1", "node-1", "hot", 500 * GI),
         PoolSpec("pool-hot-2", "node-2", "hot", 500 * GI),
@@ -54,8 +55,16 @@ def cluster_spec(loads: Mapping[str, tuple[str, float]], replicas: int = 1) -> C
         PoolSpec("pool-cold-2", "node-4", "cold", 500 * GI),
     )
     volumes = tuple(
-        VolumeSpec(f"pvc-{name}", f"vol-{name}", "apps", f"data-{name}", 10 * GI, tier, {"app": name})
-        for name, (tier, _) in sorted(loads.items())
+        VolumeSpec(
+            f"pvc-{name}",
+            f"vol-{name}",
+            "apps",
+            f"data-{name}",
+            10 * GI,
+            load[0],
+            {"app": name, **({"group": load[2]} if len(load) > 2 else {})},
+        )
+        for name, load in sorted(loads.items())
     )
     return ClusterSpec(pools, volumes, replicas=replicas)
 
@@ -158,7 +167,7 @@ async def open_env(
     nursery: trio.Nursery,
     apiserver: Any,
     prometheus_factory: Any,
-    loads: Mapping[str, tuple[str, float]],
+    loads: Mapping[str, tuple[Any, ...]],
     *,
     replicas: int = 1,
     time_scale: float = 60.0,
@@ -169,8 +178,8 @@ async def open_env(
     simulator = MayastorSimulator(client, namespace=NS, time_scale=time_scale, tick=0.05)
     await nursery.start(simulator.run)
     workload = Workload(seed=11)
-    for name, (_, iops) in loads.items():
-        workload.add_volume(f"pvc-{name}", pattern_for(iops))
+    for name, load in loads.items():
+        workload.add_volume(f"pvc-{name}", pattern_for(load[1]))
     url = await nursery.start(
         lambda task_status: serve_workload(
             workload, options=ExportOptions(), step=1.0, task_status=task_status

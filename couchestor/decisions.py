@@ -25,6 +25,11 @@ Per policy and selected volume, the first rule that applies gives the decision:
    migration (PV annotation or ``recent_migrations``, the later one) is younger than ``cooldownPeriod``;
    ``dry-run`` (with the pool it would use, without reserving it); ``size-unknown``; then scheduling.
 
+Volume groups: when a policy has ``groupLabel``, volumes whose PVC labels share its value form a group (two
+or more members). Each member is judged as above but on the group's combined score (the sum of the members'
+scores); the group moves only if every member wants the same move (otherwise the wanting members get
+``group-blocked``), takes one concurrency slot, and needs room for every member or none moves.
+
 Scheduling: every wanted move of every policy is ordered promotions first, hottest first, then demotions,
 coldest first (ties by volume name), and taken in that order while the policy has a free slot
 (``maxConcurrentMigrations`` minus its volumes already in flight; else ``concurrency-limit``) and the target

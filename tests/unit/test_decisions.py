@@ -522,6 +522,8 @@ def worlds(draw):
                 "matchLabels": {"team": f"t{draw(st.integers(0, 3)) if rare(draw, 4) else i}"}
             },
         }
+        if rare(draw, 3):
+            spec["groupLabel"] = "grp"
         if high - low > 1 and draw(st.booleans()):
             spec["warmWatermarkIOPS"] = draw(st.integers(low + 1, high - 1))
         if rare(draw, 10):
@@ -544,7 +546,10 @@ def worlds(draw):
                 name=f"pvc-{i}",
                 volume_id=f"uuid-{i}",
                 storage_class="other" if rare(draw, 15) else "mayastor",
-                pvc_labels={"team": f"t{draw(st.integers(0, 3 if rare(draw, 5) else len(policies) - 1))}"},
+                pvc_labels={
+                    "team": f"t{draw(st.integers(0, 3 if rare(draw, 5) else len(policies) - 1))}",
+                    **({"grp": f"g{draw(st.integers(0, 2))}"} if draw(st.booleans()) else {}),
+                },
                 size_bytes=None if rare(draw, 20) else draw(st.integers(1, 30)) * GiB,
                 has_backend=not rare(draw, 20),
                 num_replicas=max(len(replicas), 1),
@@ -602,6 +607,26 @@ def test_safety_properties(world, rnd: random.Random):
     check_never_twice_never_over_capacity_never_over_the_limit(world, plan)
     check_every_selected_volume_gets_exactly_one_decision_per_policy(world, plan)
     check_the_plan_does_not_depend_on_input_order(world, plan, rnd)
+    check_volume_groups_move_all_or_none(world, plan)
+
+
+def check_volume_groups_move_all_or_none(world, plan):
+    policies, volumes, *_ = world
+    for p in policies:
+        if not isinstance(p, PolicyRules) or p.group_label is None:
+            continue
+        chosen = [v for v in volumes if p.scope.selects(v.storage_class, v.pvc_labels)]
+        groups: dict[str, set[str]] = {}
+        for v in chosen:
+            if v.pvc_labels.get("grp"):
+                groups.setdefault(v.pvc_labels["grp"], set()).add(v.name)
+        moving = {m.volume for m in plan.migrations if m.policy == p.name}
+        for value, members in groups.items():
+            if len(members) < 2:
+                continue
+            assert members <= moving or not (members & moving), f"group {value} partially scheduled"
+            if members <= moving:
+                assert {m.group for m in plan.migrations if m.volume in members} == {f"{p.name}/{value}"}
 
 
 def check_nothing_moves_that_must_not(world, plan):
@@ -646,9 +671,8 @@ def check_never_twice_never_over_capacity_never_over_the_limit(world, plan):
     for p in plan.policies:
         rules_ = next(r for r in policies if r.name == p.policy)
         if isinstance(rules_, PolicyRules):
-            assert len(p.migrations) <= max(0, rules_.max_concurrent_migrations - p.in_flight), (
-                "over the limit"
-            )
+            batches = {m.group or m.volume for m in p.migrations}  # a volume group takes one slot
+            assert len(batches) <= max(0, rules_.max_concurrent_migrations - p.in_flight), "over the limit"
     moved = {
         (d.policy, d.volume) for d in plan.decisions if d.action in (Action.HOT, Action.WARM, Action.COLD)
     }

@@ -336,3 +336,39 @@ async def test_many_hot_volumes_respect_the_concurrency_limit(env):
     assert env.simulator.checker.violations == []
     for i in range(8):
         assert await env.tiers(f"v{i}") == ["hot"]
+
+
+class FailingAdds(CrdBackend):
+    """A storage API that keeps refusing to add replicas (as a 503 past every retry would)."""
+
+    def __init__(self, client, namespace, volumes):
+        super().__init__(client, namespace, volumes)
+        self.attempts = 0
+
+    async def add_replica(self, volume, **kw):
+        from couchestor.migration.backend import BackendError
+
+        self.attempts += 1
+        raise BackendError("cannot update MayastorVolume: 503 ServiceUnavailable", retryable=True)
+
+
+async def test_storage_api_failing_past_the_retry_bound_aborts_and_records_it(env):
+    await env.apply_policy(policy_body())
+    backends = []
+
+    def factory(settings, client):
+        operator = Operator(settings, client)
+
+        def make_backend(volumes):
+            backends.append(FailingAdds(client, settings.mayastor_namespace, volumes))
+            return backends[-1]
+
+        operator.make_backend = make_backend
+        return operator
+
+    await env.start_operator(factory=factory)
+    entries = await wait_recorded(env, timeout=120)
+    assert entries[0].success is False
+    assert "storage API kept failing" in entries[0].error
+    assert backends[0].attempts >= 6
+    await assert_at_rest(env, "heavy", ["cold"])

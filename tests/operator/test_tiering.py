@@ -99,3 +99,24 @@ async def test_steady_state_makes_no_api_writes(env):
     )
     assert after == writes
     assert (await env.policy()).metadata.resource_version == rv
+
+
+async def test_preservation_mode_keeps_the_old_replica_and_says_so(env):
+    await env.apply_policy(policy_body())
+    await env.start_operator(preservation_mode="true")
+
+    async def recorded():
+        status = await env.status()
+        history = status.migration_history if status and status.migration_history else []
+        return len(history) >= 2 and status.active_migrations == 0 and history
+
+    await env.eventually(recorded, timeout=90, what="two migrations recorded")
+    assert await env.tiers("heavy") == ["cold", "hot"]
+    assert await env.tiers("idle") == ["cold", "hot"]
+    vol = await env.volume("heavy")
+    assert vol.spec.num_replicas == 2
+    assert MIGRATION_INTENT not in (vol.metadata.annotations or {})
+    events = await env.client.list_all(resources.EVENT, "default", type=dict)
+    messages = [e["message"] for e in events.items if e["reason"] == "MigrationCompleted"]
+    assert any("preservation mode" in m for m in messages), messages
+    assert env.simulator.checker.violations == []

@@ -83,7 +83,9 @@ class Operator:
             log.info("Serving /metrics, /healthz, /readyz and /feed on %s", self.endpoint_url)
             task_status.started()
             if self.settings.leader_election:
-                self.health.gate("leader", "waiting for the leader Lease")
+                # A standby is ready: it campaigns and can take over. (Were it unready, a Deployment with a
+                # standby replica could never finish a rollout.) Leading adds the watch and Prometheus gates.
+                self.health.gate("election", None)
                 elector = LeaderElector(
                     self.client,
                     namespace=self.settings.namespace,
@@ -100,8 +102,6 @@ class Operator:
 
     def _on_leadership(self, leading: bool) -> None:
         self.metrics.is_leader.set(1 if leading else 0)
-        # A standby is ready (it can take over), so the gate only reflects that election runs.
-        self.health.gate("leader", None)
         log.info("%s the leader Lease", "Acquired" if leading else "Lost")
 
     async def lead(self) -> None:

@@ -15,6 +15,5 @@ async def env(nursery, apiserver, prometheus_factory, loads):
     try:
         yield environment
     finally:
-        for _, scope in environment.operators:
-            scope.cancel()
+        await environment.stop_all()
         await environment.client.aclose()

@@ -93,6 +93,7 @@ class Env:
     nursery: trio.Nursery
     prometheus: Any = None
     operators: list[tuple[Operator, trio.CancelScope]] = field(default_factory=list)
+    _done: list[trio.Event] = field(default_factory=list)
 
     async def start_operator(
         self, *, factory: Callable[..., Operator] = Operator, **overrides: str
@@ -100,14 +101,27 @@ class Env:
         """Start an operator (built by ``factory(settings, client)``) in the test's nursery."""
         operator = factory(operator_settings(self.prometheus_url, **overrides), self.client)
         scope = trio.CancelScope()
+        done = trio.Event()
 
         async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            with scope:
-                await operator.run(task_status=task_status)
+            try:
+                with scope:
+                    await operator.run(task_status=task_status)
+            finally:
+                done.set()
 
         await self.nursery.start(run)
         self.operators.append((operator, scope))
+        self._done.append(done)
         return operator
+
+    async def stop_all(self) -> None:
+        """Cancel every operator and wait until each has finished (a shielded Lease release included)."""
+        for _, scope in self.operators:
+            scope.cancel()
+        with trio.move_on_after(15):
+            for done in self._done:
+                await done.wait()
 
     def scope_of(self, operator: Operator) -> trio.CancelScope:
         return next(scope for op, scope in self.operators if op is operator)

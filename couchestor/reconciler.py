@@ -43,6 +43,7 @@ from couchestor.migration.runner import MigrationRunner
 from couchestor.policy import PolicyProblem, PolicyRules, compile_policy
 from couchestor.scores import ScoreCache
 from couchestor.status import MetricsState, status_patch
+from k8s_schemas.annotations import TIER_LABEL
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
 from k8s_schemas.storage_policy import StoragePolicy
@@ -101,6 +102,8 @@ class Reconciler:
         self.last_decide_cpu_seconds = 0.0
         self.last_plan: Plan | None = None
         self._last_labels: dict[tuple[str, str], str] = {}
+        self._wanted_labels: dict[str, str] = {}
+        self._labels_changed = trio.Event()
         self._wake = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -116,6 +119,7 @@ class Reconciler:
             for store in self.stores.all():
                 nursery.start_soon(self._follow, store)
             nursery.start_soon(self._follow_scores)
+            nursery.start_soon(self._label_pvs)
             while True:
                 await self.reconcile_once()
                 await trio.sleep(MIN_INTERVAL)
@@ -132,6 +136,32 @@ class Reconciler:
         while True:
             await self.scores.wait_refreshed()
             self._wake.set()
+
+    async def _label_pvs(self) -> None:
+        """Keep the PV label ``storage.billyronks.io/tier`` equal to each volume's current tier.
+
+        Runs beside the passes so that labelling thousands of PVs at first start (paced by the client's rate
+        limit) never delays a decision; afterwards only PVs whose tier changed are written.
+        """
+        while True:
+            await self._labels_changed.wait()
+            self._labels_changed = trio.Event()
+            for pv, tier in list(self._wanted_labels.items()):
+                obj = self.stores.pvs.get(pv)
+                if obj is None or pv in self.runner.in_flight:
+                    continue
+                labels = {} if obj.metadata.labels is UNSET else obj.metadata.labels
+                if labels.get(TIER_LABEL) == tier:
+                    continue
+                patch = {"metadata": {"labels": {TIER_LABEL: tier}}}
+                try:
+                    with trio.fail_after(30):
+                        await self.client.merge_patch(resources.PERSISTENT_VOLUME, pv, patch, type=dict)
+                    self.metrics.api_writes.labels(kind="PersistentVolume").inc()
+                except NotFound:
+                    pass
+                except (KubeError, trio.TooSlowError) as exc:
+                    log.warning("Cannot label PV %s with its tier: %s", pv, exc)
 
     def wake(self) -> None:
         self._wake.set()
@@ -201,6 +231,10 @@ class Reconciler:
 
     async def _report_decisions(self, plan: Plan) -> None:
         labels: dict[tuple[str, str], str] = {}
+        wanted = {d.volume: d.current_tier.value for d in plan.decisions if d.current_tier is not None}
+        if wanted != self._wanted_labels:
+            self._wanted_labels = wanted
+            self._labels_changed.set()
         for decision in plan.decisions:
             key = (decision.policy, decision.volume)
             label = decision.label
@@ -208,6 +242,20 @@ class Reconciler:
             if self._last_labels.get(key) == label:
                 continue
             self.metrics.decisions.labels(policy=decision.policy, action=label).inc()
+            if self.feed is not None:
+                self.feed.publish(
+                    {
+                        "type": "decision",
+                        "volume": decision.volume,
+                        "policy": decision.policy,
+                        "decision": label,
+                        "score": decision.score,
+                        "tier": decision.current_tier,
+                        "target_tier": decision.target_tier,
+                        "target_pool": decision.target_pool,
+                        "detail": decision.detail,
+                    }
+                )
             if decision.score is not None:
                 log.info("Volume %s heat score: %.1f", decision.volume, decision.score)
             log.info("Volume %s policy %s: %s (%s)", decision.volume, decision.policy, label, decision.detail)

@@ -522,6 +522,8 @@ class MigrationRunner:
                 "step": step,
                 "progress": progress,
                 "final": final,
+                "trigger_iops": intent.trigger_iops,
+                "target_pool": intent.target_pool,
             },
             retain_as=None if final else f"migration/{intent.pv}",
         )

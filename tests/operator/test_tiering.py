@@ -84,6 +84,14 @@ async def test_steady_state_makes_no_api_writes(env):
         )
 
     await env.eventually(active, what="policy status with healthy metrics")
+
+    async def labelled():
+        tiers = {
+            name: (await env.pv(name)).metadata.labels.get(TIER_LABEL) for name in ("heavy", "idle", "middle")
+        }
+        return tiers == {"heavy": "cold", "idle": "hot", "middle": "hot"}
+
+    await env.eventually(labelled, what="every PV labelled with its tier")
     passes = operator.reconciler.passes
     writes = sum(
         s.value for m in operator.metrics.api_writes.collect() for s in m.samples if s.name.endswith("_total")

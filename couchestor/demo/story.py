@@ -1,0 +1,390 @@
+"""The demo run: the embedded cluster, the operator on it, and the story told while it works.
+
+:func:`run_demo` runs in one trio process::
+
+    demo (root nursery)
+    ├── embedded cluster: API server emulator, Mayastor simulator, workload simulator (query endpoint)
+    ├── signal watcher (SIGINT/SIGTERM end the demo early, cleanly)
+    └── operator nursery
+        ├── the operator (the same Operator ``couchestor run`` builds, on its own API client)
+        ├── feed follower (migration steps and outcomes) and the view refresher (plans, tiers)
+        └── the story: apply the policy, wait until the cluster is tiered, change two loads, wait again
+
+The story ends when both acts are complete, or at its bound (``--duration`` when given, else
+:data:`STORY_TIMEOUT`); with ``--duration`` the cluster keeps running until then so it can be explored. Every
+part is then cancelled; the result says whether the story completed and what the invariant checker saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import trio
+
+from couchestor import settings as settings_mod
+from couchestor.demo import scenario
+from couchestor.demo.cluster import ClusterStartError, EmbeddedCluster, start_cluster
+from couchestor.demo.progress import Progress, VolumeRow
+from couchestor.kube import KubeClient, load_kubeconfig, resources
+from couchestor.kube.errors import KubeError
+from couchestor.operator import Operator
+
+#: Longest the story may take when no ``--duration`` is given; it needs about half a minute.
+STORY_TIMEOUT = 120.0
+#: How long the tiered cluster is left alone before the loads change: nothing moves back meanwhile.
+STEADY_PAUSE = 3.0
+#: How often the view is redrawn and the story's conditions checked.
+REFRESH_INTERVAL = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything a view draws, at one moment."""
+
+    elapsed: float
+    act: str
+    rows: list[VolumeRow]
+    running: int
+    completed: int
+    failed: int
+    violations: int
+
+
+@dataclass
+class DemoResult:
+    url: str = ""
+    kubeconfig: str = ""
+    elapsed: float = 0.0
+    #: Seconds from the start until the story completed (``elapsed`` includes any ``--duration`` beyond).
+    story_seconds: float = 0.0
+    #: Whether the kubeconfig outlives the demo (``--kubeconfig-out``), so the summary can name it.
+    kubeconfig_kept: bool = False
+    story_complete: bool = False
+    interrupted: bool = False
+    moved_on_apply: int = 0
+    moved_on_change: int = 0
+    completed: int = 0
+    failed: int = 0
+    transitions: int = 0
+    violations: list[str] = field(default_factory=list)
+    tiers: dict[str, int] = field(default_factory=dict)
+    #: The StoragePolicy's status as the operator wrote it (what ``kubectl get sp`` shows), once the story ends.
+    policy_status: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.story_complete and not self.violations and not self.error
+
+
+class View(Protocol):
+    def say(self, line: str) -> None: ...
+
+    def show(self, snapshot: Snapshot) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    kubeconfig: Path
+    kubeconfig_kept: bool = False
+    duration: float | None = None
+    volumes: tuple[scenario.DemoVolume, ...] = scenario.VOLUMES
+    #: Tell every migration step and rebuild quarter (a log), or only starts and outcomes (the live view
+    #: shows steps in its table).
+    narrate_steps: bool = True
+
+
+async def run_demo(options: DemoOptions, view: View) -> DemoResult:
+    """Run the demo until the story completes (or its bound), an interrupt, or ``options.duration``."""
+    result = DemoResult(kubeconfig=str(options.kubeconfig), kubeconfig_kept=options.kubeconfig_kept)
+    started = trio.current_time()
+    bound = options.duration if options.duration is not None else STORY_TIMEOUT
+    cluster: EmbeddedCluster | None = None
+    with _operator_logs_to(view):
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_end_on_signal, nursery.cancel_scope, result)
+                with trio.move_on_after(bound) as bounded:
+                    view.say("starting the emulated cluster (API server, Mayastor simulator, workload)")
+                    cluster = await start_cluster(nursery, options.kubeconfig, options.volumes)
+                    result.url = cluster.url
+                    _introduce(view, cluster)
+                    await _run_operator(cluster, options, view, result, started)
+                if bounded.cancelled_caught and not result.story_complete:
+                    result.error = f"the story did not complete within {bound:g}s"
+                nursery.cancel_scope.cancel()
+        except* ClusterStartError as failed:
+            result.error = "; ".join(str(e) for e in failed.exceptions)
+        finally:
+            if cluster is not None:
+                await cluster.client.aclose()
+    result.elapsed = trio.current_time() - started
+    if cluster is not None:
+        result.transitions = len(cluster.simulator.checker.transitions)
+        result.violations = [str(v) for v in cluster.simulator.checker.violations]
+        for v in options.volumes:
+            tier = cluster.tier_of(v)
+            result.tiers[tier] = result.tiers.get(tier, 0) + 1
+    if result.interrupted and not result.story_complete:
+        result.error = "interrupted before the story completed"
+    return result
+
+
+async def _run_operator(
+    cluster: EmbeddedCluster, options: DemoOptions, view: View, result: DemoResult, started: float
+) -> None:
+    """Run the operator and the story; returns when the story is over and ``duration`` (if any) has passed."""
+    progress = Progress(scenario.POLICY_NAME, narrate_steps=options.narrate_steps)
+    # The operator is a separate client of the emulator, throttled like ``couchestor run``.
+    async with KubeClient(load_kubeconfig([cluster.kubeconfig])) as client, trio.open_nursery() as nursery:
+        operator = Operator(operator_settings(cluster.query_url), client)
+        feed = operator.feed.subscribe()
+        await nursery.start(operator.run)
+        view.say(
+            f"operator started; heat scores from the workload simulator's query endpoint {cluster.query_url}"
+        )
+        act = _Act("waiting for a policy")
+
+        def snapshot() -> Snapshot:
+            return Snapshot(
+                trio.current_time() - started,
+                act.name,
+                progress.rows(cluster.volumes, cluster.tier_of),
+                len(progress.migrations),
+                progress.completed,
+                progress.failed,
+                len(cluster.simulator.checker.violations),
+            )
+
+        redrawn = _Pulse()
+        nursery.start_soon(_follow_feed, operator, feed, progress, view)
+        nursery.start_soon(_refresh, operator, progress, view, snapshot, redrawn)
+        try:
+            await _tell_story(cluster, operator, progress, view, result, act, redrawn)
+            result.story_seconds = trio.current_time() - started
+            result.policy_status = await _policy_status(cluster.client)
+            view.show(snapshot())
+            if options.duration is not None:
+                left = options.duration - (trio.current_time() - started)
+                if left > 0:
+                    act.name = "complete; exploring until --duration ends"
+                    more = "until interrupted" if left == float("inf") else f"for {left:.0f}s more"
+                    view.say(f"story complete; the cluster keeps running {more} (--duration)")
+                    await trio.sleep(left)
+        finally:
+            # Also when interrupted or out of time: the summary counts what did happen.
+            result.completed, result.failed = progress.completed, progress.failed
+        nursery.cancel_scope.cancel()
+
+
+async def _tell_story(
+    cluster: EmbeddedCluster,
+    operator: Operator,
+    progress: Progress,
+    view: View,
+    result: DemoResult,
+    act: _Act,
+    redrawn: _Pulse,
+) -> None:
+    volumes = cluster.volumes
+    first, second = scenario.moves(volumes, changed=False), scenario.moves(volumes, changed=True)
+    act.name = "policy applied: tiering"
+    view.say(
+        f"applying StoragePolicy {scenario.POLICY_NAME}: above {scenario.HIGH_IOPS} IOPS to NVMe, below "
+        f"{scenario.LOW_IOPS} IOPS to SATA, averaged over {scenario.SAMPLING_WINDOW_SECONDS}s; expecting "
+        f"{_count(first, 'move')}: {', '.join(v.pv for v in first)}"
+    )
+    # The simulator's checker also flags more volumes migrating at once than the policy allows.
+    cluster.simulator.checker.max_in_flight = scenario.MAX_CONCURRENT_MIGRATIONS
+    await cluster.client.create(resources.STORAGE_POLICY, scenario.policy_body(), type=dict)
+    await _until_tiered(cluster, operator, progress, redrawn, changed=False, moves=len(first))
+    result.moved_on_apply = progress.completed
+    act.name = "tiered; holding steady"
+    view.say(
+        f"cluster tiered: {progress.completed} migrations completed; watching {STEADY_PAUSE:g}s: "
+        "nothing moves back"
+    )
+    await trio.sleep(STEADY_PAUSE)
+    act.name = "loads changed: re-tiering"
+    for v in volumes:
+        if v.later_iops is not None:
+            view.say(f"{v.pv} ({v.role}): load {v.iops:g} -> {v.later_iops:g} IOPS")
+            cluster.set_load(v, v.later_iops)
+    await _until_tiered(cluster, operator, progress, redrawn, changed=True, moves=len(first) + len(second))
+    result.moved_on_change = progress.completed - result.moved_on_apply
+    result.story_complete = True
+    act.name = "story complete"
+    view.say(f"story complete: {', '.join(v.pv for v in second)} moved after their load changed")
+
+
+async def _until_tiered(
+    cluster: EmbeddedCluster,
+    operator: Operator,
+    progress: Progress,
+    redrawn: _Pulse,
+    *,
+    changed: bool,
+    moves: int,
+) -> None:
+    """Wait until every volume rests on the tier the story expects, ``moves`` migrations succeeded, and the
+    operator's latest plan leaves every volume where it is."""
+
+    def tiered() -> bool:
+        runner = operator.runner
+        return (
+            runner is not None
+            and not runner.in_flight
+            and progress.completed >= moves
+            and progress.steady
+            and all(
+                cluster.at_rest(v) and cluster.tier_of(v) == scenario.expected_tier(v, changed=changed)
+                for v in cluster.volumes
+            )
+        )
+
+    while not tiered():
+        await redrawn.wait()
+
+
+async def _follow_feed(
+    operator: Operator, feed: trio.MemoryReceiveChannel[str], progress: Progress, view: View
+) -> None:
+    """Narrate the operator's feed; resubscribes if the feed dropped this (slow) subscriber."""
+    while True:
+        async for text in feed:
+            # The freshest scores, so a migration is told with the heat that triggered it (or newer).
+            if operator.scores is not None:
+                progress.on_scores(operator.scores.snapshots.get(scenario.SAMPLING_WINDOW_SECONDS))
+            for line in progress.on_feed(text):
+                view.say(line)
+        feed = operator.feed.subscribe()
+
+
+async def _policy_status(client: KubeClient) -> dict[str, Any]:
+    """The demo policy's status from the API; empty if it cannot be read (the summary then omits it)."""
+    try:
+        with trio.fail_after(10):
+            policy = await client.get(resources.STORAGE_POLICY, scenario.POLICY_NAME, type=dict)
+    except (KubeError, trio.TooSlowError):
+        return {}
+    status = policy.get("status")
+    return status if isinstance(status, dict) else {}
+
+
+@dataclass
+class _Act:
+    """The part of the story being told, as the view's header shows it."""
+
+    name: str
+
+
+class _Pulse:
+    """Wakes every waiter each time :meth:`pulse` is called (a condition variable without the lock)."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def pulse(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+async def _refresh(
+    operator: Operator,
+    progress: Progress,
+    view: View,
+    snapshot: Callable[[], Snapshot],
+    redrawn: _Pulse,
+) -> None:
+    """Every :data:`REFRESH_INTERVAL`: take the operator's scores and plan, redraw, wake the story."""
+    while True:
+        if operator.scores is not None:
+            progress.on_scores(operator.scores.snapshots.get(scenario.SAMPLING_WINDOW_SECONDS))
+        plan = operator.reconciler.last_plan if operator.reconciler is not None else None
+        for line in progress.on_plan(plan):
+            view.say(line)
+        view.show(snapshot())
+        redrawn.pulse()
+        await trio.sleep(REFRESH_INTERVAL)
+
+
+async def _end_on_signal(scope: trio.CancelScope, result: DemoResult) -> None:
+    """End the demo on SIGINT/SIGTERM (only possible from the main thread; elsewhere Ctrl-C is trio's)."""
+    try:
+        receiver = trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+    except RuntimeError:
+        return
+    with receiver as signals:
+        async for _ in signals:
+            result.interrupted = True
+            scope.cancel()
+            return
+
+
+def operator_settings(prometheus_url: str) -> settings_mod.Settings:
+    """``couchestor run``'s settings for the demo: fast score refresh and resync, no leader election."""
+    environ = {
+        "COUCHESTOR_PROMETHEUS_URL": prometheus_url,
+        "COUCHESTOR_METRICS_ADDR": "127.0.0.1:0",
+        "COUCHESTOR_SCORE_TTL": "1s",
+        "COUCHESTOR_RESYNC": "2s",
+        "COUCHESTOR_SCRAPE_INTERVAL": "1s",
+        "COUCHESTOR_LEADER_ELECTION": "false",
+        "COUCHESTOR_IDENTITY": "couchestor-demo",
+        "COUCHESTOR_MAYASTOR_NAMESPACE": scenario.MAYASTOR_NAMESPACE,
+    }
+    return settings_mod.resolve(argparse.Namespace(), environ)
+
+
+def _introduce(view: View, cluster: EmbeddedCluster) -> None:
+    def on(tier: str) -> str:
+        volumes = sum(1 for v in cluster.volumes if v.tier == tier)
+        pools = sum(1 for p in scenario.cluster_spec(cluster.volumes).pools if p.tier == tier)
+        return f"{volumes} volumes on {pools} {'NVMe' if tier == 'hot' else 'SATA'} pools"
+
+    view.say(
+        f"API server emulator on {cluster.url}: {on('hot')}, {on('cold')}; "
+        f"Mayastor simulator at {scenario.TIME_SCALE:g}x"
+    )
+    view.say(f"look around while it runs: kubectl --kubeconfig {cluster.kubeconfig} get sp,pv")
+
+
+def _count(items: list[scenario.DemoVolume], word: str) -> str:
+    return f"{len(items)} {word if len(items) == 1 else word + 's'}"
+
+
+class _ViewHandler(logging.Handler):
+    def __init__(self, view: View) -> None:
+        super().__init__(logging.WARNING)
+        self.view = view
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.view.say(f"{record.levelname.lower()}: {record.name}: {record.getMessage()}")
+
+
+@contextmanager
+def _operator_logs_to(view: View) -> Iterator[None]:
+    """Route the operator's warnings and errors to the view for the duration of the demo."""
+    logger = logging.getLogger("couchestor")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    logger.handlers[:] = [_ViewHandler(view)]
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.handlers[:], level, logger.propagate = saved
+        logger.setLevel(level)
+
+
+__all__ = ["STORY_TIMEOUT", "DemoOptions", "DemoResult", "Snapshot", "View", "operator_settings", "run_demo"]

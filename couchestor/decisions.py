@@ -350,12 +350,15 @@ def decide(
     recent_migrations: Mapping[str, datetime],
     now: datetime,
     options: DecideOptions | None = None,
+    groups: Mapping[str, str] | None = None,
 ) -> Plan:
     """Decide every selected volume of every policy and plan the migrations to start now.
 
     ``scores`` maps a sampling window in seconds to the latest snapshot for it; ``in_flight`` holds the PV
     names being migrated; ``recent_migrations`` maps PV names to when a migration of theirs last finished
     (or failed) and not yet written to the PV annotation; ``now`` and every time are timezone-aware.
+    ``groups`` maps PV names to a group key from outside the policy (a VolumeGroupReplication): such volumes
+    are grouped like those sharing the policy's ``groupLabel``, and that membership wins over the label.
     The rules are in the module docstring.
     """
     opts = options or DecideOptions()
@@ -375,9 +378,9 @@ def decide(
     decisions: dict[tuple[str, str], Decision] = {}
     wanted: list[_Wanted | _GroupWanted] = []
     for policy in ordered:
-        groups = _groups(policy, selected[policy.name])
-        combined = {key: _group_score(policy, members, scores, opts) for key, members in groups.items()}
-        member_of = {v.name: key for key, members in groups.items() for v in members}
+        groups_of = _groups(policy, selected[policy.name], groups or {})
+        combined = {key: _group_score(policy, members, scores, opts) for key, members in groups_of.items()}
+        member_of = {v.name: key for key, members in groups_of.items() for v in members}
         verdicts: dict[str, Decision | _Wanted] = {}
         for v in selected[policy.name]:
             others = tuple(n for n in claimants.get(v.name, ()) if n != policy.name)
@@ -395,7 +398,7 @@ def decide(
                 opts,
                 None if key is None or group_score is None else (key, group_score),
             )
-        for key, members in groups.items():
+        for key, members in groups_of.items():
             group_wants = _group_verdict(key, [(v, verdicts[v.name]) for v in members])
             if isinstance(group_wants, _GroupWanted):
                 wanted.append(group_wants)
@@ -701,13 +704,18 @@ class _GroupWanted:
         return (first.order[0], first.order[1], self.key)
 
 
-def _groups(policy: PolicyRules | PolicyProblem, chosen: Sequence[VolumeView]) -> dict[str, list[VolumeView]]:
-    """The policy's volume groups of two or more members, keyed ``<label value>``; others stand alone."""
-    if not isinstance(policy, PolicyRules) or policy.group_label is None:
+def _groups(
+    policy: PolicyRules | PolicyProblem, chosen: Sequence[VolumeView], external: Mapping[str, str]
+) -> dict[str, list[VolumeView]]:
+    """The policy's volume groups of two or more members, keyed by the external group key or the
+    ``groupLabel`` value; every other volume stands alone."""
+    if not isinstance(policy, PolicyRules):
         return {}
     by_value: dict[str, list[VolumeView]] = {}
     for v in chosen:
-        value = v.pvc_labels.get(policy.group_label)
+        value = external.get(v.name)
+        if not value and policy.group_label is not None:
+            value = v.pvc_labels.get(policy.group_label)
         if value:
             by_value.setdefault(value, []).append(v)
     return {value: members for value, members in sorted(by_value.items()) if len(members) > 1}

@@ -8,6 +8,7 @@
         ├── one reflector (list + watch + store) per kind: StoragePolicy, PV, PVC, MayastorVolume, DiskPool
         ├── score cache (Prometheus, one query per window and metric per refresh)
         ├── volume backend (wakes migrations on MayastorVolume changes)
+        ├── replication controllers (with --enable-replication)
         ├── migration runner (resumes intents first; one task per migration under CapacityLimiters)
         └── reconciler (woken by store changes and score refreshes, resync as a floor)
 
@@ -23,6 +24,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import trio
@@ -45,10 +47,13 @@ from couchestor.migration.crd import CrdBackend
 from couchestor.migration.runner import MigrationRunner, RunnerOptions
 from couchestor.preflight import check_cluster
 from couchestor.reconciler import Reconciler, ReconcilerOptions, Stores
+from couchestor.replication import run_replication
+from couchestor.replication.resources import VOLUME_GROUP_REPLICATION
 from couchestor.scores import PrometheusClient, ScoreCache
 from couchestor.settings import Settings
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
+from k8s_schemas.replication import VolumeGroupReplication
 from k8s_schemas.storage_policy import StoragePolicy
 
 log = logging.getLogger("couchestor")
@@ -132,12 +137,17 @@ class Operator:
             "MayastorVolume": reflector(resources.MAYASTOR_VOLUME, MayastorVolume, ns),
             "DiskPool": reflector(resources.DISK_POOL, DiskPool, ns),
         }
+        if s.enable_replication:
+            reflectors["VolumeGroupReplication"] = reflector(
+                VOLUME_GROUP_REPLICATION, VolumeGroupReplication, None
+            )
         self.stores = stores = Stores(
             policies=reflectors["StoragePolicy"].store,
             pvs=reflectors["PersistentVolume"].store,
             pvcs=reflectors["PersistentVolumeClaim"].store,
             volumes=reflectors["MayastorVolume"].store,
             pools=reflectors["DiskPool"].store,
+            volume_groups=reflectors["VolumeGroupReplication"].store if s.enable_replication else None,
         )
         source = metric_source(
             s.metric_preset,
@@ -190,6 +200,8 @@ class Operator:
                 nursery.start_soon(r.run, name=f"watch {kind}")
                 nursery.start_soon(self._gate_on_sync, kind, r.store)
             nursery.start_soon(scores.run, name="score cache")
+            if s.enable_replication:
+                await nursery.start(partial(run_replication, self.client, namespace=None), name="replication")
             nursery.start_soon(backend.run, name="backend")
             for r in reflectors.values():
                 await r.store.wait_synced()
@@ -227,8 +239,6 @@ def main(args: argparse.Namespace) -> int:
     settings = settings_mod.resolve(args)
     if settings.backend != "mayastor-crd":
         raise UserError(f"--backend {settings.backend} is not available in this version; use mayastor-crd")
-    if settings.enable_replication:
-        raise UserError("--enable-replication is not available in this version")
     configure_logging(settings.log_format, settings.log_level)
     config = load_config(settings.kubeconfig, settings.context)
     trio.run(_run_until_signalled, settings, config)

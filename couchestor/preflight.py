@@ -7,6 +7,7 @@ from couchestor.errors import UserError
 from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.errors import Forbidden, NotFound
+from couchestor.replication.resources import VOLUME_GROUP_REPLICATION
 from couchestor.settings import Settings
 
 _HINTS = {
@@ -16,6 +17,7 @@ _HINTS = {
         "run with --backend mayastor-rest, or install the simulation CRDs for a test cluster"
     ),
     resources.DISK_POOL: "is Mayastor installed? DiskPools come with its CRDs",
+    VOLUME_GROUP_REPLICATION: "install the replication CRDs: kubectl apply -f manifests/crds/ (replication-*.yaml)",
 }
 
 
@@ -30,6 +32,8 @@ async def check_cluster(client: KubeClient, settings: Settings) -> None:
     ]
     if settings.backend == "mayastor-crd":
         checks.append((resources.MAYASTOR_VOLUME, settings.mayastor_namespace))
+    if settings.enable_replication:
+        checks.append((VOLUME_GROUP_REPLICATION, None))
     for resource, namespace in checks:
         try:
             await client.list_page(resource, namespace, type=dict, limit=1)

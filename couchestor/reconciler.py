@@ -46,6 +46,7 @@ from couchestor.status import MetricsState, status_patch
 from k8s_schemas.annotations import TIER_LABEL
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
+from k8s_schemas.replication import VolumeGroupReplication
 from k8s_schemas.storage_policy import StoragePolicy
 
 log = logging.getLogger("couchestor.reconciler")
@@ -63,9 +64,28 @@ class Stores:
     pvcs: Store[PersistentVolumeClaim]
     volumes: Store[MayastorVolume]
     pools: Store[DiskPool]
+    #: Watched only with --enable-replication: a group's volumes are tiered together.
+    volume_groups: Store[VolumeGroupReplication] | None = None
 
     def all(self) -> tuple[Store[Any], ...]:
-        return (self.policies, self.pvs, self.pvcs, self.volumes, self.pools)
+        core = (self.policies, self.pvs, self.pvcs, self.volumes, self.pools)
+        return core if self.volume_groups is None else (*core, self.volume_groups)
+
+    def replication_groups(self) -> dict[str, str]:
+        """PV name -> ``vgr:<namespace>/<name>`` for the volumes of every VolumeGroupReplication."""
+        if self.volume_groups is None:
+            return {}
+        out: dict[str, str] = {}
+        for vgr in self.volume_groups.list():
+            status = vgr.status
+            if status is UNSET or status.persistent_volume_claims_ref_list is UNSET:
+                continue
+            namespace = str(vgr.metadata.namespace)
+            for ref in status.persistent_volume_claims_ref_list:
+                pvc = self.pvcs.get(ref.name, namespace)
+                if pvc is not None and pvc.spec.volume_name is not UNSET:
+                    out[pvc.spec.volume_name] = f"vgr:{namespace}/{vgr.metadata.name}"
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +232,7 @@ class Reconciler:
             recent_migrations=self.runner.recent,
             now=now,
             options=self.options.decide,
+            groups=self.stores.replication_groups(),
         )
         self.last_plan = plan
         return rules, plan

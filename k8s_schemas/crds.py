@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from k8s_schemas import mayastor, storage_policy
+from k8s_schemas import mayastor, replication, storage_policy
 
 JSON = dict[str, Any]
 
@@ -230,10 +230,155 @@ def diskpool_crd() -> JSON:
     )
 
 
+def _replication_crd(
+    *,
+    kind: str,
+    plural: str,
+    short_names: list[str],
+    scope: str,
+    spec: type,
+    status: type | None,
+    columns: list[JSON],
+    description: str,
+    version: str = replication.VERSION,
+    spec_rules: list[JSON] | None = None,
+) -> JSON:
+    """A ``replication.unified.io`` CRD: like :func:`_crd`, but the spec is required (its fields have no
+    defaults to fall back on) and the classes have no status."""
+    spec_schema = structural_schema(spec)
+    spec_schema["description"] = description
+    if spec_rules:
+        spec_schema["x-kubernetes-validations"] = spec_rules
+    properties: JSON = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": spec_schema,
+    }
+    served: JSON = {"name": version, "served": True, "storage": True}
+    if status is not None:
+        status_schema = structural_schema(status)
+        status_schema.pop("description", None)
+        properties["status"] = status_schema
+        served["subresources"] = {"status": {}}
+    served["additionalPrinterColumns"] = columns
+    served["schema"] = {"openAPIV3Schema": {"type": "object", "required": ["spec"], "properties": properties}}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{replication.GROUP}"},
+        "spec": {
+            "group": replication.GROUP,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short_names,
+            },
+            "scope": scope,
+            "versions": [served],
+        },
+    }
+
+
+def volume_replication_crd() -> JSON:
+    return _replication_crd(
+        kind="VolumeReplication",
+        plural="volumereplications",
+        short_names=["vr", "volrep"],
+        scope="Namespaced",
+        spec=replication.VolumeReplicationSpec,
+        status=replication.VolumeReplicationStatus,
+        columns=[
+            _col("State", ".status.state"),
+            _col("Desired", ".spec.replicationState"),
+            _col("PVC", ".spec.pvcName"),
+            _col("Class", ".spec.volumeReplicationClass"),
+            _AGE,
+        ],
+        spec_rules=replication.VOLUME_REPLICATION_RULES,
+        description="Replicate one PersistentVolumeClaim to a peer site (csi-addons VolumeReplication).",
+    )
+
+
+def volume_replication_class_crd() -> JSON:
+    return _replication_crd(
+        kind="VolumeReplicationClass",
+        plural="volumereplicationclasses",
+        short_names=["vrc", "volrepclass"],
+        scope="Cluster",
+        spec=replication.VolumeReplicationClassSpec,
+        status=None,
+        columns=[_col("Provisioner", ".spec.provisioner"), _AGE],
+        description="Which replication backend serves VolumeReplications of this class, with its parameters.",
+    )
+
+
+def volume_group_replication_crd() -> JSON:
+    return _replication_crd(
+        kind="VolumeGroupReplication",
+        plural="volumegroupreplications",
+        short_names=["vgr", "volgrouprep"],
+        scope="Namespaced",
+        spec=replication.VolumeGroupReplicationSpec,
+        status=replication.VolumeGroupReplicationStatus,
+        columns=[
+            _col("State", ".status.state"),
+            _col("Desired", ".spec.replicationState", priority=1),
+            _col("Class", ".spec.volumeGroupReplicationClass"),
+            # The whole list: a `[*].name` path would show only the first member (printer columns use the
+            # first JSONPath result).
+            _col("PVCs", ".status.persistentVolumeClaimsRefList"),
+            _AGE,
+        ],
+        description="Replicate the PersistentVolumeClaims a selector picks as one group, all in one state.",
+    )
+
+
+def volume_group_replication_class_crd() -> JSON:
+    return _replication_crd(
+        kind="VolumeGroupReplicationClass",
+        plural="volumegroupreplicationclasses",
+        short_names=["vgrc", "volgrouprepclass"],
+        scope="Cluster",
+        spec=replication.VolumeGroupReplicationClassSpec,
+        status=None,
+        columns=[_col("Provisioner", ".spec.provisioner"), _AGE],
+        description="Which replication backend serves VolumeGroupReplications of this class.",
+    )
+
+
+def unified_volume_replication_crd() -> JSON:
+    return _replication_crd(
+        kind="UnifiedVolumeReplication",
+        plural="unifiedvolumereplications",
+        short_names=["uvr", "unifiedvr"],
+        scope="Namespaced",
+        version=replication.LEGACY_VERSION,
+        spec=replication.UnifiedVolumeReplicationSpec,
+        status=replication.UnifiedVolumeReplicationStatus,
+        columns=[
+            _col("State", ".spec.replicationState"),
+            _col("Mode", ".spec.replicationMode"),
+            _col("Source", ".spec.volumeMapping.source.pvcName"),
+            _col("Ready", ".status.conditions[?(@.type=='Ready')].status"),
+            _AGE,
+        ],
+        spec_rules=replication.LEGACY_ENDPOINT_RULES,
+        description="Legacy (v1alpha1) replication request; use VolumeReplication (v1alpha2) instead.",
+    )
+
+
 def all_crds() -> dict[str, JSON]:
     """File name (under ``manifests/crds/``) -> CRD object."""
     return {
         "storagepolicies.yaml": storage_policy_crd(),
         "sim-mayastorvolumes.yaml": mayastor_volume_crd(),
         "sim-diskpools.yaml": diskpool_crd(),
+        "replication-volumereplications.yaml": volume_replication_crd(),
+        "replication-volumereplicationclasses.yaml": volume_replication_class_crd(),
+        "replication-volumegroupreplications.yaml": volume_group_replication_crd(),
+        "replication-volumegroupreplicationclasses.yaml": volume_group_replication_class_crd(),
+        "replication-unifiedvolumereplications.yaml": unified_volume_replication_crd(),
     }

@@ -1,4 +1,4 @@
-"""``couchestor volumes``: run the volume test suite on a cluster, grade fio results, print the suite.
+"""``couchestor volumes``: run the volume test suite on a cluster, grade fio results, print the manifests.
 
 Exit status of ``test`` and ``report``: 0 when every StorageClass meets its criteria, 1 when one does not,
 2 for bad input (unreadable files, unknown StorageClass, cluster unreachable), as for every command.
@@ -14,7 +14,9 @@ from typing import Any
 import trio
 
 from couchestor.errors import UserError
+from couchestor.volumes.attachment import DEFAULT_SHARED_CLASS, render_attachment_yaml
 from couchestor.volumes.cluster import KubectlCluster
+from couchestor.volumes.fio import size_bytes
 from couchestor.volumes.grading import ClassReport, grade
 from couchestor.volumes.measurements import Measurements, from_file_text, merge_by_class
 from couchestor.volumes.report import render_report
@@ -27,6 +29,9 @@ from couchestor.volumes.suite import (
     render_suite_yaml,
 )
 from couchestor.volumes.thresholds import DEFAULT_THRESHOLDS_YAML, Thresholds, load_thresholds
+from k8s_schemas.quantity import parse_quantity
+
+_IMAGE_HELP = "image with fio 3.x, a POSIX shell and coreutils (%(default)s)"
 
 
 def add_parser(sub: Any) -> None:
@@ -55,7 +60,7 @@ def add_parser(sub: Any) -> None:
         default=900.0,
         help="seconds to wait for each PVC and each Job (%(default)g)",
     )
-    test.add_argument("--image", default=DEFAULT_IMAGE, help="image with fio, sh and sha256sum (%(default)s)")
+    test.add_argument("--image", default=DEFAULT_IMAGE, help=_IMAGE_HELP)
     test.add_argument("--pvc-size", default="10Gi", help="size of each test PVC (%(default)s)")
     test.add_argument("--fio-size", default="2g", help="size of fio's test file (%(default)s)")
     test.add_argument(
@@ -91,10 +96,40 @@ def add_parser(sub: Any) -> None:
     thresholds.set_defaults(func=_print_thresholds)
 
     render = commands.add_parser("render-suite", help="print the suite's manifests for kubectl apply")
-    render.add_argument("--namespace", default=DEFAULT_NAMESPACE)
-    render.add_argument("--storage-class", action="append", dest="storage_classes", metavar="NAME")
-    render.add_argument("--image", default=DEFAULT_IMAGE)
+    render.add_argument(
+        "--namespace", default=DEFAULT_NAMESPACE, help="namespace of the objects (%(default)s)"
+    )
+    render.add_argument(
+        "--storage-class",
+        action="append",
+        dest="storage_classes",
+        metavar="NAME",
+        help=f"StorageClass to test; repeat for several (default: {', '.join(DEFAULT_STORAGE_CLASSES)})",
+    )
+    render.add_argument("--image", default=DEFAULT_IMAGE, help=_IMAGE_HELP)
     render.set_defaults(func=_render_suite)
+
+    attachment = commands.add_parser(
+        "render-attachment", help="print the attachment tests' manifests (quick checks) for kubectl apply"
+    )
+    attachment.add_argument(
+        "--namespace", default=DEFAULT_NAMESPACE, help="namespace of the objects (%(default)s)"
+    )
+    attachment.add_argument(
+        "--storage-class",
+        action="append",
+        dest="storage_classes",
+        metavar="NAME",
+        help=f"ReadWriteOnce StorageClass to check; repeat for several (default: {', '.join(DEFAULT_STORAGE_CLASSES)})",
+    )
+    attachment.add_argument(
+        "--shared-class",
+        default=DEFAULT_SHARED_CLASS,
+        metavar="NAME",
+        help="ReadWriteMany StorageClass for the shared test; '' leaves it out (%(default)s)",
+    )
+    attachment.add_argument("--image", default=DEFAULT_IMAGE, help=_IMAGE_HELP)
+    attachment.set_defaults(func=_render_attachment)
 
 
 def _thresholds_argument(parser: argparse.ArgumentParser) -> None:
@@ -148,6 +183,7 @@ def _test(args: argparse.Namespace) -> int:
     classes = tuple(args.storage_classes or DEFAULT_STORAGE_CLASSES)
     for name in classes:
         thresholds.for_class(name, source=source)  # fail before touching the cluster
+    _check_sizes(args.pvc_size, args.fio_size)
     options = SuiteOptions(
         namespace=args.namespace,
         image=args.image,
@@ -169,6 +205,27 @@ def _test(args: argparse.Namespace) -> int:
     return 0 if all(r.passed for r in reports) else 1
 
 
+# fio's file must fit on the claim with room for the filesystem's own metadata.
+_FIO_SHARE_OF_CLAIM = 0.9
+
+
+def _check_sizes(pvc_size: str, fio_size: str) -> None:
+    """Refuse sizes kubectl or fio would reject, or a fio file that cannot fit on the claim, before any object
+    is created."""
+    try:
+        claim = parse_quantity(pvc_size)
+    except ValueError:
+        raise UserError(f"--pvc-size {pvc_size!r} is not a Kubernetes quantity (e.g. 10Gi)") from None
+    data = size_bytes(fio_size)
+    if data is None or data == 0:
+        raise UserError(f"--fio-size {fio_size!r} is not a size fio reads (e.g. 2g, 512m)")
+    if data > claim * _FIO_SHARE_OF_CLAIM:
+        raise UserError(
+            f"--fio-size {fio_size} does not fit on a --pvc-size {pvc_size} claim with room for its filesystem; "
+            f"use at most {_FIO_SHARE_OF_CLAIM:.0%} of the claim"
+        )
+
+
 def _print_thresholds(args: argparse.Namespace) -> int:
     sys.stdout.write(DEFAULT_THRESHOLDS_YAML)
     return 0
@@ -177,4 +234,11 @@ def _print_thresholds(args: argparse.Namespace) -> int:
 def _render_suite(args: argparse.Namespace) -> int:
     classes = tuple(args.storage_classes or DEFAULT_STORAGE_CLASSES)
     sys.stdout.write(render_suite_yaml(classes, SuiteOptions(namespace=args.namespace, image=args.image)))
+    return 0
+
+
+def _render_attachment(args: argparse.Namespace) -> int:
+    classes = tuple(args.storage_classes or DEFAULT_STORAGE_CLASSES)
+    options = SuiteOptions(namespace=args.namespace, image=args.image)
+    sys.stdout.write(render_attachment_yaml(classes, args.shared_class or None, options))
     return 0

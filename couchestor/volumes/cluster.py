@@ -9,6 +9,7 @@ every call runs under a timeout and a failure becomes a :class:`KubectlError` ca
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -81,7 +82,9 @@ class KubectlCluster:
                 f"{what} did not finish within {self.call_timeout:g} s; is the cluster reachable?"
             )
         if process.returncode != 0:
-            message = process.stderr.decode(errors="replace").strip() or f"exit status {process.returncode}"
+            message = (
+                _one_line(process.stderr.decode(errors="replace")) or f"exit status {process.returncode}"
+            )
             raise KubectlError(f"{what} failed: {message}")
         return process.stdout.decode(errors="replace")
 
@@ -107,6 +110,21 @@ class KubectlCluster:
 
     async def delete(self, documents: Sequence[Mapping[str, Any]]) -> None:
         await self._run(["delete", "-f", "-", "--ignore-not-found", "--wait=false"], stdin=_stream(documents))
+
+
+# A klog line: severity letter, MMDD, time, thread id, source file, then the message (kubectl's own logging).
+_KLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [^\]]+\] ")
+
+
+def _one_line(stderr: str) -> str:
+    """kubectl's error as one line: its own messages, without the klog lines it logs on the way (retries of
+    discovery and the like), which repeat what the final message says; the last klog line when there is
+    nothing else."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    plain = [line for line in lines if not _KLOG.match(line)]
+    if plain:
+        return "; ".join(plain)
+    return _KLOG.sub("", lines[-1]) if lines else ""
 
 
 def _stream(documents: Sequence[Mapping[str, Any]]) -> bytes:

@@ -80,13 +80,15 @@ class DirectionFigures:
 
 @dataclass(frozen=True, slots=True)
 class FioJobResult:
-    """One fio job: its name, the test it measures (None: not one of the suite's tests), figures, error."""
+    """One fio job: its name, the test it measures (None: not one of the suite's tests), figures, error, and
+    the fio run it belongs to (``run``: the source of its JSON document; jobs of one run ran together)."""
 
     name: str
     kind: FioTest | None
     read: DirectionFigures
     write: DirectionFigures
     error: int
+    run: str = ""
 
     @property
     def failed(self) -> bool:
@@ -118,10 +120,10 @@ def parse_fio_json(data: bytes | str, *, source: str) -> tuple[FioJobResult, ...
         raise FioOutputError(f"{source}: malformed JSON: {exc}") from None
     if not output.jobs:
         raise FioOutputError(f"{source}: fio output lists no jobs")
-    return tuple(_job_result(job, output.global_options) for job in output.jobs)
+    return tuple(_job_result(job, output.global_options, source) for job in output.jobs)
 
 
-def _job_result(job: _Job, global_options: dict[str, str]) -> FioJobResult:
+def _job_result(job: _Job, global_options: dict[str, str], run: str) -> FioJobResult:
     options = {**global_options, **job.options}
     return FioJobResult(
         name=job.jobname,
@@ -129,6 +131,7 @@ def _job_result(job: _Job, global_options: dict[str, str]) -> FioJobResult:
         read=_figures(job.read),
         write=_figures(job.write),
         error=job.error,
+        run=run,
     )
 
 
@@ -151,19 +154,31 @@ _SIZE_SUFFIX = {
     "m": 1024**2,
     "mb": 1024**2,
     "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+    "t": 1024**4,
+    "tb": 1024**4,
+    "tib": 1024**4,
 }
+
+
+def size_bytes(text: str) -> int | None:
+    """A size as fio reads it (``4k``, ``2g``, ``1048576``: binary units, fio's default ``kb_base``); None when
+    it is not one."""
+    value = text.strip().lower()
+    digits = value.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = value[len(digits) :]
+    if not digits.isdigit() or unit not in _SIZE_SUFFIX:
+        return None
+    return int(digits) * _SIZE_SUFFIX[unit]
 
 
 def _block_size(text: str | None) -> int | None:
     """fio's default block size spelling (``4k``, ``4096``, ``1m``): binary units, as fio's default ``kb_base``."""
     if text is None:
         return 4096
-    value = text.strip().lower()
-    digits = value.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = value[len(digits) :]
-    if not digits.isdigit() or unit not in _SIZE_SUFFIX:
-        return None  # e.g. a per-direction list "4k,64k": not a shape the grader classifies
-    return int(digits) * _SIZE_SUFFIX[unit]
+    return size_bytes(text)  # None for e.g. a per-direction list "4k,64k": not a shape the grader classifies
 
 
 def classify(jobname: str, options: dict[str, str]) -> FioTest | None:

@@ -28,8 +28,9 @@ from couchestor.errors import UserError
 
 DEFAULT_NAMESPACE = "storage-tests"
 DEFAULT_STORAGE_CLASSES = ("fast-ssd", "standard-storage", "backup-storage")
-# Built on demand by Nixery from nixpkgs: a POSIX shell, coreutils (sha256sum) and fio 3.x. Any image with those
-# works (--image); mirror or pin it by digest where clusters cannot pull from public registries.
+# Built on demand by Nixery from nixpkgs: its "shell" set (bash, coreutils, moreutils, nano: no grep, sed or awk)
+# and fio 3.x. The scripts need only a POSIX shell, coreutils and fio, so any image with those works (--image);
+# mirror it or pin it by digest where clusters cannot pull from public registries.
 DEFAULT_IMAGE = "nixery.dev/shell/fio"
 CONFIG_MAP_NAME = "couchestor-volume-tests"
 SUITE_DIR = "/etc/couchestor-volume-tests"
@@ -37,6 +38,7 @@ DATA_DIR = "/data"
 PART_OF = "couchestor"
 COMPONENT = "volume-tests"
 STORAGE_CLASS_LABEL = "storage.billyronks.io/test-storage-class"
+TEST_LABEL = "couchestor.billyronks.io/test"
 
 FIO_JOBFILE = """\
 ; CoucheStor volume test suite: the fio jobs graded by `couchestor volumes test` and `volumes report`.
@@ -131,8 +133,15 @@ dir="${DATA_DIR:-/data}/couchestor-integrity"
 files=0
 verified=0
 if [ -f "$dir/SHA256SUMS" ]; then
-  files=$(wc -l < "$dir/SHA256SUMS")
-  verified=$(cd "$dir" && sha256sum -c SHA256SUMS 2>/dev/null | grep -c ': OK$')
+  files=$(($(wc -l < "$dir/SHA256SUMS")))
+  # Count the lines sha256sum reports as OK, in plain sh: the image need not have grep.
+  verified=$(cd "$dir" && sha256sum -c SHA256SUMS 2>/dev/null | {
+    n=0
+    while IFS= read -r line; do
+      case "$line" in *": OK") n=$((n + 1)) ;; esac
+    done
+    echo "$n"
+  })
 fi
 failed=$((files - verified))
 echo ">>> couchestor-result kind=integrity-verify storage-class=$STORAGE_CLASS begin"
@@ -142,11 +151,60 @@ rm -rf "$dir"
 [ "$failed" -eq 0 ] && [ "$verified" -eq "$INTEGRITY_FILES" ]
 """
 
+ATTACH_CHECK_SCRIPT = """\
+# Attachment test: DATA_DIR is a mounted volume (of filesystem type EXPECT_FSTYPE, when set), writable, and
+# reads back what was written; then, unless RUN_FIO=0, a short fio pass over it printed as a result block.
+set -eu
+dir="${DATA_DIR:-/data}"
+echo "attachment test: $STORAGE_CLASS"
+fstype=""
+while read -r _device mountpoint type _rest; do
+  if [ "$mountpoint" = "$dir" ]; then fstype="$type"; fi
+done < "${MOUNTS_FILE:-/proc/mounts}"
+if [ -z "$fstype" ]; then echo "FAIL: $dir is not a mounted volume"; exit 1; fi
+if [ -n "${EXPECT_FSTYPE:-}" ] && [ "$fstype" != "$EXPECT_FSTYPE" ]; then
+  echo "FAIL: $dir is $fstype, not $EXPECT_FSTYPE"; exit 1
+fi
+df -h "$dir"
+probe="$dir/attachment-test-$$"
+echo "written by $STORAGE_CLASS attachment test $$" > "$probe"
+sync
+if [ "$(cat "$probe")" != "written by $STORAGE_CLASS attachment test $$" ]; then
+  echo "FAIL: $STORAGE_CLASS did not read back what was written"; exit 1
+fi
+rm -f "$probe"
+echo "PASS: $STORAGE_CLASS mounted ($fstype), writable, read back"
+if [ "${RUN_FIO:-1}" = 1 ]; then
+  exec sh "${SUITE_DIR:-/etc/couchestor-volume-tests}/run-fio.sh"
+fi
+"""
+
+SHARED_CHECK_SCRIPT = """\
+# Shared attachment test: two pods (SHARED_SELF, SHARED_PEER) mount one ReadWriteMany claim; each writes its own
+# file and waits up to SHARED_WAIT seconds for the other's to appear through the volume.
+set -eu
+dir="${DATA_DIR:-/data}"
+echo "shared attachment test: $STORAGE_CLASS, $SHARED_SELF waits for $SHARED_PEER"
+echo "$SHARED_SELF" > "$dir/shared-$SHARED_SELF"
+sync
+waited=0
+while [ ! -f "$dir/shared-$SHARED_PEER" ]; do
+  if [ "$waited" -ge "${SHARED_WAIT:-120}" ]; then
+    echo "FAIL: $SHARED_PEER's file never appeared in $waited s"; exit 1
+  fi
+  sleep 1
+  waited=$((waited + 1))
+done
+echo "PASS: $STORAGE_CLASS shared between $SHARED_SELF and $SHARED_PEER"
+"""
+
 SCRIPTS = {
     "suite.fio": FIO_JOBFILE,
     "run-fio.sh": RUN_FIO_SCRIPT,
     "integrity-write.sh": INTEGRITY_WRITE_SCRIPT,
     "integrity-verify.sh": INTEGRITY_VERIFY_SCRIPT,
+    "attach-check.sh": ATTACH_CHECK_SCRIPT,
+    "shared-check.sh": SHARED_CHECK_SCRIPT,
 }
 
 
@@ -196,7 +254,8 @@ def object_base_name(storage_class: str) -> str:
     return f"vt-{name}"
 
 
-def _labels(storage_class: str) -> dict[str, str]:
+def labels_for(storage_class: str) -> dict[str, str]:
+    """The labels of every object that tests ``storage_class``."""
     return {
         "app.kubernetes.io/name": "couchestor-volume-tests",
         "app.kubernetes.io/part-of": PART_OF,
@@ -230,16 +289,20 @@ def config_map(options: SuiteOptions) -> dict[str, Any]:
     }
 
 
-def _job(
+def suite_job(
     name: str,
     test: str,
     storage_class: str,
-    claim: str,
     script: str,
     env: dict[str, str],
     options: SuiteOptions,
+    *,
+    data_volume: dict[str, Any],
+    affinity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    labels = {**_labels(storage_class), "couchestor.billyronks.io/test": test}
+    """A Job that runs ``script`` from the suite's ConfigMap once (no retries), with ``data_volume`` (a volume
+    source: a claim, an emptyDir) mounted at ``/data`` and ``STORAGE_CLASS`` plus ``env`` in its environment."""
+    labels = {**labels_for(storage_class), TEST_LABEL: test}
     container = {
         "name": "test",
         "image": options.image,
@@ -254,7 +317,7 @@ def _job(
             {"name": "suite", "mountPath": SUITE_DIR, "readOnly": True},
         ],
     }
-    return {
+    job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": name, "namespace": options.namespace, "labels": labels},
@@ -274,12 +337,27 @@ def _job(
                     },
                     "containers": [container],
                     "volumes": [
-                        {"name": "data", "persistentVolumeClaim": {"claimName": claim}},
+                        {"name": "data", **data_volume},
                         {"name": "suite", "configMap": {"name": CONFIG_MAP_NAME}},
                     ],
                 },
             },
         },
+    }
+    if affinity is not None:
+        job["spec"]["template"]["spec"]["affinity"] = affinity
+    return job
+
+
+def fio_environment(options: SuiteOptions) -> dict[str, str]:
+    """The variables ``run-fio.sh`` and the fio job file read."""
+    return {
+        "FIO_DIR": f"{DATA_DIR}/couchestor-fio",
+        "FIO_SIZE": options.fio_size,
+        "FIO_RUNTIME": str(options.fio_runtime_seconds),
+        "FIO_RAMP": str(options.fio_ramp_seconds),
+        "FIO_IOENGINE": options.fio_ioengine,
+        "FIO_DIRECT": "1" if options.fio_direct else "0",
     }
 
 
@@ -289,48 +367,42 @@ def class_suite(storage_class: str, options: SuiteOptions) -> ClassSuite:
     pvc = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": base, "namespace": options.namespace, "labels": _labels(storage_class)},
+        "metadata": {"name": base, "namespace": options.namespace, "labels": labels_for(storage_class)},
         "spec": {
             "storageClassName": storage_class,
             "accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": options.pvc_size}},
         },
     }
+    claim = {"persistentVolumeClaim": {"claimName": base}}
     integrity_env = {
         "DATA_DIR": DATA_DIR,
         "INTEGRITY_FILES": str(options.integrity_files),
         "INTEGRITY_FILE_MIB": str(options.integrity_file_mib),
     }
-    fio_env = {
-        "FIO_DIR": f"{DATA_DIR}/couchestor-fio",
-        "FIO_SIZE": options.fio_size,
-        "FIO_RUNTIME": str(options.fio_runtime_seconds),
-        "FIO_RAMP": str(options.fio_ramp_seconds),
-        "FIO_IOENGINE": options.fio_ioengine,
-        "FIO_DIRECT": "1" if options.fio_direct else "0",
-    }
+    fio_env = fio_environment(options)
     return ClassSuite(
         storage_class=storage_class,
         pvc=pvc,
-        integrity_write=_job(
+        integrity_write=suite_job(
             f"{base}-integrity-write",
             "integrity-write",
             storage_class,
-            base,
             "integrity-write.sh",
             integrity_env,
             options,
+            data_volume=claim,
         ),
-        integrity_verify=_job(
+        integrity_verify=suite_job(
             f"{base}-integrity-verify",
             "integrity-verify",
             storage_class,
-            base,
             "integrity-verify.sh",
             integrity_env,
             options,
+            data_volume=claim,
         ),
-        fio=_job(f"{base}-fio", "fio", storage_class, base, "run-fio.sh", fio_env, options),
+        fio=suite_job(f"{base}-fio", "fio", storage_class, "run-fio.sh", fio_env, options, data_volume=claim),
     )
 
 
@@ -376,10 +448,16 @@ _HEADER = """\
 """
 
 
+def dump_documents(documents: Sequence[dict[str, Any]], header: str) -> str:
+    """``documents`` as one multi-document YAML text after ``header`` (comment lines)."""
+    body = "---\n".join(
+        yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=110) for document in documents
+    )
+    return header + "---\n" + body
+
+
 def render_suite_yaml(storage_classes: Sequence[str], options: SuiteOptions) -> str:
     """The suite as one multi-document YAML text with an explanatory header."""
-    body = "---\n".join(
-        yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=110)
-        for document in suite_documents(storage_classes, options)
+    return dump_documents(
+        suite_documents(storage_classes, options), _HEADER.format(namespace=options.namespace)
     )
-    return _HEADER.format(namespace=options.namespace) + "---\n" + body

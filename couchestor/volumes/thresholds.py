@@ -25,6 +25,8 @@ DEFAULT_THRESHOLDS_YAML = """\
 #   seqReadMBps        sequential 1 MiB reads faster than this (MB/s)
 #   randomRead4kIOPS   4 KiB random reads at queue depth 32: more IOPS than this
 #   latencyMs          4 KiB random reads at queue depth 1: mean latency below this (milliseconds)
+#   latencyP99Ms       optional, the same reads: 99th percentile completion latency below this (milliseconds);
+#                      the guide sets no such criterion, so no class below has one
 #   integrityPercent   share of checksummed files intact after a remount (100 = every file)
 storageClasses:
   fast-ssd:
@@ -60,6 +62,7 @@ class ClassThresholds(msgspec.Struct, forbid_unknown_fields=True, frozen=True, o
     seq_read_mbps: float | None = msgspec.field(default=None, name="seqReadMBps")
     random_read_4k_iops: float | None = msgspec.field(default=None, name="randomRead4kIOPS")
     latency_ms: float | None = msgspec.field(default=None, name="latencyMs")
+    latency_p99_ms: float | None = msgspec.field(default=None, name="latencyP99Ms")
     integrity_percent: float | None = msgspec.field(default=None, name="integrityPercent")
 
 
@@ -94,6 +97,9 @@ def parse_thresholds(text: str, *, source: str) -> Thresholds:
         thresholds = msgspec.convert(document, Thresholds)
     except msgspec.ValidationError as exc:
         raise ThresholdsError(f"{source}: {exc}") from None
+    except UnicodeError:
+        # YAML's "\ud800"-style escapes can produce lone surrogates, which are no text at all.
+        raise ThresholdsError(f"{source}: holds an escaped character that is not valid Unicode") from None
     for name, criteria in thresholds.storage_classes.items():
         for field in msgspec.structs.fields(ClassThresholds):
             value = getattr(criteria, field.name)
@@ -117,4 +123,6 @@ def load_thresholds(path: str | None) -> tuple[Thresholds, str]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ThresholdsError(f"cannot read thresholds file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ThresholdsError(f"{path}: not a text file (byte {exc.start} is not UTF-8)") from None
     return parse_thresholds(text, source=path), path

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,56 @@ def write_suite_files(directory: Path) -> Path:
     return directory
 
 
+# What the suite's image promises (a POSIX shell, coreutils, fio) and nothing more: the scripts run with only these
+# on their PATH, so one that reaches for grep, sed or awk fails here as it would in the default image.
+IMAGE_TOOLS = (
+    "sh",
+    "fio",
+    "cat",
+    "df",
+    "head",
+    "ls",
+    "mkdir",
+    "rm",
+    "sha256sum",
+    "sleep",
+    "stat",
+    "sync",
+    "wc",
+)
+
+
+def image_path(directory: Path) -> str:
+    """A directory holding only :data:`IMAGE_TOOLS` (as links to this machine's), for a script's PATH."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for tool in IMAGE_TOOLS:
+        found = shutil.which(tool)
+        assert found is not None, f"{tool} is not installed"
+        link = directory / tool
+        if not link.exists():
+            link.symlink_to(found)
+    return str(directory)
+
+
+def _command(script: str, env: dict[str, str], suite_dir: Path) -> tuple[list[str], dict[str, str]]:
+    environment = {"PATH": image_path(suite_dir.parent / "image-bin"), "SUITE_DIR": str(suite_dir), **env}
+    return [shutil.which("sh") or "sh", str(suite_dir / script)], environment
+
+
+def start_script(script: str, env: dict[str, str], suite_dir: Path) -> subprocess.Popen[str]:
+    """Start one of the suite's scripts as :func:`run_script` runs it, without waiting for it."""
+    command, environment = _command(script, env, suite_dir)
+    return subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def run_script(script: str, env: dict[str, str], suite_dir: Path) -> subprocess.CompletedProcess[str]:
-    """Run one of the suite's scripts with ``sh`` as the Job's container would."""
+    """Run one of the suite's scripts with ``sh`` as the Job's container would, with only the image's tools."""
+    command, environment = _command(script, env, suite_dir)
     return subprocess.run(
-        ["sh", str(suite_dir / script)],
-        env={"PATH": os.environ["PATH"], "SUITE_DIR": str(suite_dir), **env},
+        command,
+        env=environment,
         capture_output=True,
         text=True,
         timeout=120,

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from couchestor.volumes import suite
+from couchestor.volumes import attachment, suite
 from couchestor.volumes.fio import FioTest, parse_fio_json
 from couchestor.volumes.markers import begin_line
 from couchestor.volumes.thresholds import DEFAULT_THRESHOLDS_YAML
@@ -142,3 +142,17 @@ def test_render_suite_prints_the_suite_for_the_chosen_classes():
     documents = list(yaml.safe_load_all(result.stdout))
     assert documents == suite.suite_documents(["gold"], suite.SuiteOptions(namespace="perf"))
     assert {d["kind"] for d in documents} == {"Namespace", "ConfigMap", "PersistentVolumeClaim", "Job"}
+
+
+def test_render_attachment_prints_the_checks_for_the_chosen_classes():
+    result = _couchestor(
+        "render-attachment", "--storage-class", "gold", "--shared-class", "", "--namespace", "qa"
+    )
+    assert result.returncode == 0, result.stderr
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert documents == attachment.attachment_documents(["gold"], None, suite.SuiteOptions(namespace="qa"))
+    jobs = [d["metadata"]["name"] for d in documents if d["kind"] == "Job"]
+    assert jobs == ["attach-gold", "attach-memory"]
+    shared = _couchestor("render-attachment", "--shared-class", "nfs")
+    assert "attach-nfs-a" in shared.stdout
+    assert "attach-nfs-b" in shared.stdout

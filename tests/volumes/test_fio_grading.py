@@ -16,9 +16,10 @@ from couchestor.volumes.fio import (
     FioTest,
     classify,
     parse_fio_json,
+    size_bytes,
 )
 from couchestor.volumes.grading import Verdict, grade
-from couchestor.volumes.measurements import IntegrityVerdict, Measurements, from_file_text
+from couchestor.volumes.measurements import IntegrityVerdict, Measurements, from_file_text, merge_by_class
 from couchestor.volumes.report import render_report
 from couchestor.volumes.thresholds import ClassThresholds
 from tests.volumes.helpers import fio_document
@@ -326,4 +327,109 @@ def test_a_maximum_passes_exactly_when_undercut_by_the_io_weighted_mean(latencie
     ).criteria
     expected = sum(size * ns for size, ns in latencies) / sum(size for size, _ in latencies) / 1e6
     assert criterion.measured == pytest.approx(expected)
+    assert (criterion.verdict is Verdict.PASS) == (criterion.measured < limit)
+
+
+def test_separate_runs_of_a_test_are_graded_by_the_worst_not_added_up(fio_log):
+    """Two fio documents for one class (a log with two runs, or two files) are repeats, not parallel load."""
+    first = fio_document(fio_log)
+    second = copy.deepcopy(first)
+    for job in second["jobs"]:
+        if job["jobname"] == "seq-write":
+            job["write"]["bw"] /= 4
+        if job["jobname"] == "latency-4k":
+            job["read"]["lat_ns"]["mean"] *= 4
+    measured = merge_by_class(
+        [
+            *from_file_text(json.dumps(first), source="run-1.json", storage_class="fast-ssd"),
+            *from_file_text(json.dumps(second), source="run-2.json", storage_class="fast-ssd"),
+        ]
+    )["fast-ssd"]
+    report = grade(
+        measured,
+        ClassThresholds(seq_write_mbps=0.001, seq_read_mbps=0.001, latency_ms=1e9),
+        require_all=True,
+    )
+    write, read, latency = report.criteria
+    raw = {job["jobname"]: job for job in second["jobs"]}
+    assert write.measured == pytest.approx(raw["seq-write"]["write"]["bw"] * 1024 / 1e6)
+    assert read.measured == pytest.approx(raw["seq-read"]["read"]["bw"] * 1024 / 1e6)
+    assert latency.measured == pytest.approx(raw["latency-4k"]["read"]["lat_ns"]["mean"] / 1e6)
+    assert "worst of 2 runs" in write.note
+
+
+@given(runs=st.lists(st.lists(_positive, min_size=1, max_size=3), min_size=1, max_size=4))
+def test_rates_add_up_within_a_run_and_the_worst_run_counts(runs):
+    jobs = tuple(
+        FioJobResult(
+            "seq-read", FioTest.SEQ_READ, _direction(1, bandwidth, 1.0, 1.0), _IDLE, 0, run=f"run-{i}"
+        )
+        for i, run in enumerate(runs)
+        for bandwidth in run
+    )
+    (criterion,) = grade(
+        Measurements("x", fio_jobs=jobs), ClassThresholds(seq_read_mbps=1e-9), require_all=True
+    ).criteria
+    assert criterion.measured == pytest.approx(min(sum(run) for run in runs) / 1e6)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2g", 2 * 1024**3),
+        ("512m", 512 * 1024**2),
+        ("4096", 4096),
+        ("1TiB", 1024**4),
+        ("2 g", None),
+        ("", None),
+    ],
+)
+def test_sizes_are_read_as_fio_reads_them(text, expected):
+    assert size_bytes(text) == expected
+
+
+def test_an_optional_p99_criterion_grades_fios_percentile(fio_log):
+    document = fio_document(fio_log)
+    (raw,) = [job for job in document["jobs"] if job["jobname"] == "latency-4k"]
+    p99_ms = raw["read"]["clat_ns"]["percentile"]["99.000000"] / 1e6
+    jobs = _jobs(document)
+    easy = grade(
+        Measurements("x", fio_jobs=jobs), ClassThresholds(latency_p99_ms=p99_ms * 2), require_all=True
+    )
+    (criterion,) = easy.criteria
+    assert criterion.label == "4K read latency (p99)"
+    assert criterion.measured == pytest.approx(p99_ms)
+    assert criterion.verdict is Verdict.PASS
+    hard = grade(
+        Measurements("x", fio_jobs=jobs), ClassThresholds(latency_p99_ms=p99_ms / 2), require_all=True
+    )
+    assert hard.criteria[0].verdict is Verdict.FAIL
+    # Without percentiles in fio's output the criterion is not measured, and fails only when all are required.
+    bare = copy.deepcopy(document)
+    for job in bare["jobs"]:
+        job["read"]["clat_ns"].pop("percentile", None)
+    lenient = grade(
+        Measurements("x", fio_jobs=_jobs(bare)), ClassThresholds(latency_p99_ms=1e9), require_all=False
+    )
+    assert lenient.criteria[0].verdict is Verdict.MISSING
+    assert "no completion latency percentiles" in lenient.criteria[0].note
+
+
+@given(p99s=st.lists(_positive, min_size=1, max_size=4), limit=_positive)
+def test_the_p99_criterion_takes_the_highest_of_several_jobs(p99s, limit):
+    jobs = tuple(
+        FioJobResult(
+            "latency-4k",
+            FioTest.LATENCY_4K,
+            DirectionFigures(1, 1.0, 1.0, 1.0, p99),
+            _IDLE,
+            0,
+            run=f"run-{i}",
+        )
+        for i, p99 in enumerate(p99s)
+    )
+    (criterion,) = grade(
+        Measurements("x", fio_jobs=jobs), ClassThresholds(latency_p99_ms=limit), require_all=True
+    ).criteria
+    assert criterion.measured == pytest.approx(max(p99s) / 1e6)
     assert (criterion.verdict is Verdict.PASS) == (criterion.measured < limit)

@@ -97,3 +97,32 @@ async def test_a_missing_kubectl_is_a_user_error(tmp_path):
     cluster = KubectlCluster(kubectl=str(tmp_path / "no-kubectl"))
     with pytest.raises(KubectlError, match="was not found; install kubectl or pass --kubectl PATH"):
         await cluster.get("pvc", "x", "ns")
+
+
+KLOG = (
+    'E1123 10:26:11.253405   14880 memcache.go:265] "Unhandled Error" err="couldn\'t get current server API '
+    'group list: Get \\"http://127.0.0.1:9/api?timeout=32s\\": dial tcp 127.0.0.1:9: connect: connection refused"'
+)
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        (
+            f"{KLOG}\n{KLOG}\nThe connection to the server 127.0.0.1:9 was refused - did you specify the right host?\n",
+            "failed: The connection to the server 127.0.0.1:9 was refused - did you specify the right host?",
+        ),
+        (f"{KLOG}\n", 'failed: "Unhandled Error" err="couldn\'t get current server API group list'),
+        ("error: one\nerror: two\n", "failed: error: one; error: two"),
+    ],
+)
+async def test_kubectl_errors_become_one_line_without_its_log_lines(fake, monkeypatch, stderr, expected):
+    cluster, _ = fake
+    monkeypatch.setenv("FAKE_EXIT", "1")
+    monkeypatch.setenv("FAKE_STDERR", stderr)
+    with pytest.raises(KubectlError) as caught:
+        await cluster.get("storageclass", "fast-ssd", None)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert expected in message
+    assert "memcache.go" not in message

@@ -13,7 +13,7 @@ import yaml
 
 from couchestor.errors import UserError
 from couchestor.policy import PolicyRules, compile_policy
-from couchestor.volumes import suite
+from couchestor.volumes import attachment, suite
 from couchestor.volumes.thresholds import default_thresholds, parse_thresholds
 from k8s_schemas.quantity import parse_quantity
 from k8s_schemas.storage_policy import StoragePolicy
@@ -209,21 +209,67 @@ def test_pods_mount_only_claims_defined_alongside_them():
                     assert mount["name"] in volumes, (path.name, doc["metadata"]["name"], mount)
 
 
-def test_example_policy_is_valid_for_the_operator_and_selects_the_managed_example_volumes():
-    ((_, document),) = _all("StoragePolicy")
+def _backing_claim(claim: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The claim the OpenEBS NFS provisioner creates to serve ``claim``: ``nfs-pvc-<uid>`` in its own namespace,
+    of the NFS class's backend class, labelled with the claim it serves (and not with the claim's labels)."""
+    shared_class = _storage_classes()[claim["spec"]["storageClassName"]]
+    config = yaml.safe_load(shared_class["metadata"]["annotations"]["cas.openebs.io/config"])
+    backend = {item["name"]: item["value"] for item in config}["BackendStorageClass"]
+    return {
+        "metadata": {
+            "name": "nfs-pvc-0f1e2d3c",
+            "namespace": "openebs",
+            "labels": {
+                "nfs.openebs.io/nfs-pvc-name": claim["metadata"]["name"],
+                "nfs.openebs.io/nfs-pvc-uid": "0f1e2d3c",
+                "nfs.openebs.io/nfs-pvc-namespace": namespace,
+            },
+        },
+        "spec": {"storageClassName": backend, "accessModes": ["ReadWriteOnce"]},
+    }
+
+
+def test_example_policies_are_valid_and_tier_exactly_the_managed_example_volumes():
+    """Every example claim labelled ``tiering: managed`` is tiered by exactly one policy (directly, or through
+    the volume behind it when it is shared over NFS), and no other example volume is selected by any."""
     crd = yaml.safe_load((ROOT.parent / "crds" / "storagepolicies.yaml").read_text())
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-    assert set(document["spec"]) <= set(schema), "every field is one the CRD declares"
-    assert "namespace" not in document["metadata"], "StoragePolicy is cluster-scoped"
-    rules = compile_policy(msgspec.convert(document, StoragePolicy))
-    assert isinstance(rules, PolicyRules), rules
-    assert _storage_classes()[rules.scope.storage_class]["provisioner"] == MAYASTOR
-    selected = {
+    policies = _all("StoragePolicy")
+    assert len(policies) == 2
+    rules = []
+    for _, document in policies:
+        assert set(document["spec"]) <= set(schema), "every field is one the CRD declares"
+        assert "namespace" not in document["metadata"], "StoragePolicy is cluster-scoped"
+        compiled = compile_policy(msgspec.convert(document, StoragePolicy))
+        assert isinstance(compiled, PolicyRules), compiled
+        assert _storage_classes()[compiled.scope.storage_class]["provisioner"] == MAYASTOR
+        rules.append(compiled)
+
+    classes = _storage_classes()
+    tiered: dict[str, list[str]] = {}
+    for _, claim in _claims("examples"):
+        volume = claim
+        if classes[claim["spec"]["storageClassName"]]["provisioner"] == NFS:
+            volume = _backing_claim(claim, "ai-platform")  # the namespace the examples are applied to
+        tiered[claim["metadata"]["name"]] = [
+            rule.name
+            for rule in rules
+            if rule.scope.selects(volume["spec"]["storageClassName"], volume["metadata"].get("labels"))
+        ]
+    managed = {
         claim["metadata"]["name"]
         for _, claim in _claims("examples")
-        if rules.scope.selects(claim["spec"]["storageClassName"], claim["metadata"].get("labels"))
+        if claim["metadata"]["labels"][TIERING_LABEL] == "managed"
     }
-    assert selected == {"ai-checkpoints"}
+    assert managed == {"ai-checkpoints", "ai-dataset-storage", "shared-data-pvc"}
+    for name, selecting in tiered.items():
+        assert len(selecting) == (1 if name in managed else 0), (name, selecting)
+    # The shared claims' backing volumes in another namespace are not this platform's: left alone.
+    elsewhere = _backing_claim(_claim("distributed-storage.yaml", "shared-data-pvc"), "other-team")
+    assert not any(
+        rule.scope.selects(elsewhere["spec"]["storageClassName"], elsewhere["metadata"]["labels"])
+        for rule in rules
+    )
 
 
 def test_shipped_thresholds_file_is_the_default():
@@ -239,18 +285,62 @@ def test_shipped_suite_is_the_rendered_suite():
     )
 
 
-def test_suite_jobs_run_scripts_the_config_map_holds_with_the_variables_they_use():
-    options = suite.SuiteOptions()
-    data = suite.config_map(options)["data"]
-    for storage_class in suite.DEFAULT_STORAGE_CLASSES:
-        for job in suite.class_suite(storage_class, options).jobs:
-            (container,) = job["spec"]["template"]["spec"]["containers"]
-            script = container["command"][-1].removeprefix(suite.SUITE_DIR + "/")
-            text = data[script] + (data["suite.fio"] if script == "run-fio.sh" else "")
-            env = {item["name"] for item in container["env"]}
-            used = set(re.findall(r"\$\{?([A-Z_]+)", text)) - {"SUITE_DIR", "DATA_DIR"}
-            assert used <= env, (script, used - env)
-            assert job["spec"]["backoffLimit"] == 0
+def test_shipped_attachment_tests_are_the_rendered_ones():
+    shipped = _documents(ROOT / "tests" / "volume-attachment-tests.yaml")
+    assert shipped == attachment.attachment_documents(
+        suite.DEFAULT_STORAGE_CLASSES, attachment.DEFAULT_SHARED_CLASS, suite.SuiteOptions()
+    ), "regenerate with: couchestor volumes render-attachment > manifests/volumes/tests/..."
+
+
+# Variables a script may leave unset: it has a default for them.
+_OPTIONAL = {"SUITE_DIR", "DATA_DIR", "MOUNTS_FILE", "EXPECT_FSTYPE", "RUN_FIO", "SHARED_WAIT"}
+
+
+def _script_variables(data: dict[str, str], script: str, env: dict[str, str]) -> set[str]:
+    """The variables a script reads, with those of the fio script and job file it runs (unless RUN_FIO=0)."""
+    text = data[script]
+    if script == "run-fio.sh" or ("run-fio.sh" in text and env.get("RUN_FIO") != "0"):
+        text += data["run-fio.sh"] + data["suite.fio"]
+    return set(re.findall(r"\$\{?([A-Z_]+)", text)) - _OPTIONAL
+
+
+def _shipped_jobs() -> list[dict[str, Any]]:
+    return [doc for _, doc in _all("Job", "tests")]
+
+
+def test_every_test_job_runs_a_script_of_the_config_map_with_the_variables_it_uses():
+    (config,) = [doc for _, doc in _all("ConfigMap", "tests")][:1]
+    data = config["data"]
+    jobs = _shipped_jobs()
+    assert len(jobs) == 3 * 3 + 3 + 2 + 1, "suite: 3 per class; attachment: 1 per class, 2 shared, 1 memory"
+    for job in jobs:
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        script = container["command"][-1].removeprefix(suite.SUITE_DIR + "/")
+        env = {item["name"]: item["value"] for item in container["env"]}
+        missing = _script_variables(data, script, env) - set(env)
+        assert not missing, (job["metadata"]["name"], script, missing)
+        assert job["spec"]["backoffLimit"] == 0
+        assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_every_attachment_check_of_a_class_runs_fio_and_the_others_do_not():
+    runs_fio = {}
+    for job in _shipped_jobs():
+        labels = job["metadata"]["labels"]
+        if labels[suite.TEST_LABEL] != attachment.ATTACHMENT_TEST:
+            continue
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        env = {item["name"]: item["value"] for item in container["env"]}
+        script = container["command"][-1].rsplit("/", 1)[-1]
+        runs_fio[job["metadata"]["name"]] = script == "attach-check.sh" and env.get("RUN_FIO", "1") == "1"
+    assert runs_fio == {
+        "attach-fast-ssd": True,
+        "attach-standard-storage": True,
+        "attach-backup-storage": True,
+        "attach-standard-storage-shared-a": False,
+        "attach-standard-storage-shared-b": False,
+        "attach-memory": False,
+    }
 
 
 @pytest.mark.parametrize(

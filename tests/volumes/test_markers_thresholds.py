@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, strategies as st
 
 from couchestor.errors import UserError
+from couchestor.volumes.fio import parse_fio_json
 from couchestor.volumes.markers import ResultBlockError, begin_line, extract_blocks
 from couchestor.volumes.measurements import from_file_text
 from couchestor.volumes.thresholds import (
@@ -143,3 +146,65 @@ def test_blocks_round_trip_whatever_they_hold(bodies, noise):
     blocks = extract_blocks("\n".join(lines), source="log")
     assert [b.body for b in blocks] == ["\n".join(body) for body in bodies]
     assert [b.attributes["n"] for b in blocks] == [str(i) for i in range(len(bodies))]
+
+
+# --- no input crashes the readers: they return, or raise a UserError with a message -------------------------
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_fio_keys = st.sampled_from(
+    ["jobs", "jobname", "read", "write", "lat_ns", "mean", "bw", "iops", "io_bytes", "error"]
+)
+_fio_like = st.recursive(
+    st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_fio_keys, children, max_size=6),
+    max_leaves=20,
+)
+
+
+@given(document=st.one_of(_json_values, _fio_like), prefix=st.text(max_size=20))
+def test_any_json_is_read_as_fio_output_or_refused_with_a_user_error(document, prefix):
+    text = prefix + json.dumps(document)
+    try:
+        jobs = parse_fio_json(text, source="f.json")
+    except UserError as exc:
+        message = str(exc)
+    else:
+        assert jobs
+        return
+    assert message.startswith("f.json: ")
+
+
+@given(text=st.text(max_size=300), storage_class=st.none() | st.just("fast-ssd"))
+def test_any_file_given_to_report_is_read_or_refused_with_a_user_error(text, storage_class):
+    try:
+        measured = from_file_text(text, source="f", storage_class=storage_class)
+    except UserError:
+        return
+    assert measured
+
+
+@given(document=_json_values)
+def test_any_thresholds_document_is_read_or_refused_with_a_thresholds_error(document):
+    try:
+        thresholds = parse_thresholds(json.dumps(document), source="t.yaml")
+    except ThresholdsError as exc:
+        message = str(exc)
+    else:
+        assert isinstance(thresholds.storage_classes, dict)
+        return
+    assert message.startswith("t.yaml: ")
+
+
+def test_escaped_lone_surrogates_and_binary_files_are_thresholds_errors(tmp_path):
+    with pytest.raises(ThresholdsError, match="not valid Unicode"):
+        parse_thresholds('{"\\ud800": null}', source="t.yaml")
+    binary = tmp_path / "t.bin"
+    binary.write_bytes(b"storageClasses: \xb0\xff\n")
+    with pytest.raises(ThresholdsError, match=r"t\.bin: not a text file \(byte 16 is not UTF-8\)"):
+        load_thresholds(str(binary))

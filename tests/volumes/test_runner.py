@@ -39,6 +39,9 @@ class ClassBehaviour:
     job_seconds: float = 10.0
     fail_jobs: bool = False
     no_pods: bool = False
+    verdict: str = '{"files": 8, "verified": 8, "failed": 0, "expected": 8}'
+    failing_jobs: tuple[str, ...] = ()  # suffixes of Jobs that fail with their pod's log intact
+    fio_exit: int = 0
 
 
 @dataclass
@@ -90,7 +93,7 @@ class FakeCluster:
             b = self.behaviour[self._class_of(doc)]
             if now - started < b.job_seconds:
                 return {"status": {}}
-            kind = "Failed" if b.fail_jobs else "Complete"
+            kind = "Failed" if b.fail_jobs or name.endswith(b.failing_jobs or ("\0",)) else "Complete"
             return {
                 "status": {"conditions": [{"type": kind, "status": "True", "reason": "BackoffLimitExceeded"}]}
             }
@@ -125,14 +128,15 @@ class FakeCluster:
         job_name = pod.removesuffix("-pod")
         doc, _ = self.objects[("Job", job_name)]
         storage_class = self._class_of(doc)
+        b = self.behaviour[storage_class]
         if job_name.endswith("-fio"):
-            return self.fio_log.replace("storage-class=fast-ssd", f"storage-class={storage_class}")
+            log = self.fio_log.replace("storage-class=fast-ssd", f"storage-class={storage_class}")
+            return log.replace("exit=0", f"exit={b.fio_exit}")
         if job_name.endswith("-integrity-write"):
             return (
                 f'{begin_line(kind="integrity-write", storage_class=storage_class)}\n{{"files": 8}}\n{END}\n'
             )
-        verdict = '{"files": 8, "verified": 8, "failed": 0, "expected": 8}'
-        return f"checking\n{begin_line(kind='integrity-verify', storage_class=storage_class)}\n{verdict}\n{END}\n"
+        return f"checking\n{begin_line(kind='integrity-verify', storage_class=storage_class)}\n{b.verdict}\n{END}\n"
 
     async def delete(self, documents):
         await trio.sleep(0.1)
@@ -234,6 +238,32 @@ async def test_failed_jobs_without_pods_are_reported_as_problems(fio_log, clock)
     assert len(fast.problems) == 3
     assert all("ran no pod (BackoffLimitExceeded" in p for p in fast.problems)
     assert not grade(fast, EASY, require_all=True).passed
+
+
+async def test_failed_jobs_that_printed_results_are_graded_from_their_logs(fio_log, clock):
+    """A verifier that found damage and a fio that exited non-zero both fail their Job; what they printed still
+    counts: the damaged share fails integrity, fio's exit status is a problem, the other criteria are graded."""
+    cluster = FakeCluster(
+        fio_log,
+        {
+            "fast-ssd": ClassBehaviour(
+                verdict='{"files": 8, "verified": 6, "failed": 2, "expected": 8}',
+                failing_jobs=("-integrity-verify", "-fio"),
+                fio_exit=1,
+            )
+        },
+    )
+    (fast,) = (await _run(cluster, ["fast-ssd"]))[0]
+    assert fast.integrity is not None
+    assert fast.integrity.percent == 75
+    (problem,) = fast.problems
+    assert problem.startswith("fio exited with status 1")
+    report = grade(fast, EASY, require_all=True)
+    assert not report.passed
+    verdicts = {r.label: r.verdict for r in report.criteria}
+    assert verdicts.pop("data integrity after remount") is Verdict.FAIL
+    assert set(verdicts.values()) == {Verdict.PASS}
+    assert ("Job", "vt-fast-ssd-fio") in cluster.applied, "a failed verification does not stop the class"
 
 
 async def test_an_unknown_storage_class_stops_the_run_before_anything_is_applied(fio_log, clock):

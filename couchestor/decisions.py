@@ -21,7 +21,9 @@ Per policy and selected volume, the first rule that applies gives the decision:
    a healthy snapshot scores 0, unless no volume at all has ``min_coverage`` of the window (Prometheus just
    started or lost its data): then absence proves nothing and it is ``low-coverage`` too.
 5. ``stay`` when :meth:`~couchestor.policy.PolicyRules.target_tier` says so (hysteresis is documented there).
-6. A wanted move (``target_tier`` set on the decision even when skipped): ``cooldown`` while the last
+6. A wanted move (``target_tier`` set on the decision even when skipped): ``topology-pinned`` when the
+   storage cannot change topologies (``fixed_topology``) and no target-tier pool satisfies the volume's;
+   ``cooldown`` while the last
    migration (PV annotation or ``recent_migrations``, the later one) is younger than ``cooldownPeriod``;
    ``dry-run`` (with the pool it would use, without reserving it); ``size-unknown``; then scheduling.
 
@@ -99,6 +101,8 @@ class VolumeView:
     deleting: bool = False
     #: The MayastorVolume's name (the volume handle, or the PV name as seed 001 shows), when one was found.
     backend_name: str | None = None
+    #: The pool-label topology the volume's replicas must satisfy.
+    inclusion: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +181,7 @@ def _volume_view(
         size_bytes=size,
         has_backend=backend is not None,
         backend_name=None if backend is None else str(backend.metadata.name),
+        inclusion={} if backend is None else dict(backend.spec.inclusion),
         num_replicas=None if backend is None else backend.spec.num_replicas,
         replicas=()
         if backend is None
@@ -211,6 +216,9 @@ class DecideOptions:
 
     min_coverage: float = 0.5
     max_score_age_seconds: float = 300.0
+    #: The storage system cannot change a volume's pool topology (Mayastor 2.x): a volume whose creation
+    #: topology no pool of the target tier satisfies is ``topology-pinned``, never moved.
+    fixed_topology: bool = False
 
 
 # --- Outputs ------------------------------------------------------------------------------------------------
@@ -517,6 +525,17 @@ def _judge(
     detail = _explain_move(policy, score, current, target)
     if group is not None:
         detail = f"group {group[0]}: combined {detail}"
+    if opts.fixed_topology and v.inclusion and not _topology_allows(policy, target, v.inclusion, pools):
+        wanted = ", ".join(f"{k}={val}" for k, val in sorted(v.inclusion.items()))
+        return skip(
+            "topology-pinned",
+            f"{detail}; the volume was created with pool topology {wanted}, which no {target} pool matches, and"
+            " Mayastor cannot change a volume's topology (recreate it from a StorageClass without that pool"
+            " affinity to make it movable)",
+            score=score,
+            current_tier=current,
+            target_tier=target,
+        )
     last = max((t for t in (v.last_migration, recent.get(v.name)) if t is not None), default=None)
     if last is not None and (now - last).total_seconds() < policy.cooldown_seconds:
         left = policy.cooldown_seconds - (now - last).total_seconds()
@@ -549,6 +568,17 @@ def _judge(
             target_tier=target,
         )
     return want
+
+
+def _topology_allows(
+    policy: PolicyRules, target: Tier, inclusion: Mapping[str, str], pools: Mapping[str, PoolView]
+) -> bool:
+    """True when some pool of ``target`` carries every label of ``inclusion``."""
+    return any(
+        all(pool.labels.get(k) == val for k, val in inclusion.items())
+        for pool in pools.values()
+        if policy.tiers_matching(pool.labels) == {target}
+    )
 
 
 def _volume_problem(v: VolumeView, in_flight: Collection[str]) -> tuple[str, str] | None:

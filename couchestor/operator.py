@@ -19,30 +19,33 @@ leaves nothing half-written: migrations keep their intent on the volume and the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from couchestor import settings as settings_mod
 from couchestor.decisions import DecideOptions
 from couchestor.endpoints import EndpointsApp, Feed, Health, serve_asgi
-from couchestor.errors import UserError
 from couchestor.heat import metric_source
 from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.config import load_config
 from couchestor.kube.reflector import Reflector
-from couchestor.kube.store import Store
 from couchestor.kube.watcher import WatcherError
 from couchestor.leader import LeaderElector, default_identity
 from couchestor.logs import configure as configure_logging
+from couchestor.mayastor_rest.backend import RestBackend
+from couchestor.mayastor_rest.client import MayastorRestClient
+from couchestor.mayastor_rest.mirror import RestVolumeReflector
 from couchestor.metrics import OperatorMetrics
+from couchestor.migration.backend import VolumeBackend
 from couchestor.migration.crd import CrdBackend
 from couchestor.migration.runner import MigrationRunner, RunnerOptions
 from couchestor.preflight import check_cluster
@@ -57,6 +60,12 @@ from k8s_schemas.replication import VolumeGroupReplication
 from k8s_schemas.storage_policy import StoragePolicy
 
 log = logging.getLogger("couchestor")
+
+
+class RunningBackend(VolumeBackend, Protocol):
+    """A volume backend with its own background task (wake-ups, cordon clean-up)."""
+
+    async def run(self) -> None: ...
 
 
 @dataclass
@@ -128,50 +137,58 @@ class Operator:
                 self.client, resource, type_, namespace=namespace, on_error=on_error
             )
 
-        reflectors = {
-            "StoragePolicy": reflector(resources.STORAGE_POLICY, StoragePolicy, None),
-            "PersistentVolume": reflector(resources.PERSISTENT_VOLUME, PersistentVolume, None),
-            "PersistentVolumeClaim": reflector(
-                resources.PERSISTENT_VOLUME_CLAIM, PersistentVolumeClaim, None
-            ),
-            "MayastorVolume": reflector(resources.MAYASTOR_VOLUME, MayastorVolume, ns),
-            "DiskPool": reflector(resources.DISK_POOL, DiskPool, ns),
-        }
-        if s.enable_replication:
-            reflectors["VolumeGroupReplication"] = reflector(
-                VOLUME_GROUP_REPLICATION, VolumeGroupReplication, None
+        async with contextlib.AsyncExitStack() as stack:
+            rest: MayastorRestClient | None = None
+            # Each source keeps a store: a watch (Kubernetes) or a periodic relist (Mayastor's REST API).
+            sources: dict[str, Any] = {
+                "StoragePolicy": reflector(resources.STORAGE_POLICY, StoragePolicy, None),
+                "PersistentVolume": reflector(resources.PERSISTENT_VOLUME, PersistentVolume, None),
+                "PersistentVolumeClaim": reflector(
+                    resources.PERSISTENT_VOLUME_CLAIM, PersistentVolumeClaim, None
+                ),
+                "DiskPool": reflector(resources.DISK_POOL, DiskPool, ns),
+            }
+            if s.backend == "mayastor-rest":
+                rest = await stack.enter_async_context(MayastorRestClient(s.mayastor_rest_url))
+                sources["MayastorVolume"] = RestVolumeReflector(rest, ns)
+            else:
+                sources["MayastorVolume"] = reflector(resources.MAYASTOR_VOLUME, MayastorVolume, ns)
+            if s.enable_replication:
+                sources["VolumeGroupReplication"] = reflector(
+                    VOLUME_GROUP_REPLICATION, VolumeGroupReplication, None
+                )
+            self.stores = stores = Stores(
+                policies=sources["StoragePolicy"].store,
+                pvs=sources["PersistentVolume"].store,
+                pvcs=sources["PersistentVolumeClaim"].store,
+                volumes=sources["MayastorVolume"].store,
+                pools=sources["DiskPool"].store,
+                volume_groups=sources["VolumeGroupReplication"].store if s.enable_replication else None,
             )
-        self.stores = stores = Stores(
-            policies=reflectors["StoragePolicy"].store,
-            pvs=reflectors["PersistentVolume"].store,
-            pvcs=reflectors["PersistentVolumeClaim"].store,
-            volumes=reflectors["MayastorVolume"].store,
-            pools=reflectors["DiskPool"].store,
-            volume_groups=reflectors["VolumeGroupReplication"].store if s.enable_replication else None,
-        )
-        source = metric_source(
-            s.metric_preset,
-            metric=s.metric_name,
-            label=s.metric_label,
-            selector=s.metric_selector or "",
-            scrape_interval_seconds=s.scrape_interval,
-        )
-        backend = self.make_backend(stores.volumes)
-        self.runner = runner = MigrationRunner(
-            backend,
-            self.client,
-            pools=stores.pools,
-            policies=stores.policies,
-            metrics=self.metrics,
-            feed=self.feed,
-            options=RunnerOptions(
-                identity=self.identity,
-                max_concurrent=s.max_concurrent_migrations,
-                preservation=s.preservation_mode,
-                clock=self.clock,
-            ),
-        )
-        async with PrometheusClient(s.prometheus_url) as prometheus, trio.open_nursery() as nursery:
+            source = metric_source(
+                s.metric_preset,
+                metric=s.metric_name,
+                label=s.metric_label,
+                selector=s.metric_selector or "",
+                scrape_interval_seconds=s.scrape_interval,
+            )
+            backend = self.make_backend(stores, rest)
+            self.runner = runner = MigrationRunner(
+                backend,
+                self.client,
+                pools=stores.pools,
+                policies=stores.policies,
+                metrics=self.metrics,
+                feed=self.feed,
+                options=RunnerOptions(
+                    identity=self.identity,
+                    max_concurrent=s.max_concurrent_migrations,
+                    preservation=s.preservation_mode,
+                    clock=self.clock,
+                ),
+            )
+            prometheus = await stack.enter_async_context(PrometheusClient(s.prometheus_url))
+            nursery = await stack.enter_async_context(trio.open_nursery())
             self.scores = scores = ScoreCache(
                 prometheus,
                 source,
@@ -191,11 +208,11 @@ class Operator:
                 options=ReconcilerOptions(
                     resync=s.resync,
                     dry_run=s.dry_run,
-                    decide=DecideOptions(min_coverage=s.min_coverage),
+                    decide=DecideOptions(min_coverage=s.min_coverage, fixed_topology=rest is not None),
                     clock=self.clock,
                 ),
             )
-            for kind, r in reflectors.items():
+            for kind, r in sources.items():
                 self.health.gate(f"watch/{kind}", "not synced yet")
                 nursery.start_soon(r.run, name=f"watch {kind}")
                 nursery.start_soon(self._gate_on_sync, kind, r.store)
@@ -203,7 +220,7 @@ class Operator:
             if s.enable_replication:
                 await nursery.start(partial(run_replication, self.client, namespace=None), name="replication")
             nursery.start_soon(backend.run, name="backend")
-            for r in reflectors.values():
+            for r in sources.values():
                 await r.store.wait_synced()
             log.info(
                 "Watching %d policies, %d PVs, %d MayastorVolumes, %d DiskPools",
@@ -216,9 +233,12 @@ class Operator:
             await nursery.start(reconciler.run, name="reconciler")
             self.leading.set()
 
-    def make_backend(self, volumes: Store[MayastorVolume]) -> CrdBackend:
-        """The volume backend migrations go through (one place to substitute another implementation)."""
-        return CrdBackend(self.client, self.settings.mayastor_namespace, volumes)
+    def make_backend(self, stores: Stores, rest: MayastorRestClient | None) -> RunningBackend:
+        """The volume backend migrations go through: Mayastor 2.x's REST API when ``rest`` is given, else the
+        MayastorVolume resource (one place to substitute another implementation)."""
+        if rest is not None:
+            return RestBackend(rest, self.client, stores.pvs)
+        return CrdBackend(self.client, self.settings.mayastor_namespace, stores.volumes)
 
     async def _gate_on_sync(self, kind: str, store: Any) -> None:
         await store.wait_synced()
@@ -237,8 +257,6 @@ def add_parser(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     settings = settings_mod.resolve(args)
-    if settings.backend != "mayastor-crd":
-        raise UserError(f"--backend {settings.backend} is not available in this version; use mayastor-crd")
     configure_logging(settings.log_format, settings.log_level)
     config = load_config(settings.kubeconfig, settings.context)
     trio.run(_run_until_signalled, settings, config)

@@ -12,7 +12,7 @@ and Synced), so the volume never has fewer healthy replicas than it had when the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -98,11 +98,14 @@ def next_step(
     pool_health: Mapping[str, str],
     preservation: bool = False,
     stop_reason: str | None = None,
+    target_pools: Collection[str] | None = None,
 ) -> Step:
     """The next step for ``state`` under ``intent``.
 
     ``pool_health`` maps pool names to their health (``Online``, ``Faulted`` ...); ``stop_reason``, when
     given, asks to abort (the policy was disabled or deleted); ``preservation`` keeps the old replicas.
+    ``target_pools`` names the pools of the target tier; without it a replica is on the target tier when the
+    volume's topology is the target's (storage whose topology can change, like the MayastorVolume resource).
     """
     if intent.phase == "rolling-back":
         return _rollback_step(state, intent)
@@ -110,6 +113,17 @@ def next_step(
     source = set(intent.source_pools)
     new = [r for r in state.replicas if r.pool not in source]
     old = [r for r in state.replicas if r.pool in source]
+    if target_pools is not None:
+        pools = set(target_pools)
+        strays = [r.pool for r in new if r.pool not in pools]
+    else:
+        strays = [] if dict(state.inclusion) == dict(intent.target_inclusion) else [r.pool for r in new]
+
+    # A volume already where the migration wanted it is finished, whatever happened since (a restarted
+    # operator must not roll back a completed move because its deadline passed meanwhile).
+    done = _finished(state, intent, new, old, strays, preservation)
+    if done is not None:
+        return done
 
     # Once a removal is under way (or the volume's group committed), going back would only undo progress:
     # deadlines and policy changes no longer abort; faults still do.
@@ -137,9 +151,12 @@ def next_step(
         if state.healthy_count < len(state.replicas) or len(state.replicas) < n:
             return Wait("waiting for every replica to be Online and Synced")
         if not old:
-            return Finished("completed", f"{n} replica(s) on the {intent.to_tier} tier")
+            return Abort(f"replicas ended off the {intent.to_tier} tier (another writer?)", failed=True)
         return AddReplica(n + 1, target)
     # n + 1 requested: wait for the new replica, then drop one old replica.
+    if strays and state.num_replicas == n + 1:
+        # Our replica goes to the target tier; one elsewhere came from another writer's change.
+        return Abort(f"a replica appeared off the {intent.to_tier} tier (another writer?)", failed=True)
     if len(state.replicas) < n + 1:
         return Wait("waiting for the new replica to be placed")
     syncing = [r for r in state.replicas if not r.healthy]
@@ -149,15 +166,40 @@ def next_step(
     return RemoveReplica(n, victim, target)
 
 
+def _finished(
+    state: VolumeState,
+    intent: Intent,
+    new: list[ReplicaInfo],
+    old: list[ReplicaInfo],
+    strays: list[str],
+    preservation: bool,
+) -> Finished | None:
+    """The outcome when the volume already is where the migration wanted it, else None."""
+    n = intent.original_replicas
+    if strays:
+        return None
+    if preservation:
+        kept = sum(1 for r in old if r.healthy)
+        if state.num_replicas == n + 1 and kept == n and any(r.healthy for r in new):
+            return Finished(
+                "preserved",
+                f"preservation mode: kept the {n} old replica(s) beside the new one ({state.num_replicas} replicas)",
+            )
+        return None
+    if not old and state.num_replicas == n == len(state.replicas) == state.healthy_count:
+        return Finished("completed", f"{n} replica(s) on the {intent.to_tier} tier")
+    return None
+
+
 def _preserving_step(state: VolumeState, intent: Intent, new: list[ReplicaInfo]) -> Step:
     n = intent.original_replicas
+    if state.num_replicas < n or state.num_replicas > n + 1:
+        return Abort(f"replica count changed to {state.num_replicas} by another writer", failed=True)
     if state.num_replicas < n + 1:
         return AddReplica(n + 1, intent.target_inclusion)
-    if any(r.healthy for r in new):
-        return Finished(
-            "preserved",
-            f"preservation mode: kept the {n} old replica(s) beside the new one ({state.num_replicas} replicas)",
-        )
+    source = set(intent.source_pools)
+    if sum(1 for r in state.replicas if r.pool in source and r.healthy) < n:
+        return Wait("waiting for the old replicas to be Online and Synced")
     if len(state.replicas) < state.num_replicas:
         return Wait("waiting for the new replica to be placed")
     return Wait("new replica syncing", _progress([r for r in new if not r.healthy]))
@@ -169,6 +211,16 @@ def _rollback_step(state: VolumeState, intent: Intent) -> Step:
     if state.num_replicas != n or dict(state.inclusion) != dict(original):
         source = set(intent.source_pools)
         surplus = sorted((r for r in state.replicas if r.pool not in source), key=_removal_order)
+        # The control plane chooses the victims itself, replicas off the topology first (healthy or not):
+        # scale down only when what it will drop still leaves n healthy replicas.
+        order = sorted(state.replicas, key=lambda r: (r.pool in source, r.healthy, r.pool))
+        victims = order[: max(len(state.replicas) - n, 0)]
+        unsafe = state.num_replicas > n and state.healthy_count - sum(r.healthy for r in victims) < n
+        if unsafe and dict(state.inclusion) != dict(original):
+            # Restore the topology but keep the count: replacements then go to the source tier first.
+            return AddReplica(state.num_replicas, original)
+        if unsafe:
+            return Wait("waiting for the old replicas to be healthy before removing the new one")
         return RemoveReplica(n, surplus[0].pool if surplus else "", original)
     if len(state.replicas) > n:
         return Wait("waiting for the new replica to be removed")

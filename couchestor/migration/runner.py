@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -313,6 +313,7 @@ class MigrationRunner:
                     pool_health=self._pool_health(),
                     preservation=self.options.preservation,
                     stop_reason=stop,
+                    target_pools=self._pools_matching(intent.target_inclusion),
                 )
                 if grouped and barrier is not None:
                     if isinstance(step, plan.Abort):
@@ -484,6 +485,13 @@ class MigrationRunner:
                 delay = _backoff(failures)
                 log.warning("Migration of %s: %s (retrying in %.1fs)", pv, exc, delay)
                 await trio.sleep(delay)
+
+    def _pools_matching(self, topology: Mapping[str, str]) -> set[str]:
+        return {
+            str(p.metadata.name)
+            for p in self.pools.list()
+            if all(p.topology_labels.get(k) == v for k, v in topology.items())
+        }
 
     def _pool_health(self) -> dict[str, str]:
         return {str(p.metadata.name): p.health for p in self.pools.list()}

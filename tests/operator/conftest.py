@@ -8,10 +8,16 @@ def loads():
 
 
 @pytest.fixture
-async def env(nursery, apiserver, prometheus_factory, loads):
+def backend():
+    """Which storage backend the cluster plays: ``crd`` (MayastorVolume objects) or ``rest`` (Mayastor 2.x)."""
+    return "crd"
+
+
+@pytest.fixture
+async def env(nursery, apiserver, prometheus_factory, loads, backend):
     from tests.operator.harness import open_env
 
-    environment = await open_env(nursery, apiserver, prometheus_factory, loads)
+    environment = await open_env(nursery, apiserver, prometheus_factory, loads, backend=backend)
     try:
         yield environment
     finally:

@@ -14,7 +14,18 @@ from couchestor import settings as settings_mod
 from couchestor.kube import KubeClient, load_kubeconfig, resources
 from couchestor.operator import Operator
 from couchestor.sim.mayastor.controller import MayastorSimulator
-from couchestor.sim.populate import GI, ClusterSpec, PoolSpec, VolumeSpec, populate
+from couchestor.sim.mayastor_rest import RestSimulator
+from couchestor.sim.populate import (
+    GI,
+    ClusterSpec,
+    PoolSpec,
+    VolumeSpec,
+    diskpool,
+    install_crds,
+    populate,
+    storage_class,
+    volume_objects,
+)
 from couchestor.sim.workload import ExportOptions, Kind, Pattern, Workload, serve_workload
 from k8s_schemas import DiskPool, MayastorVolume
 from k8s_schemas.core import PersistentVolume
@@ -86,7 +97,7 @@ def operator_settings(prometheus_url: str, **overrides: str) -> settings_mod.Set
 @dataclass
 class Env:
     client: KubeClient
-    simulator: MayastorSimulator
+    simulator: Any  # MayastorSimulator, or RestSimulator for Mayastor 2.x
     workload: Workload
     prometheus_url: str
     spec: ClusterSpec
@@ -156,6 +167,10 @@ class Env:
 
     async def tiers(self, name: str) -> list[str]:
         """The tiers of the volume's healthy replicas, sorted."""
+        if isinstance(self.simulator, RestSimulator):
+            cluster = self.simulator.plane.cluster
+            volume = cluster.volumes[f"vol-{name}"]
+            return sorted(cluster.pools[r.pool].labels.get("tier", "") for r in volume.replicas if r.healthy)
         vol = await self.volume(name)
         return sorted([await self.pool_tier(r.pool) for r in vol.replicas if r.healthy])
 
@@ -177,6 +192,37 @@ def pattern_for(iops: float) -> Pattern:
     return Pattern(Kind.IDLE, base=0.0) if iops <= 0 else Pattern(Kind.CONSTANT, base=iops, noise=0.02)
 
 
+async def _populate_rest(
+    client: KubeClient, spec: ClusterSpec, nursery: trio.Nursery, time_scale: float
+) -> Any:
+    """The cluster of ``spec`` behind Mayastor 2.x's REST API: DiskPools and PVs/PVCs in Kubernetes, volumes
+    only in the simulated control plane (placed on their initial tier), no MayastorVolume objects."""
+    await install_crds(client)
+    for ns in (NS, "apps"):
+        await client.create(
+            resources.NAMESPACE,
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+            type=dict,
+        )
+    await client.create(resources.STORAGE_CLASS, storage_class(spec.storage_class, spec.replicas), type=dict)
+    for pool in spec.pools:
+        await client.create(resources.DISK_POOL, diskpool(pool, NS), type=dict)
+    simulator = RestSimulator(client, namespace=NS, time_scale=time_scale, tick=0.05)
+    await nursery.start(simulator.run)
+    with trio.fail_after(10):
+        while len(simulator.plane.cluster.pools) < len(spec.pools):
+            await trio.sleep(0.02)
+    for volume in spec.volumes:
+        pool = next(p.name for p in spec.pools if p.tier == volume.tier)
+        simulator.plane.create_volume(
+            volume.uuid, size=volume.size, replicas=1, topology=None, now=simulator.now(), pools=[pool]
+        )
+        for res, body in volume_objects(volume, spec):
+            if res is not resources.MAYASTOR_VOLUME:
+                await client.create(res, body, type=dict)
+    return simulator
+
+
 async def open_env(
     nursery: trio.Nursery,
     apiserver: Any,
@@ -185,12 +231,17 @@ async def open_env(
     *,
     replicas: int = 1,
     time_scale: float = 60.0,
+    backend: str = "crd",
 ) -> Env:
     client = KubeClient(load_kubeconfig([apiserver.kubeconfig]), qps=0)
     spec = cluster_spec(loads, replicas)
-    await populate(client, spec)
-    simulator = MayastorSimulator(client, namespace=NS, time_scale=time_scale, tick=0.05)
-    await nursery.start(simulator.run)
+    simulator: Any
+    if backend == "rest":
+        simulator = await _populate_rest(client, spec, nursery, time_scale)
+    else:
+        await populate(client, spec)
+        simulator = MayastorSimulator(client, namespace=NS, time_scale=time_scale, tick=0.05)
+        await nursery.start(simulator.run)
     workload = Workload(seed=11)
     for name, load in loads.items():
         workload.add_volume(f"pvc-{name}", pattern_for(load[1]))
@@ -203,6 +254,8 @@ async def open_env(
     env = Env(client, simulator, workload, prometheus.url, spec, nursery, prometheus)
 
     async def placed() -> bool:
+        if backend == "rest":
+            return all([len(await env.tiers(name)) == 1 for name in loads])
         listed = await client.list_all(resources.MAYASTOR_VOLUME, NS, type=MayastorVolume)
         return len(listed.items) == len(loads) and all(
             len(v.replicas) == v.spec.num_replicas and all(r.healthy for r in v.replicas)

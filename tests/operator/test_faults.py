@@ -125,11 +125,11 @@ async def test_operator_killed_at_a_step_boundary_is_finished_by_the_next_one(en
     def crashing(settings, client):
         operator = Operator(settings, client)
 
-        def make_backend(volumes):
+        def make_backend(stores, rest):
             backend = CrashingBackend(
                 client,
                 settings.mayastor_namespace,
-                volumes,
+                stores.volumes,
                 boundary=boundary,
                 crash=lambda: env.scope_of(operator).cancel(),
             )
@@ -359,8 +359,8 @@ async def test_storage_api_failing_past_the_retry_bound_aborts_and_records_it(en
     def factory(settings, client):
         operator = Operator(settings, client)
 
-        def make_backend(volumes):
-            backends.append(FailingAdds(client, settings.mayastor_namespace, volumes))
+        def make_backend(stores, rest):
+            backends.append(FailingAdds(client, settings.mayastor_namespace, stores.volumes))
             return backends[-1]
 
         operator.make_backend = make_backend

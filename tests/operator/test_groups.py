@@ -99,9 +99,12 @@ async def test_operator_dying_at_the_commit_leaves_no_partial_group(env):
     def factory(settings, client):
         operator = Operator(settings, client)
 
-        def make_backend(volumes):
+        def make_backend(stores, rest):
             backend = StopAtCommit(
-                client, settings.mayastor_namespace, volumes, crash=lambda: env.scope_of(operator).cancel()
+                client,
+                settings.mayastor_namespace,
+                stores.volumes,
+                crash=lambda: env.scope_of(operator).cancel(),
             )
             backends.append(backend)
             return backend

@@ -18,7 +18,7 @@ Rules (MOAC-era MayastorVolume backend, as the seeds describe it):
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -143,6 +143,39 @@ def choose_victims(volume: Volume, pools: Mapping[str, Pool], count: int) -> lis
                 continue
             synced_left -= 1
         victims.append(replica)
+    return victims
+
+
+def choose_victims_2x(
+    volume: Volume,
+    pools: Mapping[str, Pool],
+    count: int,
+    *,
+    nexus_node: str | None = None,
+    cordoned_nodes: Collection[str] = (),
+) -> list[Replica]:
+    """Up to ``count`` replicas Mayastor 2.x's control plane removes on scale-down, in removal order.
+
+    Its order: unhealthy replicas first (not Online and Synced; a replica still rebuilding is unhealthy), the
+    least rebuilt first; then healthy replicas outside the volume's pool topology, then those on cordoned
+    nodes, then those remote from the volume target (nexus) before the one local to it. A healthy replica is
+    only removed while more healthy replicas than ``volume.num_replicas`` remain.
+    """
+
+    def unhealthy_order(r: Replica) -> tuple[int, int, str]:
+        # What the control plane sees: the child's state, then its rebuild progress (only while rebuilding).
+        return (_UNHEALTH[r.state], volume.progress(r) if r.sync_state == "Syncing" else 0, r.uuid)
+
+    def healthy_order(r: Replica) -> tuple[bool, bool, bool, str]:
+        pool = pools.get(r.pool)
+        fits = pool is not None and matches_topology(pool, volume.inclusion)
+        return (fits, r.node not in cordoned_nodes, r.node == nexus_node, r.uuid)
+
+    unhealthy = sorted((r for r in volume.replicas if not r.healthy), key=unhealthy_order)
+    healthy = sorted((r for r in volume.replicas if r.healthy), key=healthy_order)
+    victims = unhealthy[:count]
+    spare = len(healthy) - volume.num_replicas
+    victims.extend(healthy[: max(min(count - len(victims), spare), 0)])
     return victims
 
 

@@ -1,0 +1,159 @@
+"""Mayastor 2.x's placement and removal rules as the operator needs them: pure functions over wire data.
+
+- :func:`replicas` turns a volume's ``replica_topology`` into the backend interface's replicas;
+- :func:`pools_to_cordon`: the pools that could receive a new replica of a volume other than the chosen
+  one (those are cordoned while the replica is placed, and only those);
+- :func:`predicted_victim`: the replica the control plane would drop on scale-down;
+- :func:`topology_pinned`: why a volume cannot move to a tier at all (its creation topology, which cannot be
+  changed, excludes every pool of the tier), for ``skip:topology-pinned``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable, Mapping
+
+import msgspec
+from msgspec import UNSET
+
+from couchestor.mayastor_rest import wire
+from couchestor.migration.backend import ReplicaInfo
+
+#: Pool states the control plane places replicas on (it skips Faulted and Unknown pools).
+USABLE_POOL_STATES = frozenset({"Online", "Degraded"})
+_UNHEALTH = {"Faulted": 0, "Unknown": 1, "Degraded": 2, "Online": 3}
+
+
+def replica_info(topo: wire.ReplicaTopology) -> ReplicaInfo:
+    """One replica as the backend interface sees it. ``sync_state`` comes from the target's view of the child
+    (``child-status``): Online is Synced, Degraded is Syncing (with its rebuild progress); a replica the target
+    does not report on (an unpublished volume) is Unknown, so it never counts as a complete copy."""
+    child = topo.child_status if topo.child_status is not UNSET else None
+    progress = topo.rebuild_progress if topo.rebuild_progress is not UNSET else None
+    if child == "Online" and topo.state == "Online":
+        sync = "Synced"
+    elif child == "Degraded" and topo.state == "Online":
+        sync = "Syncing"
+    else:
+        sync = "Unknown"
+    return ReplicaInfo(
+        pool=topo.pool if topo.pool is not UNSET else "",
+        node=topo.node if topo.node is not UNSET else "",
+        state=topo.state,
+        sync_state=sync,
+        progress=progress if sync == "Syncing" else None,
+    )
+
+
+def replicas(volume: wire.Volume) -> tuple[ReplicaInfo, ...]:
+    """The volume's replicas (see :func:`replica_info`), by pool name."""
+    return tuple(
+        sorted((replica_info(t) for t in volume.state.replica_topology.values()), key=lambda r: r.pool)
+    )
+
+
+def digest(volume: wire.Volume) -> str:
+    """A short fingerprint of everything about ``volume`` a migration looks at."""
+    relevant = (volume.spec.num_replicas, volume.state.status, volume.state.replica_topology)
+    return hashlib.sha256(msgspec.json.encode(relevant, order="sorted")).hexdigest()[:16]
+
+
+def matches(labels: Mapping[str, str], inclusion: Mapping[str, str]) -> bool:
+    """True when a pool with ``labels`` satisfies a volume's pool-label ``inclusion``."""
+    return all(labels.get(key) == value for key, value in inclusion.items())
+
+
+def pools_to_cordon(volume: wire.Volume, pools: Iterable[wire.Pool], target: str) -> list[str]:
+    """Pools besides ``target`` that could receive a new replica of ``volume`` and are not cordoned yet.
+
+    Eligible as the control plane sees it: usable state, room for the volume, no replica of the volume yet,
+    labels matching the volume's creation topology. Pools already cordoned (by anyone) are left alone, so
+    lifting our cordons never lifts somebody else's.
+    """
+    held = {t.pool for t in volume.state.replica_topology.values() if t.pool is not UNSET}
+    inclusion = volume.spec.pool_inclusion
+    out = []
+    for pool in pools:
+        if pool.id == target or pool.id in held:
+            continue
+        if pool.spec is not UNSET and pool.spec.cordoned_for_replicas:
+            continue
+        if pool.status not in USABLE_POOL_STATES or pool.free < volume.spec.size:
+            continue
+        if matches(pool.labels, inclusion):
+            out.append(pool.id)
+    return sorted(out)
+
+
+def cordoned_nodes(nodes: Iterable[wire.Node]) -> set[str]:
+    out = set()
+    for node in nodes:
+        spec = node.spec
+        if spec is UNSET or spec.cordondrainstate is UNSET or spec.cordondrainstate.cordonedstate is UNSET:
+            continue
+        if spec.cordondrainstate.cordonedstate.cordonlabels:
+            out.add(node.id)
+    return out
+
+
+def predicted_victim(
+    volume: wire.Volume, pool_labels: Mapping[str, Mapping[str, str]], nodes_cordoned: Collection[str]
+) -> str | None:
+    """The pool of the replica Mayastor 2.x drops when the count goes down by one, or None if none can go.
+
+    Its order: unhealthy first (Faulted, Unknown, then rebuilding, the least rebuilt first), then healthy replicas outside the creation topology,
+    then those on cordoned nodes, then those remote from the target (nexus) before the local one; a healthy
+    replica only goes while more healthy replicas than the new count remain. Ties (which upstream leaves to
+    its internal ordering) are broken by replica id here; callers verify what actually happened.
+    """
+    target = volume.state.target
+    nexus_node = target.node if target is not UNSET else None
+    inclusion = volume.spec.pool_inclusion
+    unhealthy: list[tuple[int, int, str, str]] = []
+    healthy: list[tuple[bool, bool, bool, str, str]] = []
+    for rid, topo in volume.state.replica_topology.items():
+        pool = topo.pool if topo.pool is not UNSET else ""
+        node = topo.node if topo.node is not UNSET else ""
+        progress = topo.rebuild_progress if topo.rebuild_progress is not UNSET else 0
+        if topo.state == "Online" and topo.child_status == "Online":
+            fits = matches(pool_labels.get(pool, {}), inclusion)
+            healthy.append((fits, node not in nodes_cordoned, node == nexus_node, rid, pool))
+        else:
+            unhealthy.append((_UNHEALTH.get(topo.state, 1), progress, rid, pool))
+    if unhealthy:
+        return min(unhealthy)[3]
+    if len(healthy) > volume.spec.num_replicas - 1 and healthy:
+        return min(healthy)[4]
+    return None
+
+
+def topology_pinned(
+    inclusion: Mapping[str, str], target_tier: str, target_tier_pools: Mapping[str, Mapping[str, str]]
+) -> str | None:
+    """Why a volume created with pool-label ``inclusion`` can never get a replica on ``target_tier``, or None.
+
+    ``target_tier_pools`` maps the names of the tier's pools to their labels. Mayastor 2.x fixes a volume's
+    topology when the volume is created, so when no pool of the tier satisfies it the move is impossible
+    (the decision is ``skip:topology-pinned``), not merely delayed.
+    """
+    if not inclusion or any(matches(labels, inclusion) for labels in target_tier_pools.values()):
+        return None
+    wanted = ", ".join(f"{k}={v}" for k, v in sorted(inclusion.items()))
+    return (
+        f"the volume was created with pool topology {wanted}, which no {target_tier} pool matches; "
+        "Mayastor cannot change a volume's topology, so it stays (recreate it from a StorageClass without "
+        "that pool affinity to make it movable)"
+    )
+
+
+__all__ = [
+    "USABLE_POOL_STATES",
+    "cordoned_nodes",
+    "digest",
+    "matches",
+    "pools_to_cordon",
+    "predicted_victim",
+    "replica_info",
+    "replicas",
+    "topology_pinned",
+]

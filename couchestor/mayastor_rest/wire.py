@@ -1,0 +1,265 @@
+"""The JSON shapes of Mayastor 2.x's control-plane REST API (``/v0``), as msgspec Structs.
+
+Field names are the wire names of the public OpenAPI document (``control-plane/rest/openapi-specs/
+v0_api_spec.yaml`` in ``openebs/mayastor-control-plane``): snake_case mostly, with a few kebab-case and
+camelCase exceptions spelled out with ``name=``. Only what CoucheStor reads is declared as required; the rest
+is optional so newer releases that add fields still decode. The simulator encodes the same Structs, so both
+sides of the wire agree by construction and the tests pin the shapes.
+
+Pool cordoning is newer than the snapshot of the document: it follows the design accepted upstream (OEP 3903):
+``PUT``/``DELETE /v0/pools/{pool_id}/cordon`` with a :class:`PoolCordonReq` body, the pool's cordon state in
+``spec.cordon`` (an assumption: the response field is not in a published document yet).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+VolumeStatus = Literal["Unknown", "Online", "Degraded", "Faulted", "Shutdown"]
+ReplicaState = Literal["Unknown", "Online", "Degraded", "Faulted"]
+ChildState = Literal["Unknown", "Online", "Degraded", "Faulted"]
+PoolStatus = Literal["Unknown", "Online", "Degraded", "Faulted"]
+NodeStatus = Literal["Unknown", "Online", "Offline"]
+SpecStatus = Literal["Creating", "Created", "Deleting", "Deleted"]
+
+
+class _Wire(msgspec.Struct, kw_only=True):
+    """Unknown fields are ignored on decode; optional fields left UNSET are absent on the wire, as upstream."""
+
+
+# --- volumes ------------------------------------------------------------------------------------------------
+
+
+class LabelledTopology(_Wire):
+    exclusion: dict[str, str] = msgspec.field(default_factory=dict)
+    inclusion: dict[str, str] = msgspec.field(default_factory=dict)
+    affinitykey: list[str] = msgspec.field(default_factory=list)
+
+
+class PoolTopology(_Wire):
+    labelled: LabelledTopology | UnsetType = UNSET
+
+
+class ExplicitNodeTopology(_Wire):
+    allowed_nodes: list[str] = msgspec.field(default_factory=list)
+    preferred_nodes: list[str] = msgspec.field(default_factory=list)
+
+
+class NodeTopology(_Wire):
+    explicit: ExplicitNodeTopology | UnsetType = UNSET
+    labelled: LabelledTopology | UnsetType = UNSET
+
+
+class Topology(_Wire):
+    node_topology: NodeTopology | UnsetType = UNSET
+    pool_topology: PoolTopology | UnsetType = UNSET
+
+
+class VolumePolicy(_Wire):
+    self_heal: bool = True
+
+
+class VolumeTarget(_Wire):
+    node: str
+    protocol: str | UnsetType = UNSET
+
+
+class VolumeSpec(_Wire):
+    uuid: str
+    size: int
+    num_replicas: int
+    status: SpecStatus = "Created"
+    policy: VolumePolicy = msgspec.field(default_factory=VolumePolicy)
+    thin: bool = False
+    num_snapshots: int = 0
+    topology: Topology | UnsetType = UNSET
+    target: VolumeTarget | UnsetType = UNSET
+    labels: dict[str, str] | UnsetType = UNSET
+
+    @property
+    def pool_inclusion(self) -> dict[str, str]:
+        """The pool-label inclusion the volume was created with (empty: any pool)."""
+        if self.topology is UNSET or self.topology.pool_topology is UNSET:
+            return {}
+        labelled = self.topology.pool_topology.labelled
+        return {} if labelled is UNSET else dict(labelled.inclusion)
+
+
+class Child(_Wire):
+    uri: str
+    state: ChildState
+    rebuild_progress: int | UnsetType = msgspec.field(default=UNSET, name="rebuildProgress")
+
+
+class Nexus(_Wire):
+    uuid: str
+    node: str
+    state: str
+    children: list[Child] = msgspec.field(default_factory=list)
+    device_uri: str = msgspec.field(default="", name="deviceUri")
+    rebuilds: int = 0
+    protocol: str = "none"
+    size: int = 0
+
+
+class ReplicaTopology(_Wire):
+    state: ReplicaState
+    node: str | UnsetType = UNSET
+    pool: str | UnsetType = UNSET
+    child_status: ChildState | UnsetType = msgspec.field(default=UNSET, name="child-status")
+    child_status_reason: str | UnsetType = msgspec.field(default=UNSET, name="child-status-reason")
+    rebuild_progress: int | UnsetType = msgspec.field(default=UNSET, name="rebuild-progress")
+
+
+class VolumeState(_Wire):
+    uuid: str
+    size: int
+    status: VolumeStatus
+    replica_topology: dict[str, ReplicaTopology] = msgspec.field(default_factory=dict)
+    target: Nexus | UnsetType = UNSET
+
+
+class Volume(_Wire):
+    spec: VolumeSpec
+    state: VolumeState
+
+
+class Volumes(_Wire):
+    """One page of ``GET /v0/volumes``; ``next_token`` is absent on the last page."""
+
+    entries: list[Volume] = msgspec.field(default_factory=list)
+    next_token: int | UnsetType = UNSET
+
+
+class CreateVolumeBody(_Wire):
+    policy: VolumePolicy
+    replicas: int
+    size: int
+    thin: bool
+    topology: Topology | UnsetType = UNSET
+    labels: dict[str, str] | UnsetType = UNSET
+
+
+# --- pools --------------------------------------------------------------------------------------------------
+
+
+class PoolCordonReq(_Wire):
+    """Which kinds of new resources a cordon blocks (``PUT``) or stops blocking (``DELETE``)."""
+
+    replicas: bool = False
+    snapshots: bool = False
+    restores: bool = False
+    imports: bool = False
+
+
+class PoolSpec(_Wire):
+    id: str
+    node: str
+    disks: list[str] = msgspec.field(default_factory=list)
+    status: SpecStatus = "Created"
+    labels: dict[str, str] | UnsetType = UNSET
+    cordon: PoolCordonReq | UnsetType = UNSET
+
+    @property
+    def cordoned_for_replicas(self) -> bool:
+        return self.cordon is not UNSET and self.cordon.replicas
+
+
+class PoolState(_Wire):
+    id: str
+    node: str
+    status: PoolStatus
+    capacity: int
+    used: int
+    disks: list[str] = msgspec.field(default_factory=list)
+    committed: int | UnsetType = UNSET
+
+
+class Pool(_Wire):
+    id: str
+    spec: PoolSpec | UnsetType = UNSET
+    state: PoolState | UnsetType = UNSET
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {} if self.spec is UNSET or self.spec.labels is UNSET else dict(self.spec.labels)
+
+    @property
+    def status(self) -> PoolStatus:
+        return "Unknown" if self.state is UNSET else self.state.status
+
+    @property
+    def free(self) -> int:
+        return 0 if self.state is UNSET else max(self.state.capacity - self.state.used, 0)
+
+
+# --- nodes --------------------------------------------------------------------------------------------------
+
+
+class CordonedState(_Wire):
+    cordonlabels: list[str] = msgspec.field(default_factory=list)
+
+
+class CordonDrainState(_Wire):
+    cordonedstate: CordonedState | UnsetType = UNSET
+
+
+class NodeSpec(_Wire):
+    id: str
+    grpc_endpoint: str = msgspec.field(default="", name="grpcEndpoint")
+    labels: dict[str, str] | UnsetType = UNSET
+    cordondrainstate: CordonDrainState | UnsetType = UNSET
+
+
+class NodeState(_Wire):
+    id: str
+    status: NodeStatus
+    grpc_endpoint: str = msgspec.field(default="", name="grpcEndpoint")
+
+
+class Node(_Wire):
+    id: str
+    spec: NodeSpec | UnsetType = UNSET
+    state: NodeState | UnsetType = UNSET
+
+
+# --- errors -------------------------------------------------------------------------------------------------
+
+
+class RestJsonError(_Wire):
+    """The body of every 4xx/5xx answer."""
+
+    kind: str
+    details: str = ""
+    message: str = ""
+
+
+__all__ = [
+    "Child",
+    "CordonDrainState",
+    "CordonedState",
+    "CreateVolumeBody",
+    "LabelledTopology",
+    "Nexus",
+    "Node",
+    "NodeSpec",
+    "NodeState",
+    "NodeTopology",
+    "Pool",
+    "PoolCordonReq",
+    "PoolSpec",
+    "PoolState",
+    "PoolTopology",
+    "ReplicaTopology",
+    "RestJsonError",
+    "Topology",
+    "Volume",
+    "VolumePolicy",
+    "VolumeSpec",
+    "VolumeState",
+    "VolumeTarget",
+    "Volumes",
+]

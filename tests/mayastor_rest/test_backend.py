@@ -1,0 +1,209 @@
+"""RestBackend end to end on the API server emulator and the simulated Mayastor 2.x control plane."""
+
+import msgspec
+import pytest
+import trio
+
+from couchestor.kube import resources
+from couchestor.mayastor_rest import CORDON_RECORD
+from couchestor.migration.backend import BackendError, IntentConflict
+from k8s_schemas.annotations import MIGRATION_INTENT
+from k8s_schemas.mayastor import DiskPool
+from tests.mayastor_rest.harness import GI, HOT, NS, PV, VOL, Patched, intent
+
+
+async def start(env):
+    state = await env.backend.read(VOL)
+    assert [r.pool for r in state.replicas] == ["pool-cold-1"]
+    return await env.backend.write_intent(VOL, intent(), expected_version=state.version)
+
+
+async def test_add_then_remove_moves_the_volume_and_leaves_no_cordon(env):
+    state = await start(env)
+    assert state.intent is not None
+    state = await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    assert sorted(r.pool for r in state.replicas) == ["pool-cold-1", "pool-hot-2"]
+    assert env.sim.plane.pool_cordons == {}
+    assert (await env.pv()).metadata.annotation(CORDON_RECORD) is None
+    await env.wait_synced(2)
+    state = await env.backend.remove_replica(VOL, count=1, pool="pool-cold-1", topology=HOT)
+    assert [r.pool for r in state.replicas] == ["pool-hot-2"]
+    assert env.sim.plane.node_cordons == {}  # the steering cordon on node-3 was lifted
+    # Idempotent: repeating the step changes nothing.
+    again = await env.backend.remove_replica(VOL, count=1, pool="pool-cold-1", topology=HOT)
+    assert [r.pool for r in again.replicas] == ["pool-hot-2"]
+    await env.backend.write_intent(VOL, None, expected_version=again.version)
+    assert (await env.pv()).metadata.annotation(MIGRATION_INTENT) is None
+    env.sim.checker.assert_clean()
+    # The simulator keeps the DiskPools' real-schema status current.
+    with trio.fail_after(10):
+        while True:
+            pool = await env.client.get(resources.DISK_POOL, "pool-hot-2", NS, type=DiskPool)
+            if pool.used_bytes == GI:
+                break
+            await trio.sleep(0.05)
+    assert pool.health == "Online"
+    assert pool.free_bytes == 99 * GI
+
+
+async def test_stale_version_is_an_intent_conflict(env):
+    state = await env.backend.read(VOL)
+    await env.client.merge_patch(
+        resources.PERSISTENT_VOLUME, PV, {"metadata": {"labels": {"touched": "yes"}}}, type=dict
+    )
+    with pytest.raises(IntentConflict):
+        await env.backend.write_intent(VOL, intent(), expected_version=state.version)
+
+
+async def test_crash_while_cordoned_then_recovery_lifts_the_cordons(env):
+    await start(env)
+    placing = trio.Event()
+
+    async def hang(volume, count):
+        placing.set()
+        await trio.sleep_forever()
+
+    async def killed(*args):
+        pass  # a killed process runs no cleanup at all
+
+    env.backend.rest = Patched(env.rest, set_replica_count=hang)
+    env.backend._lift = killed
+    cancel = trio.CancelScope()
+
+    async def migrate():
+        with cancel:
+            await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+
+    env.nursery.start_soon(migrate)
+    with trio.fail_after(10):
+        await placing.wait()
+    cancel.cancel()
+    # Cordoned and recorded, as the dead operator left it: every eligible pool but the target.
+    assert sorted(p for p, c in env.sim.plane.pool_cordons.items() if c.replicas) == [
+        "pool-cold-2",
+        "pool-hot-1",
+    ]
+    record = msgspec.json.decode((await env.pv()).metadata.annotation(CORDON_RECORD))
+    assert record["pools"] == ["pool-cold-2", "pool-hot-1"]
+    with trio.fail_after(10):
+        while CORDON_RECORD not in (env.pvs.get(PV).metadata.annotations or {}):
+            await trio.sleep(0.02)
+
+    restarted = env.new_backend()
+    assert [s.name for s in restarted.intents()] == [VOL]
+    assert await restarted.recover() == 1
+    assert env.sim.plane.pool_cordons == {}
+    assert (await env.pv()).metadata.annotation(CORDON_RECORD) is None
+    # The restarted operator carries on: the replica goes where it was meant to.
+    state = await restarted.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    assert sorted(r.pool for r in state.replicas) == ["pool-cold-1", "pool-hot-2"]
+    env.sim.checker.assert_clean()
+
+
+async def test_read_lifts_cordons_left_behind(env):
+    await start(env)
+    await env.rest.cordon_pool("pool-hot-1")
+    await env.client.merge_patch(
+        resources.PERSISTENT_VOLUME,
+        PV,
+        {
+            "metadata": {
+                "annotations": {
+                    CORDON_RECORD: msgspec.json.encode({"volume": VOL, "pools": ["pool-hot-1"]}).decode()
+                }
+            }
+        },
+        type=dict,
+    )
+    await env.backend.read(VOL)
+    assert env.sim.plane.pool_cordons == {}
+
+
+async def test_cordons_of_others_are_never_lifted(env):
+    await start(env)
+    await env.rest.cordon_pool("pool-cold-2")  # an administrator's maintenance cordon
+    await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    assert set(env.sim.plane.pool_cordons) == {"pool-cold-2"}
+
+
+async def test_mayastor_removing_the_new_replica_is_repaired(env):
+    await start(env)
+    await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    await env.wait_synced(2)
+    env.sim.plane.misremove = 1  # the control plane drops the newest replica, whatever the rules say
+    state = await env.backend.remove_replica(VOL, count=1, pool="pool-cold-1", topology=HOT)
+    # Repaired: the replica on pool-hot-2 is being re-added; the old one was never at risk.
+    assert state.num_replicas == 2
+    assert sorted(r.pool for r in state.replicas) == ["pool-cold-1", "pool-hot-2"]
+    assert msgspec.json.decode((await env.pv()).metadata.annotation(CORDON_RECORD))["repairs"] == 1
+    await env.wait_synced(2)
+    state = await env.backend.remove_replica(VOL, count=1, pool="pool-cold-1", topology=HOT)
+    assert [r.pool for r in state.replicas] == ["pool-hot-2"]
+    env.sim.checker.assert_clean()
+
+
+async def test_repairs_are_bounded(env):
+    env.backend.max_repairs = 1
+    await start(env)
+    await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    await env.wait_synced(2)
+    env.sim.plane.misremove = 10
+    await env.backend.remove_replica(VOL, count=1, pool="pool-cold-1", topology=HOT)
+    await env.wait_synced(2)
+    with pytest.raises(BackendError, match="removed"):
+        await env.backend.remove_replica(VOL, count=1, pool="pool-cold-1", topology=HOT)
+    state = await env.backend.read(VOL)
+    assert [r.pool for r in state.replicas] == ["pool-cold-1"]  # never below the original healthy count
+    with pytest.raises(BackendError, match="not adding another"):
+        await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    env.sim.checker.assert_clean()
+
+
+async def test_removal_refused_while_the_new_replica_is_not_yet_synced(env):
+    await start(env)
+    env.sim.stall_rebuilds("pool-hot-2")
+    await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    with pytest.raises(BackendError, match="healthy"):
+        await env.backend.remove_replica(VOL, count=1, pool="pool-cold-1", topology=HOT)
+    assert len((await env.backend.read(VOL)).replicas) == 2
+
+
+async def test_without_pool_cordons_a_misplaced_replica_is_removed_again(env):
+    env.sim.plane.cordon_supported = False  # a release without pool cordoning
+    await start(env)
+    with pytest.raises(BackendError, match="landed on pool-hot-1 instead of pool-hot-2"):
+        await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    state = await env.backend.read(VOL)
+    assert state.num_replicas == 1
+    assert [r.pool for r in state.replicas] == ["pool-cold-1"]
+    assert (await env.pv()).metadata.annotation(CORDON_RECORD) is None
+    env.sim.checker.assert_clean()
+
+
+async def test_run_lifts_cordons_left_by_a_dead_operator(env):
+    await env.rest.cordon_pool("pool-hot-1")
+    record = msgspec.json.encode({"volume": VOL, "pools": ["pool-hot-1"]}).decode()
+    await env.client.merge_patch(
+        resources.PERSISTENT_VOLUME, PV, {"metadata": {"annotations": {CORDON_RECORD: record}}}, type=dict
+    )
+    with trio.fail_after(10):
+        while CORDON_RECORD not in (env.pvs.get(PV).metadata.annotations or {}):
+            await trio.sleep(0.02)
+    env.nursery.start_soon(env.new_backend().run)
+    with trio.fail_after(10):
+        while env.sim.plane.pool_cordons or (await env.pv()).metadata.annotation(CORDON_RECORD) is not None:
+            await trio.sleep(0.02)
+
+
+async def test_rollback_removes_the_new_replica_even_where_mayastor_would_keep_it(env):
+    state = await start(env)
+    await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    state = await env.wait_synced(2)
+    env.sim.plane.volume(VOL).nexus_node = "node-2"  # the target moved next to the new replica
+    state = await env.backend.write_intent(
+        VOL, intent(phase="rolling-back", abort_reason="test"), expected_version=state.version
+    )
+    state = await env.backend.remove_replica(VOL, count=1, pool="pool-hot-2", topology={})
+    assert [r.pool for r in state.replicas] == ["pool-cold-1"]
+    assert env.sim.plane.node_cordons == {}
+    env.sim.checker.assert_clean()

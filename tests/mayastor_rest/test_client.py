@@ -1,0 +1,137 @@
+"""The typed REST client against the simulated control plane served over HTTP: pagination, errors, retries."""
+
+import httpx
+import msgspec
+import pytest
+import trio
+
+from couchestor.decisions import build_volume_views
+from couchestor.mayastor_rest import MayastorRestClient, MayastorRestError, NotFoundError, RestVolumeReflector
+from couchestor.sim.mayastor.model import Pool
+from couchestor.sim.mayastor_rest import RestSimulator
+from k8s_schemas.core import PersistentVolume
+
+GI = 2**30
+
+
+@pytest.fixture
+async def sim(nursery):
+    simulator = RestSimulator(time_scale=60.0, tick=0.05)
+    for name, node, tier in (("hot-1", "n1", "hot"), ("hot-2", "n2", "hot"), ("cold-1", "n3", "cold")):
+        simulator.plane.add_pool(Pool(name, node, {"tier": tier}, 100 * GI))
+    await nursery.start(simulator.run)
+    return simulator
+
+
+async def test_list_volumes_follows_next_token_page_by_page(sim):
+    ids = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(5)]
+    for vid in ids:
+        sim.plane.create_volume(vid, size=GI, replicas=1, topology=None, now=0)
+    before = sim.app.requests
+    async with MayastorRestClient(sim.url, page_size=2) as rest:
+        volumes = await rest.list_volumes()
+    assert [v.spec.uuid for v in volumes] == ids
+    assert sim.app.requests - before == 3  # 2 + 2 + 1
+
+
+async def test_volumes_endpoint_requires_max_entries_and_reports_json_errors(sim):
+    async with httpx.AsyncClient(base_url=sim.url) as http:
+        response = await http.get("/v0/volumes")
+    assert response.status_code == 400
+    assert response.json()["kind"] == "InvalidArgument"
+    async with MayastorRestClient(sim.url) as rest:
+        with pytest.raises(NotFoundError) as err:
+            await rest.get_volume("no-such-volume")
+    assert err.value.kind == "NotFound"
+    assert not err.value.retryable
+
+
+async def test_replica_count_and_cordons_round_trip(sim):
+    sim.plane.create_volume("v", size=GI, replicas=1, topology=None, now=0, pools=["cold-1"])
+    async with MayastorRestClient(sim.url) as rest:
+        pool = await rest.cordon_pool("hot-1")
+        assert pool.spec.cordoned_for_replicas
+        volume = await rest.set_replica_count("v", 2)
+        assert sorted(t.pool for t in volume.state.replica_topology.values()) == ["cold-1", "hot-2"]
+        assert not (await rest.uncordon_pool("hot-1")).spec.cordoned_for_replicas
+        node = await rest.cordon_node("n3", "test")
+        assert node.spec.cordondrainstate.cordonedstate.cordonlabels == ["test"]
+        await rest.uncordon_node("n3", "test")
+        assert {n.id for n in await rest.list_nodes()} == {"n1", "n2", "n3"}
+        with pytest.raises(MayastorRestError) as err:
+            await rest.set_replica_count("v", 2)
+    assert err.value.kind == "AlreadyExists"
+
+
+async def test_reads_are_retried_on_503_but_replica_count_is_not(sim):
+    sim.plane.create_volume("v", size=GI, replicas=1, topology=None, now=0)
+    async with MayastorRestClient(sim.url, attempts=3) as rest:
+        sim.app.fail_next[:] = [503, 503]
+        assert (await rest.get_volume("v")).spec.uuid == "v"
+        sim.app.fail_next[:] = [503]
+        with pytest.raises(MayastorRestError) as err:
+            await rest.set_replica_count("v", 2)
+    assert err.value.status == 503
+    assert err.value.retryable
+    assert sim.plane.volume("v").num_replicas == 1
+
+
+async def test_every_call_has_a_deadline():
+    async def never(request):
+        await trio.sleep_forever()
+
+    async with MayastorRestClient(
+        "http://mayastor.invalid",
+        timeout=0.2,
+        connect_timeout=0.1,
+        attempts=2,
+        transport=httpx.MockTransport(never),
+    ) as rest:
+        with trio.fail_after(10):
+            with pytest.raises(MayastorRestError) as err:
+                await rest.list_pools()
+    assert err.value.kind == "Timeout"
+
+
+async def test_volume_mirror_relists_into_a_store_of_mayastor_volumes(sim):
+    sim.plane.create_volume("v1", size=GI, replicas=1, topology=None, now=sim.now(), pools=["cold-1"])
+    sim.plane.create_volume("v2", size=GI, replicas=1, topology=None, now=sim.now(), pools=["hot-1"])
+    async with MayastorRestClient(sim.url, page_size=1) as rest:
+        mirror = RestVolumeReflector(rest, "mayastor")
+        assert await mirror.relist()
+        assert mirror.store.synced
+        v1 = mirror.store.get("v1", "mayastor")
+        assert v1.spec.num_replicas == 1
+        assert v1.spec.size == GI
+        assert [(r.pool, r.sync_state, r.healthy) for r in v1.replicas] == [("cold-1", "Synced", True)]
+        changes = mirror.store.subscribe(initial=False)
+        await rest.set_replica_count("v1", 2)
+        assert await mirror.relist()
+        change = await changes.receive()
+        assert (change.key.name, change.kind) == ("v1", "modified")
+        assert len(changes) == 0  # v2 did not change, so it is not reported
+        v1 = mirror.store.get("v1", "mayastor")
+        assert [r.sync_state for r in v1.replicas] == ["Synced", "Unknown"]  # the new replica is not open yet
+        # The decision side reads the mirror like MayastorVolumes: PV -> volume by its CSI handle.
+        pv = msgspec.json.decode(
+            msgspec.json.encode(
+                {
+                    "metadata": {"name": "pvc-v2"},
+                    "spec": {
+                        "storageClassName": "mayastor",
+                        "csi": {"driver": "io.openebs.csi-mayastor", "volumeHandle": "v2"},
+                    },
+                }
+            ),
+            type=PersistentVolume,
+        )
+        (view,) = build_volume_views([pv], [], mirror.store.list())
+        assert view.backend_name == "v2"
+        assert [(r.pool, r.healthy) for r in view.replicas] == [("hot-1", True)]
+        assert view.size_bytes == GI
+        sim.app.fail_next[:] = [500]
+        errors = []
+        mirror.on_error = errors.append
+        assert not await mirror.relist()
+        assert errors
+        assert mirror.store.get("v2", "mayastor") is not None  # the last good listing stays

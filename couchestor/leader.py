@@ -4,10 +4,17 @@ Semantics follow client-go's ``leaderelection``: a candidate takes the Lease whe
 renewed for ``lease_duration`` *as observed locally* (the holder's clock is never trusted), renews it every
 ``retry_period``, and gives up leadership when it could not renew for ``renew_deadline``.
 
-Fencing: the leader's work runs inside a cancel scope whose deadline is always ``last successful renewal +
-renew_deadline``. Every renewal pushes the deadline on; a missed one lets trio cancel the work at that instant,
-so no write is started after the deadline, even while the renewal request itself hangs. Another candidate can
-only take over after ``lease_duration`` > ``renew_deadline``, so the two never act at once.
+Fencing: the leader's work runs inside a cancel scope whose deadline is always ``start of the last successful
+renewal + renew_deadline``. Every renewal pushes the deadline on; a missed one lets trio cancel the work at that
+instant, so no write is started after the deadline, even while the renewal request itself hangs. Another
+candidate can only take over ``lease_duration`` > ``renew_deadline`` after it saw that renewal, so the two never
+act at once. A renewal that finds another holder in the Lease (it was taken over or deleted and re-created)
+cancels the work at once instead of waiting for the deadline.
+
+Release: when ``run`` ends for any reason (``lead`` returned or raised, or ``run`` was cancelled for a clean
+shutdown), after the work has stopped, the Lease is handed back (empty holder) so a standby takes over at once
+instead of waiting for it to expire. The release is shielded from cancellation and bounded by ``retry_period``;
+it carries the last seen ``resourceVersion``, so it can never clear a Lease another instance holds.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import trio
 
 from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
-from couchestor.kube.errors import ApiError, KubeError, NotFound
+from couchestor.kube.errors import KubeError, NotFound
 from k8s_schemas.core import Lease, LeaseSpec
 from k8s_schemas.meta import ObjectMeta
 
@@ -69,7 +76,8 @@ def next_spec(
     """
     stamp = micro_time(wall)
     ours = obs is not None and obs.holder == identity
-    transitions = 0 if obs is None else obs.transitions + (0 if ours or not obs.holder else 1)
+    # Like client-go: any change of holder (a released Lease included) counts as a transition.
+    transitions = 0 if obs is None else obs.transitions + (0 if ours else 1)
     return LeaseSpec(
         holder_identity=identity,
         lease_duration_seconds=max(1, round(lease_duration)),
@@ -82,8 +90,10 @@ def next_spec(
 class LeaderElector:
     """Runs ``lead()`` only while holding the Lease ``namespace/name``; see the module docstring.
 
-    ``run(lead)`` loops forever: campaign, lead until the lease is lost (``lead`` is cancelled), campaign
-    again. If ``lead`` returns or raises, ``run`` releases the Lease and returns or re-raises.
+    ``run(lead)`` campaigns, leads until the Lease is lost (``lead`` is cancelled), and campaigns again, for as
+    long as it runs. If ``lead`` returns, ``run`` releases the Lease and returns; if ``lead`` raises, ``run``
+    releases the Lease and re-raises that exception. ``leading`` is True exactly while ``lead`` may act;
+    ``on_change`` is called with the new value each time it flips.
     """
 
     def __init__(
@@ -114,15 +124,18 @@ class LeaderElector:
         self._rng = rng or random.Random()
         self._obs: Observation | None = None
         self._rv: str | None = None
+        # trio time at which the last successful acquire/renew attempt started: the fence counts from here.
+        self._renewed_at = 0.0
         self.leading = False
 
     async def run(self, lead: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            await self._campaign()
-            finished = await self._lead(lead)
-            if finished:
-                await self._release()
-                return
+        try:
+            while True:
+                await self._campaign()
+                if await self._lead(lead):
+                    return
+        finally:
+            await self._release()
 
     async def _campaign(self) -> None:
         """Return once we hold the Lease."""
@@ -133,35 +146,47 @@ class LeaderElector:
             await trio.sleep(self.retry_period * (1 + 0.2 * self._rng.random()))
 
     async def _lead(self, lead: Callable[[], Awaitable[None]]) -> bool:
-        """Run ``lead`` while renewing; True when ``lead`` finished by itself, False when the lease was lost."""
+        """Run ``lead`` while renewing; True when ``lead`` returned, False when the Lease was lost.
+
+        An exception from ``lead`` propagates as itself (not wrapped in an exception group).
+        """
         self._set_leading(True)
         finished = False
+        error: Exception | None = None
         try:
-            with trio.CancelScope(deadline=trio.current_time() + self.renew_deadline) as fence:
+            with trio.CancelScope(deadline=self._renewed_at + self.renew_deadline) as fence:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._renew_loop, fence)
 
                     async def work() -> None:
-                        nonlocal finished
-                        await lead()
+                        nonlocal finished, error
+                        try:
+                            await lead()
+                        except Exception as exc:
+                            error = exc
                         finished = True
                         nursery.cancel_scope.cancel()
 
                     nursery.start_soon(work)
-            if not finished:
-                log.warning("lost leadership of Lease %s/%s: stopped acting", self.namespace, self.name)
-            return finished
         finally:
             self._set_leading(False)
+        if error is not None:
+            raise error
+        if not finished:
+            log.warning("lost leadership of Lease %s/%s: stopped acting", self.namespace, self.name)
+        return finished
 
     async def _renew_loop(self, fence: trio.CancelScope) -> None:
         while True:
             await trio.sleep(self.retry_period)
-            started = trio.current_time()
             if await self._try_acquire_or_renew():
                 # Fencing: whatever runs under `fence` is cancelled renew_deadline after this renewal
                 # *started*, unless a later renewal succeeds first.
-                fence.deadline = started + self.renew_deadline
+                fence.deadline = self._renewed_at + self.renew_deadline
+            elif self._obs is None or self._obs.holder != self.identity:
+                # Someone else holds the Lease (or it is gone): we are certainly not the leader any more.
+                log.warning("Lease %s/%s is no longer ours", self.namespace, self.name)
+                fence.cancel()
 
     async def _try_acquire_or_renew(self) -> bool:
         now = trio.current_time()
@@ -185,6 +210,7 @@ class LeaderElector:
             log.debug("lease %s/%s: attempt failed: %s", self.namespace, self.name, exc)
             return False
         self._observe(written, trio.current_time())
+        self._renewed_at = now
         return True
 
     def _meta(self, resource_version: str | None) -> ObjectMeta:
@@ -214,11 +240,13 @@ class LeaderElector:
         self._rv = rv
 
     async def _release(self) -> None:
-        """Give the Lease up at once so a standby takes over without waiting for it to expire."""
+        """Hand the Lease back (empty holder) if our last look said we hold it; never raises.
+
+        Runs shielded from cancellation (it is called on shutdown) and gives up after ``retry_period``.
+        """
         if self._obs is None or self._obs.holder != self.identity:
             return
-        with trio.move_on_after(self.retry_period) as scope:
-            scope.shield = True
+        with trio.CancelScope(deadline=trio.current_time() + self.retry_period, shield=True):
             try:
                 spec = LeaseSpec(
                     holder_identity="",
@@ -227,9 +255,14 @@ class LeaderElector:
                     lease_transitions=self._obs.transitions,
                 )
                 body = Lease(metadata=self._meta(self._rv), spec=spec)
-                await self.client.replace(resources.LEASE, body, self.namespace, type=Lease)
-            except ApiError as exc:
-                log.debug("lease release failed: %s", exc)
+                written = await self.client.replace(
+                    resources.LEASE, body, self.namespace, type=Lease, timeout=self.retry_period
+                )
+            except KubeError as exc:
+                log.debug("lease %s/%s: release failed: %s", self.namespace, self.name, exc)
+                return
+            self._observe(written, trio.current_time())
+            log.info("released Lease %s/%s", self.namespace, self.name)
 
     def _set_leading(self, leading: bool) -> None:
         if leading != self.leading:

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tests.bench import decide, decode, heat, sync, watch
+from tests.bench import decide, decode, heat, migration_throughput, operator_scale, sync, watch
 
 # name -> (run at smoke size, run at full size, run with --large, report)
 Bench = tuple[Callable[[], Any], Callable[[], Any], Callable[[], Any], Callable[[Any], str]]
@@ -48,6 +48,18 @@ BENCHES: dict[str, Bench] = {
         lambda: decide.run((1_000, 10_000, 50_000), 3),
         lambda: decide.run((1_000, 10_000, 50_000), 3),
         decide.report,
+    ),
+    "operator": (
+        lambda: operator_scale.run(200, 2),
+        lambda: operator_scale.run(10_000, 5),
+        lambda: operator_scale.run(10_000, 5),
+        operator_scale.report,
+    ),
+    "migrations": (
+        lambda: migration_throughput.run((1, 2), 2),
+        lambda: migration_throughput.run((1, 2, 4, 8), 8),
+        lambda: migration_throughput.run((1, 2, 4, 8), 8),
+        migration_throughput.report,
     ),
 }
 
@@ -116,6 +128,38 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 (
                     f"decide(): CPU at {r['volumes']:,} volumes, 3 policies",
                     f"{r['cpu_seconds'] * 1000:.0f} ms",
+                    "-",
+                )
+            )
+    if "operator" in results:
+        r = results["operator"]
+        rows.append(
+            (
+                f"operator, {r['volumes']:,} volumes: PromQL queries per refresh (seed design: {r['volumes']:,})",
+                f"{r['queries_per_refresh']:g}",
+                "1 per (window, metric)",
+            )
+        )
+        rows.append(
+            (
+                f"operator, {r['volumes']:,} volumes: reconcile CPU per pass",
+                f"{r['reconcile_cpu_mean_ms']} ms",
+                "-",
+            )
+        )
+        rows.append(
+            (
+                "operator: API writes per steady-state pass",
+                f"{r['steady_writes'] / r['steady_passes']:g}",
+                "0",
+            )
+        )
+    if "migrations" in results:
+        for r in results["migrations"]["rows"]:
+            rows.append(
+                (
+                    f"migrations at concurrency {r['concurrency']}: volumes per simulated minute",
+                    f"{r['volumes_per_sim_minute']}",
                     "-",
                 )
             )

@@ -190,3 +190,19 @@ def test_bound_pv_is_protected_until_its_claim_is_gone(http, ns):
     http.delete(pvc_path)
     wait_for(_gone(http, pvc_path), what="PVC gone (never in use)")
     wait_for(_gone(http, f"/api/v1/persistentvolumes/{pv_name}"), what="PV gone once unbound")
+
+
+@pytest.mark.cluster_volumes
+def test_deleting_pv_shows_terminating_in_table(http):
+    name = unique("ctpv")
+    body = _pv(name)
+    body["metadata"]["finalizers"] = [FINALIZER]
+    assert http.post("/api/v1/persistentvolumes", json=body).status_code == 201
+    path = f"/api/v1/persistentvolumes/{name}"
+    assert http.delete(path).status_code == 200
+    accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    table = http.get(path, headers={"Accept": accept}).json()
+    columns = [c["name"] for c in table["columnDefinitions"]]
+    assert table["rows"][0]["cells"][columns.index("Status")] == "Terminating"
+    http.patch(path, content=json.dumps({"metadata": {"finalizers": None}}), headers=MERGE)
+    wait_for(_gone(http, path), what="PV gone once its finalizers are removed")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import uuid
+from contextlib import contextmanager
 
 import pytest
 import yaml
@@ -153,11 +153,9 @@ def test_server_side_apply(kubectl):
     kubectl("delete", "cm", name)
 
 
-def test_get_watch_prints_changes(gizmos, apiserver_process, tmp_path):
-    kubectl = gizmos
-    name = _name("gw")
-    manifest = f"apiVersion: {GROUP}/v1\nkind: Gizmo\nmetadata:\n  name: {name}\nspec:\n  size: 1\n"
-    kubectl("apply", "-f", "-", stdin=manifest)
+@contextmanager
+def watching(apiserver_process, tmp_path, *args: str):
+    """``kubectl get ARGS --watch`` running; yields a function returning the next row starting with a name."""
     cmd = [
         KUBECTL,
         "--kubeconfig",
@@ -165,25 +163,82 @@ def test_get_watch_prints_changes(gizmos, apiserver_process, tmp_path):
         "--cache-dir",
         str(tmp_path / "cache"),
         "get",
-        "gizmos",
+        *args,
         "--watch",
-        "--request-timeout=8s",
+        "--request-timeout=30s",
     ]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+
+        def next_row(name: str) -> list[str]:
+            # Blocking reads are bounded: kubectl ends the watch after --request-timeout.
+            for line in proc.stdout:
+                if line.startswith(name):
+                    return line.split()
+            raise AssertionError(f"kubectl watch ended without a row for {name}: {proc.stderr.read()}")
+
         try:
-            time.sleep(1.5)
-            kubectl("patch", "gizmo", name, "--type=merge", "-p", '{"spec":{"size":9}}')
-            time.sleep(1.0)
+            yield next_row
         finally:
             proc.terminate()
-        out, _ = proc.communicate(timeout=10)
-    rows = [line.split() for line in out.splitlines() if line.startswith(name)]
-    assert rows[0][:2] == [name, "1"]
-    assert [name, "9"] in [r[:2] for r in rows[1:]]
+            proc.communicate(timeout=10)
+
+
+def test_get_watch_prints_custom_resource_changes(gizmos, apiserver_process, tmp_path):
+    kubectl = gizmos
+    name = _name("gw")
+    manifest = f"apiVersion: {GROUP}/v1\nkind: Gizmo\nmetadata:\n  name: {name}\nspec:\n  size: 1\n"
+    kubectl("apply", "-f", "-", stdin=manifest)
+    with watching(apiserver_process, tmp_path, "gizmos") as next_row:
+        assert next_row(name)[:2] == [name, "1"]
+        kubectl("patch", "gizmo", name, "--type=merge", "-p", '{"spec":{"size":9}}')
+        assert next_row(name)[:2] == [name, "9"]
     kubectl("delete", "gizmo", name)
+
+
+def test_get_watch_prints_pv_changes(kubectl, apiserver_process, tmp_path):
+    name = _name("pvw")
+    tier = "storage.billyronks.io/tier"
+    manifest = f"""apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: {name}
+  labels: {{{tier}: cold}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: mayastor
+  csi: {{driver: io.openebs.csi-mayastor, volumeHandle: "{name}"}}
+"""
+    kubectl("apply", "-f", "-", stdin=manifest)
+    with watching(apiserver_process, tmp_path, "pv", name, "-L", tier) as next_row:
+        assert next_row(name)[-1] == "cold"
+        kubectl("label", "pv", name, f"{tier}=hot", "--overwrite")
+        row = next_row(name)
+        while row[-1] != "hot":  # the PV controller's phase update may come first
+            row = next_row(name)
+        kubectl("delete", "pv", name, "--wait=false")
+        row = next_row(name)
+        while "Terminating" not in row:
+            row = next_row(name)
+    kubectl("wait", "--for=delete", f"pv/{name}", "--timeout=20s")
 
 
 def test_explain_custom_resource(gizmos):
     out = gizmos("explain", "gizmos")
     assert "Gizmo" in out
     assert GROUP in out
+
+
+def test_delete_crd_removes_its_objects_and_its_resource_type(kubectl):
+    group = f"d{uuid.uuid4().hex[:6]}.kubectl.contract.couchestor.io"
+    crd = CRD.replace(GROUP, group).replace("shortNames: [gz]", "shortNames: []")
+    kubectl("apply", "-f", "-", stdin=crd)
+    kubectl("wait", "--for=condition=established", f"crd/gizmos.{group}", "--timeout=20s")
+    manifest = f"apiVersion: {group}/v1\nkind: Gizmo\nmetadata:\n  name: doomed\nspec:\n  size: 1\n"
+    kubectl("apply", "-f", "-", stdin=manifest)
+    assert kubectl("get", f"gizmos.{group}", "doomed", "-o", "name") == f"gizmo.{group}/doomed\n"
+    assert "deleted" in kubectl("delete", "crd", f"gizmos.{group}", "--timeout=30s")
+    assert "NotFound" in kubectl("get", "crd", f"gizmos.{group}", check=False)
+    out = kubectl("get", f"gizmos.{group}", check=False)
+    assert "doesn't have a resource type" in out

@@ -121,6 +121,16 @@ class ApiServer:
                 raise ApiError(
                     404, "NotFound", "the server could not find the requested resource", details={}
                 )
+        elif parts == ["openapi", "v2"]:
+            accept = req.headers.get("accept", "")
+            if "protobuf" in accept and not any(t in accept for t in ("json", "*/*")):
+                raise ApiError(
+                    406,
+                    "NotAcceptable",
+                    "only application/json is served for /openapi/v2; use /openapi/v3",
+                    details={},
+                )
+            doc = openapi.swagger(registry)
         elif parts == ["openapi", "v3"]:
             doc = openapi.index(registry)
         elif parts[:2] == ["openapi", "v3"] and len(parts) in (4, 5):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from couchestor.sim.apiserver import objects
 from couchestor.sim.apiserver.errors import ApiError
 from couchestor.sim.apiserver.resources import ResourceType, crd_types
-from couchestor.sim.apiserver.store import Change, Key, decode
+from couchestor.sim.apiserver.store import Change, Key, Record, decode
 
 if TYPE_CHECKING:
     from couchestor.sim.apiserver.core import Cluster
@@ -124,12 +124,13 @@ class Controllers:
         rt = self._rt("persistentvolumeclaims")
         assert rt is not None
         if change.type == "DELETED":
-            ns, name = change.key
-            for key, rec in list(self.c.store.bucket("persistentvolumes").entries.items()):
-                pv = decode(rec.raw)
-                ref = (pv.get("spec") or {}).get("claimRef") or {}
-                if ref.get("namespace") == ns and ref.get("name") == name:
-                    self._pv(key, pv, bool(pv["metadata"].get("deletionTimestamp")))
+            # A bound claim names its volume: look there first instead of decoding every PV (mass deletions
+            # of claims would otherwise cost O(claims x volumes)); scan only when that volume is not its own.
+            volume_name = (pvc.get("spec") or {}).get("volumeName") or ""
+            named = self.c.store.get("persistentvolumes", ("", volume_name)) if volume_name else None
+            if named is None or not self._recheck_volume_of(("", volume_name), named, change.key):
+                for key, rec in list(self.c.store.bucket("persistentvolumes").entries.items()):
+                    self._recheck_volume_of(key, rec, change.key)
             return
         if deleting:
             self.c.remove_finalizer(rt, change.key, objects.PVC_PROTECTION)
@@ -163,6 +164,15 @@ class Controllers:
                 self.c.commit(pv_rt, "MODIFIED", ("", volume), pv)
             else:
                 self._pv(("", volume), pv, bool(pv["metadata"].get("deletionTimestamp")))
+
+    def _recheck_volume_of(self, key: Key, rec: Record, claim: Key) -> bool:
+        """Re-evaluate volume ``key`` when its claimRef names ``claim``; True when it did."""
+        pv = decode(rec.raw)
+        ref = (pv.get("spec") or {}).get("claimRef") or {}
+        if (ref.get("namespace"), ref.get("name")) != claim:
+            return False
+        self._pv(key, pv, bool(pv["metadata"].get("deletionTimestamp")))
+        return True
 
     def _claim_exists(self, pv: JSON) -> bool:
         ref = (pv.get("spec") or {}).get("claimRef") or {}

@@ -68,7 +68,7 @@ def validate_name(rt: ResourceType, name: str) -> list[FieldError]:
 
 def validate_metadata(meta: JSON) -> list[FieldError]:
     """Label keys/values and annotation sizes, as ``ValidateObjectMeta`` checks them."""
-    from couchestor.labels import SelectorError, check_key, _check_value
+    from couchestor.labels import SelectorError, _check_value, check_key
 
     errors: list[FieldError] = []
     for key, value in (meta.get("labels") or {}).items():

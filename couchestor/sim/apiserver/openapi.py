@@ -121,3 +121,59 @@ def index(registry: Registry) -> JSON:
         digest = hashlib.sha512(msgspec.json.encode(doc)).hexdigest().upper()[:128]
         paths[_gv_path(g, v)] = {"serverRelativeURL": f"/openapi/v3/{_gv_path(g, v)}?hash={digest}"}
     return {"paths": paths}
+
+
+def swagger(registry: Registry) -> JSON:
+    """``/openapi/v2`` as JSON (Swagger 2.0): every served kind's schema under ``definitions`` and its item
+    path's get/put/patch operations. Clients that accept only the protobuf form get 406 from the caller;
+    kubectl 1.27+ reads ``/openapi/v3`` instead."""
+    gvs = [("", "v1")] + [(g, v) for g, versions in sorted(registry.groups().items()) for v in versions]
+    definitions: JSON = {}
+    paths: JSON = {}
+    params = [{"name": q, "in": "query", "type": "string", "uniqueItems": True} for q in _QUERY]
+    for g, v in gvs:
+        for rt in registry.in_version(g, v):
+            name = _schema_name(rt)
+            definitions[name] = _object_schema(rt)
+            ok = {"200": {"description": "OK", "schema": {"$ref": f"#/definitions/{name}"}}}
+            body = {
+                "name": "body",
+                "in": "body",
+                "required": True,
+                "schema": {"$ref": f"#/definitions/{name}"},
+            }
+            patch_body = dict(body, schema={"type": "object"})
+            base = "/" + _gv_path(g, v)
+            item = (
+                f"{base}/namespaces/{{namespace}}/{rt.plural}/{{name}}"
+                if rt.namespaced
+                else f"{base}/{rt.plural}/{{name}}"
+            )
+            common = {"produces": ["application/json", "application/yaml"], "responses": ok}
+            paths[item] = {
+                "get": dict(common, operationId=f"read{rt.kind}", **_v2_extensions(rt, "get")),
+                "put": dict(
+                    common,
+                    operationId=f"replace{rt.kind}",
+                    consumes=["*/*"],
+                    parameters=[body, *params],
+                    **_v2_extensions(rt, "put"),
+                ),
+                "patch": dict(
+                    common,
+                    operationId=f"patch{rt.kind}",
+                    consumes=list(_PATCH_TYPES),
+                    parameters=[patch_body, *params],
+                    **_v2_extensions(rt, "patch"),
+                ),
+            }
+    return {
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "paths": paths,
+        "definitions": definitions,
+    }
+
+
+def _v2_extensions(rt: ResourceType, action: str) -> JSON:
+    return {"x-kubernetes-action": action, "x-kubernetes-group-version-kind": _gvk(rt)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +75,9 @@ class ResourceType:
         if self.categories:
             out["categories"] = list(self.categories)
         if self.storage_version:
-            out["storageVersionHash"] = f"{abs(hash((self.group, self.plural))) % 10**11:011d}"
+            # As kube-apiserver derives it: the first 8 bytes of sha256("group/version/kind"), base64.
+            gvk = f"{self.group}/{self.storage_version}/{self.kind}".encode()
+            out["storageVersionHash"] = base64.b64encode(hashlib.sha256(gvk).digest()[:8]).decode()
         entries = [out]
         if self.status_subresource:
             entries.append(

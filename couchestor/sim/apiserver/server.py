@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _OPENSSL_TIMEOUT = 30.0
+# Any bearer token is accepted; this one only keeps kubectl from prompting for credentials over https.
+_PLACEHOLDER_TOKEN = "couchestor-sim"
 
 
 async def _self_signed(directory: Path, host: str) -> tuple[Path, Path]:
@@ -102,7 +104,13 @@ def write_kubeconfig(
     context: str = "couchestor-sim",
     ca_data: bytes | None = None,
 ) -> None:
-    """Write a kubeconfig with one cluster/user/context named ``context``, selected as current."""
+    """Write a kubeconfig with one cluster/user/context named ``context``, selected as current.
+
+    The emulator authenticates nobody, but kubectl prompts for a username and password when an ``https``
+    server has no credentials at all, so an ``https`` kubeconfig without ``token`` gets a placeholder one.
+    """
+    if token is None and server_url.startswith("https://"):
+        token = _PLACEHOLDER_TOKEN
     cluster: dict[str, Any] = {"server": server_url}
     if ca_data is not None:
         cluster["certificate-authority-data"] = base64.b64encode(ca_data).decode()

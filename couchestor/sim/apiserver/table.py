@@ -62,6 +62,13 @@ def _meta_age(o: JSON) -> str:
     return age(o["metadata"].get("creationTimestamp"))
 
 
+def _phase(o: JSON) -> str:
+    """A volume's or claim's phase as kubectl prints it: ``Terminating`` once deletion has begun."""
+    if o["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    return str((o.get("status") or {}).get("phase", ""))
+
+
 def _pv(o: JSON) -> list[Any]:
     spec, status = o.get("spec") or {}, o.get("status") or {}
     ref = spec.get("claimRef") or {}
@@ -71,7 +78,7 @@ def _pv(o: JSON) -> list[Any]:
         (spec.get("capacity") or {}).get("storage", ""),
         _modes(spec.get("accessModes")),
         spec.get("persistentVolumeReclaimPolicy", ""),
-        status.get("phase", ""),
+        _phase(o),
         claim,
         spec.get("storageClassName", ""),
         spec.get("volumeAttributesClassName") or "<unset>",
@@ -85,7 +92,7 @@ def _pvc(o: JSON) -> list[Any]:
     spec, status = o.get("spec") or {}, o.get("status") or {}
     return [
         o["metadata"]["name"],
-        status.get("phase", ""),
+        _phase(o),
         spec.get("volumeName", ""),
         (status.get("capacity") or {}).get("storage", ""),
         _modes(status.get("accessModes")),

@@ -20,6 +20,7 @@ def add_parser(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser("sim", help="run the emulated cluster")
     sim_sub = parser.add_subparsers(dest="sim_command", metavar="PART", required=True)
     _add_apiserver(sim_sub)
+    _add_up(sim_sub)
 
 
 def _add_apiserver(sub: Any) -> None:
@@ -82,3 +83,114 @@ async def _serve_until_signal(args: argparse.Namespace) -> None:
                 print("shutting down", file=sys.stderr, flush=True)
                 nursery.cancel_scope.cancel()
                 break
+
+
+def _add_up(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "up",
+        help="run a whole emulated cluster: API server, Mayastor, workload",
+        description=(
+            "Serve the API server emulator with CRDs, StorageClass, DiskPools, PVs, PVCs and MayastorVolumes, "
+            "the Mayastor control-plane simulator and the workload simulator (Prometheus /metrics and a "
+            "PromQL-compatible /api/v1/query), until Ctrl-C or SIGTERM."
+        ),
+    )
+    p.add_argument("--volumes", type=int, default=200, help="number of volumes (default: %(default)s)")
+    p.add_argument("--hot-pools", type=int, default=3, help="NVMe pools (default: %(default)s)")
+    p.add_argument("--warm-pools", type=int, default=0, help="warm pools (default: %(default)s)")
+    p.add_argument("--cold-pools", type=int, default=3, help="SATA pools (default: %(default)s)")
+    p.add_argument(
+        "--seed", type=int, default=1, help="random seed of volumes and loads (default: %(default)s)"
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=60.0,
+        help="simulated seconds per second, for rebuilds and loads (default: %(default)s)",
+    )
+    p.add_argument("--kubeconfig-out", type=Path, metavar="PATH", help="write a kubeconfig for the cluster")
+    p.set_defaults(func=run_up)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    if args.volumes < 0:
+        raise UserError(f"--volumes must be 0 or more, not {args.volumes}")
+    if min(args.hot_pools, args.warm_pools, args.cold_pools) < 0 or args.hot_pools + args.cold_pools == 0:
+        raise UserError("pool counts must be 0 or more, with at least one hot or cold pool")
+    if not args.time_scale > 0:
+        raise UserError("--time-scale must be positive")
+    trio.run(_up_until_signal, args)
+    return 0
+
+
+async def _up_until_signal(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from couchestor.kube import KubeClient, load_kubeconfig
+    from couchestor.sim.apiserver import ApiServer, serve, write_kubeconfig
+    from couchestor.sim.mayastor.controller import MayastorSimulator
+    from couchestor.sim.populate import GI, default_spec, populate
+    from couchestor.sim.workload import ExportOptions, Workload, generate_volumes, serve_workload
+
+    spec = default_spec(
+        args.volumes,
+        seed=args.seed,
+        hot_pools=args.hot_pools,
+        warm_pools=args.warm_pools,
+        cold_pools=args.cold_pools,
+        # Room on each tier for all of its volumes, however many.
+        pool_capacity=max(10_000, args.volumes * 20) * GI,
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="couchestor-sim-") as tmp,
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+    ):
+        kubeconfig = args.kubeconfig_out or Path(tmp) / "kubeconfig"
+        async with trio.open_nursery() as nursery:
+            url: str = await nursery.start(serve, ApiServer())
+            write_kubeconfig(kubeconfig, url)
+            print(f"API server emulator listening on {url}", flush=True)
+            async with KubeClient(load_kubeconfig([kubeconfig]), qps=0) as client:
+                # The simulator starts first so that placing volumes overlaps creating them.
+                simulator = MayastorSimulator(
+                    client, namespace=spec.mayastor_namespace, time_scale=args.time_scale
+                )
+                nursery.start_soon(simulator.run)
+                started = trio.current_time()
+
+                def progress(done: int, total: int) -> None:
+                    if done == total or done % max(total // 10, 1) == 0:
+                        print(f"created {done}/{total} volumes", flush=True)
+
+                nursery.start_soon(lambda: _stop_on_signal(signals, nursery.cancel_scope))
+                await populate(client, spec, progress=progress)
+                workload = Workload(seed=args.seed, scale=args.time_scale)
+                for volume, (_, pattern) in zip(
+                    spec.volumes, generate_volumes(args.volumes, seed=args.seed), strict=True
+                ):
+                    workload.add_volume(volume.pv, pattern)
+                workload_url: str = await nursery.start(
+                    lambda task_status: serve_workload(
+                        workload, options=ExportOptions(), task_status=task_status
+                    )
+                )
+                print(f"cluster of {args.volumes} volumes on {len(spec.pools)} pools created in "
+                      f"{trio.current_time() - started:.1f}s", flush=True)  # fmt: skip
+                print(f"workload metrics on {workload_url}/metrics (PromQL: {workload_url}/api/v1/query)")
+                where = f"--kubeconfig {kubeconfig}"
+                print(f"kubectl {where} get diskpools,mayastorvolumes -n {spec.mayastor_namespace}")
+                print(
+                    f"couchestor run {where} --prometheus-url {workload_url} --mayastor-namespace "
+                    f"{spec.mayastor_namespace} --no-leader-election --metrics-addr 127.0.0.1:0",
+                    flush=True,
+                )
+                if args.kubeconfig_out is None:
+                    print("(the kubeconfig is removed on exit; --kubeconfig-out PATH keeps it)", flush=True)
+                await trio.sleep_forever()
+
+
+async def _stop_on_signal(signals: Any, scope: trio.CancelScope) -> None:
+    async for _ in signals:
+        print("shutting down", file=sys.stderr, flush=True)
+        scope.cancel()
+        return

@@ -692,33 +692,7 @@ def _schedule(
     size = v.size_bytes or 0
     reserved[pool.name] = reserved.get(pool.name, 0) + size
     slots[rules.name] -= 1
-    action = Action(want.target.value)
-    decision = Decision(
-        v.name,
-        rules.name,
-        action,
-        action.value,
-        want.score,
-        want.current,
-        want.target,
-        pool.name,
-        want.detail,
-    )
-    migration = PlannedMigration(
-        volume=v.name,
-        volume_id=v.volume_id,
-        policy=rules.name,
-        from_tier=want.current,
-        to_tier=want.target,
-        target_pool=pool.name,
-        source_pools=tuple(sorted({r.pool for r in v.replicas})),
-        score=want.score,
-        size_bytes=size,
-        timeout_seconds=rules.migration_timeout_seconds,
-        backend_volume=v.backend_name or v.name,
-        target_topology=MappingProxyType(tier_topology(rules, want.target, pool.labels)),
-    )
-    return decision, migration
+    return _move(want, pool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -855,41 +829,40 @@ def _schedule_group(
         ]
     reserved.update(local)
     slots[rules.name] -= 1
-    out: list[tuple[Decision, PlannedMigration | None]] = []
-    for want, pool in picked:
-        v = want.volume
-        action = Action(want.target.value)
-        out.append(
-            (
-                Decision(
-                    v.name,
-                    rules.name,
-                    action,
-                    action.value,
-                    want.score,
-                    want.current,
-                    want.target,
-                    pool.name,
-                    want.detail,
-                ),
-                PlannedMigration(
-                    volume=v.name,
-                    volume_id=v.volume_id,
-                    policy=rules.name,
-                    from_tier=want.current,
-                    to_tier=want.target,
-                    target_pool=pool.name,
-                    source_pools=tuple(sorted({r.pool for r in v.replicas})),
-                    score=want.score,
-                    size_bytes=v.size_bytes or 0,
-                    timeout_seconds=rules.migration_timeout_seconds,
-                    backend_volume=v.backend_name or v.name,
-                    target_topology=MappingProxyType(tier_topology(rules, want.target, pool.labels)),
-                    group=f"{rules.name}/{group.key}",
-                ),
-            )
-        )
-    return out
+    return [_move(want, pool, group=f"{rules.name}/{group.key}") for want, pool in picked]
+
+
+def _move(want: _Wanted, pool: PoolView, group: str = "") -> tuple[Decision, PlannedMigration]:
+    """The decision and the planned migration of a scheduled move of ``want`` to ``pool``."""
+    v, rules = want.volume, want.rules
+    action = Action(want.target.value)
+    decision = Decision(
+        v.name,
+        rules.name,
+        action,
+        action.value,
+        want.score,
+        want.current,
+        want.target,
+        pool.name,
+        want.detail,
+    )
+    migration = PlannedMigration(
+        volume=v.name,
+        volume_id=v.volume_id,
+        policy=rules.name,
+        from_tier=want.current,
+        to_tier=want.target,
+        target_pool=pool.name,
+        source_pools=tuple(sorted({r.pool for r in v.replicas})),
+        score=want.score,
+        size_bytes=v.size_bytes or 0,
+        timeout_seconds=rules.migration_timeout_seconds,
+        backend_volume=v.backend_name or v.name,
+        target_topology=MappingProxyType(tier_topology(rules, want.target, pool.labels)),
+        group=group,
+    )
+    return decision, migration
 
 
 def tier_topology(rules: PolicyRules, tier: Tier, pool_labels: Mapping[str, str]) -> dict[str, str]:

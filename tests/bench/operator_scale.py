@@ -82,7 +82,15 @@ async def _measure(n: int, passes: int) -> dict[str, Any]:
                 assert scores is not None
                 while scores.refreshes < 1:
                     await trio.sleep(0.1)
-            # First start labels every PV with its tier and writes status: wait until the writes stop.
+            # Steady state: every replica placed and synced (the simulator is still placing at first) ...
+            with trio.fail_after(900):
+                while True:
+                    await reconciler.reconcile_once()
+                    plan = reconciler.last_plan
+                    if plan is not None and not any(d.reason == "degraded" for d in plan.decisions):
+                        break
+                    await trio.sleep(1.0)
+            # ... and the first start's writes (a tier label on every PV, status, events) all done.
             quiet_since, last = trio.current_time(), _writes(operator)
             with trio.fail_after(900):
                 while trio.current_time() - quiet_since < 3.0:

@@ -6,6 +6,7 @@
     ├── HTTP endpoints (/metrics, /healthz, /readyz, /feed)
     └── leader election (optional) ─ while leading:
         ├── one reflector (list + watch + store) per kind: StoragePolicy, PV, PVC, MayastorVolume, DiskPool
+        │   (with --backend mayastor-rest, volumes come from a periodic relist of Mayastor's REST API)
         ├── score cache (Prometheus, one query per window and metric per refresh)
         ├── volume backend (wakes migrations on MayastorVolume changes)
         ├── replication controllers (with --enable-replication)

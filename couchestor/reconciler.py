@@ -168,7 +168,8 @@ class Reconciler:
             self._labels_changed = trio.Event()
             for pv, tier in list(self._wanted_labels.items()):
                 obj = self.stores.pvs.get(pv)
-                if obj is None or pv in self.runner.in_flight:
+                # A volume migrating, or whose migration ended after the plan was made, has a stale wanted tier.
+                if obj is None or pv in self.runner.in_flight or pv in self.runner.recent:
                     continue
                 labels = {} if obj.metadata.labels is UNSET else obj.metadata.labels
                 if labels.get(TIER_LABEL) == tier:

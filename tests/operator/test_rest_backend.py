@@ -33,12 +33,11 @@ async def test_rest_backend_promotes_and_demotes(env):
     assert await env.tiers("middle") == ["hot"]
 
     async def settled():
-        pvs = [await env.pv(name) for name in ("heavy", "idle")]
-        return all(MIGRATION_INTENT not in (pv.metadata.annotations or {}) for pv in pvs)
+        pvs = {name: await env.pv(name) for name in ("heavy", "idle")}
+        return all(MIGRATION_INTENT not in (pv.metadata.annotations or {}) for pv in pvs.values()) and {
+            name: pv.metadata.labels.get(TIER_LABEL) for name, pv in pvs.items()
+        } == {"heavy": "hot", "idle": "cold"}
 
-    await env.eventually(settled, what="the intents removed from the PVs")
-    for name, tier in (("heavy", "hot"), ("idle", "cold")):
-        pv = await env.pv(name)
-        assert pv.metadata.labels[TIER_LABEL] == tier
+    await env.eventually(settled, what="the intents removed from the PVs and their tier labels set")
     assert not sim.plane.pool_cordons, "every cordon lifted"
     assert sim.checker.violations == []

@@ -52,6 +52,7 @@ from msgspec import UNSET
 
 from couchestor.durations import format_duration, parse_time
 from couchestor.heat import ScoreSnapshot, lookup
+from couchestor.labels import includes
 from couchestor.policy import PolicyProblem, PolicyRules, Tier
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
@@ -575,7 +576,7 @@ def _topology_allows(
 ) -> bool:
     """True when some pool of ``target`` carries every label of ``inclusion``."""
     return any(
-        all(pool.labels.get(k) == val for k, val in inclusion.items())
+        includes(pool.labels, inclusion)
         for pool in pools.values()
         if policy.tiers_matching(pool.labels) == {target}
     )

@@ -66,6 +66,12 @@ class Requirement:
 Selector = tuple[Requirement, ...]
 
 
+def includes(labels: Mapping[str, str], inclusion: Mapping[str, str]) -> bool:
+    """True when ``labels`` carry every key of ``inclusion`` with the same value (Mayastor's pool topology
+    ``labelled.inclusion``; an empty inclusion is met by any labels)."""
+    return all(labels.get(key) == value for key, value in inclusion.items())
+
+
 def matches(selector: Selector, labels: Mapping[str, str] | None) -> bool:
     """True when ``labels`` satisfy every requirement of ``selector`` (an empty selector matches all)."""
     labels = labels or {}

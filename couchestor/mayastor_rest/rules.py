@@ -16,6 +16,7 @@ from collections.abc import Collection, Iterable, Mapping
 import msgspec
 from msgspec import UNSET
 
+from couchestor.labels import includes
 from couchestor.mayastor_rest import wire
 from couchestor.migration.backend import ReplicaInfo
 
@@ -58,11 +59,6 @@ def digest(volume: wire.Volume) -> str:
     return hashlib.sha256(msgspec.json.encode(relevant, order="sorted")).hexdigest()[:16]
 
 
-def matches(labels: Mapping[str, str], inclusion: Mapping[str, str]) -> bool:
-    """True when a pool with ``labels`` satisfies a volume's pool-label ``inclusion``."""
-    return all(labels.get(key) == value for key, value in inclusion.items())
-
-
 def pools_to_cordon(volume: wire.Volume, pools: Iterable[wire.Pool], target: str) -> list[str]:
     """Pools besides ``target`` that could receive a new replica of ``volume`` and are not cordoned yet.
 
@@ -80,7 +76,7 @@ def pools_to_cordon(volume: wire.Volume, pools: Iterable[wire.Pool], target: str
             continue
         if pool.status not in USABLE_POOL_STATES or pool.free < volume.spec.size:
             continue
-        if matches(pool.labels, inclusion):
+        if includes(pool.labels, inclusion):
             out.append(pool.id)
     return sorted(out)
 
@@ -116,7 +112,7 @@ def predicted_victim(
         node = topo.node if topo.node is not UNSET else ""
         progress = topo.rebuild_progress if topo.rebuild_progress is not UNSET else 0
         if topo.state == "Online" and topo.child_status == "Online":
-            fits = matches(pool_labels.get(pool, {}), inclusion)
+            fits = includes(pool_labels.get(pool, {}), inclusion)
             healthy.append((fits, node not in nodes_cordoned, node == nexus_node, rid, pool))
         else:
             unhealthy.append((_UNHEALTH.get(topo.state, 1), progress, rid, pool))
@@ -136,7 +132,7 @@ def topology_pinned(
     topology when the volume is created, so when no pool of the tier satisfies it the move is impossible
     (the decision is ``skip:topology-pinned``), not merely delayed.
     """
-    if not inclusion or any(matches(labels, inclusion) for labels in target_tier_pools.values()):
+    if not inclusion or any(includes(labels, inclusion) for labels in target_tier_pools.values()):
         return None
     wanted = ", ".join(f"{k}={v}" for k, v in sorted(inclusion.items()))
     return (
@@ -150,7 +146,6 @@ __all__ = [
     "USABLE_POOL_STATES",
     "cordoned_nodes",
     "digest",
-    "matches",
     "pools_to_cordon",
     "predicted_victim",
     "replica_info",

@@ -32,6 +32,7 @@ from couchestor.kube.client import KubeClient
 from couchestor.kube.errors import Conflict, KubeError, NotFound
 from couchestor.kube.events import EventType, record_event
 from couchestor.kube.store import Store
+from couchestor.labels import includes
 from couchestor.metrics import OperatorMetrics
 from couchestor.migration import plan
 from couchestor.migration.backend import BackendError, IntentConflict, VolumeBackend, VolumeState
@@ -487,11 +488,7 @@ class MigrationRunner:
                 await trio.sleep(delay)
 
     def _pools_matching(self, topology: Mapping[str, str]) -> set[str]:
-        return {
-            str(p.metadata.name)
-            for p in self.pools.list()
-            if all(p.topology_labels.get(k) == v for k, v in topology.items())
-        }
+        return {str(p.metadata.name) for p in self.pools.list() if includes(p.topology_labels, topology)}
 
     def _pool_health(self) -> dict[str, str]:
         return {str(p.metadata.name): p.health for p in self.pools.list()}

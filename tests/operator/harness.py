@@ -134,6 +134,29 @@ class Env:
             for done in self._done:
                 await done.wait()
 
+    async def start_operator_with_backend(
+        self, make: Callable[[Operator, Any], Any], **overrides: str
+    ) -> tuple[Operator, list[Any]]:
+        """Start an operator whose volume backend is ``make(operator, stores)`` (a fault-injecting stand-in);
+        the list receives each backend as the operator builds it (once per leadership)."""
+        backends: list[Any] = []
+
+        def factory(settings: settings_mod.Settings, client: KubeClient) -> Operator:
+            operator = Operator(settings, client)
+
+            def make_backend(stores: Any, rest: Any) -> Any:
+                backends.append(make(operator, stores))
+                return backends[-1]
+
+            operator.make_backend = make_backend  # type: ignore[method-assign]
+            return operator
+
+        return await self.start_operator(factory=factory, **overrides), backends
+
+    def kill(self, operator: Operator) -> None:
+        """Cancel ``operator`` as a crash would: wherever its tasks are, nothing more is written."""
+        self.scope_of(operator).cancel()
+
     def scope_of(self, operator: Operator) -> trio.CancelScope:
         return next(scope for op, scope in self.operators if op is operator)
 

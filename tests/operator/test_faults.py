@@ -8,7 +8,6 @@ import trio
 
 from couchestor.kube import resources
 from couchestor.migration.crd import CrdBackend
-from couchestor.operator import Operator
 from k8s_schemas.annotations import MIGRATION_INTENT
 from tests.operator.harness import policy_body
 
@@ -120,26 +119,15 @@ BOUNDARIES = [
 async def test_operator_killed_at_a_step_boundary_is_finished_by_the_next_one(env, boundary):
     slow_rebuilds(env)
     await env.apply_policy(policy_body())
-    backends = []
-
-    def crashing(settings, client):
-        operator = Operator(settings, client)
-
-        def make_backend(stores, rest):
-            backend = CrashingBackend(
-                client,
-                settings.mayastor_namespace,
-                stores.volumes,
-                boundary=boundary,
-                crash=lambda: env.scope_of(operator).cancel(),
-            )
-            backends.append(backend)
-            return backend
-
-        operator.make_backend = make_backend
-        return operator
-
-    first = await env.start_operator(factory=crashing)
+    first, backends = await env.start_operator_with_backend(
+        lambda operator, stores: CrashingBackend(
+            operator.client,
+            operator.settings.mayastor_namespace,
+            stores.volumes,
+            boundary=boundary,
+            crash=lambda: env.kill(operator),
+        )
+    )
 
     async def crashed():
         return backends and backends[0].crashed
@@ -354,19 +342,11 @@ class FailingAdds(CrdBackend):
 
 async def test_storage_api_failing_past_the_retry_bound_aborts_and_records_it(env):
     await env.apply_policy(policy_body())
-    backends = []
-
-    def factory(settings, client):
-        operator = Operator(settings, client)
-
-        def make_backend(stores, rest):
-            backends.append(FailingAdds(client, settings.mayastor_namespace, stores.volumes))
-            return backends[-1]
-
-        operator.make_backend = make_backend
-        return operator
-
-    await env.start_operator(factory=factory)
+    _, backends = await env.start_operator_with_backend(
+        lambda operator, stores: FailingAdds(
+            operator.client, operator.settings.mayastor_namespace, stores.volumes
+        )
+    )
     entries = await wait_recorded(env, timeout=120)
     assert entries[0].success is False
     assert "storage API kept failing" in entries[0].error

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from couchestor.migration.crd import CrdBackend
-from couchestor.operator import Operator
 from k8s_schemas.annotations import MIGRATION_INTENT
 from tests.operator.harness import policy_body
 from tests.operator.test_faults import history, slow_rebuilds
@@ -94,25 +93,14 @@ class StopAtCommit(CrdBackend):
 
 async def test_operator_dying_at_the_commit_leaves_no_partial_group(env):
     await env.apply_policy(grouped_policy())
-    backends = []
-
-    def factory(settings, client):
-        operator = Operator(settings, client)
-
-        def make_backend(stores, rest):
-            backend = StopAtCommit(
-                client,
-                settings.mayastor_namespace,
-                stores.volumes,
-                crash=lambda: env.scope_of(operator).cancel(),
-            )
-            backends.append(backend)
-            return backend
-
-        operator.make_backend = make_backend
-        return operator
-
-    await env.start_operator(factory=factory)
+    _, backends = await env.start_operator_with_backend(
+        lambda operator, stores: StopAtCommit(
+            operator.client,
+            operator.settings.mayastor_namespace,
+            stores.volumes,
+            crash=lambda: env.kill(operator),
+        )
+    )
 
     async def crashed():
         return backends and backends[0].crashed

@@ -22,6 +22,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from couchestor.labels import includes
+
 PoolState = Literal["Online", "Degraded", "Faulted", "Offline"]
 ReplicaState = Literal["Online", "Degraded", "Faulted", "Unknown"]
 SyncState = Literal["Unknown", "Syncing", "Synced"]
@@ -105,7 +107,7 @@ class Volume:
 
 def matches_topology(pool: Pool, inclusion: Mapping[str, str]) -> bool:
     """True when every inclusion label is on the pool with the same value."""
-    return all(pool.labels.get(key) == value for key, value in inclusion.items())
+    return includes(pool.labels, inclusion)
 
 
 def choose_pool(volume: Volume, pools: Iterable[Pool]) -> Pool | None:

@@ -119,7 +119,7 @@ class EndpointsApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
         elif kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "http":
@@ -128,13 +128,13 @@ class EndpointsApp:
     async def _http(self, scope: Scope, send: Send) -> None:
         path = scope["path"]
         if path == "/metrics":
-            await _respond(send, 200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+            await respond(send, 200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
         elif path in ("/healthz", "/livez"):
             await _probe(send, self.health.liveness())
         elif path == "/readyz":
             await _probe(send, self.health.readiness())
         else:
-            await _respond(send, 404, b"not found\n", "text/plain")
+            await respond(send, 404, b"not found\n", "text/plain")
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["path"] != "/feed":
@@ -163,7 +163,8 @@ class EndpointsApp:
             self.feed.unsubscribe(events)
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def lifespan(receive: Receive, send: Send) -> None:
+    """Answer an ASGI lifespan scope: nothing to start or stop, so acknowledge both."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -173,7 +174,8 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:
+async def respond(send: Send, status: int, body: bytes, content_type: str) -> None:
+    """Send a complete HTTP response with a body."""
     headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -181,9 +183,9 @@ async def _respond(send: Send, status: int, body: bytes, content_type: str) -> N
 
 async def _probe(send: Send, problems: list[str]) -> None:
     if problems:
-        await _respond(send, 503, ("\n".join(problems) + "\n").encode(), "text/plain; charset=utf-8")
+        await respond(send, 503, ("\n".join(problems) + "\n").encode(), "text/plain; charset=utf-8")
     else:
-        await _respond(send, 200, b"ok\n", "text/plain; charset=utf-8")
+        await respond(send, 200, b"ok\n", "text/plain; charset=utf-8")
 
 
 async def serve_asgi(

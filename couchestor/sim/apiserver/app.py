@@ -9,6 +9,7 @@ import msgspec
 import trio
 import yaml
 
+from couchestor.endpoints import lifespan
 from couchestor.labels import Selector, SelectorError, parse_selector
 from couchestor.sim.apiserver import discovery, errors as E, openapi, table as tables
 from couchestor.sim.apiserver.chaos import Chaos
@@ -49,13 +50,8 @@ class ApiServer:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         req = Request.from_scope(scope)

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from couchestor.endpoints import Receive, Scope, Send
+from couchestor.endpoints import Receive, Scope, Send, lifespan
 from couchestor.mayastor_rest import wire
 from couchestor.sim.mayastor_rest.state import ControlPlane, RestError
 
@@ -37,13 +37,8 @@ class RestApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         self.requests += 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 import trio
 from prometheus_client.exposition import choose_encoder
 
-from couchestor.endpoints import Receive, Scope, Send, serve_asgi
+from couchestor.endpoints import Receive, Scope, Send, lifespan, respond, serve_asgi
 from couchestor.sim.promql import error_body, form_params, query_response
 from couchestor.sim.workload.exposition import ExportOptions, metrics_registry
 from couchestor.sim.workload.model import Workload
@@ -39,7 +39,7 @@ class WorkloadApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
 
@@ -47,34 +47,34 @@ class WorkloadApp:
         path, method = scope["path"], scope["method"]
         if path == "/metrics":
             if method not in ("GET", "HEAD"):
-                await _respond(send, 405, b"method not allowed\n", "text/plain; charset=utf-8")
+                await respond(send, 405, b"method not allowed\n", "text/plain; charset=utf-8")
                 return
             encoder, content_type = choose_encoder(_header(scope, b"accept"))
-            await _respond(send, 200, encoder(self._registry), content_type)
+            await respond(send, 200, encoder(self._registry), content_type)
         elif path == "/api/v1/query":
             await self._query(scope, receive, send)
         elif path in ("/-/healthy", "/-/ready"):
-            await _respond(send, 200, b"ok\n", "text/plain; charset=utf-8")
+            await respond(send, 200, b"ok\n", "text/plain; charset=utf-8")
         else:
-            await _respond(send, 404, b"404 page not found\n", "text/plain; charset=utf-8")
+            await respond(send, 404, b"404 page not found\n", "text/plain; charset=utf-8")
 
     async def _query(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         if method not in ("GET", "POST"):
-            await _respond(send, 405, error_body("bad_data", f"method {method} not allowed"), _JSON)
+            await respond(send, 405, error_body("bad_data", f"method {method} not allowed"), _JSON)
             return
         body = b""
         if method == "POST":
             try:
                 body = await _read_body(receive)
             except _BodyTooLarge:
-                await _respond(send, 413, error_body("bad_data", "request body larger than 1 MiB"), _JSON)
+                await respond(send, 413, error_body("bad_data", "request body larger than 1 MiB"), _JSON)
                 return
             if not _header(scope, b"content-type").startswith("application/x-www-form-urlencoded"):
                 body = b""
         params = form_params(scope.get("query_string", b""), body)
         status, payload = query_response(self._samples, params, now=self.workload.now())
-        await _respond(send, status, payload, _JSON)
+        await respond(send, status, payload, _JSON)
 
 
 _JSON = "application/json"
@@ -105,22 +105,6 @@ def _header(scope: Scope, name: bytes) -> str:
         if key.lower() == name:
             return bytes(value).decode("latin-1")
     return ""
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:
-    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 async def serve_workload(

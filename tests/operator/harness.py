@@ -28,6 +28,7 @@ from couchestor.sim.populate import (
 )
 from couchestor.sim.workload import ExportOptions, Kind, Pattern, Workload, serve_workload
 from k8s_schemas import DiskPool, MayastorVolume
+from k8s_schemas.annotations import MIGRATION_INTENT
 from k8s_schemas.core import PersistentVolume
 from k8s_schemas.storage_policy import StoragePolicy
 
@@ -94,6 +95,17 @@ def operator_settings(prometheus_url: str, **overrides: str) -> settings_mod.Set
     return settings_mod.resolve(argparse.Namespace(), environ)
 
 
+class WrappedBackend:
+    """A volume backend forwarding every call to ``inner`` (the one the operator would use); fault-injecting
+    stand-ins override the calls they meddle with, whichever backend is underneath."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 @dataclass
 class Env:
     client: KubeClient
@@ -106,10 +118,23 @@ class Env:
     operators: list[tuple[Operator, trio.CancelScope]] = field(default_factory=list)
     _done: list[trio.Event] = field(default_factory=list)
 
+    @property
+    def rest(self) -> bool:
+        """Whether the cluster plays Mayastor 2.x (REST API, intent on the PV) rather than MayastorVolumes."""
+        return isinstance(self.simulator, RestSimulator)
+
+    @property
+    def model(self) -> Any:
+        """The simulated control plane's volumes and pools (the same model behind both simulators)."""
+        return self.simulator.plane.cluster if self.rest else self.simulator.cluster
+
     async def start_operator(
         self, *, factory: Callable[..., Operator] = Operator, **overrides: str
     ) -> Operator:
-        """Start an operator (built by ``factory(settings, client)``) in the test's nursery."""
+        """Start an operator (built by ``factory(settings, client)``) in the test's nursery; on a Mayastor 2.x
+        cluster it runs with ``--backend mayastor-rest`` against the simulator unless told otherwise."""
+        if self.rest:
+            overrides = {"backend": "mayastor-rest", "mayastor_rest_url": self.simulator.url, **overrides}
         operator = factory(operator_settings(self.prometheus_url, **overrides), self.client)
         scope = trio.CancelScope()
         done = trio.Event()
@@ -137,15 +162,16 @@ class Env:
     async def start_operator_with_backend(
         self, make: Callable[[Operator, Any], Any], **overrides: str
     ) -> tuple[Operator, list[Any]]:
-        """Start an operator whose volume backend is ``make(operator, stores)`` (a fault-injecting stand-in);
-        the list receives each backend as the operator builds it (once per leadership)."""
+        """Start an operator whose volume backend is ``make(operator, backend)`` (a fault-injecting stand-in
+        around the ``backend`` the operator would use); the list receives each backend as the operator builds
+        it (once per leadership)."""
         backends: list[Any] = []
 
         def factory(settings: settings_mod.Settings, client: KubeClient) -> Operator:
             operator = Operator(settings, client)
 
             def make_backend(stores: Any, rest: Any) -> Any:
-                backends.append(make(operator, stores))
+                backends.append(make(operator, Operator.make_backend(operator, stores, rest)))
                 return backends[-1]
 
             operator.make_backend = make_backend  # type: ignore[method-assign]
@@ -156,6 +182,12 @@ class Env:
     def kill(self, operator: Operator) -> None:
         """Cancel ``operator`` as a crash would: wherever its tasks are, nothing more is written."""
         self.scope_of(operator).cancel()
+
+    async def wait_stopped(self, operator: Operator, timeout: float = 15.0) -> None:
+        """Wait until ``operator`` (killed or stopped) has finished running."""
+        index = next(i for i, (op, _) in enumerate(self.operators) if op is operator)
+        with trio.fail_after(timeout):
+            await self._done[index].wait()
 
     def scope_of(self, operator: Operator) -> trio.CancelScope:
         return next(scope for op, scope in self.operators if op is operator)
@@ -177,6 +209,30 @@ class Env:
 
     async def policy(self, name: str = "tiering") -> StoragePolicy:
         return await self.client.get(resources.STORAGE_POLICY, name, type=StoragePolicy)
+
+    def slow_rebuilds(self, bytes_per_second: float) -> None:
+        """Rebuild onto every pool at ``bytes_per_second`` (per simulated second)."""
+        for pool in self.model.pools.values():
+            pool.rebuild_bandwidth = bytes_per_second
+
+    async def intent(self, name: str) -> str | None:
+        """The migration intent annotation of the volume: on the MayastorVolume, or on the PV for Mayastor 2.x."""
+        obj = await self.pv(name) if self.rest else await self.volume(name)
+        return (obj.metadata.annotations or {}).get(MIGRATION_INTENT)
+
+    async def replica_count(self, name: str) -> int:
+        """The volume's requested number of replicas, as its control plane holds it."""
+        if self.rest:
+            return int(self.model.volumes[f"vol-{name}"].num_replicas)
+        return (await self.volume(name)).spec.num_replicas
+
+    async def syncing_pool(self, name: str) -> str | None:
+        """The pool of the volume's replica being rebuilt, if one is."""
+        if self.rest:
+            volume = self.model.volumes[f"vol-{name}"]
+            return next((r.pool for r in volume.replicas if r.sync_state == "Syncing"), None)
+        vol = await self.volume(name)
+        return next((r.pool for r in vol.replicas if r.sync_state == "Syncing"), None)
 
     async def volume(self, name: str) -> MayastorVolume:
         return await self.client.get(resources.MAYASTOR_VOLUME, f"vol-{name}", NS, type=MayastorVolume)

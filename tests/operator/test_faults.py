@@ -1,5 +1,8 @@
 """Migrations under faults, end to end: every scenario ends with the migration completed or rolled back,
-zero invariant violations, and status consistent with what happened."""
+zero invariant violations, and status consistent with what happened.
+
+Every scenario runs on both storage backends: MayastorVolume objects (``crd``) and Mayastor 2.x's REST API
+(``rest``, the intent on the PV, placement steered by pool cordons)."""
 
 from __future__ import annotations
 
@@ -7,9 +10,8 @@ import pytest
 import trio
 
 from couchestor.kube import resources
-from couchestor.migration.crd import CrdBackend
-from k8s_schemas.annotations import MIGRATION_INTENT
-from tests.operator.harness import policy_body
+from couchestor.migration.backend import BackendError
+from tests.operator.harness import WrappedBackend, policy_body
 
 pytestmark = pytest.mark.prometheus
 
@@ -21,9 +23,13 @@ def loads():
     return {"heavy": ("cold", 8000.0), "middle": ("hot", 2000.0)}
 
 
+@pytest.fixture(params=["crd", "rest"])
+def backend(request):
+    return request.param
+
+
 def slow_rebuilds(env, bytes_per_second=60 * MIB):
-    for pool in env.simulator.cluster.pools:
-        env.simulator.set_bandwidth(pool, bytes_per_second)
+    env.slow_rebuilds(bytes_per_second)
 
 
 async def history(env, name="tiering"):
@@ -32,8 +38,7 @@ async def history(env, name="tiering"):
 
 
 async def intent_of(env, name):
-    vol = await env.volume(name)
-    return (vol.metadata.annotations or {}).get(MIGRATION_INTENT)
+    return await env.intent(name)
 
 
 async def wait_recorded(env, count=1, timeout=90.0):
@@ -49,20 +54,21 @@ async def assert_at_rest(env, name, tiers):
         return await intent_of(env, name) is None and await env.tiers(name) == tiers
 
     await env.eventually(rest, what=f"{name} at rest on {tiers}")
-    vol = await env.volume(name)
-    assert vol.spec.num_replicas == 1
+    assert await env.replica_count(name) == 1
     assert env.simulator.checker.violations == []
+    if env.rest:
+        assert not env.simulator.plane.pool_cordons, "every cordon lifted"
 
 
 # --- 1. the operator dies at each step boundary, then a new one finishes the job -----------------------------
 
 
-class CrashingBackend(CrdBackend):
-    """The CRD backend that kills its operator at one step boundary (``after-*``: once the call returned;
+class CrashingBackend(WrappedBackend):
+    """A backend that kills its operator at one step boundary (``after-*``: once the call returned;
     ``before-*``: before the call reaches the API)."""
 
-    def __init__(self, client, namespace, volumes, *, boundary, crash):
-        super().__init__(client, namespace, volumes)
+    def __init__(self, inner, *, boundary, crash):
+        super().__init__(inner)
         self.boundary, self.crash, self.crashed = boundary, crash, []
 
     def _die(self) -> None:
@@ -74,25 +80,25 @@ class CrashingBackend(CrdBackend):
         if intent is None and self.boundary == "before-intent-clear":
             self._die()
             await trio.lowlevel.checkpoint()
-        state = await super().write_intent(volume, intent, expected_version=expected_version)
+        state = await self.inner.write_intent(volume, intent, expected_version=expected_version)
         if intent is not None and intent.phase == "forward" and self.boundary == "after-intent":
             self._die()
         return state
 
     async def add_replica(self, volume, **kw):
-        state = await super().add_replica(volume, **kw)
+        state = await self.inner.add_replica(volume, **kw)
         if self.boundary == "after-scale-up":
             self._die()
         return state
 
     async def remove_replica(self, volume, **kw):
-        state = await super().remove_replica(volume, **kw)
+        state = await self.inner.remove_replica(volume, **kw)
         if self.boundary == "after-scale-down":
             self._die()
         return state
 
     async def read(self, volume):
-        state = await super().read(volume)
+        state = await self.inner.read(volume)
         if self.boundary == "mid-sync" and any(r.sync_state == "Syncing" for r in state.replicas):
             self._die()
         if (
@@ -120,13 +126,7 @@ async def test_operator_killed_at_a_step_boundary_is_finished_by_the_next_one(en
     slow_rebuilds(env)
     await env.apply_policy(policy_body())
     first, backends = await env.start_operator_with_backend(
-        lambda operator, stores: CrashingBackend(
-            operator.client,
-            operator.settings.mayastor_namespace,
-            stores.volumes,
-            boundary=boundary,
-            crash=lambda: env.kill(operator),
-        )
+        lambda operator, inner: CrashingBackend(inner, boundary=boundary, crash=lambda: env.kill(operator))
     )
 
     async def crashed():
@@ -164,8 +164,7 @@ async def test_dropped_watches_and_gone_during_sync(env, apiserver):
     operator = await env.start_operator()
 
     async def syncing():
-        vol = await env.volume("heavy")
-        return any(r.sync_state == "Syncing" for r in vol.replicas)
+        return await env.syncing_pool("heavy")
 
     await env.eventually(syncing, what="the new replica syncing")
     for _ in range(3):
@@ -195,8 +194,7 @@ async def test_target_pool_fault_mid_rebuild_rolls_back(env):
     await env.start_operator()
 
     async def syncing_pool():
-        vol = await env.volume("heavy")
-        return next((r.pool for r in vol.replicas if r.sync_state == "Syncing"), None)
+        return await env.syncing_pool("heavy")
 
     pool = await env.eventually(syncing_pool, what="the new replica syncing")
     env.simulator.set_pool_state(pool, "Faulted")
@@ -225,9 +223,15 @@ async def test_stalled_rebuild_times_out_and_rolls_back(env):
 async def test_concurrent_writer_and_api_error_bursts(env, apiserver):
     slow_rebuilds(env)
     await env.apply_policy(policy_body())
+    # Another writer keeps touching the object that holds the intent: the MayastorVolume, or on Mayastor 2.x
+    # the PV; the API server throttles and fails calls on it, and Mayastor's REST API fails a burst too.
+    if env.rest:
+        res, name, namespace, path = resources.PERSISTENT_VOLUME, "pvc-heavy", None, "persistentvolumes"
+    else:
+        res, name, namespace, path = resources.MAYASTOR_VOLUME, "vol-heavy", "mayastor", "mayastorvolumes"
     chaos = apiserver.api.chaos
-    chaos.add_fault(status=429, retry_after=1, method="PATCH", path_regex="mayastorvolumes", count=3)
-    chaos.add_fault(status=500, method="GET", path_regex="mayastorvolumes/vol-heavy", count=3)
+    chaos.add_fault(status=429, retry_after=1, method="PATCH", path_regex=path, count=3)
+    chaos.add_fault(status=500, method="GET", path_regex=f"{path}/{name}", count=3)
     stop = trio.Event()
 
     async def meddler():
@@ -235,15 +239,20 @@ async def test_concurrent_writer_and_api_error_bursts(env, apiserver):
         while not stop.is_set():
             n += 1
             patch = {"metadata": {"annotations": {"example.com/touched": str(n)}}}
-            await env.client.merge_patch(resources.MAYASTOR_VOLUME, "vol-heavy", patch, "mayastor", type=dict)
+            await env.client.merge_patch(res, name, patch, namespace, type=dict)
             await trio.sleep(0.05)
 
     env.nursery.start_soon(meddler)
     await env.start_operator()
+    if env.rest:
+        await env.eventually(lambda: env.syncing_pool("heavy"), what="the new replica syncing")
+        env.simulator.app.fail_next.extend([500, 503, 500, 503, 500])
     entries = await wait_recorded(env)
     stop.set()
     assert [(e.volume_name, e.success) for e in entries] == [("pvc-heavy", True)]
     await assert_at_rest(env, "heavy", ["hot"])
+    if env.rest:
+        assert not env.simulator.app.fail_next, "every injected REST failure was met"
 
 
 # --- 5. Prometheus down during a migration --------------------------------------------------------------------
@@ -256,8 +265,7 @@ async def test_prometheus_down_mid_migration_finishes_it_and_starts_nothing_new(
     operator = await env.start_operator()
 
     async def syncing():
-        vol = await env.volume("heavy")
-        return any(r.sync_state == "Syncing" for r in vol.replicas)
+        return await env.syncing_pool("heavy")
 
     await env.eventually(syncing, what="the migration syncing")
     env.prometheus.process.kill()
@@ -287,8 +295,7 @@ async def test_policy_changed_mid_migration_aborts_and_rolls_back(env, edit):
     operator = await env.start_operator()
 
     async def syncing():
-        vol = await env.volume("heavy")
-        return any(r.sync_state == "Syncing" for r in vol.replicas)
+        return await env.syncing_pool("heavy")
 
     await env.eventually(syncing, what="the migration syncing")
     if edit == "delete":
@@ -326,27 +333,21 @@ async def test_many_hot_volumes_respect_the_concurrency_limit(env):
         assert await env.tiers(f"v{i}") == ["hot"]
 
 
-class FailingAdds(CrdBackend):
+class FailingAdds(WrappedBackend):
     """A storage API that keeps refusing to add replicas (as a 503 past every retry would)."""
 
-    def __init__(self, client, namespace, volumes):
-        super().__init__(client, namespace, volumes)
+    def __init__(self, inner):
+        super().__init__(inner)
         self.attempts = 0
 
     async def add_replica(self, volume, **kw):
-        from couchestor.migration.backend import BackendError
-
         self.attempts += 1
-        raise BackendError("cannot update MayastorVolume: 503 ServiceUnavailable", retryable=True)
+        raise BackendError("cannot add a replica: 503 ServiceUnavailable", retryable=True)
 
 
 async def test_storage_api_failing_past_the_retry_bound_aborts_and_records_it(env):
     await env.apply_policy(policy_body())
-    _, backends = await env.start_operator_with_backend(
-        lambda operator, stores: FailingAdds(
-            operator.client, operator.settings.mayastor_namespace, stores.volumes
-        )
-    )
+    _, backends = await env.start_operator_with_backend(lambda operator, inner: FailingAdds(inner))
     entries = await wait_recorded(env, timeout=120)
     assert entries[0].success is False
     assert "storage API kept failing" in entries[0].error

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from couchestor.migration.crd import CrdBackend
 from k8s_schemas.annotations import MIGRATION_INTENT
-from tests.operator.harness import policy_body
+from tests.operator.harness import WrappedBackend, policy_body
 from tests.operator.test_faults import history, slow_rebuilds
 
 pytestmark = pytest.mark.prometheus
@@ -76,15 +75,15 @@ async def test_one_member_failing_before_the_commit_rolls_the_whole_group_back(e
     assert env.simulator.checker.violations == []
 
 
-class StopAtCommit(CrdBackend):
+class StopAtCommit(WrappedBackend):
     """Kills its operator the moment the first member records the group's commit."""
 
-    def __init__(self, client, namespace, volumes, *, crash):
-        super().__init__(client, namespace, volumes)
+    def __init__(self, inner, *, crash):
+        super().__init__(inner)
         self.crash, self.crashed = crash, False
 
     async def write_intent(self, volume, intent, *, expected_version):
-        state = await super().write_intent(volume, intent, expected_version=expected_version)
+        state = await self.inner.write_intent(volume, intent, expected_version=expected_version)
         if intent is not None and intent.committed and not self.crashed:
             self.crashed = True
             self.crash()
@@ -94,12 +93,7 @@ class StopAtCommit(CrdBackend):
 async def test_operator_dying_at_the_commit_leaves_no_partial_group(env):
     await env.apply_policy(grouped_policy())
     _, backends = await env.start_operator_with_backend(
-        lambda operator, stores: StopAtCommit(
-            operator.client,
-            operator.settings.mayastor_namespace,
-            stores.volumes,
-            crash=lambda: env.kill(operator),
-        )
+        lambda operator, inner: StopAtCommit(inner, crash=lambda: env.kill(operator))
     )
 
     async def crashed():

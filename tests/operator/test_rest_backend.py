@@ -41,3 +41,62 @@ async def test_rest_backend_promotes_and_demotes(env):
     await env.eventually(settled, what="the intents removed from the PVs and their tier labels set")
     assert not sim.plane.pool_cordons, "every cordon lifted"
     assert sim.checker.violations == []
+
+
+@pytest.mark.parametrize("loads", [{"heavy": ("cold", 8000.0), "middle": ("hot", 2000.0)}])
+async def test_mayastor_removing_the_new_replica_is_repaired(env):
+    """On scale-down Mayastor drops the replica just built instead of the old one; the operator notices,
+    builds it again, and the volume never has fewer healthy replicas than it started with."""
+    sim = env.simulator
+    sim.plane.misremove = 1
+    await env.apply_policy(policy_body())
+    await env.start_operator()
+    entries = await env.eventually(lambda: history(env), timeout=90, what="the migration recorded")
+    assert [(e.volume_name, e.success) for e in entries] == [("pvc-heavy", True)]
+    assert sim.plane.misremove == 0, "the wrong removal happened"
+    assert await env.tiers("heavy") == ["hot"]
+    await env.eventually(lambda: _no_intent(env, "heavy"), what="the intent removed")
+    assert not sim.plane.pool_cordons
+    assert sim.checker.violations == []
+
+
+@pytest.mark.parametrize("loads", [{"heavy": ("cold", 8000.0), "middle": ("hot", 2000.0)}])
+async def test_operator_killed_while_pools_are_cordoned_is_finished_by_the_next_one(env):
+    """The operator dies right after cordoning the pools that must not receive the new replica (before it
+    saw the answer, and with Mayastor out of its reach, so its shielded clean-up cannot lift them either); the
+    next operator finds its cordons recorded on the PV, lifts them and finishes the move."""
+    sim = env.simulator
+    await env.apply_policy(policy_body())
+    killed: list[bool] = []
+    first = None
+
+    def crash_once_cordoned():
+        if not killed and first is not None and any(c.replicas for c in sim.plane.pool_cordons.values()):
+            killed.append(True)
+            sim.app.fail_next.extend([503] * 10_000)  # the dying process reaches nothing
+            env.kill(first)  # the cancellation reaches it before the cordon's answer does
+        sim._wake_up()
+
+    sim.app.on_change = crash_once_cordoned
+    first = await env.start_operator()
+    await env.eventually(lambda: _true(killed), what="the crash with pools cordoned")
+    await env.wait_stopped(first)
+    sim.app.fail_next.clear()
+    assert any(c.replicas for c in sim.plane.pool_cordons.values()), "cordons left behind by the crash"
+    assert await env.intent("heavy") is not None
+
+    await env.start_operator(identity="second-operator")
+    entries = await env.eventually(lambda: history(env), timeout=90, what="the migration recorded")
+    assert [(e.volume_name, e.success) for e in entries] == [("pvc-heavy", True)]
+    await env.eventually(lambda: _no_intent(env, "heavy"), what="the intent removed")
+    assert await env.tiers("heavy") == ["hot"]
+    assert not sim.plane.pool_cordons, "every cordon lifted"
+    assert sim.checker.violations == []
+
+
+async def _no_intent(env, name):
+    return await env.intent(name) is None
+
+
+async def _true(flag):
+    return bool(flag)

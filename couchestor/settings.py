@@ -108,8 +108,9 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag(
         "metric-preset",
         "metric family: 'openebs' (gauge openebs_volume_iops{volume_id}) or 'mayastor-2x' (counters"
-        " volume_num_read_ops/volume_num_write_ops{pv_name})",
-        "openebs",
+        " volume_num_read_ops/volume_num_write_ops{pv_name}); default: the one of the backend, 'mayastor-2x'"
+        " with --backend mayastor-rest, else 'openebs'",
+        None,
         choices=("openebs", "mayastor-2x"),
     ),
     _Flag("metric-name", "override the preset's IOPS metric name", None),
@@ -223,6 +224,9 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
             values[flag.dest] = flag.parse(text)
         except ValueError as exc:
             raise UserError(f"{source}: invalid value {text!r}: {exc}") from None
+    if values["metric_preset"] is None:
+        # Each backend's own metrics: Mayastor 2.x's io-engine exports counters, the seeds' cluster a gauge.
+        values["metric_preset"] = "mayastor-2x" if values["backend"] == "mayastor-rest" else "openebs"
     settings = Settings(**values)
     if settings.renew_deadline >= settings.lease_duration:
         raise UserError("--renew-deadline must be shorter than --lease-duration")

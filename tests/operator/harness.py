@@ -326,7 +326,11 @@ async def open_env(
         workload.add_volume(f"pvc-{name}", pattern_for(load[1]))
     url = await nursery.start(
         lambda task_status: serve_workload(
-            workload, options=ExportOptions(), step=1.0, task_status=task_status
+            # Mayastor 2.x's io-engine exports counters (read by the operator's mayastor-2x preset).
+            workload,
+            options=ExportOptions(gauges=backend != "rest", counters=backend == "rest"),
+            step=1.0,
+            task_status=task_status,
         )
     )
     prometheus = await prometheus_factory([f"{url}/metrics"], scrape_interval="1s")

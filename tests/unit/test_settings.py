@@ -25,6 +25,13 @@ def test_defaults():
     assert (s.log_format, s.metric_preset) == ("text", "openebs")
 
 
+def test_metric_preset_follows_the_backend_unless_given():
+    assert parse(["--backend", "mayastor-rest"]).metric_preset == "mayastor-2x"
+    assert parse([], {"COUCHESTOR_BACKEND": "mayastor-rest"}).metric_preset == "mayastor-2x"
+    assert parse(["--backend", "mayastor-rest", "--metric-preset", "openebs"]).metric_preset == "openebs"
+    assert parse(["--metric-preset", "mayastor-2x"]).metric_preset == "mayastor-2x"
+
+
 def test_environment_then_flag_precedence():
     env = {
         "COUCHESTOR_PROMETHEUS_URL": "http://env:9090",

@@ -1,6 +1,8 @@
 """``couchestor sim``: run parts of the emulated cluster.
 
-Subcommands register under the ``sim`` parser; each sets ``func(args) -> int``. Today: ``sim apiserver``.
+Subcommands register under the ``sim`` parser; each sets ``func(args) -> int``: ``sim apiserver`` (the API
+server emulator), ``sim up`` (a whole emulated cluster) and ``sim mayastor`` (simulated Mayastor on any API
+server, e.g. kind's).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ def add_parser(sub: Any) -> None:
     sim_sub = parser.add_subparsers(dest="sim_command", metavar="PART", required=True)
     _add_apiserver(sim_sub)
     _add_up(sim_sub)
+    _add_mayastor(sim_sub)
 
 
 def _add_apiserver(sub: Any) -> None:
@@ -85,6 +88,32 @@ async def _serve_until_signal(args: argparse.Namespace) -> None:
                 break
 
 
+def _add_cluster_shape(p: argparse.ArgumentParser, *, volumes: int, pools: int, time_scale: float) -> None:
+    """The flags shaping a simulated Mayastor cluster (``sim up`` and ``sim mayastor``)."""
+    p.add_argument("--volumes", type=int, default=volumes, help="number of volumes (default: %(default)s)")
+    p.add_argument("--hot-pools", type=int, default=pools, help="NVMe pools (default: %(default)s)")
+    p.add_argument("--warm-pools", type=int, default=0, help="warm pools (default: %(default)s)")
+    p.add_argument("--cold-pools", type=int, default=pools, help="SATA pools (default: %(default)s)")
+    p.add_argument(
+        "--seed", type=int, default=1, help="random seed of volumes and loads (default: %(default)s)"
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=time_scale,
+        help="simulated seconds per second, for rebuilds and loads (default: %(default)s)",
+    )
+
+
+def _check_cluster_shape(args: argparse.Namespace) -> None:
+    if args.volumes < 0:
+        raise UserError(f"--volumes must be 0 or more, not {args.volumes}")
+    if min(args.hot_pools, args.warm_pools, args.cold_pools) < 0 or args.hot_pools + args.cold_pools == 0:
+        raise UserError("pool counts must be 0 or more, with at least one hot or cold pool")
+    if not args.time_scale > 0:
+        raise UserError("--time-scale must be positive")
+
+
 def _add_up(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "up",
@@ -95,30 +124,15 @@ def _add_up(sub: Any) -> None:
             "PromQL-compatible /api/v1/query), until Ctrl-C or SIGTERM."
         ),
     )
-    p.add_argument("--volumes", type=int, default=200, help="number of volumes (default: %(default)s)")
-    p.add_argument("--hot-pools", type=int, default=3, help="NVMe pools (default: %(default)s)")
-    p.add_argument("--warm-pools", type=int, default=0, help="warm pools (default: %(default)s)")
-    p.add_argument("--cold-pools", type=int, default=3, help="SATA pools (default: %(default)s)")
-    p.add_argument(
-        "--seed", type=int, default=1, help="random seed of volumes and loads (default: %(default)s)"
-    )
-    p.add_argument(
-        "--time-scale",
-        type=float,
-        default=60.0,
-        help="simulated seconds per second, for rebuilds and loads (default: %(default)s)",
-    )
+    _add_cluster_shape(p, volumes=200, pools=3, time_scale=60.0)
     p.add_argument("--kubeconfig-out", type=Path, metavar="PATH", help="write a kubeconfig for the cluster")
-    p.set_defaults(func=run_up)
+    p.set_defaults(
+        func=run_up, backend="crd", namespace="mayastor", metrics_addr="127.0.0.1:0", rest_addr="127.0.0.1:0"
+    )
 
 
 def run_up(args: argparse.Namespace) -> int:
-    if args.volumes < 0:
-        raise UserError(f"--volumes must be 0 or more, not {args.volumes}")
-    if min(args.hot_pools, args.warm_pools, args.cold_pools) < 0 or args.hot_pools + args.cold_pools == 0:
-        raise UserError("pool counts must be 0 or more, with at least one hot or cold pool")
-    if not args.time_scale > 0:
-        raise UserError("--time-scale must be positive")
+    _check_cluster_shape(args)
     trio.run(_up_until_signal, args)
     return 0
 
@@ -128,7 +142,103 @@ async def _up_until_signal(args: argparse.Namespace) -> None:
 
     from couchestor.kube import KubeClient, load_kubeconfig
     from couchestor.sim.apiserver import ApiServer, serve, write_kubeconfig
+
+    with (
+        tempfile.TemporaryDirectory(prefix="couchestor-sim-") as tmp,
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+    ):
+        kubeconfig = args.kubeconfig_out or Path(tmp) / "kubeconfig"
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
+            url: str = await nursery.start(serve, ApiServer())
+            write_kubeconfig(kubeconfig, url)
+            print(f"API server emulator listening on {url}", flush=True)
+            async with KubeClient(load_kubeconfig([kubeconfig]), qps=0) as client:
+                await _play_mayastor(nursery, args, client, f"--kubeconfig {kubeconfig}")
+                if args.kubeconfig_out is None:
+                    print("(the kubeconfig is removed on exit; --kubeconfig-out PATH keeps it)", flush=True)
+                await trio.sleep_forever()
+
+
+def _add_mayastor(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "mayastor",
+        help="play Mayastor on any Kubernetes API server (kind, or the emulator)",
+        description=(
+            "Create simulated DiskPools and volumes (StorageClass, PVCs, PVs, and MayastorVolumes or, with "
+            "--backend rest, Mayastor 2.x's control-plane REST API) in the cluster of the kubeconfig, play "
+            "Mayastor's control plane on them (placement, rebuilds at a bandwidth, DiskPool status), and export "
+            "each volume's simulated I/O on --metrics-addr as Mayastor's metrics exporter does, for a "
+            "Prometheus to scrape (its /api/v1/query also answers the operator's PromQL directly). Runs until "
+            "Ctrl-C or SIGTERM; what it created stays in the cluster."
+        ),
+    )
+    p.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="kubeconfig of the cluster (default: $KUBECONFIG, else ~/.kube/config)",
+    )
+    p.add_argument("--context", help="kubeconfig context to use (default: its current-context)")
+    p.add_argument(
+        "--backend",
+        choices=("crd", "rest"),
+        default="crd",
+        help="'crd': MayastorVolume objects (the seeds' Mayastor); 'rest': Mayastor 2.x, volumes behind a "
+        "REST API on --rest-addr, real-schema DiskPools (default: %(default)s)",
+    )
+    p.add_argument(
+        "--namespace",
+        default="mayastor",
+        help="namespace of DiskPools and MayastorVolumes (default: %(default)s)",
+    )
+    _add_cluster_shape(p, volumes=50, pools=2, time_scale=30.0)
+    p.add_argument(
+        "--metrics-addr",
+        default="127.0.0.1:9502",
+        metavar="HOST:PORT",
+        help="where to serve /metrics and /api/v1/query (default: %(default)s, the io-engine exporter's port)",
+    )
+    p.add_argument(
+        "--rest-addr",
+        default="127.0.0.1:8081",
+        metavar="HOST:PORT",
+        help="where to serve Mayastor 2.x's REST API with --backend rest (default: %(default)s)",
+    )
+    p.set_defaults(func=run_mayastor)
+
+
+def run_mayastor(args: argparse.Namespace) -> int:
+    _check_cluster_shape(args)
+    for flag, value in (("--metrics-addr", args.metrics_addr), ("--rest-addr", args.rest_addr)):
+        _host_port(flag, value)
+    from couchestor.kube import load_config
+
+    config = load_config(args.kubeconfig, args.context)
+    try:
+        trio.run(_mayastor_until_signal, args, config)
+    except OSError as exc:
+        raise UserError(f"cannot serve: {exc.strerror or exc}") from exc
+    return 0
+
+
+async def _mayastor_until_signal(args: argparse.Namespace, config: Any) -> None:
+    from couchestor.kube import KubeClient
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery, KubeClient(config, qps=0) as client:
+            nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
+            where = f"--kubeconfig {args.kubeconfig}" if args.kubeconfig else ""
+            await _play_mayastor(nursery, args, client, where)
+            await trio.sleep_forever()
+
+
+async def _play_mayastor(nursery: trio.Nursery, args: argparse.Namespace, client: Any, where: str) -> None:
+    """Create the cluster ``args`` describe through ``client``, start the Mayastor simulator (``args.backend``)
+    and the workload in ``nursery`` (they run until it is cancelled), and say how to look at it; ``where`` is
+    the kubeconfig flag to print in the example commands."""
+    from couchestor.kube.errors import KubeError
     from couchestor.sim.mayastor.controller import MayastorSimulator
+    from couchestor.sim.mayastor_rest.cluster import start_rest_cluster
     from couchestor.sim.populate import GI, default_spec, populate
     from couchestor.sim.workload import ExportOptions, Workload, generate_volumes, serve_workload
 
@@ -140,53 +250,69 @@ async def _up_until_signal(args: argparse.Namespace) -> None:
         cold_pools=args.cold_pools,
         # Room on each tier for all of its volumes, however many.
         pool_capacity=max(10_000, args.volumes * 20) * GI,
+        mayastor_namespace=args.namespace,
     )
-    with (
-        tempfile.TemporaryDirectory(prefix="couchestor-sim-") as tmp,
-        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+    started = trio.current_time()
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(total // 10, 1) == 0:
+            print(f"created {done}/{total} volumes", flush=True)
+
+    rest_url = ""
+    try:
+        if args.backend == "rest":
+            simulator = await start_rest_cluster(
+                nursery, client, spec, time_scale=args.time_scale, address=args.rest_addr, progress=progress
+            )
+            rest_url = simulator.url
+        else:
+            # The simulator starts first so that placing volumes overlaps creating them.
+            crd_simulator = MayastorSimulator(
+                client, namespace=spec.mayastor_namespace, time_scale=args.time_scale
+            )
+            nursery.start_soon(crd_simulator.run)
+            await populate(client, spec, progress=progress)
+    except (KubeError, TimeoutError, RuntimeError) as exc:
+        raise UserError(f"cannot create the simulated cluster: {exc}") from None
+    workload = Workload(seed=args.seed, scale=args.time_scale)
+    for volume, (_, pattern) in zip(
+        spec.volumes, generate_volumes(args.volumes, seed=args.seed), strict=True
     ):
-        kubeconfig = args.kubeconfig_out or Path(tmp) / "kubeconfig"
-        async with trio.open_nursery() as nursery:
-            url: str = await nursery.start(serve, ApiServer())
-            write_kubeconfig(kubeconfig, url)
-            print(f"API server emulator listening on {url}", flush=True)
-            async with KubeClient(load_kubeconfig([kubeconfig]), qps=0) as client:
-                # The simulator starts first so that placing volumes overlaps creating them.
-                simulator = MayastorSimulator(
-                    client, namespace=spec.mayastor_namespace, time_scale=args.time_scale
-                )
-                nursery.start_soon(simulator.run)
-                started = trio.current_time()
+        workload.add_volume(volume.pv, pattern)
+    rest = args.backend == "rest"
+    host, port = _host_port("--metrics-addr", args.metrics_addr)
+    workload_url: str = await nursery.start(
+        lambda task_status: serve_workload(
+            workload,
+            # Mayastor 2.x's io-engine exports counters; the seeds' cluster an IOPS gauge.
+            options=ExportOptions(gauges=not rest, counters=rest),
+            host=host,
+            port=port,
+            task_status=task_status,
+        )
+    )
+    print(f"cluster of {args.volumes} volumes on {len(spec.pools)} pools created in "
+          f"{trio.current_time() - started:.1f}s", flush=True)  # fmt: skip
+    if rest:
+        print(f"Mayastor 2.x REST API on {rest_url}/v0", flush=True)
+    print(f"workload metrics on {workload_url}/metrics (PromQL: {workload_url}/api/v1/query)")
+    kinds = "diskpools" if rest else "diskpools,mayastorvolumes"
+    print(f"kubectl {where} get {kinds} -n {spec.mayastor_namespace}".replace("  ", " "))
+    backend = f" --backend mayastor-rest --mayastor-rest-url {rest_url}" if rest else ""
+    print(
+        f"couchestor run {where} --prometheus-url {workload_url} --mayastor-namespace "
+        f"{spec.mayastor_namespace}{backend} --no-leader-election --metrics-addr 127.0.0.1:0".replace(
+            "  ", " "
+        ),
+        flush=True,
+    )
 
-                def progress(done: int, total: int) -> None:
-                    if done == total or done % max(total // 10, 1) == 0:
-                        print(f"created {done}/{total} volumes", flush=True)
 
-                nursery.start_soon(lambda: _stop_on_signal(signals, nursery.cancel_scope))
-                await populate(client, spec, progress=progress)
-                workload = Workload(seed=args.seed, scale=args.time_scale)
-                for volume, (_, pattern) in zip(
-                    spec.volumes, generate_volumes(args.volumes, seed=args.seed), strict=True
-                ):
-                    workload.add_volume(volume.pv, pattern)
-                workload_url: str = await nursery.start(
-                    lambda task_status: serve_workload(
-                        workload, options=ExportOptions(), task_status=task_status
-                    )
-                )
-                print(f"cluster of {args.volumes} volumes on {len(spec.pools)} pools created in "
-                      f"{trio.current_time() - started:.1f}s", flush=True)  # fmt: skip
-                print(f"workload metrics on {workload_url}/metrics (PromQL: {workload_url}/api/v1/query)")
-                where = f"--kubeconfig {kubeconfig}"
-                print(f"kubectl {where} get diskpools,mayastorvolumes -n {spec.mayastor_namespace}")
-                print(
-                    f"couchestor run {where} --prometheus-url {workload_url} --mayastor-namespace "
-                    f"{spec.mayastor_namespace} --no-leader-election --metrics-addr 127.0.0.1:0",
-                    flush=True,
-                )
-                if args.kubeconfig_out is None:
-                    print("(the kubeconfig is removed on exit; --kubeconfig-out PATH keeps it)", flush=True)
-                await trio.sleep_forever()
+def _host_port(flag: str, value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UserError(f"{flag}: expected HOST:PORT, not {value!r}")
+    return host, int(port)
 
 
 async def _stop_on_signal(signals: Any, scope: trio.CancelScope) -> None:

@@ -66,6 +66,7 @@ def default_spec(
     volume_sizes: Iterable[int] = (10 * GI, 20 * GI, 50 * GI),
     apps: Iterable[str] = ("web", "db", "cache", "logs"),
     replicas: int = 1,
+    mayastor_namespace: str = "mayastor",
 ) -> ClusterSpec:
     """A reproducible cluster: pools on their own nodes, volumes of a few sizes and apps, half on each tier."""
     rng = random.Random(seed)
@@ -92,13 +93,37 @@ def default_spec(
                 labels={"app": app, "workload": app},
             )
         )
-    return ClusterSpec(tuple(pools), tuple(vols), replicas=replicas)
+    return ClusterSpec(tuple(pools), tuple(vols), replicas=replicas, mayastor_namespace=mayastor_namespace)
+
+
+#: How long a new CRD may take to be served (a real API server establishes it a moment after creating it).
+ESTABLISH_TIMEOUT = 60.0
 
 
 async def install_crds(client: KubeClient) -> None:
-    """Create the StoragePolicy CRD and the simulation CRDs (MayastorVolume, DiskPool); existing ones stay."""
-    for crd in (storage_policy_crd(), mayastor_volume_crd(), diskpool_crd()):
+    """Create the StoragePolicy CRD and the simulation CRDs (MayastorVolume, DiskPool); existing ones stay.
+
+    Returns once each is ``Established``; raises :class:`TimeoutError` naming the CRD after
+    :data:`ESTABLISH_TIMEOUT` seconds.
+    """
+    crds = (storage_policy_crd(), mayastor_volume_crd(), diskpool_crd())
+    for crd in crds:
         await _create(client, resources.CUSTOM_RESOURCE_DEFINITION, crd)
+    for crd in crds:
+        name = crd["metadata"]["name"]
+        deadline = trio.current_time() + ESTABLISH_TIMEOUT
+        while not await _established(client, name):
+            if trio.current_time() > deadline:
+                raise TimeoutError(
+                    f"CustomResourceDefinition {name} not Established after {ESTABLISH_TIMEOUT:g}s"
+                )
+            await trio.sleep(0.1)
+
+
+async def _established(client: KubeClient, name: str) -> bool:
+    crd = await client.get(resources.CUSTOM_RESOURCE_DEFINITION, name, type=dict)
+    conditions = (crd.get("status") or {}).get("conditions") or ()
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
 async def populate(
@@ -109,6 +134,12 @@ async def populate(
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Create everything in ``spec``; ``progress(done, total)`` is called as volumes are created."""
+    await populate_pools(client, spec)
+    await populate_volumes(client, spec, concurrency=concurrency, progress=progress)
+
+
+async def populate_pools(client: KubeClient, spec: ClusterSpec) -> None:
+    """Create the CRDs, the namespaces, the StorageClass and the DiskPools of ``spec``."""
     await install_crds(client)
     namespaces = {spec.mayastor_namespace} | {v.namespace for v in spec.volumes}
     for ns in sorted(namespaces):
@@ -118,6 +149,18 @@ async def populate(
     await _create(client, resources.STORAGE_CLASS, storage_class(spec.storage_class, spec.replicas))
     for pool in spec.pools:
         await _create(client, resources.DISK_POOL, diskpool(pool, spec.mayastor_namespace))
+
+
+async def populate_volumes(
+    client: KubeClient,
+    spec: ClusterSpec,
+    *,
+    mayastor_volumes: bool = True,
+    concurrency: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Create each volume's PVC and PV, and its MayastorVolume unless ``mayastor_volumes`` is false (Mayastor
+    2.x keeps volumes behind its REST API); ``progress(done, total)`` is called as volumes are created."""
     limiter = trio.CapacityLimiter(concurrency)
     done = 0
 
@@ -125,7 +168,8 @@ async def populate(
         nonlocal done
         async with limiter:
             for res, body in volume_objects(volume, spec):
-                await _create(client, res, body)
+                if mayastor_volumes or res is not resources.MAYASTOR_VOLUME:
+                    await _create(client, res, body)
         done += 1
         if progress is not None:
             progress(done, len(spec.volumes))
@@ -221,4 +265,13 @@ async def _create(client: KubeClient, res: resources.Resource, body: dict[str, A
         pass
 
 
-__all__ = ["ClusterSpec", "PoolSpec", "VolumeSpec", "default_spec", "install_crds", "populate"]
+__all__ = [
+    "ClusterSpec",
+    "PoolSpec",
+    "VolumeSpec",
+    "default_spec",
+    "install_crds",
+    "populate",
+    "populate_pools",
+    "populate_volumes",
+]

@@ -15,17 +15,8 @@ from couchestor.kube import KubeClient, load_kubeconfig, resources
 from couchestor.operator import Operator
 from couchestor.sim.mayastor.controller import MayastorSimulator
 from couchestor.sim.mayastor_rest import RestSimulator
-from couchestor.sim.populate import (
-    GI,
-    ClusterSpec,
-    PoolSpec,
-    VolumeSpec,
-    diskpool,
-    install_crds,
-    populate,
-    storage_class,
-    volume_objects,
-)
+from couchestor.sim.mayastor_rest.cluster import start_rest_cluster
+from couchestor.sim.populate import GI, ClusterSpec, PoolSpec, VolumeSpec, populate
 from couchestor.sim.workload import ExportOptions, Kind, Pattern, Workload, serve_workload
 from k8s_schemas import DiskPool, MayastorVolume
 from k8s_schemas.annotations import MIGRATION_INTENT
@@ -271,37 +262,6 @@ def pattern_for(iops: float) -> Pattern:
     return Pattern(Kind.IDLE, base=0.0) if iops <= 0 else Pattern(Kind.CONSTANT, base=iops, noise=0.02)
 
 
-async def _populate_rest(
-    client: KubeClient, spec: ClusterSpec, nursery: trio.Nursery, time_scale: float
-) -> Any:
-    """The cluster of ``spec`` behind Mayastor 2.x's REST API: DiskPools and PVs/PVCs in Kubernetes, volumes
-    only in the simulated control plane (placed on their initial tier), no MayastorVolume objects."""
-    await install_crds(client)
-    for ns in (NS, "apps"):
-        await client.create(
-            resources.NAMESPACE,
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
-            type=dict,
-        )
-    await client.create(resources.STORAGE_CLASS, storage_class(spec.storage_class, spec.replicas), type=dict)
-    for pool in spec.pools:
-        await client.create(resources.DISK_POOL, diskpool(pool, NS), type=dict)
-    simulator = RestSimulator(client, namespace=NS, time_scale=time_scale, tick=0.05)
-    await nursery.start(simulator.run)
-    with trio.fail_after(10):
-        while len(simulator.plane.cluster.pools) < len(spec.pools):
-            await trio.sleep(0.02)
-    for volume in spec.volumes:
-        pool = next(p.name for p in spec.pools if p.tier == volume.tier)
-        simulator.plane.create_volume(
-            volume.uuid, size=volume.size, replicas=1, topology=None, now=simulator.now(), pools=[pool]
-        )
-        for res, body in volume_objects(volume, spec):
-            if res is not resources.MAYASTOR_VOLUME:
-                await client.create(res, body, type=dict)
-    return simulator
-
-
 async def open_env(
     nursery: trio.Nursery,
     apiserver: Any,
@@ -316,7 +276,7 @@ async def open_env(
     spec = cluster_spec(loads, replicas)
     simulator: Any
     if backend == "rest":
-        simulator = await _populate_rest(client, spec, nursery, time_scale)
+        simulator = await start_rest_cluster(nursery, client, spec, time_scale=time_scale, tick=0.05)
     else:
         await populate(client, spec)
         simulator = MayastorSimulator(client, namespace=NS, time_scale=time_scale, tick=0.05)

@@ -83,3 +83,22 @@ def test_sim_up_rejects_bad_values_in_one_line():
     assert proc.returncode == 2
     assert "--time-scale" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--metrics-addr", "9502"], "--metrics-addr"),
+        (["--rest-addr", "localhost:http"], "--rest-addr"),
+        (["--volumes", "-1"], "--volumes"),
+        (["--kubeconfig", "/nonexistent/kubeconfig"], "/nonexistent/kubeconfig"),
+    ],
+)
+def test_sim_mayastor_rejects_bad_values_in_one_line(args, named):
+    proc = subprocess.run(
+        [sys.executable, "-m", "couchestor", "sim", "mayastor", *args], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert named in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

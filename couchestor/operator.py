@@ -23,7 +23,7 @@ import argparse
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -42,7 +42,7 @@ from couchestor.kube.reflector import Reflector
 from couchestor.kube.watcher import WatcherError
 from couchestor.leader import LeaderElector, default_identity
 from couchestor.logs import configure as configure_logging
-from couchestor.mayastor_rest.backend import RestBackend
+from couchestor.mayastor_rest.backend import PV_INDEXERS, RestBackend
 from couchestor.mayastor_rest.client import MayastorRestClient
 from couchestor.mayastor_rest.mirror import RestVolumeReflector
 from couchestor.metrics import OperatorMetrics
@@ -125,7 +125,10 @@ class Operator:
         ns = s.mayastor_namespace
 
         def reflector(
-            resource: resources.Resource, type_: type[Any], namespace: str | None
+            resource: resources.Resource,
+            type_: type[Any],
+            namespace: str | None,
+            indexers: Mapping[str, Callable[[Any], Iterable[str]]] | None = None,
         ) -> Reflector[Any]:
             kind = resource.kind
 
@@ -135,7 +138,7 @@ class Operator:
                 log.warning("%s", exc)
 
             return Reflector.for_resource(
-                self.client, resource, type_, namespace=namespace, on_error=on_error
+                self.client, resource, type_, namespace=namespace, indexers=indexers, on_error=on_error
             )
 
         async with contextlib.AsyncExitStack() as stack:
@@ -143,7 +146,9 @@ class Operator:
             # Each source keeps a store: a watch (Kubernetes) or a periodic relist (Mayastor's REST API).
             sources: dict[str, Any] = {
                 "StoragePolicy": reflector(resources.STORAGE_POLICY, StoragePolicy, None),
-                "PersistentVolume": reflector(resources.PERSISTENT_VOLUME, PersistentVolume, None),
+                "PersistentVolume": reflector(
+                    resources.PERSISTENT_VOLUME, PersistentVolume, None, PV_INDEXERS
+                ),
                 "PersistentVolumeClaim": reflector(
                     resources.PERSISTENT_VOLUME_CLAIM, PersistentVolumeClaim, None
                 ),

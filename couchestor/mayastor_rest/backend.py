@@ -31,7 +31,7 @@ and report spec changes, not rebuild progress), so :meth:`RestBackend.wait_chang
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -79,7 +79,8 @@ def node_cordon_label(volume: str) -> str:
 class RestBackend:
     """:class:`~couchestor.migration.backend.VolumeBackend` over Mayastor 2.x's REST API.
 
-    ``pvs`` is the operator's PersistentVolume store (to map a volume id to its PV and to list intents).
+    ``pvs`` is the operator's PersistentVolume store (to map a volume id to its PV and to list intents); it
+    must carry :data:`PV_INDEXERS`.
     """
 
     def __init__(
@@ -343,10 +344,8 @@ class RestBackend:
         return state, pv, current
 
     def _pv(self, volume: str) -> PersistentVolume | None:
-        for pv in self.pvs.list():
-            if _handle(pv) == volume or pv.metadata.name == volume:
-                return pv
-        return None
+        found = self.pvs.by_index(PV_BY_VOLUME, volume)
+        return found[0] if found else None
 
     def _pv_name(self, volume: str) -> str:
         pv = self._pv(volume)
@@ -429,6 +428,19 @@ def _backend_error(what: str, exc: MayastorRestError) -> BackendError:
     # Everything the control plane refuses is worth retrying later (pools free up, nodes come back); only a
     # missing volume is final, and _read reports that.
     return BackendError(f"{what}: {exc}", retryable=True)
+
+
+#: The PV store's index the backend finds a volume's PV with: by CSI volume handle (the Mayastor volume id),
+#: and by name. The store given to :class:`RestBackend` must carry it (``indexers=PV_INDEXERS``).
+PV_BY_VOLUME = "mayastor-volume"
+
+
+def _volume_ids(pv: PersistentVolume) -> tuple[str, ...]:
+    handle, name = _handle(pv), str(pv.metadata.name)
+    return (handle,) if handle == name else (handle, name)
+
+
+PV_INDEXERS: Mapping[str, Callable[[PersistentVolume], Iterable[str]]] = {PV_BY_VOLUME: _volume_ids}
 
 
 def _handle(pv: PersistentVolume) -> str:

@@ -12,6 +12,7 @@ import trio
 from couchestor.kube import KubeClient, load_kubeconfig, resources
 from couchestor.kube.reflector import Reflector
 from couchestor.mayastor_rest import MayastorRestClient, RestBackend
+from couchestor.mayastor_rest.backend import PV_INDEXERS
 from couchestor.migration.intent import Intent
 from couchestor.sim.mayastor_rest import RestSimulator
 from couchestor.sim.populate import GI, PoolSpec, diskpool, install_crds
@@ -111,7 +112,9 @@ async def open_env(apiserver):
         sim = RestSimulator(client, namespace=NS, time_scale=60.0, tick=0.05)
         await nursery.start(sim.run)
         await add_volume(client, sim, VOL, "pool-cold-1")
-        pvs = Reflector.for_resource(client, resources.PERSISTENT_VOLUME, PersistentVolume)
+        pvs = Reflector.for_resource(
+            client, resources.PERSISTENT_VOLUME, PersistentVolume, indexers=PV_INDEXERS
+        )
         nursery.start_soon(pvs.run)
         await pvs.store.wait_synced()
         await wait_for_pv(pvs.store, PV)

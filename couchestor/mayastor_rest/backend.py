@@ -178,9 +178,11 @@ class RestBackend:
                     )
                 fence = rules.pools_to_cordon(current, pools, pool)
                 held = {r.pool for r in state.replicas}
-                record.pools = sorted(set(record.pools) | set(fence))
+                ours = set(record.pools)  # cordoned by an earlier attempt (recorded before it cordoned)
+                record.pools = sorted(ours | set(fence))
                 await self._write_record(pv, record)
                 try:
+                    foreign: set[str] = set()
                     for name in fence:
                         try:
                             await self.rest.cordon_pool(name)
@@ -192,7 +194,15 @@ class RestBackend:
                             )
                             break
                         except MayastorRestError as exc:
-                            raise _backend_error(f"cannot cordon pool {name}", exc) from None
+                            if exc.kind != "AlreadyExists":
+                                raise _backend_error(f"cannot cordon pool {name}", exc) from None
+                            if name not in ours:
+                                # Cordoned by someone else since the listing: it blocks the replica all the
+                                # same, but lifting it is not ours to do.
+                                foreign.add(name)
+                    if foreign:
+                        record.pools = sorted(set(record.pools) - foreign)
+                        await self._write_record(pv, record)
                     try:
                         await self.rest.set_replica_count(volume, count)
                     except MayastorRestError as exc:

@@ -125,7 +125,8 @@ class MayastorRestClient:
         return await self._call("GET", f"/v0/pools/{pool_id}", wire.Pool)
 
     async def cordon_pool(self, pool_id: str) -> wire.Pool:
-        """Block new replicas on ``pool_id`` (``PUT /v0/pools/{id}/cordon``); idempotent."""
+        """Block new replicas on ``pool_id`` (``PUT /v0/pools/{id}/cordon``); raises an ``AlreadyExists``
+        :class:`MayastorRestError` when it already blocks them (whoever cordoned it)."""
         body = msgspec.json.encode(wire.PoolCordonReq(replicas=True))
         return await self._call("PUT", f"/v0/pools/{pool_id}/cordon", wire.Pool, body=body)
 

@@ -6,9 +6,11 @@ camelCase exceptions spelled out with ``name=``. Only what CoucheStor reads is d
 is optional so newer releases that add fields still decode. The simulator encodes the same Structs, so both
 sides of the wire agree by construction and the tests pin the shapes.
 
-Pool cordoning is newer than the snapshot of the document: it follows the design accepted upstream (OEP 3903):
-``PUT``/``DELETE /v0/pools/{pool_id}/cordon`` with a :class:`PoolCordonReq` body, the pool's cordon state in
-``spec.cordon`` (an assumption: the response field is not in a published document yet).
+Pool cordoning is newer than the snapshot of the document: it follows the design accepted upstream (OEP 3903)
+and the control plane's REST handlers: ``PUT``/``DELETE /v0/pools/{pool_id}/cordon`` with a
+:class:`PoolCordonReq` body (``replicas``, ``snapshots``, ``restores``, ``import``); a ``PUT`` asking for
+constraints the pool already has answers ``AlreadyExists``. Where a pool reports its cordon state is an
+assumption (``spec.cordon``): no published document shows the response field yet.
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ class PoolCordonReq(_Wire):
     replicas: bool = False
     snapshots: bool = False
     restores: bool = False
-    imports: bool = False
+    imports: bool = msgspec.field(default=False, name="import")
 
 
 class PoolSpec(_Wire):

@@ -3,6 +3,7 @@
 import msgspec
 import pytest
 import trio
+from msgspec import UNSET
 
 from couchestor.kube import resources
 from couchestor.mayastor_rest import CORDON_RECORD
@@ -206,4 +207,50 @@ async def test_rollback_removes_the_new_replica_even_where_mayastor_would_keep_i
     state = await env.backend.remove_replica(VOL, count=1, pool="pool-hot-2", topology={})
     assert [r.pool for r in state.replicas] == ["pool-cold-1"]
     assert env.sim.plane.node_cordons == {}
+    env.sim.checker.assert_clean()
+
+
+def hiding_cordons(rest):
+    """A control plane whose pool listing does not show cordons (the field's place is not published yet)."""
+
+    async def list_pools():
+        pools = await rest.list_pools()
+        return [
+            p
+            if p.spec is UNSET
+            else msgspec.structs.replace(p, spec=msgspec.structs.replace(p.spec, cordon=UNSET))
+            for p in pools
+        ]
+
+    return Patched(rest, list_pools=list_pools)
+
+
+async def test_a_cordon_someone_else_holds_blocks_but_is_not_lifted(env):
+    await start(env)
+    await env.rest.cordon_pool("pool-cold-2")  # an administrator's, unseen in the listing
+    env.backend.rest = hiding_cordons(env.rest)
+    state = await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    assert sorted(r.pool for r in state.replicas) == ["pool-cold-1", "pool-hot-2"]
+    assert set(env.sim.plane.pool_cordons) == {"pool-cold-2"}, "the administrator's cordon stays"
+    assert (await env.pv()).metadata.annotation(CORDON_RECORD) is None
+
+
+async def test_a_cordon_of_an_earlier_attempt_answers_already_exists_and_is_lifted(env):
+    await start(env)
+    for pool in ("pool-cold-2", "pool-hot-1"):  # what a crashed attempt cordoned and recorded
+        await env.rest.cordon_pool(pool)
+    record = {"volume": VOL, "pools": ["pool-cold-2", "pool-hot-1"]}
+    await env.client.merge_patch(
+        resources.PERSISTENT_VOLUME,
+        PV,
+        {"metadata": {"annotations": {CORDON_RECORD: msgspec.json.encode(record).decode()}}},
+        type=dict,
+    )
+    with trio.fail_after(10):
+        while CORDON_RECORD not in (env.pvs.get(PV).metadata.annotations or {}):
+            await trio.sleep(0.02)
+    env.backend.rest = hiding_cordons(env.rest)
+    state = await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    assert sorted(r.pool for r in state.replicas) == ["pool-cold-1", "pool-hot-2"]
+    assert env.sim.plane.pool_cordons == {}, "its own cordons lifted"
     env.sim.checker.assert_clean()

@@ -193,3 +193,23 @@ def test_predicted_victim_agrees_with_the_simulator(replicas, inclusion, nexus, 
         return (True, fits, r.node not in cordoned, r.node == nexus)
 
     assert rank(victim) == rank(chosen[0])
+
+
+def test_cordoning_again_for_the_same_resources_answers_already_exists():
+    plane = three_pools()
+    plane.cordon_pool("hot-1", wire.PoolCordonReq(replicas=True))
+    with pytest.raises(RestError) as raised:
+        plane.cordon_pool("hot-1", wire.PoolCordonReq(replicas=True))
+    assert (raised.value.status, raised.value.kind) == (409, "AlreadyExists")
+    plane.cordon_pool("hot-1", wire.PoolCordonReq(replicas=True, snapshots=True))  # adds one: accepted
+    assert plane.pool_cordons["hot-1"].snapshots
+
+
+def test_pool_cordon_request_speaks_the_wire_names():
+    body = msgspec.json.encode(wire.PoolCordonReq(replicas=True))
+    assert msgspec.json.decode(body) == {
+        "replicas": True,
+        "snapshots": False,
+        "restores": False,
+        "import": False,
+    }

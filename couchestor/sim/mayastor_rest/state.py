@@ -89,6 +89,8 @@ class ControlPlane:
         self._cordon_support()
         self.pool(pool_id)
         old = self.pool_cordons.get(pool_id, wire.PoolCordonReq())
+        if all(getattr(old, f) for f in ("replicas", "snapshots", "restores", "imports") if getattr(req, f)):
+            raise RestError(409, "AlreadyExists", f"pool {pool_id} is already cordoned for these resources")
         self.pool_cordons[pool_id] = wire.PoolCordonReq(
             replicas=old.replicas or req.replicas,
             snapshots=old.snapshots or req.snapshots,

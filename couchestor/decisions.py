@@ -104,6 +104,8 @@ class VolumeView:
     backend_name: str | None = None
     #: The pool-label topology the volume's replicas must satisfy.
     inclusion: Mapping[str, str] = field(default_factory=dict)
+    #: The only nodes the volume's replicas may be on (an explicit node topology), or None for any node.
+    allowed_nodes: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +185,7 @@ def _volume_view(
         has_backend=backend is not None,
         backend_name=None if backend is None else str(backend.metadata.name),
         inclusion={} if backend is None else dict(backend.spec.inclusion),
+        allowed_nodes=None if backend is None else backend.spec.allowed_nodes,
         num_replicas=None if backend is None else backend.spec.num_replicas,
         replicas=()
         if backend is None
@@ -342,6 +345,8 @@ class _Wanted:
     target: Tier
     score: float
     detail: str
+    #: The storage fixes the volume's topology at creation: only pools it satisfies can take the replica.
+    fixed_topology: bool = False
 
     @property
     def order(self) -> tuple[int, float, str]:
@@ -526,12 +531,11 @@ def _judge(
     detail = _explain_move(policy, score, current, target)
     if group is not None:
         detail = f"group {group[0]}: combined {detail}"
-    if opts.fixed_topology and v.inclusion and not _topology_allows(policy, target, v.inclusion, pools):
-        wanted = ", ".join(f"{k}={val}" for k, val in sorted(v.inclusion.items()))
+    if opts.fixed_topology and not _topology_allows(policy, target, v, pools):
         return skip(
             "topology-pinned",
-            f"{detail}; the volume was created with pool topology {wanted}, which no {target} pool matches, and"
-            " Mayastor cannot change a volume's topology (recreate it from a StorageClass without that pool"
+            f"{detail}; the volume was created with {_topology_text(v)}, which no {target} pool satisfies, and"
+            " Mayastor cannot change a volume's topology (recreate it from a StorageClass without that"
             " affinity to make it movable)",
             score=score,
             current_tier=current,
@@ -548,7 +552,7 @@ def _judge(
             current_tier=current,
             target_tier=target,
         )
-    want = _Wanted(policy, v, current, target, score, detail)
+    want = _Wanted(policy, v, current, target, score, detail, opts.fixed_topology)
     if policy.dry_run:
         preview = _pick_pool(want, pools, {})
         where = f"pool {preview.name}" if preview else "no pool with room"
@@ -571,15 +575,27 @@ def _judge(
     return want
 
 
-def _topology_allows(
-    policy: PolicyRules, target: Tier, inclusion: Mapping[str, str], pools: Mapping[str, PoolView]
-) -> bool:
-    """True when some pool of ``target`` carries every label of ``inclusion``."""
+def _topology_allows(policy: PolicyRules, target: Tier, v: VolumeView, pools: Mapping[str, PoolView]) -> bool:
+    """True when some pool of ``target`` could take a replica of ``v`` under its creation topology."""
+    if not v.inclusion and v.allowed_nodes is None:
+        return True
     return any(
-        includes(pool.labels, inclusion)
-        for pool in pools.values()
-        if policy.tiers_matching(pool.labels) == {target}
+        _placeable(v, pool) for pool in pools.values() if policy.tiers_matching(pool.labels) == {target}
     )
+
+
+def _placeable(v: VolumeView, pool: PoolView) -> bool:
+    """Whether ``pool`` satisfies ``v``'s creation topology: its pool labels and its allowed nodes."""
+    return includes(pool.labels, v.inclusion) and (v.allowed_nodes is None or pool.node in v.allowed_nodes)
+
+
+def _topology_text(v: VolumeView) -> str:
+    parts = []
+    if v.inclusion:
+        parts.append("pool topology " + ", ".join(f"{k}={val}" for k, val in sorted(v.inclusion.items())))
+    if v.allowed_nodes is not None:
+        parts.append("replicas allowed only on node(s) " + ", ".join(sorted(v.allowed_nodes)))
+    return " and ".join(parts)
 
 
 def _volume_problem(v: VolumeView, in_flight: Collection[str]) -> tuple[str, str] | None:
@@ -663,6 +679,7 @@ def _pick_pool(want: _Wanted, pools: Mapping[str, PoolView], reserved: Mapping[s
         and pool.name not in own_pools
         and want.rules.tiers_matching(pool.labels) == {want.target}
         and pool.free_bytes - reserved.get(pool.name, 0) >= size
+        and (not want.fixed_topology or _placeable(want.volume, pool))
     ]
     if not fitting:
         return None

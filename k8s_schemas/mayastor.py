@@ -36,8 +36,17 @@ class PoolTopology(Base):
     labelled: LabelledTopology | UnsetType = UNSET
 
 
+class ExplicitNodeTopology(Base):
+    allowed_nodes: list[str] | UnsetType = UNSET
+
+
+class NodeTopology(Base):
+    explicit: ExplicitNodeTopology | UnsetType = UNSET
+
+
 class VolumeTopology(Base):
     pool: PoolTopology | UnsetType = UNSET
+    node: NodeTopology | UnsetType = UNSET
 
 
 class MayastorVolumeSpec(Base):
@@ -52,6 +61,14 @@ class MayastorVolumeSpec(Base):
             return {}
         inc = self.topology.pool.labelled.inclusion
         return {} if inc is UNSET else dict(inc)
+
+    @property
+    def allowed_nodes(self) -> frozenset[str] | None:
+        """The only nodes the volume's replicas may be placed on, or None when any node will do."""
+        if self.topology is UNSET or self.topology.node is UNSET or self.topology.node.explicit is UNSET:
+            return None
+        nodes = self.topology.node.explicit.allowed_nodes
+        return None if nodes is UNSET or not nodes else frozenset(nodes)
 
 
 class ReplicaStatus(Base):

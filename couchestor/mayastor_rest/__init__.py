@@ -3,7 +3,6 @@
 from couchestor.mayastor_rest.backend import CORDON_RECORD, CordonRecord, RestBackend
 from couchestor.mayastor_rest.client import MayastorRestClient, MayastorRestError, NotFoundError
 from couchestor.mayastor_rest.mirror import RestVolumeReflector, to_mayastor_volume
-from couchestor.mayastor_rest.rules import topology_pinned
 
 __all__ = [
     "CORDON_RECORD",
@@ -14,5 +13,4 @@ __all__ = [
     "RestBackend",
     "RestVolumeReflector",
     "to_mayastor_volume",
-    "topology_pinned",
 ]

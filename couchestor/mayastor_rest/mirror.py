@@ -26,11 +26,13 @@ from couchestor.kube.watcher import Init, InitApply, InitDone
 from couchestor.mayastor_rest import rules, wire
 from couchestor.mayastor_rest.client import MayastorRestClient, MayastorRestError
 from k8s_schemas.mayastor import (
+    ExplicitNodeTopology,
     LabelledTopology,
     MayastorVolume,
     MayastorVolumeSpec,
     MayastorVolumeStatus,
     NexusStatus,
+    NodeTopology,
     PoolTopology,
     ReplicaStatus,
     VolumeTopology,
@@ -42,10 +44,13 @@ log = logging.getLogger("couchestor.mayastor_rest")
 
 def to_mayastor_volume(volume: wire.Volume, namespace: str) -> MayastorVolume:
     """``volume`` in the shape of the seeds' MayastorVolume (name = volume id, in ``namespace``)."""
-    inclusion = volume.spec.pool_inclusion
+    inclusion, nodes = volume.spec.pool_inclusion, volume.spec.allowed_nodes
     topology = (
-        VolumeTopology(pool=PoolTopology(labelled=LabelledTopology(inclusion=inclusion)))
-        if inclusion
+        VolumeTopology(
+            pool=PoolTopology(labelled=LabelledTopology(inclusion=inclusion)) if inclusion else UNSET,
+            node=NodeTopology(explicit=ExplicitNodeTopology(allowed_nodes=sorted(nodes))) if nodes else UNSET,
+        )
+        if inclusion or nodes
         else UNSET
     )
     replicas = []

@@ -3,9 +3,10 @@
 - :func:`replicas` turns a volume's ``replica_topology`` into the backend interface's replicas;
 - :func:`pools_to_cordon`: the pools that could receive a new replica of a volume other than the chosen
   one (those are cordoned while the replica is placed, and only those);
-- :func:`predicted_victim`: the replica the control plane would drop on scale-down;
-- :func:`topology_pinned`: why a volume cannot move to a tier at all (its creation topology, which cannot be
-  changed, excludes every pool of the tier), for ``skip:topology-pinned``.
+- :func:`predicted_victim`: the replica the control plane would drop on scale-down.
+
+Whether a volume's creation topology pins it to a tier is the decisions' rule (``skip:topology-pinned`` in
+:mod:`couchestor.decisions`, with ``fixed_topology``), fed by :mod:`.mirror`.
 """
 
 from __future__ import annotations
@@ -123,25 +124,6 @@ def predicted_victim(
     return None
 
 
-def topology_pinned(
-    inclusion: Mapping[str, str], target_tier: str, target_tier_pools: Mapping[str, Mapping[str, str]]
-) -> str | None:
-    """Why a volume created with pool-label ``inclusion`` can never get a replica on ``target_tier``, or None.
-
-    ``target_tier_pools`` maps the names of the tier's pools to their labels. Mayastor 2.x fixes a volume's
-    topology when the volume is created, so when no pool of the tier satisfies it the move is impossible
-    (the decision is ``skip:topology-pinned``), not merely delayed.
-    """
-    if not inclusion or any(includes(labels, inclusion) for labels in target_tier_pools.values()):
-        return None
-    wanted = ", ".join(f"{k}={v}" for k, v in sorted(inclusion.items()))
-    return (
-        f"the volume was created with pool topology {wanted}, which no {target_tier} pool matches; "
-        "Mayastor cannot change a volume's topology, so it stays (recreate it from a StorageClass without "
-        "that pool affinity to make it movable)"
-    )
-
-
 __all__ = [
     "USABLE_POOL_STATES",
     "cordoned_nodes",
@@ -150,5 +132,4 @@ __all__ = [
     "predicted_victim",
     "replica_info",
     "replicas",
-    "topology_pinned",
 ]

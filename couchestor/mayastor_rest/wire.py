@@ -89,6 +89,14 @@ class VolumeSpec(_Wire):
         labelled = self.topology.pool_topology.labelled
         return {} if labelled is UNSET else dict(labelled.inclusion)
 
+    @property
+    def allowed_nodes(self) -> list[str]:
+        """The nodes an explicit node topology restricts the replicas to (empty: any node)."""
+        if self.topology is UNSET or self.topology.node_topology is UNSET:
+            return []
+        explicit = self.topology.node_topology.explicit
+        return [] if explicit is UNSET else list(explicit.allowed_nodes)
+
 
 class Child(_Wire):
     uri: str

@@ -1,6 +1,7 @@
-"""The operator-side pure rules: which pools to cordon, topology-pinned volumes, replica conversion."""
+"""The operator-side pure rules: which pools to cordon, the mirrored topology, replica conversion."""
 
 from couchestor.mayastor_rest import rules, wire
+from couchestor.mayastor_rest.mirror import to_mayastor_volume
 
 GI = 2**30
 
@@ -44,15 +45,16 @@ def test_only_pools_that_could_take_the_replica_are_cordoned():
     assert rules.pools_to_cordon(pinned, pools, "hot-2") == ["hot-6"]
 
 
-def test_topology_pinned_volumes_are_named_with_the_reason():
-    hot_pools = {"hot-1": {"tier": "hot"}, "hot-2": {"tier": "hot", "zone": "b"}}
-    assert rules.topology_pinned({}, "hot", hot_pools) is None
-    assert rules.topology_pinned({"zone": "b"}, "hot", hot_pools) is None
-    message = rules.topology_pinned({"tier": "cold"}, "hot", hot_pools)
-    assert message is not None
-    assert "tier=cold" in message
-    assert "no hot pool" in message
-    assert rules.topology_pinned({"tier": "cold"}, "hot", {}) is not None
+def test_the_mirror_carries_the_creation_topology_for_the_decisions():
+    vol = volume(["hot-1"], inclusion={"tier": "hot"})
+    vol.spec.topology.node_topology = wire.NodeTopology(
+        explicit=wire.ExplicitNodeTopology(allowed_nodes=["n2", "n1"])
+    )
+    msv = to_mayastor_volume(vol, "mayastor")
+    assert msv.spec.inclusion == {"tier": "hot"}
+    assert msv.spec.allowed_nodes == frozenset({"n1", "n2"})
+    plain = to_mayastor_volume(volume(["hot-1"]), "mayastor")
+    assert (plain.spec.inclusion, plain.spec.allowed_nodes) == ({}, None)
 
 
 def test_replica_conversion_and_digest():

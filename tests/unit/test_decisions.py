@@ -698,3 +698,45 @@ def check_the_plan_does_not_depend_on_input_order(world, plan, rnd):
         rnd.shuffle(items)
     again = decide(*shuffled, dict(reversed(snapshots.items())), set(in_flight), dict(recent), NOW)
     assert again == plan
+
+
+# --- Topologies fixed at creation (Mayastor 2.x) -------------------------------------------------------------
+
+
+PINNING_POOLS = [
+    PoolView("hot-a", "node-a", {"tier": "hot", "zone": "a"}, "Online", 100 * GiB),
+    PoolView("hot-b", "node-b", {"tier": "hot", "zone": "b"}, "Online", 500 * GiB),
+    PoolView("cold-a", "node-c", {"tier": "cold", "zone": "a"}, "Online", 100 * GiB),
+]
+
+
+@pytest.mark.parametrize(
+    ("topology", "pinned", "pool_chosen"),
+    [
+        ({}, False, "hot-b"),  # no topology: the roomiest hot pool
+        ({"inclusion": {"zone": "a"}}, False, "hot-a"),  # only the matching pool, though smaller
+        ({"inclusion": {"zone": "c"}}, True, None),
+        ({"allowed_nodes": frozenset({"node-a", "node-c"})}, False, "hot-a"),
+        ({"allowed_nodes": frozenset({"node-c"})}, True, None),
+        ({"inclusion": {"zone": "b"}, "allowed_nodes": frozenset({"node-a"})}, True, None),
+    ],
+)
+def test_a_fixed_topology_limits_the_target_pools_and_pins_when_none_fits(topology, pinned, pool_chosen):
+    v = volume("a", "cold-a", **topology)
+    plan = run([rules()], [v], snapshot({"a": 9000.0}), pools=PINNING_POOLS, fixed_topology=True)
+    decision = only(plan, "a")
+    if pinned:
+        assert decision.label == "skip:topology-pinned"
+        assert decision.target_tier == "hot"
+        assert "cannot change a volume's topology" in decision.detail
+        for node in topology.get("allowed_nodes", ()):
+            assert node in decision.detail
+        assert plan.migrations == ()
+    else:
+        assert [(m.volume, m.target_pool) for m in plan.migrations] == [("a", pool_chosen)]
+
+
+def test_without_fixed_topologies_a_pin_is_not_a_reason_to_skip():
+    v = volume("a", "cold-a", allowed_nodes=frozenset({"node-c"}))
+    plan = run([rules()], [v], snapshot({"a": 9000.0}), pools=PINNING_POOLS)
+    assert [m.target_pool for m in plan.migrations] == ["hot-b"]

@@ -30,6 +30,8 @@ def _schema_name(rt: ResourceType) -> str:
     if not rt.group:
         return f"io.k8s.api.core.{rt.version}.{rt.kind}"
     parts = rt.group.split(".")
+    if "." not in rt.group:  # apps, policy, batch: built-in groups without a domain
+        return f"io.k8s.api.{rt.group}.{rt.version}.{rt.kind}"
     if rt.group.endswith(".k8s.io"):
         return f"io.k8s.api.{parts[0]}.{rt.version}.{rt.kind}"
     return ".".join(reversed(parts)) + f".{rt.version}.{rt.kind}"

@@ -165,6 +165,41 @@ def builtin_types() -> list[ResourceType]:
             allow_create_on_update=True,
             storage_version="v1",
         ),
+        # What installing the operator applies (manifests/operator): stored as given, no controllers.
+        _core("serviceaccounts", "ServiceAccount", True, short_names=("sa",)),
+        _core("services", "Service", True, short_names=("svc",), status_subresource=True),
+        ResourceType(
+            "apps",
+            "v1",
+            "deployments",
+            "Deployment",
+            True,
+            short_names=("deploy",),
+            categories=("all",),
+            status_subresource=True,
+            has_generation=True,
+            storage_version="v1",
+        ),
+        ResourceType(
+            "policy",
+            "v1",
+            "poddisruptionbudgets",
+            "PodDisruptionBudget",
+            True,
+            short_names=("pdb",),
+            status_subresource=True,
+            has_generation=True,
+            storage_version="v1",
+        ),
+        *(
+            ResourceType("rbac.authorization.k8s.io", "v1", plural, kind, namespaced, storage_version="v1")
+            for plural, kind, namespaced in (
+                ("clusterroles", "ClusterRole", False),
+                ("clusterrolebindings", "ClusterRoleBinding", False),
+                ("roles", "Role", True),
+                ("rolebindings", "RoleBinding", True),
+            )
+        ),
         ResourceType(
             "apiextensions.k8s.io",
             "v1",

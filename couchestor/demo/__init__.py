@@ -3,7 +3,8 @@
 The story (:mod:`.scenario`) runs on an emulated cluster started in-process (:mod:`.cluster`), with the very
 operator ``couchestor run`` starts; :mod:`.story` drives it, :mod:`.progress` folds what the operator publishes
 into what is shown, :mod:`.view` prints it line by line and :mod:`.live` draws it with ``rich``.
-No Prometheus is needed: the workload simulator answers the operator's PromQL queries.
+Heat scores come from a real Prometheus when one is on PATH, else from the workload simulator's own query
+endpoint (:mod:`.heat_source`); the demo says which.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
+from couchestor.demo.scenario import DEFAULT_VOLUMES, MAX_VOLUMES, VOLUMES, population
 from couchestor.errors import UserError
 
 
@@ -25,7 +27,16 @@ def add_parser(sub: Any) -> None:
         description=(
             "Start an emulated Kubernetes cluster with simulated Mayastor pools and volumes and a simulated "
             "workload, run the operator on it, apply a StoragePolicy, and show the volumes being tiered. "
-            "Ends by itself once the story is told (about half a minute)."
+            "Ends by itself once the story is told (about a minute)."
+        ),
+    )
+    parser.add_argument(
+        "--volumes",
+        default=str(DEFAULT_VOLUMES),
+        metavar="N",
+        help=(
+            f"volumes in the cluster: the story's {len(VOLUMES)} named ones and N-{len(VOLUMES)} background "
+            f"volumes ({len(VOLUMES)} to {MAX_VOLUMES}; default {DEFAULT_VOLUMES})"
         ),
     )
     parser.add_argument(
@@ -34,6 +45,25 @@ def add_parser(sub: Any) -> None:
         default=None,
         metavar="SECONDS",
         help="keep the cluster running this many seconds in all (to explore it with kubectl)",
+    )
+    parser.add_argument(
+        "--backend",
+        default="mayastor-crd",
+        metavar="BACKEND",
+        help=(
+            "the simulated storage: mayastor-crd (the MayastorVolume resource) or mayastor-rest (Mayastor 2.x's "
+            "control-plane REST API; the workload then exports 2.x's io-engine counters); default mayastor-crd"
+        ),
+    )
+    parser.add_argument(
+        "--prometheus",
+        default="auto",
+        metavar="auto|simulator|PATH",
+        help=(
+            "where heat scores come from: auto (a real prometheus if one is on PATH, else the workload "
+            "simulator's query endpoint), simulator (always the query endpoint), or the prometheus binary to "
+            "run; a Prometheus that fails to start is reported and the query endpoint used instead"
+        ),
     )
     parser.add_argument("--headless", action="store_true", help="plain log lines instead of the live view")
     parser.add_argument(
@@ -67,10 +97,16 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo; 0 when the story completed with no invariant violation, 130 if interrupted, else 1."""
     import trio
 
+    from couchestor.demo.cluster import BACKENDS
+    from couchestor.demo.heat_source import choose
     from couchestor.demo.story import DemoOptions, run_demo
 
     if args.duration is not None and not args.duration > 0:
         raise UserError(f"--duration must be a positive number of seconds, not {args.duration:g}")
+    volumes = population(_volume_count(args.volumes))
+    if args.backend not in BACKENDS:
+        raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, not {args.backend!r}")
+    heat = choose(args.prometheus)
     with tempfile.TemporaryDirectory(prefix="couchestor-demo-") as tmp:
         kubeconfig = Path(args.kubeconfig_out) if args.kubeconfig_out else Path(tmp) / "kubeconfig"
         if not kubeconfig.parent.is_dir():
@@ -80,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
             kubeconfig=kubeconfig,
             kubeconfig_kept=bool(args.kubeconfig_out),
             duration=args.duration,
+            volumes=volumes,
+            backend=args.backend,
+            heat=heat,
             narrate_steps=view.narrate_steps,
         )
         with view:
@@ -88,6 +127,19 @@ def run(args: argparse.Namespace) -> int:
     if result.ok:
         return 0
     return 130 if result.interrupted else 1
+
+
+def _volume_count(text: str) -> int:
+    """``--volumes``: a whole number within the range the story supports; :class:`UserError` otherwise."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if not len(VOLUMES) <= count <= MAX_VOLUMES:
+        raise UserError(
+            f"--volumes must be a whole number from {len(VOLUMES)} to {MAX_VOLUMES}, not {text!r}"
+        )
+    return count
 
 
 def make_view(*, headless: bool) -> _View:

@@ -1,4 +1,6 @@
-"""The live terminal view of the demo (``rich``): a header, the volumes table, and the latest events.
+"""The live terminal view of the demo (``rich``): a header with every volume counted by tier and by decision,
+the story's volumes and the running migrations in a table, the hottest and coldest volumes and the latest
+completed migrations beside each other, and the latest events.
 
 Importing this module imports ``rich``, a development extra; :func:`couchestor.demo.make_view` falls back to
 the headless view when it is missing.
@@ -17,12 +19,14 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from couchestor.demo.progress import VolumeRow
+from couchestor.demo.progress import Migration, VolumeRow, overview, table_rows
 from couchestor.demo.story import DemoResult, Snapshot
-from couchestor.demo.view import summary_lines
+from couchestor.demo.view import count_text, heat_text, summary_lines
 
 #: Narrated lines kept under the table.
-EVENT_LINES = 10
+EVENT_LINES = 8
+#: Volumes listed as the hottest and as the coldest, and completed migrations listed.
+EXTREMES = 5
 _TIER_STYLE = {"hot": "bold red", "cold": "bold blue"}
 
 
@@ -65,20 +69,51 @@ class LiveView:
             self.console.print(line, markup=False, highlight=False)
 
     def _render(self, s: Snapshot) -> RenderableType:
-        tiers: dict[str, int] = {}
-        for row in s.rows:
-            tiers[row.tier] = tiers.get(row.tier, 0) + 1
+        o = overview(s.rows, extremes=EXTREMES)
         header = Text.assemble(
             ("CoucheStor demo", "bold"),
-            f" · {s.elapsed:3.0f}s · {s.act}\n",
-            "tiers: ",
-            ", ".join(f"{t} {n}" for t, n in sorted(tiers.items())),
-            f" · migrations: {s.running} running, {s.completed} done, {s.failed} failed · ",
+            f" · {s.elapsed:3.0f}s · {s.act}",
+            (f" · {s.setup}" if s.setup else "", "dim"),
+            "\n",
+            f"{len(s.rows)} volumes: ",
+            count_text(o.tiers),
+            " · decisions: ",
+            count_text(o.decisions),
+            f"\nmigrations: {s.running} running, {s.completed} done, {s.failed} failed · ",
             "no-data-loss invariant: ",
             (f"{s.violations} violations", "bold red" if s.violations else "green"),
         )
-        events = Panel(Text("\n".join(self._events)), title="events", title_align="left")
-        return Group(header, _table(s.rows), events)
+        shown = table_rows(s.rows, finished=False)
+        parts: list[RenderableType] = [header, _table(shown)]
+        if len(shown) < len(s.rows):
+            extremes = Table.grid(padding=(0, 2))
+            extremes.add_row(
+                _listing("hottest", o.hottest), _listing("coldest", o.coldest), _completed(s.finished)
+            )
+            parts.append(extremes)
+        parts.append(Panel(Text("\n".join(self._events)), title="events", title_align="left"))
+        return Group(*parts)
+
+
+def _listing(title: str, rows: list[VolumeRow]) -> Panel:
+    lines = Table.grid(padding=(0, 1))
+    for row in rows:
+        lines.add_row(
+            row.pv, Text(heat_text(row), justify="right"), Text(row.tier, style=_tier_style(row.tier))
+        )
+    return Panel(lines, title=f"{title} (IOPS)", title_align="left")
+
+
+def _completed(finished: tuple[Migration, ...]) -> Panel:
+    lines = Table.grid(padding=(0, 1))
+    for m in finished[-EXTREMES:][::-1]:
+        style = "green" if m.outcome == "success" else "red"
+        lines.add_row(m.pv, Text(f"{m.from_tier} → {m.to_tier} {m.outcome}", style=style))
+    return Panel(lines, title="latest completed migrations", title_align="left")
+
+
+def _tier_style(tier: str) -> str:
+    return _TIER_STYLE.get(tier, "yellow")
 
 
 def _table(rows: list[VolumeRow]) -> Table:
@@ -93,8 +128,8 @@ def _table(rows: list[VolumeRow]) -> Table:
         table.add_row(
             row.pv,
             row.role,
-            f"{row.heat:,.0f}" if row.heat is not None else "-",
-            Text(row.tier, style=_TIER_STYLE.get(row.tier, "yellow")),
+            heat_text(row),
+            Text(row.tier, style=_tier_style(row.tier)),
             row.decision,
             _migration(row),
         )

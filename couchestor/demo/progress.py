@@ -4,7 +4,9 @@
 :class:`~couchestor.decisions.Plan`, :meth:`Progress.on_feed` one JSON message of the operator's feed; both
 return the lines worth narrating (volumes held back, a migration's start, steps and outcome);
 :meth:`Progress.on_scores` keeps the latest heat of every volume.
-:meth:`Progress.rows` gives one :class:`VolumeRow` per volume for the live table.
+:meth:`Progress.rows` gives one :class:`VolumeRow` per volume; :func:`overview` sums them up (volumes by
+tier, decisions by reason, the hottest and the coldest) and :func:`table_rows` picks the ones worth a table row
+when there are hundreds.
 """
 
 from __future__ import annotations
@@ -42,6 +44,38 @@ class VolumeRow:
     tier: str
     decision: str
     migration: Migration | None
+    featured: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """All volumes at a glance: counts by tier and by latest decision, and the extremes of heat."""
+
+    tiers: dict[str, int]
+    decisions: dict[str, int]
+    hottest: list[VolumeRow]
+    coldest: list[VolumeRow]
+
+
+def overview(rows: list[VolumeRow], *, extremes: int = 5) -> Overview:
+    """Sum up ``rows`` (hottest first, as :meth:`Progress.rows` gives them); ``coldest`` is coldest first."""
+    tiers: dict[str, int] = {}
+    decisions: dict[str, int] = {}
+    for row in rows:
+        tiers[row.tier] = tiers.get(row.tier, 0) + 1
+        decisions[row.decision] = decisions.get(row.decision, 0) + 1
+    scored = [r for r in rows if r.heat is not None]
+    coldest = scored[::-1][:extremes] if len(scored) > extremes else []
+    return Overview(tiers, decisions, scored[:extremes], coldest)
+
+
+def table_rows(rows: list[VolumeRow], *, finished: bool) -> list[VolumeRow]:
+    """The featured volumes and the others with a running migration (and, if ``finished``, an ended one)."""
+    return [
+        r
+        for r in rows
+        if r.featured or (r.migration is not None and (finished or r.migration.outcome is None))
+    ]
 
 
 @dataclass
@@ -154,6 +188,7 @@ class Progress:
                 tier_of(v),
                 _short(self._decisions.get(v.pv)),
                 self.migrations.get(v.pv) or last.get(v.pv),
+                v.featured,
             )
             for v in volumes
         ]
@@ -179,4 +214,4 @@ def _quarter(progress: object) -> int | None:
     return progress // 25 if isinstance(progress, int) else None
 
 
-__all__ = ["Migration", "Progress", "VolumeRow"]
+__all__ = ["Migration", "Overview", "Progress", "VolumeRow", "overview", "table_rows"]

@@ -1,15 +1,23 @@
 """The demo's story as plain data: the cluster, each volume's load before and after the change, the policy.
 
-Two NVMe pools (``tier: hot``) and two SATA pools (``tier: cold``), one volume per row of :data:`VOLUMES`. When
-the policy is applied, the busy volumes sitting on SATA are promoted and the idle ones on NVMe demoted; volumes
-between the watermarks stay where they are (the gap is the hysteresis). Once that has settled, the load of the
-volumes with a ``later_iops`` changes (a reporting job starts, a batch job ends) and they move too.
+Two NVMe pools (``tier: hot``) and two SATA pools (``tier: cold``). The featured volumes (:data:`VOLUMES`)
+carry the story and have readable names; :func:`population` adds a reproducible crowd of background volumes
+around them. When the policy is applied, the busy volumes sitting on SATA are promoted and the idle ones on
+NVMe demoted; volumes between the watermarks stay where they are (the gap is the hysteresis). Once that has
+settled, the load of the volumes with a ``later_iops`` changes (a reporting job starts, a batch job ends, some
+background volumes heat up or cool down) and those that cross a watermark move too.
+
+Most background volumes are already where they belong or between the watermarks, and the number that move is
+capped (:data:`MAX_BACKGROUND_MOVES`), so a few hundred volumes tell the story in about the time 14 do.
+Every load is far enough from the watermarks that noise cannot flip a decision.
 
 Everything here is pure; :func:`expected_tier` is what the story checks the cluster against.
 """
 
 from __future__ import annotations
 
+import math
+import random
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +37,25 @@ MAYASTOR_NAMESPACE = "mayastor"
 #: 102 simulated seconds, under two seconds of the demo.
 TIME_SCALE = 60.0
 
+#: Volumes in the demo by default (``--volumes``), and the most it accepts.
+DEFAULT_VOLUMES = 300
+MAX_VOLUMES = 1000
+#: At most this many background volumes move in the first act, and in the second: the story's length
+#: depends on the number of migrations, not on the number of volumes.
+MAX_BACKGROUND_MOVES = (16, 8)
+
 _UUIDS = uuid.UUID("6c1d5a38-9f0e-4a55-b2c4-1e0d7f3a9b21")
+#: The background volumes' apps: (name prefix, namespace, role).
+_APPS = (
+    ("web", "shop", "web content"),
+    ("api", "shop", "API state"),
+    ("cache", "shop", "cache"),
+    ("queue", "platform", "message queue"),
+    ("logs", "platform", "log store"),
+    ("etl", "analytics", "ETL staging"),
+    ("ml", "analytics", "feature store"),
+    ("index", "search", "search shard"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +69,8 @@ class DemoVolume:
     size_gib: int = 10
     later_iops: float | None = None
     role: str = ""  # what the volume stands for, shown in the live view
+    #: One of the story's named volumes (always shown), or one of the background crowd.
+    featured: bool = True
 
     @property
     def pv(self) -> str:
@@ -101,13 +129,79 @@ def pattern(iops: float) -> Pattern:
     return Pattern(Kind.CONSTANT, base=iops, noise=0.05)
 
 
+def population(total: int = DEFAULT_VOLUMES) -> tuple[DemoVolume, ...]:
+    """The featured volumes followed by ``total - len(VOLUMES)`` background volumes, the same on every run.
+
+    Raises :class:`ValueError` when ``total`` is below ``len(VOLUMES)`` or above :data:`MAX_VOLUMES`.
+    """
+    if not len(VOLUMES) <= total <= MAX_VOLUMES:
+        raise ValueError(f"the demo needs between {len(VOLUMES)} and {MAX_VOLUMES} volumes, not {total}")
+    count = total - len(VOLUMES)
+    rng = random.Random(20240)
+    first = min(count // 24, MAX_BACKGROUND_MOVES[0])
+    second = min(count // 48, MAX_BACKGROUND_MOVES[1])
+    wavering = min(count // 30, 10)
+    # (starting tier, IOPS range, later IOPS range or None, sizes in GiB) per background volume.
+    kinds: list[tuple[str, tuple[float, float], tuple[float, float] | None, tuple[int, ...]]] = []
+    for i in range(first):  # the first act's movers: busy on SATA, idle on NVMe
+        kinds.append(
+            ("cold", (5800, 12000), None, (5, 10)) if i % 2 == 0 else ("hot", (0, 400), None, (5, 10))
+        )
+    for i in range(second):  # the second act's movers: heating up on SATA, cooling down on NVMe
+        if i % 2 == 0:
+            kinds.append(("cold", (20, 400), (12000, 16000), (5, 10)))
+        else:
+            kinds.append(("hot", (800, 1400), (0, 60), (5, 10)))
+    for i in range(wavering):  # loads that change but stay between the watermarks: nothing moves
+        if i % 2 == 0:
+            kinds.append(("hot", (2500, 4000), (700, 1200), (10, 20)))
+        else:
+            kinds.append(("cold", (700, 1200), (3000, 4300), (10, 20)))
+    settled = (
+        ("hot", (5800, 14000), None, (10, 20, 50)),
+        ("hot", (700, 4300), None, (10, 20)),
+        ("cold", (700, 4300), None, (10, 20, 50)),
+        ("cold", (0, 420), None, (10, 20, 50, 100)),
+        ("cold", (0, 420), None, (20, 50)),
+    )
+    kinds += [settled[i % len(settled)] for i in range(count - len(kinds))]
+    rng.shuffle(kinds)
+    volumes = []
+    for n, (tier, iops, later, sizes) in enumerate(kinds, start=1):
+        prefix, namespace, role = _APPS[rng.randrange(len(_APPS))]
+        volumes.append(
+            DemoVolume(
+                f"{prefix}-{n:03d}",
+                namespace,
+                tier,
+                _load(rng, iops),
+                rng.choice(sizes),
+                later_iops=_load(rng, later) if later is not None else None,
+                role=role,
+                featured=False,
+            )
+        )
+    return VOLUMES + tuple(volumes)
+
+
+def _load(rng: random.Random, bounds: tuple[float, float]) -> float:
+    """Whole IOPS within ``bounds``; for a near-idle range, half the volumes go fully idle (no I/O at all)."""
+    low, high = bounds
+    return 0.0 if high <= 60 and rng.random() < 0.5 else float(round(rng.uniform(low, high)))
+
+
 def cluster_spec(volumes: tuple[DemoVolume, ...] = VOLUMES) -> ClusterSpec:
-    """Two NVMe and two SATA pools on their own nodes, and the volumes, one replica each."""
+    """Two NVMe and two SATA pools on their own nodes, and the volumes, one replica each.
+
+    Each tier's pools hold what that tier holds at the busiest point of the story (before, between and after
+    the acts, plus the migrations that may run at once), with room to spare.
+    """
+    hot, cold = _pool_capacity(volumes, "hot"), _pool_capacity(volumes, "cold")
     pools = (
-        PoolSpec("pool-nvme-1", "node-1", "hot", 400 * GI),
-        PoolSpec("pool-nvme-2", "node-2", "hot", 400 * GI),
-        PoolSpec("pool-sata-1", "node-3", "cold", 1000 * GI),
-        PoolSpec("pool-sata-2", "node-4", "cold", 1000 * GI),
+        PoolSpec("pool-nvme-1", "node-1", "hot", hot),
+        PoolSpec("pool-nvme-2", "node-2", "hot", hot),
+        PoolSpec("pool-sata-1", "node-3", "cold", cold),
+        PoolSpec("pool-sata-2", "node-4", "cold", cold),
     )
     specs = tuple(
         VolumeSpec(
@@ -122,6 +216,26 @@ def cluster_spec(volumes: tuple[DemoVolume, ...] = VOLUMES) -> ClusterSpec:
         for v in volumes
     )
     return ClusterSpec(pools, specs, storage_class=STORAGE_CLASS, mayastor_namespace=MAYASTOR_NAMESPACE)
+
+
+#: Smallest pools, in GiB, whatever the volumes (the 14 featured volumes use a fraction of them).
+_MIN_POOL_GIB = {"hot": 400, "cold": 1000}
+
+
+def _pool_capacity(volumes: tuple[DemoVolume, ...], tier: str, pools: int = 2) -> int:
+    """Bytes per pool of ``tier``: its busiest moment over ``pools`` pools, plus the largest volume on each
+    (uneven placement) and the concurrent migrations' new replicas, half again, in whole 100 GiB."""
+    stages = (
+        [v.tier for v in volumes],
+        [expected_tier(v, changed=False) for v in volumes],
+        [expected_tier(v, changed=True) for v in volumes],
+    )
+    busiest = max(
+        sum(v.size_gib for v, t in zip(volumes, stage, strict=True) if t == tier) for stage in stages
+    )
+    largest = max((v.size_gib for v in volumes), default=0)
+    need = (busiest / pools + largest * (1 + MAX_CONCURRENT_MIGRATIONS)) * 1.5
+    return max(_MIN_POOL_GIB[tier], math.ceil(need / 100) * 100) * GI
 
 
 def policy_body() -> dict[str, Any]:
@@ -146,9 +260,11 @@ def policy_body() -> dict[str, Any]:
 
 
 __all__ = [
+    "DEFAULT_VOLUMES",
     "HIGH_IOPS",
     "LOW_IOPS",
     "MAX_CONCURRENT_MIGRATIONS",
+    "MAX_VOLUMES",
     "POLICY_NAME",
     "VOLUMES",
     "DemoVolume",
@@ -157,4 +273,5 @@ __all__ = [
     "moves",
     "pattern",
     "policy_body",
+    "population",
 ]

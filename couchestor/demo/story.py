@@ -3,7 +3,8 @@
 :func:`run_demo` runs in one trio process::
 
     demo (root nursery)
-    ├── embedded cluster: API server emulator, Mayastor simulator, workload simulator (query endpoint)
+    ├── embedded cluster: API server emulator, Mayastor simulator (CRD or 2.x REST), workload simulator,
+    │   heat source (a real Prometheus scraping the workload, or the workload's query endpoint)
     ├── signal watcher (SIGINT/SIGTERM end the demo early, cleanly)
     └── operator nursery
         ├── the operator (the same Operator ``couchestor run`` builds, on its own API client)
@@ -30,18 +31,21 @@ import trio
 
 from couchestor import settings as settings_mod
 from couchestor.demo import scenario
-from couchestor.demo.cluster import ClusterStartError, EmbeddedCluster, start_cluster
-from couchestor.demo.progress import Progress, VolumeRow
+from couchestor.demo.cluster import SCRAPE_STEP, ClusterStartError, EmbeddedCluster, start_cluster
+from couchestor.demo.heat_source import QUERY_ENDPOINT, HeatChoice
+from couchestor.demo.progress import Migration, Progress, VolumeRow
 from couchestor.kube import KubeClient, load_kubeconfig, resources
 from couchestor.kube.errors import KubeError
 from couchestor.operator import Operator
 
-#: Longest the story may take when no ``--duration`` is given; it needs about half a minute.
-STORY_TIMEOUT = 120.0
+#: Longest the story may take when no ``--duration`` is given; it needs about a minute.
+STORY_TIMEOUT = 180.0
 #: How long the tiered cluster is left alone before the loads change: nothing moves back meanwhile.
 STEADY_PAUSE = 3.0
 #: How often the view is redrawn and the story's conditions checked.
 REFRESH_INTERVAL = 0.25
+#: Ended migrations a snapshot carries (the views list the latest ones).
+FINISHED_SHOWN = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,10 @@ class Snapshot:
     completed: int
     failed: int
     violations: int
+    #: The latest ended migrations, most recent last.
+    finished: tuple[Migration, ...] = ()
+    #: Where heat comes from and what storage is simulated, in a few words.
+    setup: str = ""
 
 
 @dataclass
@@ -66,6 +74,9 @@ class DemoResult:
     story_seconds: float = 0.0
     #: Whether the kubeconfig outlives the demo (``--kubeconfig-out``), so the summary can name it.
     kubeconfig_kept: bool = False
+    backend: str = "mayastor-crd"
+    #: The line saying where heat scores came from.
+    heat_source: str = ""
     story_complete: bool = False
     interrupted: bool = False
     moved_on_apply: int = 0
@@ -96,6 +107,10 @@ class DemoOptions:
     kubeconfig_kept: bool = False
     duration: float | None = None
     volumes: tuple[scenario.DemoVolume, ...] = scenario.VOLUMES
+    #: The simulated storage, as ``couchestor run --backend`` names it.
+    backend: str = "mayastor-crd"
+    #: Where heat scores come from (``--prometheus``); the query endpoint unless told otherwise.
+    heat: HeatChoice = QUERY_ENDPOINT
     #: Tell every migration step and rebuild quarter (a log), or only starts and outcomes (the live view
     #: shows steps in its table).
     narrate_steps: bool = True
@@ -103,7 +118,9 @@ class DemoOptions:
 
 async def run_demo(options: DemoOptions, view: View) -> DemoResult:
     """Run the demo until the story completes (or its bound), an interrupt, or ``options.duration``."""
-    result = DemoResult(kubeconfig=str(options.kubeconfig), kubeconfig_kept=options.kubeconfig_kept)
+    result = DemoResult(
+        kubeconfig=str(options.kubeconfig), kubeconfig_kept=options.kubeconfig_kept, backend=options.backend
+    )
     started = trio.current_time()
     bound = options.duration if options.duration is not None else STORY_TIMEOUT
     cluster: EmbeddedCluster | None = None
@@ -112,9 +129,19 @@ async def run_demo(options: DemoOptions, view: View) -> DemoResult:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_end_on_signal, nursery.cancel_scope, result)
                 with trio.move_on_after(bound) as bounded:
-                    view.say("starting the emulated cluster (API server, Mayastor simulator, workload)")
-                    cluster = await start_cluster(nursery, options.kubeconfig, options.volumes)
+                    view.say(
+                        f"starting the emulated cluster ({len(options.volumes)} volumes; API server, "
+                        f"{_STORAGE.get(options.backend, options.backend)} simulator, workload, heat source)"
+                    )
+                    cluster = await start_cluster(
+                        nursery,
+                        options.kubeconfig,
+                        options.volumes,
+                        backend=options.backend,
+                        heat=options.heat,
+                    )
                     result.url = cluster.url
+                    result.heat_source = cluster.heat.description
                     _introduce(view, cluster)
                     await _run_operator(cluster, options, view, result, started)
                 if bounded.cancelled_caught and not result.story_complete:
@@ -127,8 +154,8 @@ async def run_demo(options: DemoOptions, view: View) -> DemoResult:
                 await cluster.client.aclose()
     result.elapsed = trio.current_time() - started
     if cluster is not None:
-        result.transitions = len(cluster.simulator.checker.transitions)
-        result.violations = [str(v) for v in cluster.simulator.checker.violations]
+        result.transitions = len(cluster.checker.transitions)
+        result.violations = [str(v) for v in cluster.checker.violations]
         for v in options.volumes:
             tier = cluster.tier_of(v)
             result.tiers[tier] = result.tiers.get(tier, 0) + 1
@@ -144,13 +171,16 @@ async def _run_operator(
     progress = Progress(scenario.POLICY_NAME, narrate_steps=options.narrate_steps)
     # The operator is a separate client of the emulator, throttled like ``couchestor run``.
     async with KubeClient(load_kubeconfig([cluster.kubeconfig])) as client, trio.open_nursery() as nursery:
-        operator = Operator(operator_settings(cluster.query_url), client)
+        operator = Operator(operator_settings(cluster), client)
         feed = operator.feed.subscribe()
         await nursery.start(operator.run)
-        view.say(
-            f"operator started; heat scores from the workload simulator's query endpoint {cluster.query_url}"
-        )
+        view.say(f"operator started (--backend {cluster.backend}); {cluster.heat.description}")
         act = _Act("waiting for a policy")
+        version = cluster.heat.prometheus_version
+        setup = (
+            f"heat from {f'Prometheus {version}' if version else 'the query endpoint'} · "
+            f"--backend {cluster.backend}"
+        )
 
         def snapshot() -> Snapshot:
             return Snapshot(
@@ -160,7 +190,9 @@ async def _run_operator(
                 len(progress.migrations),
                 progress.completed,
                 progress.failed,
-                len(cluster.simulator.checker.violations),
+                len(cluster.checker.violations),
+                tuple(progress.finished[-FINISHED_SHOWN:]),
+                setup,
             )
 
         redrawn = _Pulse()
@@ -199,10 +231,10 @@ async def _tell_story(
     view.say(
         f"applying StoragePolicy {scenario.POLICY_NAME}: above {scenario.HIGH_IOPS} IOPS to NVMe, below "
         f"{scenario.LOW_IOPS} IOPS to SATA, averaged over {scenario.SAMPLING_WINDOW_SECONDS}s; expecting "
-        f"{_count(first, 'move')}: {', '.join(v.pv for v in first)}"
+        f"{_count(first, 'move')}: {_names(first)}"
     )
     # The simulator's checker also flags more volumes migrating at once than the policy allows.
-    cluster.simulator.checker.max_in_flight = scenario.MAX_CONCURRENT_MIGRATIONS
+    cluster.checker.max_in_flight = scenario.MAX_CONCURRENT_MIGRATIONS
     await cluster.client.create(resources.STORAGE_POLICY, scenario.policy_body(), type=dict)
     await _until_tiered(cluster, operator, progress, redrawn, changed=False, moves=len(first))
     result.moved_on_apply = progress.completed
@@ -213,15 +245,24 @@ async def _tell_story(
     )
     await trio.sleep(STEADY_PAUSE)
     act.name = "loads changed: re-tiering"
-    for v in volumes:
-        if v.later_iops is not None:
-            view.say(f"{v.pv} ({v.role}): load {v.iops:g} -> {v.later_iops:g} IOPS")
-            cluster.set_load(v, v.later_iops)
+    changing = [(v, later) for v in volumes if (later := v.later_iops) is not None]
+    for v, later in changing:
+        if v.featured:
+            view.say(f"{v.pv} ({v.role}): load {v.iops:g} -> {later:g} IOPS")
+    background = [(v, later) for v, later in changing if not v.featured]
+    if background:
+        hotter = sum(1 for v, later in background if later > v.iops)
+        view.say(
+            f"{_plural(len(background), 'background volume')} change load too: {hotter} heat up, "
+            f"{len(background) - hotter} cool down; expecting {_count(second, 'move')}: {_names(second)}"
+        )
+    for v, later in changing:
+        cluster.set_load(v, later)
     await _until_tiered(cluster, operator, progress, redrawn, changed=True, moves=len(first) + len(second))
     result.moved_on_change = progress.completed - result.moved_on_apply
     result.story_complete = True
     act.name = "story complete"
-    view.say(f"story complete: {', '.join(v.pv for v in second)} moved after their load changed")
+    view.say(f"story complete: {_names(second)} moved after their load changed")
 
 
 async def _until_tiered(
@@ -331,19 +372,28 @@ async def _end_on_signal(scope: trio.CancelScope, result: DemoResult) -> None:
             return
 
 
-def operator_settings(prometheus_url: str) -> settings_mod.Settings:
-    """``couchestor run``'s settings for the demo: fast score refresh and resync, no leader election."""
+def operator_settings(cluster: EmbeddedCluster) -> settings_mod.Settings:
+    """``couchestor run``'s settings for the demo: fast score refresh and resync, no leader election, the
+    cluster's backend, and the metric preset that goes with it (Mayastor 2.x: its io-engine counters)."""
     environ = {
-        "COUCHESTOR_PROMETHEUS_URL": prometheus_url,
+        "COUCHESTOR_PROMETHEUS_URL": cluster.heat.url,
         "COUCHESTOR_METRICS_ADDR": "127.0.0.1:0",
         "COUCHESTOR_SCORE_TTL": "1s",
         "COUCHESTOR_RESYNC": "2s",
-        "COUCHESTOR_SCRAPE_INTERVAL": "1s",
+        "COUCHESTOR_SCRAPE_INTERVAL": f"{SCRAPE_STEP:g}s",
         "COUCHESTOR_LEADER_ELECTION": "false",
         "COUCHESTOR_IDENTITY": "couchestor-demo",
         "COUCHESTOR_MAYASTOR_NAMESPACE": scenario.MAYASTOR_NAMESPACE,
+        "COUCHESTOR_BACKEND": cluster.backend,
     }
+    if cluster.backend == "mayastor-rest":
+        environ["COUCHESTOR_MAYASTOR_REST_URL"] = cluster.rest_url
+        environ["COUCHESTOR_METRIC_PRESET"] = "mayastor-2x"
     return settings_mod.resolve(argparse.Namespace(), environ)
+
+
+#: How the story names each backend's storage.
+_STORAGE = {"mayastor-crd": "Mayastor (MayastorVolume resource)", "mayastor-rest": "Mayastor 2.x REST API"}
 
 
 def _introduce(view: View, cluster: EmbeddedCluster) -> None:
@@ -354,13 +404,25 @@ def _introduce(view: View, cluster: EmbeddedCluster) -> None:
 
     view.say(
         f"API server emulator on {cluster.url}: {on('hot')}, {on('cold')}; "
-        f"Mayastor simulator at {scenario.TIME_SCALE:g}x"
+        f"{_STORAGE[cluster.backend]} simulator at {scenario.TIME_SCALE:g}x"
+        + (f" on {cluster.rest_url}" if cluster.rest_url else "")
     )
     view.say(f"look around while it runs: kubectl --kubeconfig {cluster.kubeconfig} get sp,pv")
 
 
 def _count(items: list[scenario.DemoVolume], word: str) -> str:
-    return f"{len(items)} {word if len(items) == 1 else word + 's'}"
+    return _plural(len(items), word)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word if n == 1 else word + 's'}"
+
+
+def _names(volumes: list[scenario.DemoVolume]) -> str:
+    """The featured volumes by name, the background ones counted."""
+    named = [v.pv for v in volumes if v.featured]
+    others = len(volumes) - len(named)
+    return ", ".join(named + ([_plural(others, "background volume")] if others else []))
 
 
 class _ViewHandler(logging.Handler):

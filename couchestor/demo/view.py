@@ -10,7 +10,7 @@ import time
 from types import TracebackType
 from typing import TextIO
 
-from couchestor.demo.progress import VolumeRow
+from couchestor.demo.progress import VolumeRow, overview, table_rows
 from couchestor.demo.story import DemoResult, Snapshot
 
 
@@ -41,7 +41,10 @@ class HeadlessView:
     def finish(self, result: DemoResult) -> None:
         if self.last is not None:
             print(file=self.out)
-            for line in table_lines(self.last.rows):
+            shown = table_rows(self.last.rows, finished=True)
+            for line in table_lines(shown):
+                print(line, file=self.out)
+            for line in overview_lines(self.last.rows, shown=len(shown)):
                 print(line, file=self.out)
         print(file=self.out)
         for line in summary_lines(result):
@@ -53,9 +56,32 @@ def table_lines(rows: list[VolumeRow]) -> list[str]:
     """The volumes as a fixed-width text table: heat, tier, the last decision and the last migration."""
     out = [f"{'VOLUME':<24} {'HEAT (IOPS)':>11}  {'TIER':<9} {'DECISION':<16} MIGRATION"]
     for row in rows:
-        heat = f"{row.heat:,.0f}" if row.heat is not None else "-"
-        out.append(f"{row.pv:<24} {heat:>11}  {row.tier:<9} {row.decision:<16} {migration_text(row)}")
+        out.append(
+            f"{row.pv:<24} {heat_text(row):>11}  {row.tier:<9} {row.decision:<16} {migration_text(row)}"
+        )
     return out
+
+
+def overview_lines(rows: list[VolumeRow], *, shown: int) -> list[str]:
+    """What the table leaves out when there are more volumes than rows: tiers, decisions, heat extremes."""
+    if shown >= len(rows):
+        return []
+    o = overview(rows)
+    return [
+        f"(the story's volumes and every one that migrated; {len(rows) - shown} more not shown)",
+        f"all {len(rows)} volumes: {count_text(o.tiers)}; decisions: {count_text(o.decisions)}",
+        "hottest: " + ", ".join(f"{r.pv} {heat_text(r)}" for r in o.hottest),
+        "coldest: " + ", ".join(f"{r.pv} {heat_text(r)}" for r in o.coldest),
+    ]
+
+
+def heat_text(row: VolumeRow) -> str:
+    return f"{row.heat:,.0f}" if row.heat is not None else "-"
+
+
+def count_text(counts: dict[str, int]) -> str:
+    """``{"stay": 280, "migrating": 3}`` as ``280 stay, 3 migrating`` (largest first)."""
+    return ", ".join(f"{n} {what}" for what, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def migration_text(row: VolumeRow) -> str:
@@ -86,6 +112,8 @@ def summary_lines(result: DemoResult) -> list[str]:
         f"({result.transitions} replica transitions checked)",
         f"  volumes now: {tiers}",
     ]
+    if result.heat_source:
+        lines.append(f"  {result.heat_source}; storage: --backend {result.backend}")
     status = result.policy_status
     if status:
         lines.append(
@@ -98,14 +126,26 @@ def summary_lines(result: DemoResult) -> list[str]:
     if result.error and result.story_complete:
         lines.append(f"  error:       {result.error}")
     kubeconfig = result.kubeconfig if result.kubeconfig_kept else "demo.kubeconfig"
+    backend = " --backend mayastor-rest" if result.backend == "mayastor-rest" else ""
     lines += [
-        f"Explore: `couchestor demo --duration 600 --kubeconfig-out {kubeconfig}` keeps the emulated cluster up",
+        f"Explore: `couchestor demo{backend} --duration 600 --kubeconfig-out {kubeconfig}` keeps the emulated "
+        "cluster up",
         "for ten minutes; meanwhile, in another terminal:",
         f"  kubectl --kubeconfig {kubeconfig} get storagepolicies,pv -L storage.billyronks.io/tier",
         f"  kubectl --kubeconfig {kubeconfig} get events -n default",
-        f"  kubectl --kubeconfig {kubeconfig} get mayastorvolumes,diskpools -n mayastor",
+        f"  kubectl --kubeconfig {kubeconfig} get "
+        + ("diskpools" if result.backend == "mayastor-rest" else "mayastorvolumes,diskpools")
+        + " -n mayastor",
     ]
     return lines
 
 
-__all__ = ["HeadlessView", "migration_text", "summary_lines", "table_lines"]
+__all__ = [
+    "HeadlessView",
+    "count_text",
+    "heat_text",
+    "migration_text",
+    "overview_lines",
+    "summary_lines",
+    "table_lines",
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,19 +17,107 @@ from couchestor.cli import main
 from couchestor.demo import make_view, scenario
 from couchestor.demo.progress import Progress
 from couchestor.demo.view import HeadlessView
+from couchestor.sim.populate import GI
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: Enough volumes for background movers in both acts, few enough to keep the test short.
+SMALL = 62
+#: The full stories the slow tests check, run as subprocesses all at once (each needs little CPU, most of
+#: its time is the story's own pace): name -> (arguments, volumes).
+STORIES = {
+    "crd-simulator": (["--volumes", str(SMALL), "--prometheus", "simulator"], SMALL),
+    "crd-prometheus": (["--volumes", "14", "--prometheus", "auto"], 14),
+    "rest-prometheus": (["--volumes", "14", "--backend", "mayastor-rest", "--prometheus", "auto"], 14),
+}
+#: Which test reads which story.
+_READERS = {
+    "test_headless_demo_tells_the_whole_story": "crd-simulator",
+    "test_demo_with_a_real_prometheus_says_so_and_completes": "crd-prometheus",
+    "test_demo_on_the_mayastor_2x_rest_backend_completes": "rest-prometheus",
+}
+
+
+def _demo_process(argv):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "couchestor", "demo", "--headless", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope="module")
+def stories(request):
+    """Start every story a selected test of this module reads, at once; ``stories[name]()`` gives its exit
+    status and output once it ended."""
+    selected = {item.name for item in request.session.items if item.module.__name__ == __name__}
+    wanted = {story for test, story in _READERS.items() if test in selected}
+    processes = {name: _demo_process(STORIES[name][0]) for name in sorted(wanted)}
+    results = {}
+
+    def result(name):
+        if name not in results:
+            out, _ = processes[name].communicate(timeout=240)
+            results[name] = (processes[name].returncode, out)
+        return results[name]
+
+    try:
+        yield result
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=10)
+
+
 @pytest.mark.slow
-def test_headless_demo_tells_the_whole_story(capsys):
-    code = main(["demo", "--headless"])
-    out = capsys.readouterr().out
+def test_headless_demo_tells_the_whole_story(stories):
+    code, out = stories("crd-simulator")
     assert code == 0, out
-    first = scenario.moves(scenario.VOLUMES, changed=False)
-    second = scenario.moves(scenario.VOLUMES, changed=True)
+    _assert_story_told(out, scenario.population(SMALL))
+    assert "heat scores from the workload simulator's query endpoint at http://" in out
+    assert "(--prometheus simulator)" in out
+
+
+@pytest.mark.slow
+@pytest.mark.prometheus
+def test_demo_with_a_real_prometheus_says_so_and_completes(stories):
+    code, out = stories("crd-prometheus")
+    assert code == 0, out
+    assert re.search(
+        r"heat scores from Prometheus 2\.\S+ \(prometheus on PATH\) at http://127\.0\.0\.1:\d+", out
+    )
+    assert "query endpoint" not in out
+    _assert_story_told(out, scenario.population(14))
+
+
+@pytest.mark.slow
+@pytest.mark.prometheus
+def test_demo_on_the_mayastor_2x_rest_backend_completes(stories):
+    code, out = stories("rest-prometheus")
+    assert code == 0, out
+    assert "operator started (--backend mayastor-rest)" in out
+    assert re.search(r"Mayastor 2\.x REST API simulator at 60x on http://127\.0\.0\.1:\d+", out)
+    assert "heat scores from Prometheus" in out  # the io-engine counters, through rate() in Prometheus
+    assert "get diskpools -n mayastor" in out  # no MayastorVolume resource on Mayastor 2.x
+    _assert_story_told(out, scenario.population(14))
+
+
+def _assert_story_told(out, volumes):
+    """Every expected move happened in its act, nothing failed or broke the invariant, all volumes settled."""
+    first = scenario.moves(volumes, changed=False)
+    second = scenario.moves(volumes, changed=True)
     assert first
     assert second
+    if len(volumes) > len(scenario.VOLUMES):
+        assert any(not v.featured for v in first)
+        assert any(not v.featured for v in second)
     for volume in first + second:
         changed = volume in second
         tier = scenario.expected_tier(volume, changed=changed)
@@ -39,22 +128,30 @@ def test_headless_demo_tells_the_whole_story(capsys):
     def index(text):
         return next(i for i, line in enumerate(lines) if text in line)
 
-    changed_at = min(index(f"{v.pv} ({v.role}): load {v.iops:g} -> {v.later_iops:g} IOPS") for v in second)
+    changed_at = min(
+        index(f"{v.pv} ({v.role}): load {v.iops:g} -> {v.later_iops:g} IOPS") for v in second if v.featured
+    )
     assert all(index(f"{v.pv}: migration success") < changed_at for v in first)
     assert all(index(f"{v.pv}: migration success") > changed_at for v in second)
     assert f"migrations:  {len(first) + len(second)} completed, 0 failed" in out
     assert re.search(r"no-data-loss invariant: 0 violations \(\d+ replica transitions checked\)", out)
-    # The final table: every volume on the tier the story expects, nothing left to do.
+    # The final table: the story's volumes and every mover on the tier the story expects, nothing left to do.
     table = {line.split()[0]: line.split() for line in lines if line.startswith("pvc-")}
-    for volume in scenario.VOLUMES:
+    for volume in [v for v in volumes if v.featured] + first + second:
         row = table[volume.pv]
         assert row[2] == scenario.expected_tier(volume, changed=True), row
         assert row[3] == "stay", row
+    hot = sum(1 for v in volumes if scenario.expected_tier(v, changed=True) == "hot")
+    assert f"volumes now: {len(volumes) - hot} cold, {hot} hot" in out
+    if len(table) < len(volumes):
+        assert f"all {len(volumes)} volumes: " in out
+        assert f"decisions: {len(volumes)} stay" in out
     assert "kubectl --kubeconfig" in out
+    assert "Traceback" not in out
 
 
 def test_demo_stopped_by_its_duration_before_the_story_ends_fails(capsys):
-    code = main(["demo", "--headless", "--duration", "1.5"])
+    code = main(["demo", "--headless", "--duration", "1.5", "--volumes", "14", "--prometheus", "simulator"])
     out = capsys.readouterr().out
     assert code == 1
     assert "story:       NOT complete (the story did not complete within 1.5s)" in out
@@ -63,16 +160,7 @@ def test_demo_stopped_by_its_duration_before_the_story_ends_fails(capsys):
 
 @pytest.mark.slow
 def test_interrupt_ends_the_demo_cleanly_with_a_summary():
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "couchestor", "demo", "--headless"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    proc = _demo_process(["--volumes", "14", "--prometheus", "simulator"])
     try:
         seen = []
         for line in proc.stdout:
@@ -97,6 +185,16 @@ def test_interrupt_ends_the_demo_cleanly_with_a_summary():
         (["--duration", "0"], "--duration must be a positive number of seconds"),
         (["--duration", "-3"], "--duration must be a positive number of seconds"),
         (["--kubeconfig-out", "/nonexistent-dir/kubeconfig"], "--kubeconfig-out: directory"),
+        (["--volumes", "13"], "--volumes must be a whole number from 14 to 1000, not '13'"),
+        (["--volumes", "1001"], "--volumes must be a whole number from 14 to 1000"),
+        (["--volumes", "2.5"], "--volumes must be a whole number from 14 to 1000"),
+        (["--volumes", "many"], "--volumes must be a whole number from 14 to 1000"),
+        (["--backend", "ceph"], "--backend must be one of mayastor-crd, mayastor-rest, not 'ceph'"),
+        (
+            ["--prometheus", "/nonexistent/prometheus"],
+            "--prometheus: no executable '/nonexistent/prometheus'",
+        ),
+        (["--prometheus", "promethee"], "--prometheus: no executable 'promethee'"),
     ],
 )
 def test_bad_flags_are_one_line_errors(capsys, argv, message):
@@ -104,6 +202,48 @@ def test_bad_flags_are_one_line_errors(capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_prometheus_flag_chooses_the_heat_source(tmp_path):
+    from couchestor.demo.heat_source import choose
+
+    assert choose("simulator").binary is None
+    fake = tmp_path / "my-prometheus"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert choose(str(fake)) == type(choose("simulator"))(str(fake), f"--prometheus {fake}")
+    auto = choose("auto")
+    assert (auto.binary, auto.why) in (
+        (shutil.which("prometheus"), "prometheus on PATH"),
+        (None, "no prometheus on PATH"),
+    )
+    assert (auto.binary is None) == (shutil.which("prometheus") is None)
+
+
+async def test_a_prometheus_that_cannot_start_falls_back_to_the_query_endpoint(nursery, tmp_path):
+    from couchestor.demo.heat_source import HeatChoice, serve_heat_source
+    from couchestor.sim.workload import ExportOptions, Workload
+
+    broken = tmp_path / "prometheus"
+    broken.write_text("#!/bin/sh\necho 'cannot open the TSDB' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    workload = Workload(seed=1)
+    source = await nursery.start(
+        lambda task_status: serve_heat_source(
+            HeatChoice(str(broken), f"--prometheus {broken}"),
+            workload,
+            ExportOptions(),
+            "http://127.0.0.1:9/",
+            scrape_interval=1.0,
+            task_status=task_status,
+        )
+    )
+    assert source.url == "http://127.0.0.1:9/"
+    assert source.prometheus_version is None
+    assert source.description == (
+        "Prometheus did not start (prometheus exited with status 3); "
+        "heat scores from the workload simulator's query endpoint at http://127.0.0.1:9/"
+    )
 
 
 def test_headless_path_works_without_rich():
@@ -164,13 +304,68 @@ def test_both_acts_promote_and_demote():
 
 
 def test_cluster_spec_places_each_volume_on_its_starting_tier():
-    spec = scenario.cluster_spec()
+    volumes = scenario.population(scenario.DEFAULT_VOLUMES)
+    spec = scenario.cluster_spec(volumes)
     assert {p.tier for p in spec.pools} == {"hot", "cold"}
     by_pv = {v.pv: v for v in spec.volumes}
-    for volume in scenario.VOLUMES:
+    assert len(by_pv) == len(volumes)
+    for volume in volumes:
         assert by_pv[volume.pv].tier == volume.tier
         assert by_pv[volume.pv].uuid == volume.uuid
     assert len({v.uuid for v in spec.volumes}) == len(spec.volumes)
+
+
+@pytest.mark.parametrize("total", [14, 15, 62, scenario.DEFAULT_VOLUMES, scenario.MAX_VOLUMES])
+def test_population_is_reproducible_and_keeps_the_story_short(total):
+    volumes = scenario.population(total)
+    assert volumes == scenario.population(total)
+    assert len(volumes) == total
+    assert volumes[: len(scenario.VOLUMES)] == scenario.VOLUMES
+    assert all(not v.featured for v in volumes[len(scenario.VOLUMES) :])
+    assert len({v.name for v in volumes}) == total
+    background = [v for v in volumes if not v.featured]
+    first, second = (
+        [v for v in scenario.moves(volumes, changed=changed) if not v.featured] for changed in (False, True)
+    )
+    assert len(first) <= scenario.MAX_BACKGROUND_MOVES[0]
+    assert len(second) <= scenario.MAX_BACKGROUND_MOVES[1]
+    if total == scenario.DEFAULT_VOLUMES:
+        # A few hundred volumes, most already where they belong: a few dozen moves at most.
+        assert 10 <= len(first) + len(second) <= len(background) // 8
+
+
+@pytest.mark.parametrize("total", [scenario.DEFAULT_VOLUMES, scenario.MAX_VOLUMES])
+def test_no_load_is_near_a_watermark(total):
+    # Noise (5%) around a load can never move the average across a watermark and change the story.
+    for volume in scenario.population(total):
+        for iops in (volume.iops, volume.later_iops):
+            if iops is None:
+                continue
+            assert not scenario.LOW_IOPS * 0.9 <= iops <= scenario.LOW_IOPS * 1.1, volume
+            assert not scenario.HIGH_IOPS * 0.9 <= iops <= scenario.HIGH_IOPS * 1.1, volume
+
+
+@pytest.mark.parametrize("total", [14, scenario.DEFAULT_VOLUMES, scenario.MAX_VOLUMES])
+def test_each_tier_holds_its_volumes_at_every_point_of_the_story(total):
+    volumes = scenario.population(total)
+    spec = scenario.cluster_spec(volumes)
+    size = {v.pv: v.size_gib * GI for v in volumes}
+    biggest_moves = sorted(size.values())[-scenario.MAX_CONCURRENT_MIGRATIONS :]
+    for tiers in (
+        {v.pv: v.tier for v in volumes},
+        {v.pv: scenario.expected_tier(v, changed=False) for v in volumes},
+        {v.pv: scenario.expected_tier(v, changed=True) for v in volumes},
+    ):
+        for tier in ("hot", "cold"):
+            capacity = sum(p.capacity for p in spec.pools if p.tier == tier)
+            used = sum(size[pv] for pv, t in tiers.items() if t == tier)
+            assert used + sum(biggest_moves) <= capacity * 0.8, (tier, used, capacity)
+
+
+def test_population_refuses_counts_outside_its_range():
+    for total in (len(scenario.VOLUMES) - 1, scenario.MAX_VOLUMES + 1):
+        with pytest.raises(ValueError, match="between"):
+            scenario.population(total)
 
 
 # --- folding the operator's feed ---------------------------------------------------------------------------
@@ -361,3 +556,106 @@ def test_summary_names_a_kept_kubeconfig_and_why_the_story_did_not_complete():
     temporary = "\n".join(summary_lines(_result(kubeconfig="/tmp/gone/kubeconfig")))
     assert "/tmp/gone" not in temporary
     assert "--kubeconfig-out demo.kubeconfig" in temporary
+
+
+def _crowd():
+    """The story's volumes and some background ones with heat from their loads, one background one migrating."""
+    from datetime import UTC, datetime
+
+    from couchestor.heat import HeatScore, ScoreSnapshot
+
+    volumes = scenario.population(40)
+    now = datetime.now(UTC)
+    scores = {
+        v.pv: HeatScore(v.pv, v.iops, None, None, None, 1.0, 20, scenario.SAMPLING_WINDOW_SECONDS, now, "m")
+        for v in volumes
+    }
+    progress = Progress(scenario.POLICY_NAME)
+    progress.on_scores(ScoreSnapshot(scenario.SAMPLING_WINDOW_SECONDS, True, now, scores))
+    mover = next(v for v in volumes if not v.featured)
+    progress.on_feed(_event(mover.pv, "new replica syncing", 40))
+    return volumes, mover, progress
+
+
+def test_overview_counts_every_volume_and_names_the_extremes():
+    from couchestor.demo.progress import overview
+
+    volumes, _, progress = _crowd()
+    rows = progress.rows(volumes, lambda v: v.tier)
+    o = overview(rows, extremes=3)
+    assert o.tiers == {t: sum(1 for v in volumes if v.tier == t) for t in ("hot", "cold")}
+    assert o.decisions == {"-": len(volumes)}  # no plan yet
+    by_heat = sorted(volumes, key=lambda v: v.iops)
+    assert [r.heat for r in o.hottest] == [v.iops for v in by_heat[::-1][:3]]
+    assert [r.heat for r in o.coldest] == [v.iops for v in by_heat[:3]]
+
+
+def test_table_rows_are_the_story_and_the_migrating_background():
+    from couchestor.demo.progress import table_rows
+
+    volumes, mover, progress = _crowd()
+    running = table_rows(progress.rows(volumes, lambda v: v.tier), finished=False)
+    assert {r.pv for r in running} == {v.pv for v in scenario.VOLUMES} | {mover.pv}
+    progress.on_feed(_event(mover.pv, "success", final=True))
+    rows = progress.rows(volumes, lambda v: v.tier)
+    assert mover.pv not in {r.pv for r in table_rows(rows, finished=False)}
+    assert mover.pv in {r.pv for r in table_rows(rows, finished=True)}
+
+
+def test_live_view_sums_up_a_crowd():
+    pytest.importorskip("rich")
+    import io
+
+    from rich.console import Console
+
+    from couchestor.demo.live import LiveView
+    from couchestor.demo.story import Snapshot
+
+    volumes, mover, progress = _crowd()
+    rows = progress.rows(volumes, lambda v: v.tier)
+    out = io.StringIO()
+    with LiveView(Console(file=out, force_terminal=True, width=200, height=200)) as view:
+        view.show(
+            Snapshot(5.0, "policy applied: tiering", rows, 1, 0, 0, 0, setup="heat from Prometheus 2.42.0")
+        )
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    hot = sum(1 for v in volumes if v.tier == "hot")
+    assert f"{len(volumes)} volumes: {len(volumes) - hot} cold, {hot} hot" in text
+    assert "policy applied: tiering · heat from Prometheus 2.42.0" in text
+    assert mover.pv in text  # a migrating background volume gets a table row
+    quiet = [v for v in volumes if not v.featured and v is not mover]
+    hottest = max(quiet, key=lambda v: v.iops)
+    assert hottest.pv in text  # listed as one of the hottest
+    assert "hottest (IOPS)" in text
+    assert "coldest (IOPS)" in text
+    shown = {line.split("│")[1].strip() for line in text.splitlines() if line.count("│") > 5}
+    assert not {v.pv for v in quiet} & shown  # the rest of the crowd has no table row
+
+
+def test_the_window_holds_enough_scrapes_for_rate_and_coverage():
+    from couchestor.demo.cluster import SCRAPE_STEP
+    from couchestor.demo.heat_source import HISTORY_SECONDS
+
+    # rate() needs two samples in the window and the operator half the window's samples: a 20 s window
+    # scraped every second holds 20; the backfilled history covers a whole window before the first scrape.
+    assert scenario.SAMPLING_WINDOW_SECONDS / SCRAPE_STEP >= 10
+    assert HISTORY_SECONDS >= 2 * scenario.SAMPLING_WINDOW_SECONDS
+
+
+def test_every_demo_flag_is_documented():
+    import argparse
+
+    from couchestor.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {
+        option
+        for action in sub.choices["demo"]._actions
+        for option in action.option_strings
+        if option.startswith("--") and option != "--help"
+    }
+    assert flags >= {"--volumes", "--backend", "--prometheus", "--headless", "--duration", "--kubeconfig-out"}
+    text = (ROOT / "docs" / "demo.md").read_text()
+    for flag in flags:
+        assert f"`{flag}" in text, flag

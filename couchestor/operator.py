@@ -156,7 +156,7 @@ class Operator:
             }
             if s.backend == "mayastor-rest":
                 rest = await stack.enter_async_context(MayastorRestClient(s.mayastor_rest_url))
-                sources["MayastorVolume"] = RestVolumeReflector(rest, ns)
+                sources["MayastorVolume"] = RestVolumeReflector(rest, ns, interval=s.mayastor_rest_interval)
             else:
                 sources["MayastorVolume"] = reflector(resources.MAYASTOR_VOLUME, MayastorVolume, ns)
             if s.enable_replication:

@@ -47,6 +47,7 @@ class Settings:
     identity: str | None
     backend: str
     mayastor_rest_url: str
+    mayastor_rest_interval: float
     enable_replication: bool
 
 
@@ -171,6 +172,12 @@ FLAGS: tuple[_Flag, ...] = (
         "mayastor-rest-url",
         "base URL of Mayastor's control-plane REST API (with --backend mayastor-rest)",
         "http://mayastor-api-rest.mayastor:8081",
+    ),
+    _Flag(
+        "mayastor-rest-interval",
+        "how often volumes are relisted from Mayastor's REST API (with --backend mayastor-rest)",
+        10.0,
+        _duration,
     ),
     _Flag(
         "enable-replication",

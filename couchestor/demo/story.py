@@ -388,7 +388,7 @@ def operator_settings(cluster: EmbeddedCluster) -> settings_mod.Settings:
     }
     if cluster.backend == "mayastor-rest":
         environ["COUCHESTOR_MAYASTOR_REST_URL"] = cluster.rest_url
-        environ["COUCHESTOR_METRIC_PRESET"] = "mayastor-2x"
+        environ["COUCHESTOR_MAYASTOR_REST_INTERVAL"] = "2s"  # as quick as the resync: the story is short
     return settings_mod.resolve(argparse.Namespace(), environ)
 
 

@@ -125,7 +125,12 @@ class Env:
         """Start an operator (built by ``factory(settings, client)``) in the test's nursery; on a Mayastor 2.x
         cluster it runs with ``--backend mayastor-rest`` against the simulator unless told otherwise."""
         if self.rest:
-            overrides = {"backend": "mayastor-rest", "mayastor_rest_url": self.simulator.url, **overrides}
+            overrides = {
+                "backend": "mayastor-rest",
+                "mayastor_rest_url": self.simulator.url,
+                "mayastor_rest_interval": "2s",
+                **overrides,
+            }
         operator = factory(operator_settings(self.prometheus_url, **overrides), self.client)
         scope = trio.CancelScope()
         done = trio.Event()

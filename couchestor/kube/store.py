@@ -28,7 +28,7 @@ from typing import Generic, Literal, TypeVar
 
 import trio
 
-from couchestor.kube.objects import ObjectKey, object_key, resource_version
+from couchestor.kube.objects import ObjectKey, key_and_version, object_key, resource_version
 from couchestor.kube.watcher import Apply, Delete, Init, InitApply, InitDone, WatchEvent
 
 T = TypeVar("T")
@@ -73,15 +73,17 @@ class Subscription:
     def _push(self, key: ObjectKey, kind: ChangeKind) -> None:
         if self._closed:
             return
-        old = self._pending.get(key)
+        pending = self._pending
+        old = pending.get(key)
         if old is None:
-            self._pending[key] = kind
-        else:
+            pending[key] = kind
+        elif kind != "modified" or old == "deleted":
+            # (A "modified" after "added" or "modified" changes nothing: the common case, left out.)
             merged = _merge(old, kind)
             if merged is None:
-                del self._pending[key]
+                del pending[key]
             else:
-                self._pending[key] = merged
+                pending[key] = merged
         self._wakeup.set()
 
     async def receive(self) -> Change:
@@ -203,65 +205,115 @@ class Store(Generic[T]):
 
     def apply(self, event: WatchEvent[T]) -> None:
         """Fold one watcher event into the store (see the module doc for the relist protocol)."""
-        if isinstance(event, Init):
-            self._buffer = {}
+        # Most frequent first: Apply in steady state, InitApply while listing.
+        if isinstance(event, Apply):
+            key, rv = key_and_version(event.obj)
+            kind: ChangeKind = "modified" if key in self._objects else "added"
+            self._put(key, event.obj)
+            if rv:
+                self.resource_version = rv
+            for sub in self._subscribers:
+                sub._push(key, kind)
         elif isinstance(event, InitApply):
             if self._buffer is None:  # a list without Init: treat as the start of one
                 self._buffer = {}
             self._buffer[object_key(event.obj)] = event.obj
+        elif isinstance(event, Init):
+            self._buffer = {}
         elif isinstance(event, InitDone):
             self._swap(self._buffer or {})
             self._buffer = None
             self.resource_version = event.resource_version
             self._synced.set()
-        elif isinstance(event, Apply):
-            key = object_key(event.obj)
-            kind: ChangeKind = "modified" if key in self._objects else "added"
-            self._put(key, event.obj)
-            self.resource_version = resource_version(event.obj) or self.resource_version
-            self._notify(key, kind)
         elif isinstance(event, Delete):
-            key = object_key(event.obj)
-            self.resource_version = resource_version(event.obj) or self.resource_version
+            key, rv = key_and_version(event.obj)
+            if rv:
+                self.resource_version = rv
             if self._objects.pop(key, None) is not None:
                 self._unindex(key)
                 self._notify(key, "deleted")
 
     def _swap(self, new: dict[ObjectKey, T]) -> None:
         old = self._objects
-        changes: list[Change] = [Change(k, "deleted") for k in old if k not in new]
-        for key, obj in new.items():
-            before = old.get(key)
-            if before is None:
-                changes.append(Change(key, "added"))
-            elif resource_version(before) != resource_version(obj) or not resource_version(obj):
-                changes.append(Change(key, "modified"))
+        subscribers = self._subscribers
+        # The differences are only worth computing for someone to tell: a store nobody subscribes to yet (the
+        # first list of a reflector started before its consumers) skips this walk over every object.
+        changes: list[tuple[ObjectKey, ChangeKind]] = []
+        if subscribers:
+            changes = [(k, "deleted") for k in old if k not in new]
+            for key, obj in new.items():
+                before = old.get(key)
+                if before is None:
+                    changes.append((key, "added"))
+                else:
+                    rv = resource_version(obj)
+                    if not rv or resource_version(before) != rv:
+                        changes.append((key, "modified"))
         self._objects = new
         self._indices = {name: {} for name in self._indexers}
         self._indexed = {name: {} for name in self._indexers}
-        for key, obj in new.items():
-            self._index(key, obj)
-        for change in changes:
-            self._notify(change.key, change.kind)
+        if self._indexers:
+            for key, obj in new.items():
+                self._index(key, obj)
+        for key, kind in changes:
+            for sub in subscribers:
+                sub._push(key, kind)
 
     def _put(self, key: ObjectKey, obj: T) -> None:
-        if key in self._objects:
-            self._unindex(key)
         self._objects[key] = obj
-        self._index(key, obj)
+        for name, func in self._indexers.items():
+            values = _index_values(func, obj)
+            indexed = self._indexed[name]
+            old = indexed.get(key, ())
+            # A modification rarely moves an object between index values (a PV keeps its storage class):
+            # then the index is already right and only the object itself is replaced.
+            if values == old:
+                continue
+            index = self._indices[name]
+            for value in old:
+                if value not in values:
+                    _discard(index, value, key)
+            if values:
+                indexed[key] = values
+                for value in values:
+                    _add(index, value, key)
+            else:
+                del indexed[key]
 
     def _index(self, key: ObjectKey, obj: T) -> None:
         for name, func in self._indexers.items():
-            values = tuple(dict.fromkeys(func(obj)))
+            values = _index_values(func, obj)
             if values:
                 self._indexed[name][key] = values
+                index = self._indices[name]
                 for value in values:
-                    self._indices[name].setdefault(value, set()).add(key)
+                    _add(index, value, key)
 
     def _unindex(self, key: ObjectKey) -> None:
         for name in self._indexers:
+            index = self._indices[name]
             for value in self._indexed[name].pop(key, ()):
-                bucket = self._indices[name][value]
-                bucket.discard(key)
-                if not bucket:
-                    del self._indices[name][value]
+                _discard(index, value, key)
+
+
+def _index_values(func: IndexFunc[T], obj: T) -> tuple[str, ...]:
+    """The distinct values ``func`` returns for ``obj``, in first-seen order."""
+    values = tuple(func(obj))
+    return tuple(dict.fromkeys(values)) if len(values) > 1 else values
+
+
+def _add(index: dict[str, set[ObjectKey]], value: str, key: ObjectKey) -> None:
+    """Add ``key`` to the bucket of ``value``, creating the bucket if needed."""
+    bucket = index.get(value)
+    if bucket is None:
+        index[value] = {key}
+    else:
+        bucket.add(key)
+
+
+def _discard(index: dict[str, set[ObjectKey]], value: str, key: ObjectKey) -> None:
+    """Remove ``key`` from the bucket of ``value``, and the bucket once empty."""
+    bucket = index[value]
+    bucket.discard(key)
+    if not bucket:
+        del index[value]

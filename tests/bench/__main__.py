@@ -19,7 +19,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tests.bench import decide, decode, heat, migration_throughput, operator_scale, sync, watch
+from tests.bench import (
+    decide,
+    decode,
+    heat,
+    migration_throughput,
+    operator_curve,
+    operator_scale,
+    sync,
+    watch,
+)
 
 # name -> (run at smoke size, run at full size, run with --large, report)
 Bench = tuple[Callable[[], Any], Callable[[], Any], Callable[[], Any], Callable[[Any], str]]
@@ -54,6 +63,12 @@ BENCHES: dict[str, Bench] = {
         lambda: operator_scale.run(10_000, 5),
         lambda: operator_scale.run(10_000, 5),
         operator_scale.report,
+    ),
+    "scaling": (
+        lambda: operator_curve.run((50, 150), 1, timeout=120),
+        lambda: operator_curve.run((1_000, 5_000, 10_000), 3),
+        lambda: operator_curve.run((1_000, 5_000, 10_000, 50_000), 3),
+        operator_curve.report,
     ),
     "migrations": (
         lambda: migration_throughput.run((1, 2), 2),
@@ -154,6 +169,19 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "0",
             )
         )
+    if "scaling" in results:
+        r = results["scaling"]
+        span = f"{r['points'][0]['volumes']:,} -> {r['points'][-1]['volumes']:,}"
+        rows.append(
+            (f"scaling: operator RSS per 1,000 volumes ({span})", f"{r['rss_mib_per_1000']:.2f} MiB", "-")
+        )
+        rows.append(
+            (
+                f"scaling: reconcile CPU per 1,000 volumes ({span})",
+                f"{r['reconcile_cpu_ms_per_1000']:.1f} ms",
+                "-",
+            )
+        )
     if "migrations" in results:
         for r in results["migrations"]["rows"]:
             rows.append(
@@ -196,7 +224,9 @@ def _machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="just bench")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the benchmarks still run")
-    parser.add_argument("--large", action="store_true", help="also the 50,000-object initial sync")
+    parser.add_argument(
+        "--large", action="store_true", help="also 50,000 objects: the initial sync and the scaling curve"
+    )
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHES), help="run only these benchmarks")
     parser.add_argument("--out", default="bench/results.json", help="where to write the figures")
     args = parser.parse_args(argv)

@@ -2,8 +2,9 @@
 
 Compared: ``msgspec.json.decode(type=ObjectList[PersistentVolume])`` (what the operator does),
 ``json.loads`` (the standard library, untyped), and, when the ``bench`` extra is installed, the official
-``kubernetes`` client's deserializer. Time is the best of several runs; peak memory is tracemalloc's peak while
-decoding, measured in a separate run so tracing does not distort the times.
+``kubernetes`` client's deserializer. Time is the best of several runs, interleaved between the contenders,
+each after a full collection; peak memory is tracemalloc's peak while decoding, measured in a separate run so
+tracing does not distort the times.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import gc
 import inspect
 import json
-import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ import msgspec
 
 from k8s_schemas import ObjectList, PersistentVolume
 from tests.bench.objects import pv_list
+from tests.bench.timing import best_times
 
 
 @dataclass(frozen=True)
@@ -31,21 +32,15 @@ class Figure:
     retained_bytes: int
 
 
-def _measure(name: str, fn: Callable[[], Any], repeat: int) -> Figure:
-    best = float("inf")
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-        del result
+def _memory(fn: Callable[[], Any]) -> tuple[int, int]:
+    """(peak, retained) bytes traced while ``fn`` runs, in a run of its own so tracing distorts no time."""
     gc.collect()
     tracemalloc.start()
     result = fn()
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     del result
-    return Figure(name, best, peak, current)
+    return peak, current
 
 
 def _kubernetes_decoder() -> Callable[[bytes], Any] | None:
@@ -72,13 +67,15 @@ def _kubernetes_decoder() -> Callable[[bytes], Any] | None:
 def run(n: int = 10_000, repeat: int = 5) -> dict[str, Any]:
     body = json.dumps(pv_list(n)).encode()
     decoder = msgspec.json.Decoder(ObjectList[PersistentVolume])
-    figures = [
-        _measure("msgspec typed Structs", lambda: decoder.decode(body), repeat),
-        _measure("json.loads", lambda: json.loads(body), repeat),
-    ]
+    contenders: dict[str, tuple[Callable[[], Any], int]] = {
+        "msgspec typed Structs": (lambda: decoder.decode(body), repeat),
+        "json.loads": (lambda: json.loads(body), repeat),
+    }
     k8s = _kubernetes_decoder()
     if k8s is not None:
-        figures.append(_measure("kubernetes client deserializer", lambda: k8s(body), max(1, repeat // 2)))
+        contenders["kubernetes client deserializer"] = (lambda: k8s(body), max(1, repeat // 2))
+    times = best_times(contenders)
+    figures = [Figure(name, times[name], *_memory(fn)) for name, (fn, _) in contenders.items()]
     typed = figures[0]
     return {
         "objects": n,

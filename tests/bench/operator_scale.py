@@ -15,6 +15,9 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,103 +26,151 @@ import trio
 from couchestor import settings as settings_mod
 from couchestor.kube import KubeClient, load_kubeconfig, resources
 from couchestor.operator import Operator
+from couchestor.reconciler import Reconciler
+from couchestor.scores import ScoreCache
 from couchestor.sim.apiserver import ApiServer, serve, write_kubeconfig
 from couchestor.sim.mayastor.controller import MayastorSimulator
 from couchestor.sim.populate import default_spec, populate
 from couchestor.sim.workload import ExportOptions, Kind, Pattern, Workload, serve_workload
 
+POLICY = {
+    "apiVersion": "storage.billyronks.io/v1",
+    "kind": "StoragePolicy",
+    "metadata": {"name": "all"},
+    "spec": {
+        "highWatermarkIOPS": 5000,
+        "lowWatermarkIOPS": 500,
+        "samplingWindow": "10m",
+        "dryRun": True,
+    },
+}
 
-async def _measure(n: int, passes: int) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class Cluster:
+    """A populated emulated cluster: its kubeconfig, the workload's PromQL URL, how long populating took."""
+
+    kubeconfig: Path
+    prometheus_url: str
+    populate_seconds: float
+
+
+@asynccontextmanager
+async def cluster(n: int) -> AsyncIterator[Cluster]:
+    """Serve the emulator with ``n`` volumes, the Mayastor simulator placing them, the workload simulator
+    answering PromQL for them, and one dry-run policy selecting every volume; all stop when the block ends."""
     spec = default_spec(n, hot_pools=4, cold_pools=4, pool_capacity=100_000 * 2**30)
     with tempfile.TemporaryDirectory() as tmp:
         kubeconfig = Path(tmp) / "kubeconfig"
         async with trio.open_nursery() as nursery:
             url = await nursery.start(serve, ApiServer())
             write_kubeconfig(kubeconfig, url)
-            client = KubeClient(load_kubeconfig([kubeconfig]), qps=0)
-            started = time.perf_counter()
-            await populate(client, spec, concurrency=32)
-            populate_seconds = time.perf_counter() - started
-            simulator = MayastorSimulator(client, namespace="mayastor", time_scale=60.0, tick=0.5)
-            await nursery.start(simulator.run)
-            workload = Workload(seed=5)
-            for i, volume in enumerate(spec.volumes):
-                iops = (0.0, 300.0, 2500.0, 9000.0)[i % 4]
-                pattern = Pattern(Kind.IDLE, base=0.0) if iops == 0 else Pattern(Kind.CONSTANT, base=iops)
-                workload.add_volume(volume.pv, pattern)
-            prom_url = await nursery.start(
-                lambda task_status: serve_workload(
-                    workload, options=ExportOptions(), step=15.0, task_status=task_status
+            async with KubeClient(load_kubeconfig([kubeconfig]), qps=0) as client:
+                started = time.perf_counter()
+                await populate(client, spec, concurrency=32)
+                populate_seconds = time.perf_counter() - started
+                simulator = MayastorSimulator(client, namespace="mayastor", time_scale=60.0, tick=0.5)
+                await nursery.start(simulator.run)
+                workload = Workload(seed=5)
+                for i, volume in enumerate(spec.volumes):
+                    iops = (0.0, 300.0, 2500.0, 9000.0)[i % 4]
+                    pattern = Pattern(Kind.IDLE, base=0.0) if iops == 0 else Pattern(Kind.CONSTANT, base=iops)
+                    workload.add_volume(volume.pv, pattern)
+                prom_url = await nursery.start(
+                    lambda task_status: serve_workload(
+                        workload, options=ExportOptions(), step=15.0, task_status=task_status
+                    )
                 )
-            )
-            body = {
-                "apiVersion": "storage.billyronks.io/v1",
-                "kind": "StoragePolicy",
-                "metadata": {"name": "all"},
-                "spec": {
-                    "storageClassName": spec.storage_class,
-                    "highWatermarkIOPS": 5000,
-                    "lowWatermarkIOPS": 500,
-                    "samplingWindow": "10m",
-                    "dryRun": True,
-                },
-            }
-            await client.create(resources.STORAGE_POLICY, body, type=dict)
-            environ = {
-                "COUCHESTOR_PROMETHEUS_URL": prom_url,
-                "COUCHESTOR_METRICS_ADDR": "127.0.0.1:0",
-                "COUCHESTOR_SCORE_TTL": "3600s",
-                "COUCHESTOR_RESYNC": "3600s",
-                "COUCHESTOR_LEADER_ELECTION": "false",
-            }
-            operator = Operator(settings_mod.resolve(argparse.Namespace(), environ), client)
-            await nursery.start(operator.run)
-            with trio.fail_after(600):
-                while operator.reconciler is None or operator.reconciler.passes < 1:
-                    await trio.sleep(0.1)
-                reconciler = operator.reconciler
-                scores = operator.scores
-                assert scores is not None
-                while scores.refreshes < 1:
-                    await trio.sleep(0.1)
-            # Steady state: every replica placed and synced (the simulator is still placing at first) ...
-            with trio.fail_after(900):
-                while True:
-                    await reconciler.reconcile_once()
-                    plan = reconciler.last_plan
-                    if plan is not None and not any(d.reason == "degraded" for d in plan.decisions):
-                        break
-                    await trio.sleep(1.0)
-            # ... and the first start's writes (a tier label on every PV, status, events) all done.
-            quiet_since, last = trio.current_time(), _writes(operator)
-            with trio.fail_after(900):
-                while trio.current_time() - quiet_since < 3.0:
-                    await trio.sleep(0.5)
-                    if _writes(operator) != last:
-                        quiet_since, last = trio.current_time(), _writes(operator)
-            cpu: list[float] = []
-            for _ in range(passes):
-                await reconciler.reconcile_once()
-                cpu.append(reconciler.last_decide_cpu_seconds)
-            await trio.sleep(1.0)  # anything a pass started (labels, events) has time to be written
-            steady_writes = _writes(operator) - last
+                policy = {**POLICY, "spec": {**POLICY["spec"], "storageClassName": spec.storage_class}}
+                await client.create(resources.STORAGE_POLICY, policy, type=dict)
+                yield Cluster(kubeconfig, prom_url, populate_seconds)
+                nursery.cancel_scope.cancel()
+
+
+@dataclass
+class Steady:
+    """A running operator whose cluster is steady: every replica placed, the first start's writes done."""
+
+    operator: Operator
+    reconciler: Reconciler
+    scores: ScoreCache
+    writes: float  # API writes so far (the first start's)
+
+
+async def steady_operator(nursery: trio.Nursery, client: KubeClient, prometheus_url: str) -> Steady:
+    """Start the operator in ``nursery`` (dry run, resync and score TTL of an hour so only explicit passes
+    run) and return once its cluster is steady. Raises trio.TooSlowError after 15 minutes per stage."""
+    environ = {
+        "COUCHESTOR_PROMETHEUS_URL": prometheus_url,
+        "COUCHESTOR_METRICS_ADDR": "127.0.0.1:0",
+        "COUCHESTOR_SCORE_TTL": "3600s",
+        "COUCHESTOR_RESYNC": "3600s",
+        "COUCHESTOR_LEADER_ELECTION": "false",
+    }
+    operator = Operator(settings_mod.resolve(argparse.Namespace(), environ), client)
+    await nursery.start(operator.run)
+    with trio.fail_after(900):
+        while operator.reconciler is None or operator.reconciler.passes < 1:
+            await trio.sleep(0.1)
+        reconciler = operator.reconciler
+        scores = operator.scores
+        assert scores is not None
+        while scores.refreshes < 1:
+            await trio.sleep(0.1)
+    # Steady state: every replica placed and synced (the simulator is still placing at first) ...
+    with trio.fail_after(900):
+        while True:
+            await reconciler.reconcile_once()
             plan = reconciler.last_plan
-            decided = len(plan.decisions) if plan else 0
-            labels = {d.label for d in plan.decisions} if plan else set()
-            result = {
-                "volumes": n,
-                "populate_seconds": round(populate_seconds, 1),
-                "decisions": decided,
-                "decision_kinds": sorted(labels),
-                "queries_per_refresh": scores.queries_sent / max(scores.refreshes, 1),
-                "seed_design_queries_per_refresh": n,
-                "reconcile_cpu_mean_ms": round(statistics.fmean(cpu) * 1000, 1),
-                "reconcile_cpu_max_ms": round(max(cpu) * 1000, 1),
-                "first_start_writes": last,
-                "steady_passes": passes,
-                "steady_writes": steady_writes,
-            }
-            nursery.cancel_scope.cancel()
+            if plan is not None and not any(d.reason == "degraded" for d in plan.decisions):
+                break
+            await trio.sleep(1.0)
+    # ... and the first start's writes (a tier label on every PV, status, events) all done.
+    quiet_since, last = trio.current_time(), _writes(operator)
+    with trio.fail_after(900):
+        while trio.current_time() - quiet_since < 3.0:
+            await trio.sleep(0.5)
+            if _writes(operator) != last:
+                quiet_since, last = trio.current_time(), _writes(operator)
+    return Steady(operator, reconciler, scores, last)
+
+
+async def reconcile_cpu(reconciler: Reconciler, passes: int) -> list[float]:
+    """CPU seconds of the decision part of ``passes`` explicit reconcile passes."""
+    cpu: list[float] = []
+    for _ in range(passes):
+        await reconciler.reconcile_once()
+        cpu.append(reconciler.last_decide_cpu_seconds)
+    return cpu
+
+
+async def _measure(n: int, passes: int) -> dict[str, Any]:
+    async with (
+        cluster(n) as built,
+        KubeClient(load_kubeconfig([built.kubeconfig]), qps=0) as client,
+        trio.open_nursery() as nursery,
+    ):
+        steady = await steady_operator(nursery, client, built.prometheus_url)
+        cpu = await reconcile_cpu(steady.reconciler, passes)
+        await trio.sleep(1.0)  # anything a pass started (labels, events) has time to be written
+        steady_writes = _writes(steady.operator) - steady.writes
+        plan = steady.reconciler.last_plan
+        decided = len(plan.decisions) if plan else 0
+        labels = {d.label for d in plan.decisions} if plan else set()
+        result = {
+            "volumes": n,
+            "populate_seconds": round(built.populate_seconds, 1),
+            "decisions": decided,
+            "decision_kinds": sorted(labels),
+            "queries_per_refresh": steady.scores.queries_sent / max(steady.scores.refreshes, 1),
+            "seed_design_queries_per_refresh": n,
+            "reconcile_cpu_mean_ms": round(statistics.fmean(cpu) * 1000, 1),
+            "reconcile_cpu_max_ms": round(max(cpu) * 1000, 1),
+            "first_start_writes": steady.writes,
+            "steady_passes": passes,
+            "steady_writes": steady_writes,
+        }
+        nursery.cancel_scope.cancel()
     return result
 
 

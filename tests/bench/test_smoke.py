@@ -45,6 +45,11 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path, capsys):
     assert [r["volumes"] for r in results["decide"]["rows"]] == [100, 300]
     assert all(r["decisions"] == r["volumes"] for r in results["decide"]["rows"])
 
+    scaling = results["scaling"]
+    assert [p["volumes"] for p in scaling["points"]] == [50, 150]
+    assert all(p["decisions"] == p["volumes"] and p["rss_mib"] > 0 for p in scaling["points"])
+    assert all(p["reconcile_cpu_mean_ms"] > 0 for p in scaling["points"])
+
     compared = [row["compared"] for row in data["summary"]]
     assert "heat refresh: per-volume / batched wall time" in compared
     assert "watch: reflector path / bare decode rate" in compared
@@ -56,5 +61,6 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path, capsys):
         "Watch throughput",
         "Heat-score refresh",
         "Decision pass",
+        "Scaling curve",
     ):
         assert title in printed

@@ -1,0 +1,195 @@
+"""Scaling curve: the whole operator's resident memory and reconcile CPU against the number of volumes.
+
+For each volume count, two processes of their own (so that neither a larger earlier point nor the emulator
+is in the operator's figures):
+
+- the **cluster** (``python -m tests.bench.operator_curve cluster N DIR``): the emulated cluster of
+  :func:`tests.bench.operator_scale.cluster` (API server emulator, Mayastor and workload simulators, one
+  dry-run policy over every volume), which writes ``DIR/cluster.json`` once populated;
+- the **operator** (``python -m tests.bench.operator_curve operator DIR PASSES``): the real operator against
+  it, run until the cluster is steady (every replica placed, the first start's writes done), then
+  ``PASSES`` explicit reconcile passes. It prints one JSON line: its resident set size (after a full
+  collection) before the operator started and once steady, and the CPU time of each pass's decision part.
+
+The slopes per 1,000 volumes are least-squares fits over the points. The resident figure is the whole
+process (interpreter, imports, the operator's caches of PVs, PVCs, MayastorVolumes, pools and scores).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+_ROOT = Path(__file__).resolve().parents[2]
+_READY = "cluster.json"
+
+
+def _rss() -> int:
+    gc.collect()
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+async def _serve_cluster(n: int, directory: Path) -> None:
+    from tests.bench.operator_scale import cluster
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with cluster(n) as built:
+            ready = {
+                "kubeconfig": str(built.kubeconfig),
+                "prometheus_url": built.prometheus_url,
+                "populate_seconds": built.populate_seconds,
+            }
+            (directory / f"{_READY}.tmp").write_text(json.dumps(ready))
+            (directory / f"{_READY}.tmp").rename(directory / _READY)
+            async for _ in signals:
+                break
+
+
+async def _measure_operator(directory: Path, passes: int) -> dict[str, Any]:
+    from couchestor.kube import KubeClient, load_kubeconfig
+    from tests.bench.operator_scale import reconcile_cpu, steady_operator
+
+    ready = json.loads((directory / _READY).read_text())
+    rss_before = _rss()
+    async with (
+        KubeClient(load_kubeconfig([Path(ready["kubeconfig"])]), qps=0) as client,
+        trio.open_nursery() as nursery,
+    ):
+        started = time.perf_counter()
+        steady = await steady_operator(nursery, client, ready["prometheus_url"])
+        settle_seconds = time.perf_counter() - started
+        cpu = await reconcile_cpu(steady.reconciler, passes)
+        rss = _rss()
+        plan = steady.reconciler.last_plan
+        nursery.cancel_scope.cancel()
+    return {
+        "decisions": len(plan.decisions) if plan else 0,
+        "rss_before_bytes": rss_before,
+        "rss_bytes": rss,
+        "reconcile_cpu_seconds": cpu,
+        "settle_seconds": settle_seconds,
+        "populate_seconds": ready["populate_seconds"],
+    }
+
+
+def _point(n: int, passes: int, timeout: float) -> dict[str, Any]:
+    """One volume count: start the cluster process, measure the operator in another, stop the cluster."""
+    with tempfile.TemporaryDirectory(prefix="couchestor-curve-") as tmp:
+        directory = Path(tmp)
+        log_path = directory / "cluster.log"
+        with log_path.open("w") as log:
+            cluster = subprocess.Popen(
+                [sys.executable, "-m", "tests.bench.operator_curve", "cluster", str(n), tmp],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=_ROOT,
+            )
+        try:
+            deadline = time.monotonic() + timeout
+            while not (directory / _READY).exists():
+                if cluster.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the cluster of {n} volumes did not start: {log_path.read_text()[-2000:]}"
+                    )
+                time.sleep(0.2)
+            proc = subprocess.run(
+                [sys.executable, "-m", "tests.bench.operator_curve", "operator", tmp, str(passes)],
+                capture_output=True,
+                text=True,
+                cwd=_ROOT,
+                timeout=timeout,
+                check=False,
+            )
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                raise RuntimeError(
+                    f"the operator at {n} volumes failed ({proc.returncode}): {proc.stderr[-2000:]}"
+                )
+            got: dict[str, Any] = json.loads(lines[-1])
+        finally:
+            cluster.terminate()
+            try:
+                cluster.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                cluster.kill()
+                cluster.wait()
+    cpu = got["reconcile_cpu_seconds"]
+    return {
+        "volumes": n,
+        "decisions": got["decisions"],
+        "populate_seconds": round(got["populate_seconds"], 1),
+        "settle_seconds": round(got["settle_seconds"], 1),
+        "rss_before_mib": round(got["rss_before_bytes"] / 2**20, 1),
+        "rss_mib": round(got["rss_bytes"] / 2**20, 1),
+        "reconcile_cpu_mean_ms": round(statistics.fmean(cpu) * 1000, 1),
+        "reconcile_cpu_min_ms": round(min(cpu) * 1000, 1),
+    }
+
+
+def _slope_per_1000(points: list[dict[str, Any]], field: str) -> float:
+    """Least-squares slope of ``field`` against volumes, per 1,000 volumes."""
+    xs = [p["volumes"] / 1000 for p in points]
+    ys = [p[field] for p in points]
+    if len(xs) < 2:
+        return 0.0
+    return statistics.linear_regression(xs, ys).slope
+
+
+def run(
+    counts: tuple[int, ...] = (1_000, 5_000, 10_000), passes: int = 3, timeout: float = 3600
+) -> dict[str, Any]:
+    points = [_point(n, passes, timeout) for n in counts]
+    return {
+        "points": points,
+        "passes": passes,
+        "rss_mib_per_1000": round(_slope_per_1000(points, "rss_mib"), 2),
+        "reconcile_cpu_ms_per_1000": round(_slope_per_1000(points, "reconcile_cpu_mean_ms"), 1),
+    }
+
+
+def report(r: dict[str, Any]) -> str:
+    lines = [
+        f"Scaling curve: the operator in its own process, steady cluster, {r['passes']} reconcile passes per point",
+        f"  {'volumes':>8} {'RSS':>9} {'RSS at start':>13} {'reconcile CPU':>14} {'populate':>9} {'settle':>8}",
+    ]
+    for p in r["points"]:
+        lines.append(
+            f"  {p['volumes']:>8,} {p['rss_mib']:>7.1f}Mi {p['rss_before_mib']:>11.1f}Mi"
+            f" {p['reconcile_cpu_mean_ms']:>11.1f} ms {p['populate_seconds']:>8.1f}s {p['settle_seconds']:>7.1f}s"
+        )
+    lines.append(
+        f"  slope per 1,000 volumes: RSS {r['rss_mib_per_1000']:.2f} MiB,"
+        f" reconcile CPU {r['reconcile_cpu_ms_per_1000']:.1f} ms (least squares over the points)"
+    )
+    return "\n".join(lines)
+
+
+def _main(argv: list[str]) -> None:
+    if argv[:1] == ["cluster"] and len(argv) == 3:
+        trio.run(_serve_cluster, int(argv[1]), Path(argv[2]))
+    elif argv[:1] == ["operator"] and len(argv) == 3:
+        print(json.dumps(trio.run(_measure_operator, Path(argv[1]), int(argv[2]))), flush=True)
+    elif argv[:1] == ["curve"]:
+        print(report(run(tuple(int(n) for n in argv[1:]) or (1_000, 5_000, 10_000))))
+    else:
+        raise SystemExit(
+            "usage: python -m tests.bench.operator_curve cluster N DIR | operator DIR PASSES | curve [N ...]"
+        )
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

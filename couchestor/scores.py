@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 
 import httpx
@@ -155,15 +155,8 @@ class ScoreCache:
 
     async def _refresh(self, window: int) -> None:
         at = self._wall()
-        results: dict[HeatQuery, QueryResult] = {}
         try:
-            for query in build_queries(self.source, window):
-                started = trio.current_time()
-                self.queries_sent += 1
-                try:
-                    results[query] = await self.prometheus.query(query.promql, at)
-                finally:
-                    self.metrics.query_duration.observe(trio.current_time() - started)
+            results = await self._query_all(build_queries(self.source, window), at)
             snapshot = build_snapshot(self.source, window, results, at)
         except PrometheusUnavailable as exc:
             self.metrics.query_errors.labels(reason=exc.reason).inc()
@@ -172,6 +165,30 @@ class ScoreCache:
         if window in self._windows:
             self._snapshots[window] = snapshot
         self._record(snapshot)
+
+    async def _query_all(self, queries: Iterable[HeatQuery], at: datetime) -> dict[HeatQuery, QueryResult]:
+        """Send a refresh's queries at once (Prometheus evaluates them in parallel, so the refresh takes as
+        long as the slowest, not their sum); the first failure cancels the others and is raised."""
+        results: dict[HeatQuery, QueryResult] = {}
+        failures: list[PrometheusUnavailable] = []
+
+        async def one(query: HeatQuery) -> None:
+            started = trio.current_time()
+            self.queries_sent += 1
+            try:
+                results[query] = await self.prometheus.query(query.promql, at)
+            except PrometheusUnavailable as exc:
+                failures.append(exc)
+                nursery.cancel_scope.cancel()
+            finally:
+                self.metrics.query_duration.observe(trio.current_time() - started)
+
+        async with trio.open_nursery() as nursery:
+            for query in queries:
+                nursery.start_soon(one, query)
+        if failures:
+            raise failures[0]
+        return results
 
     def _record(self, snapshot: ScoreSnapshot) -> None:
         healthy = snapshot.healthy

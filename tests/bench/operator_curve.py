@@ -70,7 +70,8 @@ async def _measure_operator(directory: Path, passes: int) -> dict[str, Any]:
         trio.open_nursery() as nursery,
     ):
         started = time.perf_counter()
-        steady = await steady_operator(nursery, client, ready["prometheus_url"])
+        # Its own process, as `couchestor run`: the heap is frozen as the operator does it.
+        steady = await steady_operator(nursery, client, ready["prometheus_url"], freeze_heap=True)
         settle_seconds = time.perf_counter() - started
         cpu = await reconcile_cpu(steady.reconciler, passes)
         rss = _rss()

@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from couchestor import settings as settings_mod
+from couchestor import operator as couchestor_operator, settings as settings_mod
 from couchestor.kube import KubeClient, load_kubeconfig, resources
 from couchestor.operator import Operator
 from couchestor.reconciler import Reconciler
@@ -97,9 +97,15 @@ class Steady:
     writes: float  # API writes so far (the first start's)
 
 
-async def steady_operator(nursery: trio.Nursery, client: KubeClient, prometheus_url: str) -> Steady:
+async def steady_operator(
+    nursery: trio.Nursery, client: KubeClient, prometheus_url: str, *, freeze_heap: bool = False
+) -> Steady:
     """Start the operator in ``nursery`` (dry run, resync and score TTL of an hour so only explicit passes
-    run) and return once its cluster is steady. Raises trio.TooSlowError after 15 minutes per stage."""
+    run) and return once its cluster is steady. Raises trio.TooSlowError after 15 minutes per stage.
+
+    ``freeze_heap``: as ``couchestor run`` does (the operator's own process only): freeze after the initial
+    sync, and once more when steady, as its periodic re-freeze would by then (the first start's label writes
+    replaced every PV)."""
     environ = {
         "COUCHESTOR_PROMETHEUS_URL": prometheus_url,
         "COUCHESTOR_METRICS_ADDR": "127.0.0.1:0",
@@ -107,7 +113,9 @@ async def steady_operator(nursery: trio.Nursery, client: KubeClient, prometheus_
         "COUCHESTOR_RESYNC": "3600s",
         "COUCHESTOR_LEADER_ELECTION": "false",
     }
-    operator = Operator(settings_mod.resolve(argparse.Namespace(), environ), client)
+    operator = Operator(
+        settings_mod.resolve(argparse.Namespace(), environ), client, freeze_heap_after_sync=freeze_heap
+    )
     await nursery.start(operator.run)
     with trio.fail_after(900):
         while operator.reconciler is None or operator.reconciler.passes < 1:
@@ -132,6 +140,8 @@ async def steady_operator(nursery: trio.Nursery, client: KubeClient, prometheus_
             await trio.sleep(0.5)
             if _writes(operator) != last:
                 quiet_since, last = trio.current_time(), _writes(operator)
+    if freeze_heap:
+        couchestor_operator.freeze_heap()
     return Steady(operator, reconciler, scores, last)
 
 

@@ -7,11 +7,12 @@
     └── leader election (optional) ─ while leading:
         ├── one reflector (list + watch + store) per kind: StoragePolicy, PV, PVC, MayastorVolume, DiskPool
         │   (with --backend mayastor-rest, volumes come from a periodic relist of Mayastor's REST API)
-        ├── score cache (Prometheus, one query per window and metric per refresh)
+        ├── score cache (Prometheus, one query per window and metric per refresh, sent concurrently)
         ├── volume backend (wakes migrations on MayastorVolume changes)
         ├── replication controllers (with --enable-replication)
         ├── migration runner (resumes intents first; one task per migration under CapacityLimiters)
-        └── reconciler (woken by store changes and score refreshes, resync as a floor)
+        ├── reconciler (woken by store changes and score refreshes, resync as a floor)
+        └── heap freezer (``couchestor run`` only: :func:`freeze_heap` every :data:`REFREEZE_INTERVAL`)
 
 Losing leadership cancels the whole "while leading" subtree; SIGINT/SIGTERM cancel the root. Cancellation
 leaves nothing half-written: migrations keep their intent on the volume and the next leader resumes them.

@@ -156,7 +156,7 @@ class ScoreCache:
     async def _refresh(self, window: int) -> None:
         at = self._wall()
         try:
-            results = await self._query_all(build_queries(self.source, window), at)
+            results = await self.query_all(build_queries(self.source, window), at)
             snapshot = build_snapshot(self.source, window, results, at)
         except PrometheusUnavailable as exc:
             self.metrics.query_errors.labels(reason=exc.reason).inc()
@@ -166,7 +166,7 @@ class ScoreCache:
             self._snapshots[window] = snapshot
         self._record(snapshot)
 
-    async def _query_all(self, queries: Iterable[HeatQuery], at: datetime) -> dict[HeatQuery, QueryResult]:
+    async def query_all(self, queries: Iterable[HeatQuery], at: datetime) -> dict[HeatQuery, QueryResult]:
         """Send a refresh's queries at once (Prometheus evaluates them in parallel, so the refresh takes as
         long as the slowest, not their sum); the first failure cancels the others and is raised."""
         results: dict[HeatQuery, QueryResult] = {}

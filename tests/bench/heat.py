@@ -6,7 +6,8 @@ with no scrape targets. Then, against the same server:
 
 - **batched** (the operator): :func:`couchestor.heat.build_queries` for a 1h window — one
   ``sum by (volume_id) (avg_over_time(...[1h]))`` plus one coverage query for all volumes — through
-  :class:`couchestor.scores.PrometheusClient`, then :func:`couchestor.heat.build_snapshot`;
+  :class:`couchestor.scores.PrometheusClient`, sent at once as the score cache does
+  (:meth:`couchestor.scores.ScoreCache.query_all`), then :func:`couchestor.heat.build_snapshot`;
 - **per volume** (the seeds' design): ``avg_over_time(openebs_volume_iops{volume_id="<pv>"}[1h])`` once per
   volume, one after the other, through the same client.
 
@@ -31,8 +32,10 @@ from typing import Any
 import httpx
 import trio
 
+from couchestor.endpoints import Health
 from couchestor.heat import build_queries, build_snapshot, metric_source, promql_string
-from couchestor.scores import PrometheusClient
+from couchestor.metrics import OperatorMetrics
+from couchestor.scores import PrometheusClient, ScoreCache
 from couchestor.sim.workload import ExportOptions, Workload, generate_volumes, write_history
 
 STEP = 15.0
@@ -119,9 +122,10 @@ async def _batched(url: str, at: datetime) -> tuple[dict[str, float], dict[str, 
     source = metric_source()
     transport = _Counting()
     async with PrometheusClient(url, transport=transport, timeout=60) as client:
+        cache = ScoreCache(client, source, ttl=WINDOW, metrics=OperatorMetrics(), health=Health())
         start = time.perf_counter()
-        queries = build_queries(source, WINDOW)
-        results = {q: await client.query(q.promql, at) for q in queries}
+        # As the operator's score cache sends them: a window's queries at once.
+        results = await cache.query_all(build_queries(source, WINDOW), at)
         snapshot = build_snapshot(source, WINDOW, results, at)
         took = time.perf_counter() - start
     assert snapshot.healthy, snapshot.error

@@ -47,7 +47,7 @@ async def test_a_refresh_sends_its_queries_at_once(autojump_clock):
     queries = build_queries(scores.source, 600)
     assert len(queries) >= 3  # reads, writes, coverage
     started = trio.current_time()
-    results = await scores._query_all(queries, AT)
+    results = await scores.query_all(queries, AT)
     assert set(results) == set(queries)
     assert prometheus.peak == len(queries)
     assert trio.current_time() - started == pytest.approx(1.0)  # the slowest one, not the sum (virtual clock)
@@ -59,6 +59,6 @@ async def test_the_first_failure_cancels_the_other_queries_and_is_raised(autojum
     scores = cache(prometheus)
     queries = build_queries(scores.source, 600)
     with pytest.raises(PrometheusUnavailable, match="connection refused"):
-        await scores._query_all(queries, AT)
+        await scores.query_all(queries, AT)
     assert prometheus.cancelled == len(queries) - 1
     assert prometheus.in_flight == 0

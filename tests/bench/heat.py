@@ -18,13 +18,8 @@ are checked to agree before any figure is printed.
 from __future__ import annotations
 
 import math
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +31,7 @@ from couchestor.endpoints import Health
 from couchestor.heat import build_queries, build_snapshot, metric_source, promql_string
 from couchestor.metrics import OperatorMetrics
 from couchestor.scores import PrometheusClient, ScoreCache
+from couchestor.sim.prometheus import open_prometheus
 from couchestor.sim.workload import ExportOptions, Workload, generate_volumes, write_history
 
 STEP = 15.0
@@ -57,65 +53,6 @@ class _Counting(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def _prometheus(home: Path, history: Path) -> Iterator[str]:
-    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    if prometheus is None or promtool is None:
-        raise RuntimeError(
-            "the heat-score benchmark needs prometheus and promtool on PATH (apt-get install prometheus)"
-        )
-    data = home / "data"
-    data.mkdir()
-    subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(history), str(data)],
-        check=True,
-        capture_output=True,
-    )
-    config = home / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
-    port = _free_port()
-    with (home / "prometheus.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={data}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"prometheus did not start: {(home / 'prometheus.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def _batched(url: str, at: datetime) -> tuple[dict[str, float], dict[str, float]]:
@@ -167,11 +104,15 @@ def run(volumes: int = 10_000) -> dict[str, Any]:
                 step=STEP,
                 options=ExportOptions(split_gauges=False),
             )
-        with _prometheus(home, history) as url:
-            setup_seconds = time.perf_counter() - setup
-            at = datetime.fromtimestamp(end, UTC)
-            batched_scores, batched = trio.run(_batched, url, at)
-            single_scores, single = trio.run(_per_volume, url, at, names)
+        at = datetime.fromtimestamp(end, UTC)
+
+        async def measure() -> tuple[float, Any, Any]:
+            # No scrape targets: the backfilled history is all there is to query.
+            async with open_prometheus(home=home, history=history, scrape_interval=STEP) as server:
+                setup_seconds = time.perf_counter() - setup
+                return setup_seconds, await _batched(server.url, at), await _per_volume(server.url, at, names)
+
+        setup_seconds, (batched_scores, batched), (single_scores, single) = trio.run(measure)
     mismatched = [
         n
         for n in names

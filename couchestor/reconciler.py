@@ -149,7 +149,8 @@ class Reconciler:
                 self._wake = trio.Event()
 
     async def _follow(self, store: Store[Any]) -> None:
-        async for _ in store.subscribe(initial=False):
+        # Any change wakes the pass, so changes are taken in batches: one checkpoint per wake-up, not per change.
+        async for _ in store.subscribe(initial=False).batches():
             self._wake.set()
 
     async def _follow_scores(self) -> None:

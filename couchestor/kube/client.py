@@ -407,15 +407,15 @@ class KubeClient:
         field_selector: str | None = None,
         bookmarks: bool = True,
         connect_timeout: float | None = None,
-    ) -> AsyncIterator[AsyncIterator[RawWatchEvent]]:
-        """Open a WATCH from ``resource_version``; yields an async iterator of raw events.
+    ) -> AsyncIterator[AsyncIterator[builtins.list[RawWatchEvent]]]:
+        """Open a WATCH from ``resource_version``; yields an async iterator of batches of raw events.
 
         The server ends the stream after ``timeout_seconds``; the read timeout is that plus
-        :data:`WATCH_READ_SLACK`, so only a silent server trips it. Events are decoded line by line as bytes
-        arrive (the stream is never buffered whole). Errors opening the watch raise :class:`ApiError` (e.g.
-        :class:`~couchestor.kube.errors.Gone`) or :class:`TransportError`; errors while reading raise
-        :class:`TransportError`. Not retried: watch restarts are the watcher's business. Leaving the block
-        (or cancellation) closes the connection.
+        :data:`WATCH_READ_SLACK`, so only a silent server trips it. Events are decoded as bytes arrive, one
+        batch (in stream order) per network chunk that completes at least one event. Errors opening the watch
+        raise :class:`ApiError` (e.g. :class:`~couchestor.kube.errors.Gone`) or :class:`TransportError`;
+        errors while reading raise :class:`TransportError`. Not retried: watch restarts are the watcher's
+        business. Leaving the block (or cancellation) closes the connection.
         """
         params = _selectors(label_selector, field_selector)
         params.update(watch="true", resourceVersion=resource_version, timeoutSeconds=str(timeout_seconds))
@@ -439,8 +439,8 @@ class KubeClient:
             if response.status_code >= 400:
                 body = await _read_limited(response, call)
                 raise _error_for(call, response, body)
-            async with aclosing(_watch_events(response, call, timeouts.read or 0.0)) as events:
-                yield events
+            async with aclosing(_watch_batches(response, call, timeouts.read or 0.0)) as batches:
+                yield batches
         finally:
             await response.aclose()
 
@@ -569,33 +569,56 @@ async def _read_limited(response: httpx.Response, call: str, limit: int = 1024 *
     return bytes(body)
 
 
-async def _watch_events(
+async def _watch_batches(
     response: httpx.Response, call: str, read_timeout: float
-) -> AsyncGenerator[RawWatchEvent, None]:
-    """Decode a watch stream one newline-delimited JSON event at a time, as chunks arrive."""
-    buf = bytearray()
+) -> AsyncGenerator[list[RawWatchEvent], None]:
+    """Decode a newline-delimited watch stream as chunks arrive: one list per chunk that ends an event.
+
+    Batching by network chunk keeps the per-event cost to finding the newline and decoding (a chunk of a busy
+    watch holds tens of events), and events are decoded in place from the chunk (the raw objects keep a view
+    of it), so an event's bytes are copied only when it spans chunks. The stream is never buffered whole, only
+    the unfinished line of the last chunk.
+    """
+    partial: list[bytes] = []  # pieces of a line still waiting for its newline
+    partial_len = 0
+    decode = _RAW_EVENT_DECODER.decode
     try:
         async for chunk in response.aiter_bytes():
-            buf += chunk
+            end = chunk.find(b"\n")
+            if end < 0:
+                partial.append(chunk)
+                partial_len += len(chunk)
+                if partial_len > MAX_WATCH_LINE:
+                    raise KubeError(f"{call}: watch event longer than {MAX_WATCH_LINE} bytes")
+                continue
+            batch: list[RawWatchEvent] = []
+            view = memoryview(chunk)
             start = 0
-            while (end := buf.find(b"\n", start)) >= 0:
-                line = bytes(buf[start:end]).strip()
-                start = end + 1
-                if line:
-                    yield _decode_event(line, call)
-            del buf[:start]
-            if len(buf) > MAX_WATCH_LINE:
-                raise KubeError(f"{call}: watch event longer than {MAX_WATCH_LINE} bytes")
+            try:
+                if partial:
+                    partial.append(chunk[:end])
+                    line = b"".join(partial)
+                    partial = []
+                    partial_len = 0
+                    if line.strip():
+                        batch.append(decode(line))
+                    start = end + 1
+                    end = chunk.find(b"\n", start)
+                while end >= 0:
+                    # (Blank lines are skipped; only a very short line can be one, so only those are checked.)
+                    if end - start > 2 or chunk[start:end].strip():
+                        batch.append(decode(view[start:end]))
+                    start = end + 1
+                    end = chunk.find(b"\n", start)
+            except msgspec.DecodeError as exc:
+                raise KubeError(f"{call}: malformed watch event: {exc}") from None
+            if start < len(chunk):
+                partial.append(chunk[start:])
+                partial_len = len(chunk) - start
+            if batch:
+                yield batch
     except httpx.HTTPError as exc:
         raise _transport_error(call, exc, timeout=read_timeout) from None
-    tail = bytes(buf).strip()
-    if tail:
+    if b"".join(partial).strip():
         # A stream cut mid-event: the partial line is not an event.
         raise ConnectionFailed(call, "watch stream ended inside an event", sent=True)
-
-
-def _decode_event(line: bytes, call: str) -> RawWatchEvent:
-    try:
-        return _RAW_EVENT_DECODER.decode(line)
-    except msgspec.DecodeError as exc:
-        raise KubeError(f"{call}: malformed watch event: {exc}") from None

@@ -31,65 +31,73 @@ class ObjectKey(NamedTuple):
 _new_key = tuple.__new__
 
 
-def _struct_meta(obj: object) -> ObjectMeta:
-    meta = getattr(obj, "metadata", None)
-    if not isinstance(meta, ObjectMeta):
-        raise TypeError(f"{type(obj).__name__} has no metadata: ObjectMeta field")
-    return meta
-
-
 def _dict_meta(obj: dict[Any, Any]) -> dict[Any, Any]:
     meta = obj.get("metadata") or {}
     return cast("dict[Any, Any]", meta)
 
 
-# The readers below run several times per watch event, so each reads only the fields it returns, straight
-# off the metadata (no intermediate tuple): after decoding, they are much of the watch path's cost.
+def _no_metadata(obj: object) -> TypeError:
+    return TypeError(f"{type(obj).__name__} has no metadata: ObjectMeta field")
+
+
+# The readers below run several times per watch event, so each tries the common case first (a Struct with
+# ObjectMeta: one attribute read) and reads only the fields it returns: after decoding, they are much of the
+# watch path's cost.
 
 
 def object_key(obj: object) -> ObjectKey:
     """The (namespace, name) of a Struct with ``metadata`` or a raw ``dict``."""
+    meta = getattr(obj, "metadata", None)
+    if isinstance(meta, ObjectMeta):
+        namespace = meta.namespace
+        name = meta.name
+        return _new_key(
+            ObjectKey, (namespace if namespace is not UNSET else "", name if name is not UNSET else "")
+        )
     if isinstance(obj, dict):
         raw = _dict_meta(obj)
         return _new_key(ObjectKey, (raw.get("namespace") or "", raw.get("name") or ""))
-    meta = _struct_meta(obj)
-    namespace = meta.namespace
-    name = meta.name
-    return _new_key(
-        ObjectKey, (namespace if namespace is not UNSET else "", name if name is not UNSET else "")
-    )
+    raise _no_metadata(obj)
 
 
 def key_and_version(obj: object) -> tuple[ObjectKey, str]:
     """``(object_key(obj), resource_version(obj))``, reading the metadata once."""
+    meta = getattr(obj, "metadata", None)
+    if isinstance(meta, ObjectMeta):
+        namespace = meta.namespace
+        name = meta.name
+        rv = meta.resource_version
+        key = _new_key(
+            ObjectKey, (namespace if namespace is not UNSET else "", name if name is not UNSET else "")
+        )
+        return key, rv if rv is not UNSET else ""
     if isinstance(obj, dict):
         raw = _dict_meta(obj)
         key = _new_key(ObjectKey, (raw.get("namespace") or "", raw.get("name") or ""))
         return key, raw.get("resourceVersion") or ""
-    meta = _struct_meta(obj)
-    namespace = meta.namespace
-    name = meta.name
-    rv = meta.resource_version
-    key = _new_key(
-        ObjectKey, (namespace if namespace is not UNSET else "", name if name is not UNSET else "")
-    )
-    return key, rv if rv is not UNSET else ""
+    raise _no_metadata(obj)
 
 
 def resource_version(obj: object) -> str:
     """The ``metadata.resourceVersion`` of an object ("" when absent)."""
+    meta = getattr(obj, "metadata", None)
+    if isinstance(meta, ObjectMeta):
+        rv = meta.resource_version
+        return rv if rv is not UNSET else ""
     if isinstance(obj, dict):
         return _dict_meta(obj).get("resourceVersion") or ""
-    rv = _struct_meta(obj).resource_version
-    return rv if rv is not UNSET else ""
+    raise _no_metadata(obj)
 
 
 def uid(obj: object) -> str:
     """The ``metadata.uid`` of an object ("" when absent)."""
+    meta = getattr(obj, "metadata", None)
+    if isinstance(meta, ObjectMeta):
+        value = meta.uid
+        return value if value is not UNSET else ""
     if isinstance(obj, dict):
         return _dict_meta(obj).get("uid") or ""
-    value = _struct_meta(obj).uid
-    return value if value is not UNSET else ""
+    raise _no_metadata(obj)
 
 
 def decoder(tp: type[T]) -> msgspec.json.Decoder[T]:

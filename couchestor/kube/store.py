@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import builtins
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
@@ -57,8 +57,10 @@ def _merge(old: ChangeKind, new: ChangeKind) -> ChangeKind | None:
 class Subscription:
     """Changes of one store, coalesced per key, oldest first.
 
-    Iterate with ``async for change in sub`` or call :meth:`receive`. Iteration ends after :meth:`close` (or
-    the store's close) once the pending changes are drained.
+    Iterate with ``async for change in sub`` or call :meth:`receive`; a consumer that handles changes in bulk
+    (a reconciler that only needs waking) takes everything pending at once with ``async for changes in
+    sub.batches()`` or :meth:`receive_batch`, one checkpoint per batch instead of one per change. Iteration
+    ends after :meth:`close` (or the store's close) once the pending changes are drained.
     """
 
     def __init__(self, on_close: Callable[[Subscription], None]) -> None:
@@ -89,16 +91,33 @@ class Subscription:
     async def receive(self) -> Change:
         """The oldest pending change; waits for one. Raises :class:`trio.EndOfChannel` once closed and
         drained. Cancellable (nothing is lost when cancelled)."""
-        while not self._pending:
-            if self._closed:
-                raise trio.EndOfChannel
-            await self._wakeup.wait()
-            self._wakeup = trio.Event()
-        await trio.lowlevel.checkpoint()
-        if not self._pending:  # drained by another receiver during the checkpoint
-            return await self.receive()
+        await self._wait_pending()
         key, kind = self._pending.popitem(last=False)
         return Change(key, kind)
+
+    async def receive_batch(self) -> builtins.list[Change]:
+        """Every pending change (at least one), oldest first; waits for one. Raises
+        :class:`trio.EndOfChannel` once closed and drained. Cancellable (nothing is lost when cancelled)."""
+        await self._wait_pending()
+        pending = self._pending
+        self._pending = OrderedDict()
+        return [Change(key, kind) for key, kind in pending.items()]
+
+    async def _wait_pending(self) -> None:
+        """Return (after a checkpoint) once a change is pending; raise EndOfChannel once closed and drained."""
+        while True:
+            while not self._pending:
+                if self._closed:
+                    raise trio.EndOfChannel
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+            await trio.lowlevel.checkpoint()
+            if self._pending:  # (another receiver may have drained it during the checkpoint)
+                return
+
+    def batches(self) -> AsyncIterator[builtins.list[Change]]:
+        """``async for changes in sub.batches()``: :meth:`receive_batch` until the subscription ends."""
+        return _Batches(self)
 
     async def forward(self, send: trio.MemorySendChannel[Change]) -> None:
         """Feed this subscription into a trio memory channel until it ends, then close ``send``.
@@ -127,14 +146,29 @@ class Subscription:
             raise StopAsyncIteration from None
 
 
+class _Batches:
+    __slots__ = ("_sub",)
+
+    def __init__(self, sub: Subscription) -> None:
+        self._sub = sub
+
+    def __aiter__(self) -> _Batches:
+        return self
+
+    async def __anext__(self) -> builtins.list[Change]:
+        try:
+            return await self._sub.receive_batch()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+
 class Store(Generic[T]):
     """A cache of one resource type, fed by :meth:`apply` (normally from a reflector)."""
 
     def __init__(self, indexers: Mapping[str, IndexFunc[T]] | None = None) -> None:
-        self._indexers: dict[str, IndexFunc[T]] = dict(indexers or {})
         self._objects: dict[ObjectKey, T] = {}
-        self._indices: dict[str, dict[str, set[ObjectKey]]] = {name: {} for name in self._indexers}
-        self._indexed: dict[str, dict[ObjectKey, tuple[str, ...]]] = {name: {} for name in self._indexers}
+        self._indexes: dict[str, _Index[T]] = {name: _Index(func) for name, func in (indexers or {}).items()}
+        self._index_list = tuple(self._indexes.values())
         self._buffer: dict[ObjectKey, T] | None = None
         self._synced = trio.Event()
         self._subscribers: list[Subscription] = []
@@ -164,12 +198,12 @@ class Store(Generic[T]):
 
     def by_index(self, index: str, value: str) -> builtins.list[T]:
         """Objects whose ``index`` function returned ``value``. Raises KeyError for an unknown index."""
-        keys = self._indices[index].get(value, ())
+        keys = self._indexes[index].buckets.get(value, ())
         return [self._objects[k] for k in keys]
 
     def index_values(self, index: str) -> builtins.list[str]:
         """Every value of ``index`` held by at least one object."""
-        return list(self._indices[index])
+        return list(self._indexes[index].buckets)
 
     @property
     def synced(self) -> bool:
@@ -207,9 +241,15 @@ class Store(Generic[T]):
         """Fold one watcher event into the store (see the module doc for the relist protocol)."""
         # Most frequent first: Apply in steady state, InitApply while listing.
         if isinstance(event, Apply):
-            key, rv = key_and_version(event.obj)
-            kind: ChangeKind = "modified" if key in self._objects else "added"
-            self._put(key, event.obj)
+            obj = event.obj
+            key, rv = key_and_version(obj)
+            objects = self._objects
+            size = len(objects)
+            objects[key] = obj
+            # (The size tells an addition from a replacement with one lookup instead of two.)
+            kind: ChangeKind = "added" if len(objects) > size else "modified"
+            for index in self._index_list:
+                index.put(key, obj)
             if rv:
                 self.resource_version = rv
             for sub in self._subscribers:
@@ -230,7 +270,8 @@ class Store(Generic[T]):
             if rv:
                 self.resource_version = rv
             if self._objects.pop(key, None) is not None:
-                self._unindex(key)
+                for index in self._index_list:
+                    index.remove(key)
                 self._notify(key, "deleted")
 
     def _swap(self, new: dict[ObjectKey, T]) -> None:
@@ -250,56 +291,54 @@ class Store(Generic[T]):
                     if not rv or resource_version(before) != rv:
                         changes.append((key, "modified"))
         self._objects = new
-        self._indices = {name: {} for name in self._indexers}
-        self._indexed = {name: {} for name in self._indexers}
-        if self._indexers:
+        for index in self._index_list:
+            index.clear()
             for key, obj in new.items():
-                self._index(key, obj)
+                index.put(key, obj)
         for key, kind in changes:
             for sub in subscribers:
                 sub._push(key, kind)
 
-    def _put(self, key: ObjectKey, obj: T) -> None:
-        self._objects[key] = obj
-        for name, func in self._indexers.items():
-            values = _index_values(func, obj)
-            indexed = self._indexed[name]
-            old = indexed.get(key, ())
-            # A modification rarely moves an object between index values (a PV keeps its storage class):
-            # then the index is already right and only the object itself is replaced.
-            if values == old:
-                continue
-            index = self._indices[name]
-            for value in old:
-                if value not in values:
-                    _discard(index, value, key)
-            if values:
-                indexed[key] = values
-                for value in values:
-                    _add(index, value, key)
-            else:
-                del indexed[key]
 
-    def _index(self, key: ObjectKey, obj: T) -> None:
-        for name, func in self._indexers.items():
-            values = _index_values(func, obj)
-            if values:
-                self._indexed[name][key] = values
-                index = self._indices[name]
-                for value in values:
-                    _add(index, value, key)
+class _Index(Generic[T]):
+    """One secondary index: the keys of the objects per value of ``func``, and each key's values."""
 
-    def _unindex(self, key: ObjectKey) -> None:
-        for name in self._indexers:
-            index = self._indices[name]
-            for value in self._indexed[name].pop(key, ()):
-                _discard(index, value, key)
+    __slots__ = ("buckets", "func", "values_of")
 
+    def __init__(self, func: IndexFunc[T]) -> None:
+        self.func = func
+        self.buckets: dict[str, set[ObjectKey]] = {}
+        self.values_of: dict[ObjectKey, tuple[str, ...]] = {}
 
-def _index_values(func: IndexFunc[T], obj: T) -> tuple[str, ...]:
-    """The distinct values ``func`` returns for ``obj``, in first-seen order."""
-    values = tuple(func(obj))
-    return tuple(dict.fromkeys(values)) if len(values) > 1 else values
+    def put(self, key: ObjectKey, obj: T) -> None:
+        """Index ``obj`` under ``key``, replacing what ``key`` was indexed under before."""
+        values = tuple(self.func(obj))
+        if len(values) > 1:
+            values = tuple(dict.fromkeys(values))  # distinct, in first-seen order
+        values_of = self.values_of
+        old = values_of.get(key, ())
+        # A modification rarely moves an object between index values (a PV keeps its storage class):
+        # then the index is already right.
+        if values == old:
+            return
+        buckets = self.buckets
+        for value in old:
+            if value not in values:
+                _discard(buckets, value, key)
+        if values:
+            values_of[key] = values
+            for value in values:
+                _add(buckets, value, key)
+        else:
+            del values_of[key]
+
+    def remove(self, key: ObjectKey) -> None:
+        for value in self.values_of.pop(key, ()):
+            _discard(self.buckets, value, key)
+
+    def clear(self) -> None:
+        self.buckets = {}
+        self.values_of = {}
 
 
 def _add(index: dict[str, set[ObjectKey]], value: str, key: ObjectKey) -> None:

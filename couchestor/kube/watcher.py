@@ -238,25 +238,37 @@ class Watcher(Generic[T]):
                 label_selector=self.label_selector,
                 field_selector=self.field_selector,
                 bookmarks=self.bookmarks,
-            ) as events:
+            ) as batches:
                 stats = self.stats
                 stats.watches += 1
                 self.state = Watching(rv)
                 try:
-                    async for raw in events:
-                        received += 1
-                        stats.events += 1
-                        kind = raw.type
-                        if kind == "MODIFIED" or kind == "ADDED":
-                            # The bulk of a watch, inline (this loop is the hot path): see _handle.
-                            try:
-                                obj = decoder.decode(raw.object)
-                            except msgspec.DecodeError as exc:
-                                raise self._decode_error(kind, exc) from exc
-                            on_event(Apply(obj))
-                            rv = objects.resource_version(obj) or rv
-                        else:
-                            rv = self._handle(raw, rv, decoder, on_event)
+                    async for batch in batches:
+                        received += len(batch)
+                        stats.events += len(batch)
+                        # The object applied last whose resourceVersion is not in ``rv`` yet: reading it once
+                        # per batch rather than per event, as nothing can observe ``rv`` in between.
+                        last: T | None = None
+                        try:
+                            for raw in batch:
+                                kind = raw.type
+                                if kind == "MODIFIED" or kind == "ADDED":
+                                    # The bulk of a watch, inline (this loop is the hot path): see _handle.
+                                    try:
+                                        obj = decoder.decode(raw.object)
+                                    except msgspec.DecodeError as exc:
+                                        raise self._decode_error(kind, exc) from exc
+                                    on_event(Apply(obj))
+                                    last = obj
+                                else:
+                                    if last is not None:
+                                        rv = objects.resource_version(last) or rv
+                                        last = None
+                                    rv = self._handle(raw, rv, decoder, on_event)
+                        finally:
+                            # Also on failure mid-batch: the resume position is the last event applied.
+                            if last is not None:
+                                rv = objects.resource_version(last) or rv
                         self.state = Watching(rv)
                 except WatcherError:
                     raise

@@ -73,10 +73,11 @@ class CrdBackend:
 
     async def run(self) -> None:
         """Wake waiters on every change of their volume; runs until cancelled."""
-        async for change in self.volumes.subscribe(initial=False):
-            event = self._waiters.pop(change.key.name, None)
-            if event is not None:
-                event.set()
+        async for changes in self.volumes.subscribe(initial=False).batches():
+            for change in changes:
+                event = self._waiters.pop(change.key.name, None)
+                if event is not None:
+                    event.set()
 
     async def read(self, volume: str) -> VolumeState:
         try:

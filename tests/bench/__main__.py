@@ -47,8 +47,8 @@ BENCHES: dict[str, Bench] = {
     ),
     "watch": (
         lambda: watch.run(100, 500, 1),
-        lambda: watch.run(5_000, 50_000, 3),
-        lambda: watch.run(5_000, 50_000, 3),
+        lambda: watch.run(5_000, 50_000, 5),
+        lambda: watch.run(5_000, 50_000, 5),
         watch.report,
     ),
     "heat": (lambda: heat.run(50), lambda: heat.run(10_000), lambda: heat.run(10_000), heat.report),

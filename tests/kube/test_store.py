@@ -113,6 +113,32 @@ async def test_subscription_receive_waits_and_ends_on_close() -> None:
     assert got == [Change(ObjectKey("", "a"), "added"), Change(ObjectKey("", "a"), "deleted")]
 
 
+async def test_receive_batch_takes_every_pending_change_at_once() -> None:
+    store: Store[dict[str, Any]] = Store()
+    listed(store, pv("a", 1), pv("b", 2))
+    sub = store.subscribe()
+    store.apply(Apply(pv("a", 3)))  # coalesced with the initial "added"
+    store.apply(Apply(pv("c", 4)))
+    batch = await sub.receive_batch()
+    assert [(c.key.name, c.kind) for c in batch] == [("a", "added"), ("b", "added"), ("c", "added")]
+    assert len(sub) == 0
+    got: list[list[tuple[str, str]]] = []
+
+    async def consume() -> None:
+        async for changes in sub.batches():
+            got.append([(c.key.name, c.kind) for c in changes])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consume)
+        await trio.sleep(0.01)
+        store.apply(Delete(pv("b", 5)))
+        store.apply(Apply(pv("a", 6)))
+        await trio.sleep(0.01)
+        store.apply(Apply(pv("c", 7)))
+        store.close()  # the last batch is still delivered, then the iteration ends
+    assert got == [[("b", "deleted"), ("a", "modified")], [("c", "modified")]]
+
+
 async def test_wait_synced() -> None:
     store: Store[dict[str, Any]] = Store()
     with trio.move_on_after(0.01) as scope:

@@ -23,6 +23,7 @@ from couchestor.kube.watcher import (
     Watcher,
     WatcherError,
     WatchEvent,
+    Watching,
 )
 from k8s_schemas.meta import ObjectMeta
 from tests.kube.mock import Chunks, events_body, make_client, obj, status, wait_for
@@ -102,6 +103,37 @@ async def test_list_then_watch_decodes_events_split_across_chunks(autojump_clock
     read_timeout = script.watch_requests[0].extensions["timeout"]["read"]
     assert read_timeout > int(watch["timeoutSeconds"])
     assert errors == []
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 64, 10_000])
+async def test_events_are_the_same_whatever_the_chunk_boundaries(
+    size: int, autojump_clock: trio.abc.Clock
+) -> None:
+    events = [("ADDED", obj(f"v{i}", 11 + i, spec={"n": i})) for i in range(6)]
+    # Blank lines (a server may send keep-alive newlines) are skipped wherever they fall.
+    stream = events_body(*events[:3]) + b"\n \r\n" + events_body(*events[3:])
+    chunks = [stream[i : i + size] for i in range(0, len(stream), size)]
+    script = Script([list_answer(10)], [watch_answer(*chunks)])
+    seen, errors, watcher = await run_watcher(script, lambda s: len(names(s, Apply)) == 6)
+    assert names(seen, Apply) == [f"v{i}" for i in range(6)]
+    assert [e.obj.spec["n"] for e in seen if isinstance(e, Apply)] == list(range(6))
+    assert errors == []
+    assert watcher.state in (Watching("16"), InitListed("16"))
+
+
+async def test_an_undecodable_object_mid_chunk_resumes_after_the_last_one_applied(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # One chunk: two good events, then one whose object does not match the type (metadata is a string).
+    chunk = events_body(("ADDED", obj("a", 11)), ("MODIFIED", obj("a", 12)), ("ADDED", {"metadata": "x"}))
+    script = Script(
+        [list_answer(10)], [watch_answer(chunk), watch_answer(events_body(("ADDED", obj("b", 14))))]
+    )
+    seen, errors, _ = await run_watcher(script, lambda s: "b" in names(s, Apply))
+    assert [(e.phase, e.relist) for e in errors] == [("decode", False)]
+    # Resumed from the second event's version: the two applied events are not asked for again.
+    assert [r.url.params["resourceVersion"] for r in script.watch_requests[:2]] == ["10", "12"]
+    assert names(seen, Apply) == ["a", "a", "b"]
 
 
 async def test_dropped_watch_resumes_from_last_event_or_bookmark(autojump_clock: trio.abc.Clock) -> None:

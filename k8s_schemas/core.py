@@ -20,7 +20,7 @@ class CSIPersistentVolumeSource(Base):
 class PersistentVolumeSpec(Base):
     storage_class_name: str | UnsetType = UNSET
     capacity: dict[str, str] | UnsetType = UNSET
-    access_modes: list[str] | UnsetType = UNSET
+    access_modes: tuple[str, ...] | UnsetType = UNSET
     persistent_volume_reclaim_policy: str | UnsetType = UNSET
     volume_mode: str | UnsetType = UNSET
     csi: CSIPersistentVolumeSource | UnsetType = UNSET
@@ -52,7 +52,7 @@ class VolumeResourceRequirements(Base):
 class PersistentVolumeClaimSpec(Base):
     storage_class_name: str | UnsetType = UNSET
     volume_name: str | UnsetType = UNSET
-    access_modes: list[str] | UnsetType = UNSET
+    access_modes: tuple[str, ...] | UnsetType = UNSET
     volume_mode: str | UnsetType = UNSET
     resources: VolumeResourceRequirements | UnsetType = UNSET
 

@@ -95,7 +95,7 @@ class MayastorVolumeStatus(Base):
     state: str | UnsetType = UNSET
     size: int | UnsetType = UNSET
     nexus: NexusStatus | UnsetType = UNSET
-    replicas: list[ReplicaStatus] = msgspec.field(default_factory=list)
+    replicas: tuple[ReplicaStatus, ...] = ()
 
 
 class MayastorVolume(Base):
@@ -106,8 +106,8 @@ class MayastorVolume(Base):
     status: MayastorVolumeStatus | UnsetType = UNSET
 
     @property
-    def replicas(self) -> list[ReplicaStatus]:
-        return [] if self.status is UNSET else self.status.replicas
+    def replicas(self) -> tuple[ReplicaStatus, ...]:
+        return () if self.status is UNSET else self.status.replicas
 
 
 class DiskPoolTopology(Base):

@@ -46,7 +46,7 @@ class ObjectMeta(Base):
     deletion_timestamp: str | UnsetType = UNSET
     labels: dict[str, str] | UnsetType = UNSET
     annotations: dict[str, str] | UnsetType = UNSET
-    finalizers: list[str] | UnsetType = UNSET
+    finalizers: tuple[str, ...] | UnsetType = UNSET
     owner_references: list[OwnerReference] | UnsetType = UNSET
 
     def label(self, key: str) -> str | None:

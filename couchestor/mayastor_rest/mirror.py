@@ -80,7 +80,7 @@ def to_mayastor_volume(volume: wire.Volume, namespace: str) -> MayastorVolume:
             num_replicas=volume.spec.num_replicas, size=volume.spec.size, topology=topology
         ),
         status=MayastorVolumeStatus(
-            state=volume.state.status, size=volume.state.size, nexus=nexus, replicas=replicas
+            state=volume.state.status, size=volume.state.size, nexus=nexus, replicas=tuple(replicas)
         ),
     )
 

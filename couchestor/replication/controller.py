@@ -29,7 +29,7 @@ every one carries the owner's uid as a label (how changes find their owner, and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
@@ -387,7 +387,7 @@ class ReplicationController:
         return tuple(names), None
 
     async def _finalize(
-        self, key: Key, obj: ReplicationObject, finalizers: list[str]
+        self, key: Key, obj: ReplicationObject, finalizers: Sequence[str]
     ) -> Literal["progressing", "retry", "gone"]:
         """Delete what the object owns; drop the finalizer once all of it is gone."""
         uid = obj.metadata.uid or ""

@@ -42,7 +42,7 @@ BENCHES: dict[str, Bench] = {
     "sync": (
         lambda: sync.run(200, 1, 50),
         lambda: sync.run(10_000, 3, 1_000),
-        lambda: sync.run(50_000, 2, 1_000),
+        lambda: sync.run(50_000, 3, 1_000),
         sync.report,
     ),
     "watch": (
@@ -51,7 +51,7 @@ BENCHES: dict[str, Bench] = {
         lambda: watch.run(5_000, 50_000, 5),
         watch.report,
     ),
-    "heat": (lambda: heat.run(50), lambda: heat.run(10_000), lambda: heat.run(10_000), heat.report),
+    "heat": (lambda: heat.run(50, 2), lambda: heat.run(10_000), lambda: heat.run(10_000), heat.report),
     "decide": (
         lambda: decide.run((100, 300), 1),
         lambda: decide.run((1_000, 10_000, 50_000), 3),
@@ -135,7 +135,11 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append(("watch: reflector path / bare decode rate", f"{fraction:.0%}", ">= 50%"))
     if "heat" in results:
         rows.append(
-            ("heat refresh: per-volume / batched wall time", f"{results['heat']['speedup']:.1f}x", ">= 50x")
+            (
+                "heat refresh: per-volume / batched (median) wall time",
+                f"{results['heat']['speedup']:.1f}x",
+                ">= 50x",
+            )
         )
     if "decide" in results:
         for r in results["decide"]["rows"]:

@@ -268,7 +268,7 @@ def build_queries(source: MetricSource, window_seconds: int) -> tuple[HeatQuery,
 # --- Prometheus /api/v1/query responses -------------------------------------------------------------------
 
 
-class PromSample(msgspec.Struct, frozen=True):
+class PromSample(msgspec.Struct, frozen=True, gc=False):
     """One element of an instant vector: the series' labels and ``[unix time, "value"]``."""
 
     metric: dict[str, str]
@@ -346,27 +346,34 @@ def decode_response(body: bytes) -> QueryResult:
         raw_samples = _vector_decoder.decode(response.data.result)
     except msgspec.DecodeError as exc:
         raise PrometheusResponseError("bad-json", f"malformed vector result: {exc}") from None
-    samples: list[tuple[Mapping[str, str], float]] = []
-    for sample in raw_samples:
-        try:
-            samples.append((sample.metric, float(sample.value[1])))
-        except ValueError:
-            raise PrometheusResponseError(
-                "bad-value", f"sample value {sample.value[1]!r} is not a number"
-            ) from None
-    return QueryResult(tuple(samples), response.warnings)
+    try:
+        samples = tuple([(sample.metric, float(sample.value[1])) for sample in raw_samples])
+    except ValueError:
+        bad = next(s.value[1] for s in raw_samples if not _is_number(s.value[1]))
+        raise PrometheusResponseError("bad-value", f"sample value {bad!r} is not a number") from None
+    return QueryResult(samples, response.warnings)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # --- Scores -----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class HeatScore:
+class HeatScore(msgspec.Struct, frozen=True, gc=False):
     """The heat of one volume over one window. ``volume`` is the Prometheus label value (PV name or UUID).
 
     ``score`` is the average IOPS, or None when Prometheus returned a non-finite value for it. The details
     are None when their metric is not configured, the volume has no series of it, or the value is not finite.
     ``coverage`` is the fraction (0..1) of the window's expected samples present; ``samples`` their count.
+
+    (A frozen Struct rather than a frozen dataclass: a refresh builds one per volume, and a Struct is built
+    ten times faster and is not tracked by the garbage collector.)
     """
 
     volume: str
@@ -453,24 +460,35 @@ def build_snapshot(
         for role in query.roles:
             by_role.setdefault(role, []).append(values)
     coverage = by_role["coverage"][0]
-    volumes = set(coverage).union(*by_role.get("score", []))
+    score_maps = by_role.get("score", [])
+    volumes = set(coverage).union(*score_maps)
+    read_maps, write_maps = by_role.get("read", []), by_role.get("write", [])
+    latency_maps = by_role.get("latency", [])
+    source_metric = "+".join(source.score_metrics)
+    isfinite = math.isfinite
     scores: dict[str, HeatScore] = {}
+    # One pass over every volume of the cluster per refresh: kept to plain lookups.
     for volume in sorted(volumes):
-        parts = [values[volume] for values in by_role.get("score", []) if volume in values]
-        score = math.fsum(parts) if all(math.isfinite(p) for p in parts) else None
+        score: float | None
+        if len(score_maps) == 1:  # the common case: one score metric
+            value = score_maps[0].get(volume, 0.0)
+            score = value if isfinite(value) else None
+        else:
+            parts = [values[volume] for values in score_maps if volume in values]
+            score = math.fsum(parts) if all(isfinite(p) for p in parts) else None
         count = coverage.get(volume, 0.0)
-        samples = int(count) if math.isfinite(count) else 0
+        samples = int(count) if isfinite(count) else 0
         scores[volume] = HeatScore(
-            volume=volume,
-            score=score,
-            read_iops=_detail(by_role, "read", volume),
-            write_iops=_detail(by_role, "write", volume),
-            latency_us=_detail(by_role, "latency", volume),
-            coverage=sample_coverage(samples, window_seconds, source.scrape_interval_seconds),
-            samples=samples,
-            window_seconds=window_seconds,
-            computed_at=fetched_at,
-            source_metric="+".join(source.score_metrics),
+            volume,
+            score,
+            _detail(read_maps, volume) if read_maps else None,
+            _detail(write_maps, volume) if write_maps else None,
+            _detail(latency_maps, volume) if latency_maps else None,
+            sample_coverage(samples, window_seconds, source.scrape_interval_seconds),
+            samples,
+            window_seconds,
+            fetched_at,
+            source_metric,
         )
     return ScoreSnapshot(
         window_seconds=window_seconds,
@@ -485,10 +503,8 @@ def _by_volume(label: str, samples: Iterable[tuple[Mapping[str, str], float]]) -
     return {labels[label]: value for labels, value in samples if labels.get(label)}
 
 
-def _detail(
-    by_role: Mapping[QueryRole, list[dict[str, float]]], role: QueryRole, volume: str
-) -> float | None:
-    for values in by_role.get(role, []):
+def _detail(maps: list[dict[str, float]], volume: str) -> float | None:
+    for values in maps:
         value = values.get(volume)
         if value is not None and math.isfinite(value):
             return value

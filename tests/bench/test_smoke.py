@@ -39,7 +39,9 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path, capsys):
     assert results["watch"]["reflector_events_per_s"] > 0
 
     heat = results["heat"]
-    assert heat["batched"]["requests"] == 2  # one score query and one coverage query, for all 50 volumes
+    assert heat["batched_query"]["requests"] == 1  # every volume's score in one query
+    assert heat["batched"]["requests"] == 2  # the operator's refresh: the score query and a coverage query
+    assert len(heat["batched"]["runs"]) == 2
     assert heat["per_volume"]["requests"] == 50
 
     assert [r["volumes"] for r in results["decide"]["rows"]] == [100, 300]
@@ -51,7 +53,7 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path, capsys):
     assert all(p["reconcile_cpu_mean_ms"] > 0 for p in scaling["points"])
 
     compared = [row["compared"] for row in data["summary"]]
-    assert "heat refresh: per-volume / batched wall time" in compared
+    assert "heat: per-volume queries / one batched query, wall" in compared
     assert "watch: reflector path / bare decode rate" in compared
 
     printed = capsys.readouterr().out

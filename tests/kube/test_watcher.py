@@ -136,6 +136,21 @@ async def test_an_undecodable_object_mid_chunk_resumes_after_the_last_one_applie
     assert names(seen, Apply) == ["a", "a", "b"]
 
 
+async def test_an_event_longer_than_the_limit_fails_the_stream(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
+) -> None:
+    monkeypatch.setattr("couchestor.kube.client.MAX_WATCH_LINE", 100)
+    long_event = events_body(("ADDED", obj("a", 11, spec={"pad": "x" * 200})))
+    chunks = [long_event[i : i + 30] for i in range(0, len(long_event), 30)]
+    script = Script(
+        [list_answer(10)], [watch_answer(*chunks), watch_answer(events_body(("ADDED", obj("b", 12))))]
+    )
+    seen, errors, _ = await run_watcher(script, lambda s: "b" in names(s, Apply))
+    assert [e.phase for e in errors] == ["watch stream"]
+    assert "longer than 100 bytes" in str(errors[0])
+    assert names(seen, Apply) == ["b"]
+
+
 async def test_dropped_watch_resumes_from_last_event_or_bookmark(autojump_clock: trio.abc.Clock) -> None:
     first = events_body(("ADDED", obj("b", 11)), ("BOOKMARK", {"metadata": {"resourceVersion": "15"}}))
     partial = events_body(("ADDED", obj("c", 16)))[:-9]  # cut mid-event: must not be applied

@@ -172,10 +172,13 @@ def report(r: dict[str, Any]) -> str:
             f"  {p['volumes']:>8,} {p['rss_mib']:>7.1f}Mi {p['rss_before_mib']:>11.1f}Mi"
             f" {p['reconcile_cpu_mean_ms']:>11.1f} ms {p['populate_seconds']:>8.1f}s {p['settle_seconds']:>7.1f}s"
         )
-    lines.append(
-        f"  slope per 1,000 volumes: RSS {r['rss_mib_per_1000']:.2f} MiB,"
-        f" reconcile CPU {r['reconcile_cpu_ms_per_1000']:.1f} ms (least squares over the points)"
-    )
+    if len(r["points"]) < 2:
+        lines.append("  (no slope: it needs two or more volume counts)")
+    else:
+        lines.append(
+            f"  slope per 1,000 volumes: RSS {r['rss_mib_per_1000']:.2f} MiB,"
+            f" reconcile CPU {r['reconcile_cpu_ms_per_1000']:.1f} ms (least squares over the points)"
+        )
     return "\n".join(lines)
 
 

@@ -17,7 +17,6 @@ process (interpreter, imports, the operator's caches of PVs, PVCs, MayastorVolum
 
 from __future__ import annotations
 
-import gc
 import json
 import signal
 import statistics
@@ -30,17 +29,10 @@ from typing import Any
 
 import trio
 
+from tests.bench.processes import rss_bytes, stop
+
 _ROOT = Path(__file__).resolve().parents[2]
 _READY = "cluster.json"
-
-
-def _rss() -> int:
-    gc.collect()
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 async def _serve_cluster(n: int, directory: Path) -> None:
@@ -64,7 +56,7 @@ async def _measure_operator(directory: Path, passes: int) -> dict[str, Any]:
     from tests.bench.operator_scale import reconcile_cpu, steady_operator
 
     ready = json.loads((directory / _READY).read_text())
-    rss_before = _rss()
+    rss_before = rss_bytes()
     async with (
         KubeClient(load_kubeconfig([Path(ready["kubeconfig"])]), qps=0) as client,
         trio.open_nursery() as nursery,
@@ -74,7 +66,7 @@ async def _measure_operator(directory: Path, passes: int) -> dict[str, Any]:
         steady = await steady_operator(nursery, client, ready["prometheus_url"], freeze_heap=True)
         settle_seconds = time.perf_counter() - started
         cpu = await reconcile_cpu(steady.reconciler, passes)
-        rss = _rss()
+        rss = rss_bytes()
         plan = steady.reconciler.last_plan
         nursery.cancel_scope.cancel()
     return {
@@ -122,12 +114,7 @@ def _point(n: int, passes: int, timeout: float) -> dict[str, Any]:
                 )
             got: dict[str, Any] = json.loads(lines[-1])
         finally:
-            cluster.terminate()
-            try:
-                cluster.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                cluster.kill()
-                cluster.wait()
+            stop(cluster, timeout=30)
     cpu = got["reconcile_cpu_seconds"]
     return {
         "volumes": n,

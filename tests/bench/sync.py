@@ -46,6 +46,7 @@ from couchestor.kube.reflector import Reflector
 from couchestor.kube.resources import PERSISTENT_VOLUME
 from k8s_schemas import PersistentVolume
 from tests.bench.objects import pv_list
+from tests.bench.processes import stop
 from tests.bench.timing import best_times
 
 _CONTINUE = re.compile(rb'"continue":"([^"]*)"')
@@ -81,12 +82,7 @@ def _emulator(directory: Path) -> Iterator[tuple[str, Path]]:
                 raise RuntimeError(f"the API server emulator did not start: {text[-2000:]}")
             time.sleep(0.05)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=10)
 
 
 async def _populate(url: str, n: int, start: int = 0) -> None:

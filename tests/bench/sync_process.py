@@ -15,27 +15,19 @@ Run with ``EXPECTED`` = 0 against an empty cluster, it gives the baseline RSS of
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import sys
 import time
 from typing import Any
 
+from tests.bench.processes import rss_bytes
+
 QUIET = 1.0
 
 
-def _rss() -> int:
-    gc.collect()
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def _done(started: float, count: int) -> None:
-    print(json.dumps({"rss_bytes": _rss(), "seconds": time.perf_counter() - started, "objects": count}))
+    print(json.dumps({"rss_bytes": rss_bytes(), "seconds": time.perf_counter() - started, "objects": count}))
     sys.stdout.flush()
     os._exit(0)
 
@@ -60,7 +52,9 @@ def _couchestor(kubeconfig: str, expected: int) -> None:
                     await trio.sleep(0.05)
                 took = time.perf_counter() - started
                 await trio.sleep(QUIET)  # the watch is open and idle: measure the steady state
-                print(json.dumps({"rss_bytes": _rss(), "seconds": took, "objects": len(reflector.store)}))
+                print(
+                    json.dumps({"rss_bytes": rss_bytes(), "seconds": took, "objects": len(reflector.store)})
+                )
                 sys.stdout.flush()
                 os._exit(0)
 
@@ -88,7 +82,7 @@ def _kubernetes(kubeconfig: str, expected: int) -> None:
     for _event in stream:
         pass
     assert len(cache) >= expected
-    print(json.dumps({"rss_bytes": _rss(), "seconds": took, "objects": len(cache)}))
+    print(json.dumps({"rss_bytes": rss_bytes(), "seconds": took, "objects": len(cache)}))
     sys.stdout.flush()
     os._exit(0)
 

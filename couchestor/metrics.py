@@ -95,6 +95,13 @@ class OperatorMetrics:
             ["kind"],
             registry=r,
         )
+        self.events_not_recorded = Counter(
+            f"{_PREFIX}_events_not_recorded",
+            "Kubernetes Events not written, by reason: throttled (too many about one object), dropped (the"
+            " queue of Events to write was full), failed (refused, or no answer in time).",
+            ["reason"],
+            registry=r,
+        )
         self.is_leader = Gauge(
             f"{_PREFIX}_leader", "1 while this instance holds the leader Lease.", registry=r
         )

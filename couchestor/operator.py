@@ -40,6 +40,7 @@ from couchestor.heat import metric_source
 from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.config import load_config
+from couchestor.kube.events import EventRecorder, Outcome
 from couchestor.kube.reflector import Reflector
 from couchestor.kube.watcher import WatcherError
 from couchestor.leader import LeaderElector, default_identity
@@ -185,11 +186,13 @@ class Operator:
                 scrape_interval_seconds=s.scrape_interval,
             )
             backend = self.make_backend(stores, rest)
+            events = EventRecorder(self.client, instance=self.identity, on_outcome=self._count_event)
             self.runner = runner = MigrationRunner(
                 backend,
                 self.client,
                 pools=stores.pools,
                 policies=stores.policies,
+                events=events,
                 metrics=self.metrics,
                 feed=self.feed,
                 options=RunnerOptions(
@@ -214,6 +217,7 @@ class Operator:
                 stores,
                 scores,
                 runner,
+                events=events,
                 metrics=self.metrics,
                 health=self.health,
                 feed=self.feed,
@@ -229,6 +233,7 @@ class Operator:
                 nursery.start_soon(r.run, name=f"watch {kind}")
                 nursery.start_soon(self._gate_on_sync, kind, r.store)
             nursery.start_soon(scores.run, name="score cache")
+            nursery.start_soon(events.run, name="events")
             if s.enable_replication:
                 await nursery.start(partial(run_replication, self.client, namespace=None), name="replication")
             nursery.start_soon(backend.run, name="backend")
@@ -247,6 +252,12 @@ class Operator:
             await nursery.start(runner.run, name="migrations")
             await nursery.start(reconciler.run, name="reconciler")
             self.leading.set()
+
+    def _count_event(self, outcome: Outcome) -> None:
+        if outcome == "written":
+            self.metrics.api_writes.labels(kind="Event").inc()
+        else:
+            self.metrics.events_not_recorded.labels(reason=outcome).inc()
 
     def make_backend(self, stores: Stores, rest: MayastorRestClient | None) -> RunningBackend:
         """The volume backend migrations go through: Mayastor 2.x's REST API when ``rest`` is given, else the

@@ -36,7 +36,7 @@ from couchestor.endpoints import Feed, Health
 from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.errors import KubeError, NotFound
-from couchestor.kube.events import record_event
+from couchestor.kube.events import EventRecorder
 from couchestor.kube.store import Store
 from couchestor.metrics import OperatorMetrics
 from couchestor.migration.runner import MigrationRunner
@@ -104,6 +104,7 @@ class Reconciler:
         scores: ScoreCache,
         runner: MigrationRunner,
         *,
+        events: EventRecorder,
         metrics: OperatorMetrics,
         health: Health,
         options: ReconcilerOptions,
@@ -113,6 +114,7 @@ class Reconciler:
         self.stores = stores
         self.scores = scores
         self.runner = runner
+        self.events = events
         self.metrics = metrics
         self.health = health
         self.options = options
@@ -205,7 +207,7 @@ class Reconciler:
         rules, plan = self.plan(now)
         # The synchronous part is the pass's own cost; the awaits below let other tasks run (and use CPU).
         self.last_decide_cpu_seconds = time.process_time() - started
-        await self._report_decisions(plan)
+        self._report_decisions(plan)
         by_name = {r.name: r for r in rules if isinstance(r, PolicyRules)}
         batches: dict[str, list[PlannedMigration]] = {}
         for migration in plan.migrations:
@@ -252,7 +254,7 @@ class Reconciler:
             if pv not in volumes_annotated or (seen is not None and seen >= finished.replace(microsecond=0)):
                 del self.runner.recent[pv]
 
-    async def _report_decisions(self, plan: Plan) -> None:
+    def _report_decisions(self, plan: Plan) -> None:
         labels: dict[tuple[str, str], str] = {}
         wanted = {d.volume: d.current_tier.value for d in plan.decisions if d.current_tier is not None}
         if wanted != self._wanted_labels:
@@ -284,10 +286,10 @@ class Reconciler:
             log.info("Volume %s policy %s: %s (%s)", decision.volume, decision.policy, label, decision.detail)
             # Moves get their Events from the runner once the intent is written; dry runs get one here.
             if decision.action is Action.SKIP and decision.reason == "dry-run":
-                await self._dry_run_event(decision)
+                self._dry_run_event(decision)
         self._last_labels = labels
 
-    async def _dry_run_event(self, decision: Decision) -> None:
+    def _dry_run_event(self, decision: Decision) -> None:
         message = (
             f"Dry run: would move {decision.volume} from {decision.current_tier} to {decision.target_tier}"
             f"{f' (pool {decision.target_pool})' if decision.target_pool else ''}: {decision.detail}"
@@ -296,19 +298,13 @@ class Reconciler:
             (resources.PERSISTENT_VOLUME, decision.volume),
             (resources.STORAGE_POLICY, decision.policy),
         ):
-            try:
-                with trio.fail_after(10):
-                    await record_event(
-                        self.client,
-                        resource,
-                        {"metadata": {"name": name}},
-                        type="Normal",
-                        reason="DryRunMigration",
-                        message=message,
-                    )
-                self.metrics.api_writes.labels(kind="Event").inc()
-            except (KubeError, trio.TooSlowError) as exc:
-                log.debug("Event about %s not recorded: %s", decision.volume, exc)
+            self.events.emit(
+                resource,
+                {"metadata": {"name": name}},
+                type="Normal",
+                reason="DryRunMigration",
+                message=message,
+            )
 
     async def _write_statuses(
         self, plan: Plan, rules: list[PolicyRules | PolicyProblem], now: datetime

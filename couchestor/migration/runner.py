@@ -30,7 +30,7 @@ from couchestor.endpoints import Feed
 from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.errors import Conflict, KubeError, NotFound
-from couchestor.kube.events import EventType, record_event
+from couchestor.kube.events import EventRecorder, EventType
 from couchestor.kube.store import Store
 from couchestor.labels import includes
 from couchestor.metrics import OperatorMetrics
@@ -85,12 +85,14 @@ class MigrationRunner:
         *,
         pools: Store[DiskPool],
         policies: Store[StoragePolicy],
+        events: EventRecorder,
         metrics: OperatorMetrics,
         options: RunnerOptions,
         feed: Feed | None = None,
     ) -> None:
         self.backend = backend
         self.client = client
+        self.events = events
         self.pools = pools
         self.policies = policies
         self.metrics = metrics
@@ -276,7 +278,7 @@ class MigrationRunner:
             log.info(
                 "Migrating %s %s -> %s", draft.pv, _tier_word(draft.from_tier), _tier_word(draft.to_tier)
             )
-            await self._event(intent, "Normal", "MigrationStarted", self._started_message(intent))
+            self._event(intent, "Normal", "MigrationStarted", self._started_message(intent))
             return intent
         log.warning("Not migrating %s: the volume keeps changing under us", draft.pv)
         return None
@@ -428,15 +430,11 @@ class MigrationRunner:
         if status == "success":
             log.info("Migration completed %s in %s%s", intent.pv, took, f" ({detail})" if detail else "")
             message = f"Moved from {intent.from_tier} to {intent.to_tier} in {took}"
-            await self._event(
-                intent, "Normal", "MigrationCompleted", message + (f"; {detail}" if detail else "")
-            )
+            self._event(intent, "Normal", "MigrationCompleted", message + (f"; {detail}" if detail else ""))
         else:
             log.warning("Migration %s %s after %s: %s", status, intent.pv, took, detail)
             reason = "MigrationFailed" if status == "failed" else "MigrationAborted"
-            await self._event(
-                intent, "Warning", reason, f"Stayed on {intent.from_tier} after {took}: {detail}"
-            )
+            self._event(intent, "Warning", reason, f"Stayed on {intent.from_tier} after {took}: {detail}")
         self._publish(intent, status, None, final=True)
 
     async def _append_history(self, policy_name: str, entry: Any) -> None:
@@ -539,28 +537,22 @@ class MigrationRunner:
             f"heat {intent.trigger_iops:.1f} IOPS, {intent.original_replicas} replica(s)"
         )
 
-    async def _event(self, intent: Intent, type_: EventType, reason: str, message: str) -> None:
-        """Events on the PV and on the policy; best effort (an Event is never worth failing a migration)."""
-        targets = (
-            (resources.PERSISTENT_VOLUME, {"metadata": {"name": intent.pv}}),
-            (resources.STORAGE_POLICY, {"metadata": {"name": intent.policy}}),
+    def _event(self, intent: Intent, type_: EventType, reason: str, message: str) -> None:
+        """Events on the PV and on the policy (queued: an Event is never worth delaying a migration)."""
+        self.events.emit(
+            resources.PERSISTENT_VOLUME,
+            {"metadata": {"name": intent.pv}},
+            type=type_,
+            reason=reason,
+            message=message,
         )
-        for resource, obj in targets:
-            try:
-                with trio.fail_after(10):
-                    await record_event(
-                        self.client,
-                        resource,
-                        obj,
-                        type=type_,
-                        reason=reason,
-                        message=f"{intent.pv}: {message}"
-                        if resource is resources.STORAGE_POLICY
-                        else message,
-                        instance=self.options.identity,
-                    )
-            except (KubeError, trio.TooSlowError) as exc:
-                log.debug("Event %s on %s not recorded: %s", reason, intent.pv, exc)
+        self.events.emit(
+            resources.STORAGE_POLICY,
+            {"metadata": {"name": intent.policy}},
+            type=type_,
+            reason=reason,
+            message=f"{intent.pv}: {message}",
+        )
 
 
 class _Barrier:

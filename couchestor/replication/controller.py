@@ -43,7 +43,7 @@ from couchestor.kube import resources as core_resources
 from couchestor.kube.backoff import Backoff, BackoffPolicy
 from couchestor.kube.client import KubeClient
 from couchestor.kube.errors import Conflict, Invalid, KubeError, NotFound
-from couchestor.kube.events import EventType, record_event
+from couchestor.kube.events import EventRecorder, EventType
 from couchestor.kube.objects import ObjectKey
 from couchestor.kube.patch import op_remove, op_test, pointer
 from couchestor.kube.reflector import Reflector
@@ -117,6 +117,7 @@ class ReplicationController:
         self._backoffs: dict[Key, Backoff] = {}
         self._phases: dict[Key, str] = {}
         self.backends = BackendWatches(self.client, self.namespace, self._owner_changed)
+        self.events = EventRecorder(self.client)
 
         def by_uid(obj: Any) -> list[str]:
             uid = obj.metadata.uid
@@ -182,6 +183,7 @@ class ReplicationController:
         """
         async with trio.open_nursery() as nursery:
             self.backends.attach(nursery)
+            nursery.start_soon(self.events.run)
             own = (self.vrs, self.vgrs, self.vr_classes, self.vgr_classes, self.pvcs)
             for reflector in own:
                 nursery.start_soon(reflector.run)
@@ -314,7 +316,7 @@ class ReplicationController:
                 members = adapter.observe(req, current)
         summary = summarize(obj.spec.replication_state, members, problem, errors)
         wrote = await self._write_status(key, obj, summary, req)
-        await self._announce(key, obj, summary, wrote)
+        self._announce(key, obj, summary, wrote)
         if summary.phase == "Completed":
             return "done"
         return "progressing" if summary.phase == "Progressing" else "retry"
@@ -458,7 +460,7 @@ class ReplicationController:
             return False
         return True
 
-    async def _announce(self, key: Key, obj: ReplicationObject, summary: Summary, wrote: bool) -> None:
+    def _announce(self, key: Key, obj: ReplicationObject, summary: Summary, wrote: bool) -> None:
         """An Event and a log line when the object's phase changes (best effort). A restarted controller
         stays quiet about outcomes its predecessor already wrote (``wrote`` False on the first visit)."""
         marker = f"{obj.metadata.generation}:{summary.phase}"
@@ -473,12 +475,7 @@ class ReplicationController:
             summary.phase, "ReplicationProgressing"
         )
         log.info("%s: %s", key, summary.message)
-        try:
-            await record_event(
-                self.client, _resource(key), obj, type=kind, reason=reason, message=summary.message
-            )
-        except KubeError as exc:
-            log.warning("%s: cannot record event: %s", key, exc)
+        self.events.emit(_resource(key), obj, type=kind, reason=reason, message=summary.message)
 
 
 def _key(obj: ReplicationObject) -> Key:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 
 import httpx
 import msgspec
@@ -12,7 +12,11 @@ from couchestor.kube.client import KubeClient
 from couchestor.kube.config import ClusterConfig
 from couchestor.kube.retry import RetryPolicy
 
-Handler = Callable[[httpx.Request], httpx.Response]
+#: Answers a request; an async one may wait (for a server that is slow or never answers).
+Handler = (
+    Callable[[httpx.Request], httpx.Response]
+    | Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
+)
 
 
 def status(code: int, reason: str, message: str = "", **details: object) -> httpx.Response:

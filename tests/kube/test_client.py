@@ -14,7 +14,6 @@ from couchestor.kube import errors
 from couchestor.kube.backoff import BackoffPolicy
 from couchestor.kube.client import KubeClient
 from couchestor.kube.config import ClusterConfig
-from couchestor.kube.events import record_event
 from couchestor.kube.patch import op_replace, op_test, pointer
 from couchestor.kube.resources import LEASE, MAYASTOR_VOLUME, PERSISTENT_VOLUME, STORAGE_POLICY, Resource
 from couchestor.kube.retry import RetryPolicy
@@ -359,27 +358,6 @@ def test_resource_paths() -> None:
     assert pointer("metadata", "annotations", "storage.billyronks.io/last-migration") == (
         "/metadata/annotations/storage.billyronks.io~1last-migration"
     )
-
-
-async def test_record_event_about_cluster_scoped_object() -> None:
-    seen: list[httpx.Request] = []
-
-    def handler(req: httpx.Request) -> httpx.Response:
-        seen.append(req)
-        return httpx.Response(201, json=json.loads(req.content))
-
-    pv = {"metadata": {"name": "pvc-1", "uid": "u-1", "resourceVersion": "8"}}
-    async with make_client(handler) as client:
-        created = await record_event(
-            client, PERSISTENT_VOLUME, pv, type="Normal", reason="MigrationCompleted", message="sata -> nvme"
-        )
-    assert seen[0].method == "POST"
-    assert seen[0].url.path == "/api/v1/namespaces/default/events"
-    assert created["involvedObject"] == {
-        "apiVersion": "v1", "kind": "PersistentVolume", "name": "pvc-1", "uid": "u-1", "resourceVersion": "8",
-    }  # fmt: skip
-    assert created["metadata"]["generateName"] == "pvc-1."
-    assert (created["type"], created["reason"], created["count"]) == ("Normal", "MigrationCompleted", 1)
 
 
 async def test_refused_connection_is_connection_failed_not_sent() -> None:

@@ -4,6 +4,7 @@ import trio
 
 from couchestor.decisions import PlannedMigration
 from couchestor.kube import resources
+from couchestor.kube.events import EventRecorder
 from couchestor.kube.reflector import Reflector
 from couchestor.metrics import OperatorMetrics
 from couchestor.migration.runner import MigrationRunner, RunnerOptions
@@ -33,6 +34,7 @@ async def run_migration(env, backend=None, *, wait=True, migrations=None, timeou
         env.client,
         pools=pools.store,
         policies=policies.store,
+        events=await _events(env, "test"),
         metrics=OperatorMetrics(),
         options=RunnerOptions(identity="test"),
     )
@@ -46,6 +48,12 @@ async def run_migration(env, backend=None, *, wait=True, migrations=None, timeou
     if wait:
         await finished(runner)
     return runner
+
+
+async def _events(env, identity):
+    recorder = EventRecorder(env.client, instance=identity)
+    await env.nursery.start(recorder.run)
+    return recorder
 
 
 def planned(rules, volume, source, target):
@@ -122,6 +130,7 @@ async def test_operator_killed_while_pools_are_cordoned_then_restarted(env):
         env.client,
         pools=await _store(env, resources.DISK_POOL, DiskPool, "mayastor"),
         policies=await _store(env, resources.STORAGE_POLICY, StoragePolicy, None),
+        events=await _events(env, "second"),
         metrics=OperatorMetrics(),
         options=RunnerOptions(identity="second"),
     )

@@ -335,6 +335,23 @@ class Plan:
 # --- The decision -------------------------------------------------------------------------------------------
 
 
+class _Pools(dict[str, PoolView]):
+    """The pools of one pass by name, with each pool's tiers under each policy matched once: matching label
+    selectors per replica of every volume was the costliest step of a pass."""
+
+    def __init__(self, pools: Iterable[PoolView]) -> None:
+        super().__init__((p.name, p) for p in sorted(pools, key=lambda p: p.name))
+        self._tiers: dict[tuple[str, str], frozenset[Tier]] = {}
+
+    def tiers(self, policy: PolicyRules, pool: PoolView) -> frozenset[Tier]:
+        """The tiers whose pool selectors of ``policy`` match ``pool`` (more than one: ambiguous)."""
+        key = (policy.name, pool.name)
+        found = self._tiers.get(key)
+        if found is None:
+            found = self._tiers[key] = policy.tiers_matching(pool.labels)
+        return found
+
+
 @dataclass(frozen=True, slots=True)
 class _Wanted:
     """A move that passed every per-volume rule and now competes for a slot and for pool room."""
@@ -378,7 +395,7 @@ def decide(
     opts = options or DecideOptions()
     ordered = sorted(policies, key=lambda p: (p.name, p.generation or 0))
     vols = sorted(volumes, key=lambda v: v.name)
-    pools_by_name = {p.name: p for p in sorted(pools, key=lambda p: p.name)}
+    pools_by_name = _Pools(pools)
     claimants: dict[str, list[str]] = {}
     selected: dict[str, list[VolumeView]] = {}
     for policy in ordered:
@@ -456,7 +473,7 @@ def _judge(
     policy: PolicyRules | PolicyProblem,
     v: VolumeView,
     others: tuple[str, ...],
-    pools: Mapping[str, PoolView],
+    pools: _Pools,
     scores: Mapping[int, ScoreSnapshot],
     in_flight: Collection[str],
     recent: Mapping[str, datetime],
@@ -575,13 +592,11 @@ def _judge(
     return want
 
 
-def _topology_allows(policy: PolicyRules, target: Tier, v: VolumeView, pools: Mapping[str, PoolView]) -> bool:
+def _topology_allows(policy: PolicyRules, target: Tier, v: VolumeView, pools: _Pools) -> bool:
     """True when some pool of ``target`` could take a replica of ``v`` under its creation topology."""
     if not v.inclusion and v.allowed_nodes is None:
         return True
-    return any(
-        _placeable(v, pool) for pool in pools.values() if policy.tiers_matching(pool.labels) == {target}
-    )
+    return any(_placeable(v, pool) for pool in pools.values() if pools.tiers(policy, pool) == {target})
 
 
 def _placeable(v: VolumeView, pool: PoolView) -> bool:
@@ -615,7 +630,7 @@ def _volume_problem(v: VolumeView, in_flight: Collection[str]) -> tuple[str, str
 
 
 def _current_tier(
-    policy: PolicyRules, v: VolumeView, pools: Mapping[str, PoolView]
+    policy: PolicyRules, v: VolumeView, pools: _Pools
 ) -> tuple[Tier | None, tuple[str, str] | None]:
     """The single tier of the pools holding ``v``'s Synced replicas, or the skip reason and detail."""
     tiers: set[Tier] = set()
@@ -626,7 +641,7 @@ def _current_tier(
         pool = pools.get(replica.pool)
         if pool is None:
             return None, ("tier-unknown", f"pool {replica.pool} is not known")
-        matched = policy.tiers_matching(pool.labels)
+        matched = pools.tiers(policy, pool)
         if len(matched) != 1:
             which = " and ".join(sorted(matched)) or "no tier"
             return None, ("tier-unknown", f"pool {pool.name} matches {which} of the policy's pool selectors")
@@ -666,7 +681,7 @@ def _explain_stay(policy: PolicyRules, score: float, current: Tier) -> str:
     return f"score {score:.1f} keeps the volume on {current} (watermarks {band})"
 
 
-def _pick_pool(want: _Wanted, pools: Mapping[str, PoolView], reserved: Mapping[str, int]) -> PoolView | None:
+def _pick_pool(want: _Wanted, pools: _Pools, reserved: Mapping[str, int]) -> PoolView | None:
     """The Online target-tier pool with the most room for the volume, or None when none has enough."""
     size = want.volume.size_bytes or 0
     used_nodes = {r.node for r in want.volume.replicas if r.node is not None}
@@ -677,7 +692,7 @@ def _pick_pool(want: _Wanted, pools: Mapping[str, PoolView], reserved: Mapping[s
         if pool.online
         and pool.free_bytes is not None
         and pool.name not in own_pools
-        and want.rules.tiers_matching(pool.labels) == {want.target}
+        and pools.tiers(want.rules, pool) == {want.target}
         and pool.free_bytes - reserved.get(pool.name, 0) >= size
         and (not want.fixed_topology or _placeable(want.volume, pool))
     ]
@@ -690,7 +705,7 @@ def _pick_pool(want: _Wanted, pools: Mapping[str, PoolView], reserved: Mapping[s
 
 
 def _schedule(
-    want: _Wanted, slots: dict[str, int], pools: Mapping[str, PoolView], reserved: dict[str, int]
+    want: _Wanted, slots: dict[str, int], pools: _Pools, reserved: dict[str, int]
 ) -> tuple[Decision, PlannedMigration | None]:
     v, rules = want.volume, want.rules
 
@@ -806,7 +821,7 @@ def _group_verdict(
 
 
 def _schedule_group(
-    group: _GroupWanted, slots: dict[str, int], pools: Mapping[str, PoolView], reserved: dict[str, int]
+    group: _GroupWanted, slots: dict[str, int], pools: _Pools, reserved: dict[str, int]
 ) -> list[tuple[Decision, PlannedMigration | None]]:
     """Schedule every member or none: one concurrency slot for the group, room for every member first."""
     rules = group.members[0].rules
@@ -900,7 +915,7 @@ def _policy_plan(
     policy: PolicyRules | PolicyProblem,
     chosen: Sequence[VolumeView],
     decisions: Mapping[tuple[str, str], Decision],
-    pools: Mapping[str, PoolView],
+    pools: _Pools,
     in_flight: Collection[str],
     started: Sequence[PlannedMigration],
 ) -> PolicyPlan:

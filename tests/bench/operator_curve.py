@@ -18,6 +18,7 @@ process (interpreter, imports, the operator's caches of PVs, PVCs, MayastorVolum
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import statistics
 import subprocess
@@ -109,8 +110,9 @@ def _point(n: int, passes: int, timeout: float) -> dict[str, Any]:
             )
             lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
             if proc.returncode != 0 or not lines:
-                raise RuntimeError(
-                    f"the operator at {n} volumes failed ({proc.returncode}): {proc.stderr[-2000:]}"
+                raise PointFailed(
+                    f"the operator at {n} volumes failed ({proc.returncode}): {_cause(proc.stderr)}",
+                    proc.stderr[-4000:],
                 )
             got: dict[str, Any] = json.loads(lines[-1])
         finally:
@@ -128,6 +130,23 @@ def _point(n: int, passes: int, timeout: float) -> dict[str, Any]:
     }
 
 
+class PointFailed(RuntimeError):
+    """A volume count that gave no figures; ``log`` is the end of the operator's stderr."""
+
+    def __init__(self, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.log = log
+
+
+def _cause(stderr: str) -> str:
+    """The line of a traceback that says what went wrong (the innermost ``Error: message``)."""
+    lines = [line.strip(" |") for line in stderr.splitlines()]
+    for line in reversed(lines):
+        if line.startswith("tests.bench.operator_scale.NotSteady:"):
+            return line.split(": ", 1)[1]
+    return next((line for line in reversed(lines) if line and not line.startswith(("+", "-"))), "no output")
+
+
 def _slope_per_1000(points: list[dict[str, Any]], field: str) -> float:
     """Least-squares slope of ``field`` against volumes, per 1,000 volumes."""
     xs = [p["volumes"] / 1000 for p in points]
@@ -140,9 +159,19 @@ def _slope_per_1000(points: list[dict[str, Any]], field: str) -> float:
 def run(
     counts: tuple[int, ...] = (1_000, 5_000, 10_000), passes: int = 3, timeout: float = 3600
 ) -> dict[str, Any]:
-    points = [_point(n, passes, timeout) for n in counts]
+    """Every count in turn; a count that fails is reported with its error and left out of the slopes."""
+    points: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for n in counts:
+        try:
+            points.append(_point(n, passes, timeout))
+        except PointFailed as exc:
+            failed.append({"volumes": n, "error": str(exc), "log": exc.log})
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            failed.append({"volumes": n, "error": str(exc)})
     return {
         "points": points,
+        "failed": failed,
         "passes": passes,
         "rss_mib_per_1000": round(_slope_per_1000(points, "rss_mib"), 2),
         "reconcile_cpu_ms_per_1000": round(_slope_per_1000(points, "reconcile_cpu_mean_ms"), 1),
@@ -159,6 +188,8 @@ def report(r: dict[str, Any]) -> str:
             f"  {p['volumes']:>8,} {p['rss_mib']:>7.1f}Mi {p['rss_before_mib']:>11.1f}Mi"
             f" {p['reconcile_cpu_mean_ms']:>11.1f} ms {p['populate_seconds']:>8.1f}s {p['settle_seconds']:>7.1f}s"
         )
+    for f in r.get("failed", ()):
+        lines.append(f"  {f['volumes']:>8,} FAILED: {f['error'].splitlines()[0][:300]}")
     if len(r["points"]) < 2:
         lines.append("  (no slope: it needs two or more volume counts)")
     else:
@@ -173,6 +204,9 @@ def _main(argv: list[str]) -> None:
     if argv[:1] == ["cluster"] and len(argv) == 3:
         trio.run(_serve_cluster, int(argv[1]), Path(argv[2]))
     elif argv[:1] == ["operator"] and len(argv) == 3:
+        # Stage times and the operator's warnings (watch restarts, ...) go to stderr, kept if the point fails.
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        logging.getLogger("bench.operator").setLevel(logging.INFO)
         print(json.dumps(trio.run(_measure_operator, Path(argv[1]), int(argv[2]))), flush=True)
     elif argv[:1] == ["curve"]:
         print(report(run(tuple(int(n) for n in argv[1:]) or (1_000, 5_000, 10_000))))

@@ -12,11 +12,12 @@ The seeds' design sends one Prometheus query per volume per reconcile; the ratio
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from couchestor.sim.apiserver import ApiServer, serve, write_kubeconfig
 from couchestor.sim.mayastor.controller import MayastorSimulator
 from couchestor.sim.populate import default_spec, populate
 from couchestor.sim.workload import ExportOptions, Kind, Pattern, Workload, serve_workload
+
+log = logging.getLogger("bench.operator")
 
 POLICY = {
     "apiVersion": "storage.billyronks.io/v1",
@@ -59,7 +62,9 @@ class Cluster:
 async def cluster(n: int) -> AsyncIterator[Cluster]:
     """Serve the emulator with ``n`` volumes, the Mayastor simulator placing them, the workload simulator
     answering PromQL for them, and one dry-run policy selecting every volume; all stop when the block ends."""
-    spec = default_spec(n, hot_pools=4, cold_pools=4, pool_capacity=100_000 * 2**30)
+    # Room for every volume: half of them per tier, 4 pools per tier, volumes of 10-50 GiB (26.7 on average).
+    # (A fixed 100,000 GiB per pool held only about 30,000 volumes: the rest could never be placed.)
+    spec = default_spec(n, hot_pools=4, cold_pools=4, pool_capacity=max(100_000, n * 25) * 2**30)
     with tempfile.TemporaryDirectory() as tmp:
         kubeconfig = Path(tmp) / "kubeconfig"
         async with trio.open_nursery() as nursery:
@@ -87,6 +92,26 @@ async def cluster(n: int) -> AsyncIterator[Cluster]:
                 nursery.cancel_scope.cancel()
 
 
+#: How long each stage of :func:`steady_operator` may take.
+STAGE_SECONDS = 900
+
+
+class NotSteady(RuntimeError):
+    """A stage of :func:`steady_operator` did not finish in time."""
+
+
+@contextmanager
+def _stage(what: str, state: Callable[[], str] = lambda: "") -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        with trio.fail_after(STAGE_SECONDS):
+            yield
+    except trio.TooSlowError:
+        detail = state()
+        raise NotSteady(f"not {what} within {STAGE_SECONDS} s{f' ({detail})' if detail else ''}") from None
+    log.info("steady: %s after %.1f s", what, time.perf_counter() - started)
+
+
 @dataclass
 class Steady:
     """A running operator whose cluster is steady: every replica placed, the first start's writes done."""
@@ -101,7 +126,7 @@ async def steady_operator(
     nursery: trio.Nursery, client: KubeClient, prometheus_url: str, *, freeze_heap: bool = False
 ) -> Steady:
     """Start the operator in ``nursery`` (dry run, resync and score TTL of an hour so only explicit passes
-    run) and return once its cluster is steady. Raises trio.TooSlowError after 15 minutes per stage.
+    run) and return once its cluster is steady. Raises :class:`NotSteady` after :data:`STAGE_SECONDS` in a stage.
 
     ``freeze_heap``: as ``couchestor run`` does (the operator's own process only): freeze after the initial
     sync, and once more when steady, as its periodic re-freeze would by then (the first start's label writes
@@ -117,7 +142,7 @@ async def steady_operator(
         settings_mod.resolve(argparse.Namespace(), environ), client, freeze_heap_after_sync=freeze_heap
     )
     await nursery.start(operator.run)
-    with trio.fail_after(900):
+    with _stage("the first reconcile pass and score refresh"):
         while operator.reconciler is None or operator.reconciler.passes < 1:
             await trio.sleep(0.1)
         reconciler = operator.reconciler
@@ -126,16 +151,17 @@ async def steady_operator(
         while scores.refreshes < 1:
             await trio.sleep(0.1)
     # Steady state: every replica placed and synced (the simulator is still placing at first) ...
-    with trio.fail_after(900):
-        while True:
+    degraded = -1
+    with _stage("every replica placed and synced", lambda: f"{degraded} volumes still degraded"):
+        while degraded != 0:
             await reconciler.reconcile_once()
             plan = reconciler.last_plan
-            if plan is not None and not any(d.reason == "degraded" for d in plan.decisions):
-                break
-            await trio.sleep(1.0)
+            degraded = -1 if plan is None else sum(d.reason == "degraded" for d in plan.decisions)
+            if degraded:
+                await trio.sleep(1.0)
     # ... and the first start's writes (a tier label on every PV, status, events) all done.
     quiet_since, last = trio.current_time(), _writes(operator)
-    with trio.fail_after(900):
+    with _stage("the first start's writes done", lambda: f"{_writes(operator):.0f} writes so far"):
         while trio.current_time() - quiet_since < 3.0:
             await trio.sleep(0.5)
             if _writes(operator) != last:

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tests.bench.__main__ import BENCHES, main
+from tests.bench.operator_curve import _cause, report
 
 
 @pytest.mark.slow
@@ -48,6 +49,7 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path, capsys):
     assert all(r["decisions"] == r["volumes"] for r in results["decide"]["rows"])
 
     scaling = results["scaling"]
+    assert scaling["failed"] == []
     assert [p["volumes"] for p in scaling["points"]] == [50, 150]
     assert all(p["decisions"] == p["volumes"] and p["rss_mib"] > 0 for p in scaling["points"])
     assert all(p["reconcile_cpu_mean_ms"] > 0 for p in scaling["points"])
@@ -66,3 +68,24 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path, capsys):
         "Scaling curve",
     ):
         assert title in printed
+
+
+STDERR_OF_A_STAGE_TIMEOUT = """\
+  + Exception Group Traceback (most recent call last):
+  |   File "tests/bench/operator_curve.py", line 66, in _measure_operator
+  | ExceptionGroup: Exceptions from Trio nursery (1 sub-exception)
+  +-+---------------- 1 ----------------
+    | Traceback (most recent call last):
+    |   File "tests/bench/operator_scale.py", line 129, in steady_operator
+    | tests.bench.operator_scale.NotSteady: not every replica placed and synced within 900 s (12 volumes still degraded)
+    +------------------------------------
+"""
+
+
+def test_a_failed_scaling_point_is_reported_by_the_stage_that_timed_out():
+    cause = _cause(STDERR_OF_A_STAGE_TIMEOUT)
+    assert cause == "not every replica placed and synced within 900 s (12 volumes still degraded)"
+    assert _cause("Traceback (most recent call last):\nValueError: bad\n") == "ValueError: bad"
+    text = report({"points": [], "failed": [{"volumes": 50_000, "error": cause}], "passes": 3})
+    assert "50,000 FAILED: not every replica placed" in text
+    assert "no slope" in text

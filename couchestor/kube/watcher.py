@@ -5,7 +5,8 @@ States, and what moves the machine on:
 - :class:`Empty`: nothing listed yet, or the last list/watch position is unusable (410 Gone). Emits
   :class:`Init` and moves to InitPage.
 - :class:`InitPage`: listing in pages of ``page_size`` (one consistent snapshot, held together by the
-  ``continue`` token). Each item is emitted as :class:`InitApply`; after the last page :class:`InitDone`
+  ``continue`` token; the next page is requested before the one before is decoded, so the server and this
+  process work at once). Each item is emitted as :class:`InitApply`; after the last page :class:`InitDone`
   carries the snapshot's resourceVersion and the machine moves to InitListed. A store swaps its contents on
   InitDone, so its readers never see half a list.
 - :class:`InitListed`: holds the resourceVersion to watch from; opens a WATCH (bookmarks on, server timeout
@@ -35,7 +36,7 @@ import trio
 
 from couchestor.kube import objects
 from couchestor.kube.backoff import WATCH_BACKOFF, Backoff, BackoffPolicy
-from couchestor.kube.client import DEFAULT_PAGE_SIZE, KubeClient
+from couchestor.kube.client import DEFAULT_PAGE_SIZE, KubeClient, UndecodedPage
 from couchestor.kube.errors import ApiError, Gone, KubeError, TooManyRequests, api_error, is_gone
 from couchestor.kube.resources import Resource
 from k8s_schemas.meta import ObjectMeta, RawWatchEvent, Status
@@ -136,6 +137,9 @@ class _Bookmark(msgspec.Struct):
     metadata: ObjectMeta
 
 
+# A fetched page with the event set once the page after it has been requested; or the fetch's failure.
+_Fetched = tuple[UndecodedPage, trio.Event] | WatcherError
+
 _BOOKMARK_DECODER = msgspec.json.Decoder(_Bookmark)
 _STATUS_DECODER = msgspec.json.Decoder(Status)
 # A stream that ends this fast without a single event is a failure, not the server's timeout (client-go).
@@ -197,32 +201,76 @@ class Watcher(Generic[T]):
             on_event(Init())
             return InitPage(None, "")
         if isinstance(state, InitPage):
-            return await self._list_page(state, on_event)
+            return await self._list(state, on_event)
         return await self._watch(state.resource_version, on_event)
 
-    async def _list_page(self, state: InitPage, on_event: Callable[[WatchEvent[T]], None]) -> State:
-        try:
-            page = await self.client.list_page(
-                self.resource,
-                self.namespace,
-                type=self.type,
-                label_selector=self.label_selector,
-                field_selector=self.field_selector,
-                limit=self.page_size,
-                continue_token=state.continue_token,
-            )
-        except ApiError as exc:
-            raise WatcherError(self.resource, "initial list", exc, relist=isinstance(exc, Gone)) from exc
-        except KubeError as exc:
-            raise WatcherError(self.resource, "initial list", exc, relist=False) from exc
-        rv = state.resource_version or page.metadata.resource_version or ""
-        for item in page.items:
-            on_event(InitApply(item))
-        token = page.metadata.continue_ or None
-        if token is not None:
-            return InitPage(token, rv)
-        on_event(InitDone(rv))
-        return InitListed(rv)
+    async def _list(self, state: InitPage, on_event: Callable[[WatchEvent[T]], None]) -> State:
+        """The rest of the list that ``state`` is in; returns InitListed after its last page.
+
+        Pipelined: a fetching task asks for the next page as soon as it has read a page's ``continue``
+        token, and this task decodes and applies that page only once the next request is on the wire, so
+        the server prepares one page while this process decodes the one before. ``self.state`` follows
+        each applied page, so a failure resumes at the first page not yet applied.
+        """
+        send, receive = trio.open_memory_channel[_Fetched](0)
+        failure: WatcherError | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._fetch_pages, state, send)
+            async with receive:
+                async for got in receive:
+                    if isinstance(got, WatcherError):
+                        failure = got
+                        break
+                    fetched, next_requested = got
+                    await next_requested.wait()
+                    rv = state.resource_version or fetched.metadata.resource_version or ""
+                    try:
+                        page = fetched.decode(self.type)
+                    except KubeError as exc:
+                        failure = WatcherError(self.resource, "initial list", exc, relist=False)
+                        break
+                    for item in page.items:
+                        on_event(InitApply(item))
+                    state = InitPage(fetched.metadata.continue_ or None, rv)
+                    self.state = state
+                    if state.continue_token is None:
+                        on_event(InitDone(rv))
+                        return InitListed(rv)
+            nursery.cancel_scope.cancel()
+        assert failure is not None, "the page fetcher ended before the last page"
+        raise failure
+
+    async def _fetch_pages(self, state: InitPage, send: trio.MemorySendChannel[_Fetched]) -> None:
+        """Send every page from ``state`` on, each with an event set once the next page is requested;
+        a failure is sent as the last item."""
+        token = state.continue_token
+        next_requested = trio.Event()
+        next_requested.set()  # nothing before the first page
+        async with send:
+            while True:
+                try:
+                    page = await self.client.list_page_undecoded(
+                        self.resource,
+                        self.namespace,
+                        label_selector=self.label_selector,
+                        field_selector=self.field_selector,
+                        limit=self.page_size,
+                        continue_token=token,
+                        on_sent=next_requested.set,
+                    )
+                except KubeError as exc:
+                    next_requested.set()
+                    gone = isinstance(exc, Gone)
+                    await send.send(WatcherError(self.resource, "initial list", exc, relist=gone))
+                    return
+                next_requested.set()  # a transport that does not trace: at the latest, once answered
+                next_requested = trio.Event()
+                token = page.metadata.continue_ or None
+                if token is None:
+                    next_requested.set()
+                await send.send((page, next_requested))
+                if token is None:
+                    return
 
     async def _watch(self, rv: str, on_event: Callable[[WatchEvent[T]], None]) -> State:
         timeout_seconds = self.rng.randrange(self.min_timeout, max(self.max_timeout, self.min_timeout + 1))

@@ -117,6 +117,23 @@ async def test_pagination_and_selectors(apiserver: Any) -> None:
         await pager.aclose()
 
 
+async def test_on_sent_is_called_once_the_request_is_written_before_the_answer(apiserver: Any) -> None:
+    async with client_for(apiserver, timeout=5.0) as client:
+        await client.create(CONFIG_MAP, cm("sent-a"), type=dict)
+        apiserver.api.chaos.add_fault(latency=0.5, method="GET", path_regex="configmaps", count=1)
+        sent_at: list[float] = []
+        started = trio.current_time()
+        page = await client.list_page_undecoded(
+            CONFIG_MAP, NS, on_sent=lambda: sent_at.append(trio.current_time())
+        )
+        answered = trio.current_time()
+        assert len(sent_at) == 1
+        assert sent_at[0] - started < 0.25 < answered - sent_at[0]  # the server held its answer 0.5 s
+        assert page.metadata.resource_version
+        assert "sent-a" in names(page.decode(dict).items)
+        apiserver.api.chaos.clear()
+
+
 async def test_conflicts_on_stale_resource_version(apiserver: Any) -> None:
     async with client_for(apiserver) as client:
         first = await client.create(CONFIG_MAP, cm("occ", "1"), type=dict)

@@ -221,6 +221,38 @@ async def test_paged_list_uses_first_page_version_and_retries_failed_page(
     assert watcher.stats.lists == 1
 
 
+async def test_next_page_is_requested_before_the_page_before_is_applied(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    seen: list[WatchEvent[PV]] = []
+    applied_when_requested: list[int] = []
+
+    def page(answer: Answer) -> Answer:
+        def record(req: httpx.Request) -> httpx.Response:
+            applied_when_requested.append(len(names(seen, InitApply)))
+            return answer(req)
+
+        return record
+
+    script = Script(
+        [
+            page(list_answer(10, obj("a", 3), obj("b", 3), token="t1")),
+            page(list_answer(10, obj("c", 4), obj("d", 4), token="t2")),
+            page(list_answer(10, obj("e", 5))),
+        ],
+        [],
+    )
+    async with make_client(script) as client:
+        watcher = Watcher(client, PERSISTENT_VOLUME, PV, page_size=2)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watcher.run, seen.append)
+            await wait_for(lambda: any(isinstance(e, InitDone) for e in seen))
+            nursery.cancel_scope.cancel()
+    assert names(seen, InitApply) == ["a", "b", "c", "d", "e"]
+    # Each page was asked for while the one before it was still undecoded.
+    assert applied_when_requested == [0, 0, 2]
+
+
 async def test_backoff_grows_between_consecutive_failures(autojump_clock: trio.abc.Clock) -> None:
     times: list[float] = []
 

@@ -186,17 +186,11 @@ class KubeClient:
 
         ``resource_version`` applies to the first page only (a continue token fixes the snapshot).
         """
-        page = await self.list_page_undecoded(
-            res,
-            namespace,
-            label_selector=label_selector,
-            field_selector=field_selector,
-            limit=limit,
-            continue_token=continue_token,
-            resource_version=resource_version,
-            timeout=timeout,
+        resp = await self._list_request(
+            res, namespace, label_selector, field_selector, limit, continue_token, resource_version, timeout
         )
-        return page.decode(type)
+        page: ObjectList[T] = self._decode_with(resp, objects.list_decoder(type))
+        return page
 
     async def list_page_undecoded(
         self,
@@ -214,6 +208,32 @@ class KubeClient:
         """:meth:`list_page` with only the page's ``metadata`` decoded: the items wait for
         :meth:`UndecodedPage.decode`, so a caller can ask for the next page first. ``on_sent`` is called
         once the request is written (the server is preparing the page)."""
+        resp = await self._list_request(
+            res,
+            namespace,
+            label_selector,
+            field_selector,
+            limit,
+            continue_token,
+            resource_version,
+            timeout,
+            on_sent,
+        )
+        head: _ListHead = self._decode_with(resp, _LIST_HEAD_DECODER)
+        return UndecodedPage(f"GET {resp.request.url.path}", resp.content, head.metadata)
+
+    async def _list_request(
+        self,
+        res: Resource,
+        namespace: str | None,
+        label_selector: str | None,
+        field_selector: str | None,
+        limit: int | None,
+        continue_token: str | None,
+        resource_version: str | None,
+        timeout: float | None,  # noqa: ASYNC109 - per attempt, inside the retry loop
+        on_sent: Callable[[], None] | None = None,
+    ) -> httpx.Response:
         params = _selectors(label_selector, field_selector)
         if limit:
             params["limit"] = str(limit)
@@ -221,7 +241,7 @@ class KubeClient:
             params["continue"] = continue_token
         elif resource_version is not None:
             params["resourceVersion"] = resource_version
-        resp = await self._call(
+        return await self._call(
             "GET",
             res.path(namespace),
             Idempotency.IDEMPOTENT,
@@ -229,8 +249,6 @@ class KubeClient:
             timeout=timeout,
             on_sent=on_sent,
         )
-        head: _ListHead = self._decode_with(resp, _LIST_HEAD_DECODER)
-        return UndecodedPage(f"GET {resp.request.url.path}", resp.content, head.metadata)
 
     async def list_all(
         self,

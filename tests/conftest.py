@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.apiserver",
+    "tests.fixtures.envtest",
     "tests.fixtures.prometheus",
 ]

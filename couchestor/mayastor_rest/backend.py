@@ -44,7 +44,13 @@ from couchestor.kube.client import KubeClient
 from couchestor.kube.errors import Conflict, KubeError, NotFound
 from couchestor.kube.store import Store
 from couchestor.mayastor_rest import rules, wire
-from couchestor.mayastor_rest.client import MayastorRestClient, MayastorRestError, NotFoundError
+from couchestor.mayastor_rest.client import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    MayastorRestClient,
+    MayastorRestError,
+    NotFoundError,
+)
 from couchestor.migration import intent as intents
 from couchestor.migration.backend import BackendError, IntentConflict, VolumeState
 from k8s_schemas.annotations import GROUP, MIGRATION_INTENT
@@ -161,6 +167,7 @@ class RestBackend:
             if current.spec.num_replicas >= count:
                 await self._lift(volume, str(pv.metadata.name))
                 return state
+            _require_online(volume, current)
             record = _record(pv) or CordonRecord(volume=volume)
             forward = state.intent is not None and state.intent.phase == "forward"
             if forward and record.repairs > self.max_repairs:
@@ -203,11 +210,7 @@ class RestBackend:
                     if foreign:
                         record.pools = sorted(set(record.pools) - foreign)
                         await self._write_record(pv, record)
-                    try:
-                        await self.rest.set_replica_count(volume, count)
-                    except MayastorRestError as exc:
-                        if exc.kind != "AlreadyExists":
-                            raise _backend_error(f"cannot add a replica to {volume}", exc) from None
+                    await self._set_replica_count(volume, count, "cannot add a replica to")
                 finally:
                     with trio.CancelScope(shield=True), trio.move_on_after(LIFT_TIMEOUT):
                         await self._lift(volume, str(pv.metadata.name))
@@ -249,11 +252,7 @@ class RestBackend:
                 try:
                     if steer is not None:
                         await self._call(self.rest.cordon_node(steer, node_cordon_label(volume)))
-                    try:
-                        await self.rest.set_replica_count(volume, count)
-                    except MayastorRestError as exc:
-                        if exc.kind != "AlreadyExists":
-                            raise _backend_error(f"cannot remove a replica of {volume}", exc) from None
+                    await self._set_replica_count(volume, count, "cannot remove a replica of")
                 finally:
                     if steer is not None:
                         with trio.CancelScope(shield=True), trio.move_on_after(LIFT_TIMEOUT):
@@ -422,16 +421,44 @@ class RestBackend:
             raise BackendError(f"cannot update PersistentVolume {name}: {exc}", retryable=True) from None
 
     async def _scale_back(self, volume: str, count: int) -> None:
+        await self._set_replica_count(volume, count, "cannot remove the misplaced replica of")
+
+    async def _set_replica_count(self, volume: str, count: int, what: str) -> None:
+        """``PUT replica_count``, idempotent: a count already set is success. The control plane refuses a count
+        that is already set, and a scale-up of a volume that is not Online, with 412 FailedPrecondition (older
+        answers said AlreadyExists), so a refusal is told apart by reading the volume again."""
         try:
             await self.rest.set_replica_count(volume, count)
+            return
+        except (FailedPreconditionError, AlreadyExistsError) as exc:
+            refused = exc
         except MayastorRestError as exc:
-            raise _backend_error(f"cannot remove the misplaced replica of {volume}", exc) from None
+            raise _backend_error(f"{what} {volume}", exc) from None
+        try:
+            current = await self.rest.get_volume(volume)
+        except MayastorRestError as exc:
+            raise _backend_error(f"{what} {volume}", exc) from None
+        if current.spec.num_replicas == count:
+            return
+        _require_online(volume, current)
+        raise _backend_error(f"{what} {volume}", refused)
 
     async def _call(self, call: Any) -> Any:
         try:
             return await call
         except MayastorRestError as exc:
             raise _backend_error("Mayastor REST call failed", exc) from None
+
+
+def _require_online(volume: str, current: wire.Volume) -> None:
+    """Replicas are added only to an Online volume: a Degraded one is being rebuilt or repaired by Mayastor
+    itself, so the migration waits (a retryable error with the reason) until it is Online again."""
+    status = current.state.status
+    if status != "Online":
+        raise BackendError(
+            f"volume {volume} is {status} (Mayastor is rebuilding or repairing it); waiting until it is Online",
+            retryable=True,
+        )
 
 
 def _backend_error(what: str, exc: MayastorRestError) -> BackendError:

@@ -5,11 +5,24 @@ Every call has a deadline (``timeout`` seconds per attempt, connect included) an
 (every GET, cordon and uncordon) are retried on transport errors and 502/503/504 answers, at most
 ``attempts`` times with jittered backoff; ``PUT .../replica_count/{n}`` is not retried here, because a lost
 answer leaves the count unknown: the caller re-reads the volume and decides again.
+
+Errors are typed as the control plane means them (its error kinds map to HTTP statuses): 412
+:class:`FailedPreconditionError` (e.g. the replica count is already the one asked for, or the volume is not
+Online), 422 :class:`AlreadyExistsError` (a pool cordon already placed, or already lifted), 404
+:class:`NotFoundError`, and :class:`PoolCordonUnsupported` for a release without pool cordon (its routes answer
+404 without an error body, as any unknown route).
+
+Authentication: every operation of the API declares a JWT bearer scheme. ``token_file`` names a file holding
+the token (a projected service-account token, say); it is re-read whenever the file changes, so a rotated token
+is used from the next call on. ``ca_file`` verifies an https endpoint with a private CA.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import ssl
+import uuid
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -47,6 +60,24 @@ class MayastorRestError(Exception):
 class NotFoundError(MayastorRestError):
     """The volume, pool, node or endpoint does not exist (404)."""
 
+    @property
+    def route_missing(self) -> bool:
+        """The server has no such route (a 404 without a ``RestJsonError`` body), not an absent object."""
+        return self.kind == "Unknown"
+
+
+class PoolCordonUnsupported(NotFoundError):
+    """The release has no pool cordon (2.7 and earlier): ``PUT``/``DELETE /v0/pools/{id}/cordon`` is no route."""
+
+
+class FailedPreconditionError(MayastorRestError):
+    """412: the object is not in a state the call needs (replica count already set, volume not Online, node
+    cordon label already there or not there); re-read it and decide again."""
+
+
+class AlreadyExistsError(MayastorRestError):
+    """422 AlreadyExists: what the call asks for is already so (a pool cordon placed, or lifted)."""
+
 
 class MayastorRestClient:
     """One control-plane REST endpoint, e.g. ``http://mayastor-api-rest.mayastor:8081``.
@@ -63,15 +94,34 @@ class MayastorRestClient:
         connect_timeout: float = 5.0,
         attempts: int = 3,
         page_size: int = DEFAULT_PAGE_SIZE,
+        token_file: str | None = None,
+        ca_file: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """Raises :class:`ValueError` for a URL that is not http(s), a CA with an http URL, or an unreadable CA."""
         self.base_url = base_url.rstrip("/")
+        scheme = httpx.URL(self.base_url).scheme
+        if scheme not in ("http", "https"):
+            raise ValueError(f"Mayastor REST URL {base_url!r} is not http:// or https://")
+        if ca_file is not None and scheme != "https":
+            raise ValueError(f"a CA file is given but the Mayastor REST URL {base_url!r} is not https://")
+        verify: ssl.SSLContext | bool = True
+        if ca_file is not None:
+            try:
+                verify = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot load the CA file {ca_file}: {exc}") from None
         self.timeout = timeout
         self.attempts = max(attempts, 1)
         self.page_size = page_size
+        self.token_file = token_file
+        self._token: tuple[tuple[int, int, int], str] | None = None
+        #: Whether the server has pool cordon: None until a cordon call (or :meth:`probe_pool_cordon`) told.
+        self.pool_cordon: bool | None = None
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             transport=transport,
+            verify=verify,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             headers={"Accept": "application/json", "User-Agent": "couchestor"},
             follow_redirects=False,
@@ -125,23 +175,72 @@ class MayastorRestClient:
         return await self._call("GET", f"/v0/pools/{pool_id}", wire.Pool)
 
     async def cordon_pool(self, pool_id: str) -> wire.Pool:
-        """Block new replicas on ``pool_id`` (``PUT /v0/pools/{id}/cordon``); raises an ``AlreadyExists``
-        :class:`MayastorRestError` when it already blocks them (whoever cordoned it)."""
-        body = msgspec.json.encode(wire.PoolCordonReq(replicas=True))
-        return await self._call("PUT", f"/v0/pools/{pool_id}/cordon", wire.Pool, body=body)
+        """Block new replicas on ``pool_id`` (``PUT /v0/pools/{id}/cordon``); raises
+        :class:`AlreadyExistsError` when it already blocks them (whoever cordoned it), and
+        :class:`PoolCordonUnsupported` on a release without pool cordon."""
+        return await self._pool_cordon("PUT", pool_id)
 
     async def uncordon_pool(self, pool_id: str) -> wire.Pool:
-        """Stop blocking new replicas on ``pool_id`` (``DELETE /v0/pools/{id}/cordon``); idempotent."""
+        """Stop blocking new replicas on ``pool_id`` (``DELETE /v0/pools/{id}/cordon``); raises
+        :class:`PoolCordonUnsupported` as above. Idempotent: a pool that is not cordoned (the server answers 422
+        AlreadyExists) is returned as it is."""
+        try:
+            return await self._pool_cordon("DELETE", pool_id)
+        except AlreadyExistsError:
+            return await self.get_pool(pool_id)  # not cordoned: already so, idempotent
+
+    async def probe_pool_cordon(self) -> bool:
+        """Whether this release has pool cordon, asked without changing anything: cordoning a pool that does not
+        exist answers 404 NotFound (a ``RestJsonError``) where the route exists, a bare 404 where it does not."""
+        if self.pool_cordon is None:
+            try:
+                await self._pool_cordon("PUT", f"couchestor-probe-{uuid.uuid4()}")
+            except PoolCordonUnsupported:
+                pass
+            except MayastorRestError as exc:
+                if exc.status == 0 or exc.status >= 500:
+                    raise
+        return bool(self.pool_cordon)
+
+    async def _pool_cordon(self, method: str, pool_id: str) -> wire.Pool:
         body = msgspec.json.encode(wire.PoolCordonReq(replicas=True))
-        return await self._call("DELETE", f"/v0/pools/{pool_id}/cordon", wire.Pool, body=body)
+        try:
+            pool = await self._call(method, f"/v0/pools/{pool_id}/cordon", wire.Pool, body=body)
+        except NotFoundError as exc:
+            if not exc.route_missing:
+                self.pool_cordon = True
+                raise
+            self.pool_cordon = False
+            raise PoolCordonUnsupported(
+                exc.call, 404, "NotFound", "this Mayastor release has no pool cordon (2.7 and earlier)"
+            ) from None
+        except MayastorRestError as exc:
+            if exc.status and exc.status < 500:
+                self.pool_cordon = True
+            raise
+        self.pool_cordon = True
+        return pool
 
     async def list_nodes(self) -> list[wire.Node]:
         return await self._call("GET", "/v0/nodes", list[wire.Node])
 
+    async def get_node(self, node: str) -> wire.Node:
+        return await self._call("GET", f"/v0/nodes/{node}", wire.Node)
+
     async def cordon_node(self, node: str, label: str) -> wire.Node:
-        return await self._call("PUT", f"/v0/nodes/{node}/cordon/{label}", wire.Node)
+        """Cordon ``node`` under ``label`` (``PUT /v0/nodes/{id}/cordon/{label}``). Idempotent: the server
+        refuses a label the node already has (412), and the node is then returned as it is."""
+        try:
+            return await self._call("PUT", f"/v0/nodes/{node}/cordon/{label}", wire.Node)
+        except FailedPreconditionError:
+            found = await self.get_node(node)
+            if label not in _cordon_labels(found):
+                raise
+            return found
 
     async def uncordon_node(self, node: str, label: str) -> wire.Node:
+        """Lift ``node``'s cordon ``label``; the server refuses a label the node does not have (412):
+        :class:`FailedPreconditionError` is raised then, as the backend tells that apart itself."""
         return await self._call("DELETE", f"/v0/nodes/{node}/cordon/{label}", wire.Node)
 
     # --- plumbing -----------------------------------------------------------------------------------------
@@ -177,7 +276,9 @@ class MayastorRestClient:
         params: dict[str, str] | None,
         body: bytes | None,
     ) -> T:
-        headers = {"Content-Type": "application/json"} if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self.token_file is not None:
+            headers["Authorization"] = f"Bearer {self._bearer(call)}"
         try:
             with trio.fail_after(self._deadline):
                 response = await self._http.request(
@@ -197,6 +298,39 @@ class MayastorRestClient:
         except msgspec.DecodeError as exc:
             raise MayastorRestError(call, response.status_code, "Deserialize", str(exc)) from None
 
+    def _bearer(self, call: str) -> str:
+        """The token of ``token_file``, read again when the file changed (rotation replaces it)."""
+        assert self.token_file is not None
+        try:
+            st = os.stat(self.token_file)
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if self._token is None or self._token[0] != key:
+                with open(self.token_file, encoding="utf-8") as f:
+                    token = f.read().strip()
+                if not token:
+                    raise OSError("the file is empty")
+                self._token = (key, token)
+        except OSError as exc:
+            detail = exc.strerror or str(exc)
+            raise MayastorRestError(
+                call, 0, "Unauthenticated", f"cannot read the token file {self.token_file}: {detail}"
+            ) from None
+        return self._token[1]
+
+
+def _cordon_labels(node: wire.Node) -> list[str]:
+    spec = node.spec
+    if spec is msgspec.UNSET or spec.cordondrainstate is msgspec.UNSET:
+        return []
+    state = spec.cordondrainstate.cordonedstate
+    return [] if state is msgspec.UNSET else list(state.cordonlabels)
+
+
+_KIND_ERRORS: dict[str, type[MayastorRestError]] = {
+    "FailedPrecondition": FailedPreconditionError,
+    "AlreadyExists": AlreadyExistsError,
+}
+
 
 def _error(call: str, status: int, content: bytes) -> MayastorRestError:
     try:
@@ -204,8 +338,16 @@ def _error(call: str, status: int, content: bytes) -> MayastorRestError:
         kind, details = err.kind, err.details or err.message
     except msgspec.DecodeError:
         kind, details = "Unknown", content[:200].decode(errors="replace")
-    cls = NotFoundError if status == 404 else MayastorRestError
+    cls = NotFoundError if status == 404 else _KIND_ERRORS.get(kind, MayastorRestError)
     return cls(call, status, kind, details)
 
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MayastorRestClient", "MayastorRestError", "NotFoundError"]
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "AlreadyExistsError",
+    "FailedPreconditionError",
+    "MayastorRestClient",
+    "MayastorRestError",
+    "NotFoundError",
+    "PoolCordonUnsupported",
+]

@@ -54,8 +54,9 @@ def to_mayastor_volume(volume: wire.Volume, namespace: str) -> MayastorVolume:
         else UNSET
     )
     replicas = []
+    is_published = rules.published(volume)
     for rid, topo in sorted(volume.state.replica_topology.items(), key=lambda kv: (str(kv[1].pool), kv[0])):
-        info = rules.replica_info(topo)
+        info = rules.replica_info(topo, is_published=is_published)
         replicas.append(
             ReplicaStatus(
                 pool=info.pool,

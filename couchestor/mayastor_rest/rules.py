@@ -26,13 +26,27 @@ USABLE_POOL_STATES = frozenset({"Online", "Degraded"})
 _UNHEALTH = {"Faulted": 0, "Unknown": 1, "Degraded": 2, "Online": 3}
 
 
-def replica_info(topo: wire.ReplicaTopology) -> ReplicaInfo:
-    """One replica as the backend interface sees it. ``sync_state`` comes from the target's view of the child
-    (``child-status``): Online is Synced, Degraded is Syncing (with its rebuild progress); a replica the target
-    does not report on (an unpublished volume) is Unknown, so it never counts as a complete copy."""
+def published(volume: wire.Volume) -> bool:
+    """Whether the volume has (or is meant to have) a target: a publish asked for (``spec.target``) or a nexus
+    running (``state.target``). Only a volume with neither is unpublished."""
+    return volume.spec.target is not UNSET or volume.state.target is not UNSET
+
+
+def replica_info(topo: wire.ReplicaTopology, *, is_published: bool = True) -> ReplicaInfo:
+    """One replica as the backend interface sees it, synced as Mayastor means it.
+
+    A published volume's replica is as its target sees the child (``child-status``): Online is Synced, Degraded
+    is Syncing (with its rebuild progress), and a replica the target does not report on yet is Unknown, never a
+    complete copy. An unpublished volume (``is_published`` False) has no target and no I/O, so nothing can make
+    its replicas diverge and nothing rebuilds them: a replica that is Online is Synced. (On publish Mayastor
+    opens the nexus on the replicas it last knew healthy and rebuilds the others; on scale-down it drops those
+    first, so a replica added while unpublished is never kept in place of one that holds the data.)
+    """
     child = topo.child_status if topo.child_status is not UNSET else None
     progress = topo.rebuild_progress if topo.rebuild_progress is not UNSET else None
-    if child == "Online" and topo.state == "Online":
+    if not is_published and child is None:
+        sync = "Synced" if topo.state == "Online" else "Unknown"
+    elif child == "Online" and topo.state == "Online":
         sync = "Synced"
     elif child == "Degraded" and topo.state == "Online":
         sync = "Syncing"
@@ -49,9 +63,9 @@ def replica_info(topo: wire.ReplicaTopology) -> ReplicaInfo:
 
 def replicas(volume: wire.Volume) -> tuple[ReplicaInfo, ...]:
     """The volume's replicas (see :func:`replica_info`), by pool name."""
-    return tuple(
-        sorted((replica_info(t) for t in volume.state.replica_topology.values()), key=lambda r: r.pool)
-    )
+    is_published = published(volume)
+    infos = (replica_info(t, is_published=is_published) for t in volume.state.replica_topology.values())
+    return tuple(sorted(infos, key=lambda r: r.pool))
 
 
 def digest(volume: wire.Volume) -> str:
@@ -106,13 +120,14 @@ def predicted_victim(
     target = volume.state.target
     nexus_node = target.node if target is not UNSET else None
     inclusion = volume.spec.pool_inclusion
+    is_published = published(volume)
     unhealthy: list[tuple[int, int, str, str]] = []
     healthy: list[tuple[bool, bool, bool, str, str]] = []
     for rid, topo in volume.state.replica_topology.items():
         pool = topo.pool if topo.pool is not UNSET else ""
         node = topo.node if topo.node is not UNSET else ""
         progress = topo.rebuild_progress if topo.rebuild_progress is not UNSET else 0
-        if topo.state == "Online" and topo.child_status == "Online":
+        if replica_info(topo, is_published=is_published).sync_state == "Synced":
             fits = includes(pool_labels.get(pool, {}), inclusion)
             healthy.append((fits, node not in nodes_cordoned, node == nexus_node, rid, pool))
         else:
@@ -130,6 +145,7 @@ __all__ = [
     "digest",
     "pools_to_cordon",
     "predicted_victim",
+    "published",
     "replica_info",
     "replicas",
 ]

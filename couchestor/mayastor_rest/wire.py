@@ -6,16 +6,18 @@ camelCase exceptions spelled out with ``name=``. Only what CoucheStor reads is d
 is optional so newer releases that add fields still decode. The simulator encodes the same Structs, so both
 sides of the wire agree by construction and the tests pin the shapes.
 
-Pool cordoning is newer than the snapshot of the document: it follows the design accepted upstream (OEP 3903)
-and the control plane's REST handlers: ``PUT``/``DELETE /v0/pools/{pool_id}/cordon`` with a
-:class:`PoolCordonReq` body (``replicas``, ``snapshots``, ``restores``, ``import``); a ``PUT`` asking for
-constraints the pool already has answers ``AlreadyExists``. Where a pool reports its cordon state is an
-assumption (``spec.cordon``): no published document shows the response field yet.
+Pool cordoning is in no published document (release/2.7 and develop of October 2024 lack it): it follows the
+design accepted upstream (OEP 3903) and the control plane's REST handlers: ``PUT``/``DELETE
+/v0/pools/{pool_id}/cordon`` with a :class:`PoolCordonReq` body (``replicas``, ``snapshots``, ``restores``,
+``import``); a ``PUT`` asking for constraints the pool already has, or a ``DELETE`` of a pool that is not
+cordoned, answers ``AlreadyExists``. Releases without it answer 404 on those routes. A pool reports its cordon
+in ``spec.cordon_drain`` (a ``cordoned`` variant carrying the same four flags); no document shows that JSON, so
+:attr:`PoolSpec.cordoned_for_replicas` reads it defensively.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -38,7 +40,6 @@ class _Wire(msgspec.Struct, kw_only=True):
 class LabelledTopology(_Wire):
     exclusion: dict[str, str] = msgspec.field(default_factory=dict)
     inclusion: dict[str, str] = msgspec.field(default_factory=dict)
-    affinitykey: list[str] = msgspec.field(default_factory=list)
 
 
 class PoolTopology(_Wire):
@@ -171,11 +172,31 @@ class PoolSpec(_Wire):
     disks: list[str] = msgspec.field(default_factory=list)
     status: SpecStatus = "Created"
     labels: dict[str, str] | UnsetType = UNSET
-    cordon: PoolCordonReq | UnsetType = UNSET
+    #: The pool's cordon (releases with pool cordon): ``{"cordoned": {"replicas": true, ...}}``; any JSON is
+    #: accepted, since no document fixes its shape.
+    cordon_drain: Any = UNSET
 
     @property
     def cordoned_for_replicas(self) -> bool:
-        return self.cordon is not UNSET and self.cordon.replicas
+        """True when the pool blocks new replicas; an unreadable ``cordon_drain`` counts as blocking (the safe
+        reading: the pool is then neither cordoned nor uncordoned by the backend)."""
+        return cordon_blocks_replicas(self.cordon_drain)
+
+
+def cordon_blocks_replicas(cordon_drain: Any) -> bool:
+    """Whether a pool spec's ``cordon_drain`` blocks new replicas, reading the shapes a release may send:
+    ``{"cordoned": {"replicas": true, ...}}`` (a draining variant the same way), or an unknown non-empty value."""
+    if cordon_drain is UNSET or cordon_drain is None or cordon_drain == {}:
+        return False
+    if isinstance(cordon_drain, dict):
+        for variant in cordon_drain.values():
+            if isinstance(variant, dict) and isinstance(variant.get("replicas"), bool):
+                if variant["replicas"]:
+                    return True
+            else:
+                return True
+        return False
+    return True
 
 
 class PoolState(_Wire):
@@ -272,4 +293,5 @@ __all__ = [
     "VolumeState",
     "VolumeTarget",
     "Volumes",
+    "cordon_blocks_replicas",
 ]

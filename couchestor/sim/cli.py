@@ -204,6 +204,19 @@ def _add_mayastor(sub: Any) -> None:
         metavar="HOST:PORT",
         help="where to serve Mayastor 2.x's REST API with --backend rest (default: %(default)s)",
     )
+    p.add_argument(
+        "--mayastor-release",
+        choices=("2.7", "2.8+"),
+        default="2.8+",
+        help="the Mayastor 2.x release played with --backend rest: '2.7' (and earlier) has no pool cordon, "
+        "'2.8+' has it (default: %(default)s)",
+    )
+    p.add_argument(
+        "--mixed-volumes",
+        action="store_true",
+        help="with --backend rest, also unpublished volumes (no target), Degraded volumes (a replica faulted) "
+        "and volumes Mayastor itself is rebuilding (one replica short), one in ten of each",
+    )
     p.set_defaults(func=run_mayastor)
 
 
@@ -262,7 +275,14 @@ async def _play_mayastor(nursery: trio.Nursery, args: argparse.Namespace, client
     try:
         if args.backend == "rest":
             simulator = await start_rest_cluster(
-                nursery, client, spec, time_scale=args.time_scale, address=args.rest_addr, progress=progress
+                nursery,
+                client,
+                spec,
+                time_scale=args.time_scale,
+                address=args.rest_addr,
+                progress=progress,
+                release=args.mayastor_release,
+                mixed=args.mixed_volumes,
             )
             rest_url = simulator.url
         else:

@@ -170,7 +170,7 @@ async def test_removal_refused_while_the_new_replica_is_not_yet_synced(env):
 
 
 async def test_without_pool_cordons_a_misplaced_replica_is_removed_again(env):
-    env.sim.plane.cordon_supported = False  # a release without pool cordoning
+    env.sim.plane.release = "2.7"  # a release without pool cordoning
     await start(env)
     with pytest.raises(BackendError, match="landed on pool-hot-1 instead of pool-hot-2"):
         await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
@@ -211,14 +211,14 @@ async def test_rollback_removes_the_new_replica_even_where_mayastor_would_keep_i
 
 
 def hiding_cordons(rest):
-    """A control plane whose pool listing does not show cordons (the field's place is not published yet)."""
+    """A control plane whose pool listing does not show cordons (no published document fixes the field)."""
 
     async def list_pools():
         pools = await rest.list_pools()
         return [
             p
             if p.spec is UNSET
-            else msgspec.structs.replace(p, spec=msgspec.structs.replace(p.spec, cordon=UNSET))
+            else msgspec.structs.replace(p, spec=msgspec.structs.replace(p.spec, cordon_drain=UNSET))
             for p in pools
         ]
 

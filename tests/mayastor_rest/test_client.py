@@ -7,6 +7,7 @@ import trio
 
 from couchestor.decisions import build_volume_views
 from couchestor.mayastor_rest import MayastorRestClient, MayastorRestError, NotFoundError, RestVolumeReflector
+from couchestor.mayastor_rest.client import FailedPreconditionError
 from couchestor.sim.mayastor.model import Pool
 from couchestor.sim.mayastor_rest import RestSimulator
 from k8s_schemas.core import PersistentVolume
@@ -58,9 +59,9 @@ async def test_replica_count_and_cordons_round_trip(sim):
         assert node.spec.cordondrainstate.cordonedstate.cordonlabels == ["test"]
         await rest.uncordon_node("n3", "test")
         assert {n.id for n in await rest.list_nodes()} == {"n1", "n2", "n3"}
-        with pytest.raises(MayastorRestError) as err:
+        with pytest.raises(FailedPreconditionError) as err:
             await rest.set_replica_count("v", 2)
-    assert err.value.kind == "AlreadyExists"
+    assert (err.value.status, err.value.kind) == (412, "FailedPrecondition")
 
 
 async def test_reads_are_retried_on_503_but_replica_count_is_not(sim):

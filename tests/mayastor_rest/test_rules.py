@@ -9,7 +9,9 @@ GI = 2**30
 def pool(pid, node, labels, *, capacity=100 * GI, used=0, status="Online", cordoned=False):
     spec = wire.PoolSpec(id=pid, node=node, labels=labels)
     if cordoned:
-        spec.cordon = wire.PoolCordonReq(replicas=True)
+        spec.cordon_drain = {
+            "cordoned": {"replicas": True, "snapshots": False, "restores": False, "import": False}
+        }
     state = wire.PoolState(id=pid, node=node, status=status, capacity=capacity, used=used)
     return wire.Pool(id=pid, spec=spec, state=state)
 
@@ -63,8 +65,9 @@ def test_replica_conversion_and_digest():
         state="Online", node="n-b", pool="b", child_status="Degraded", rebuild_progress=40
     )
     vol.state.replica_topology["r-c"] = wire.ReplicaTopology(state="Online", node="n-c", pool="c")
+    vol.spec.target = wire.VolumeTarget(node="n-a", protocol="nvmf")
     got = {r.pool: (r.sync_state, r.progress, r.healthy) for r in rules.replicas(vol)}
-    # Without a child status (an unpublished volume) a replica never counts as a complete copy.
+    # A published volume's replica the target does not report on (not yet a child) is no complete copy.
     assert got == {"a": ("Synced", None, True), "b": ("Syncing", 40, False), "c": ("Unknown", None, False)}
     before = rules.digest(vol)
     vol.state.replica_topology["r-b"].rebuild_progress = 41

@@ -50,10 +50,10 @@ def test_replica_count_changes_one_at_a_time():
     plane.create_volume("v", size=GI, replicas=1, topology=None, now=0)
     with pytest.raises(RestError) as err:
         plane.set_replica_count("v", 3, now=0)
-    assert err.value.status == 400
+    assert (err.value.status, err.value.kind) == (412, "FailedPrecondition")
     with pytest.raises(RestError) as err:
         plane.set_replica_count("v", 1, now=0)
-    assert err.value.status == 409
+    assert (err.value.status, err.value.kind) == (412, "FailedPrecondition")
 
 
 def test_victims_unhealthy_first_then_outside_topology_then_cordoned_node_then_remote():
@@ -135,7 +135,11 @@ def test_pool_and_node_json():
     pool = msgspec.json.decode(msgspec.json.encode(plane.render_pool(plane.pool("hot-1"))))
     assert pool["id"] == "hot-1"
     assert pool["spec"]["labels"] == {"tier": "hot"}
-    assert pool["spec"]["cordon"]["replicas"] is True
+    assert pool["spec"]["cordon_drain"]["cordoned"]["replicas"] is True
+    assert (
+        "cordon_drain"
+        not in msgspec.json.decode(msgspec.json.encode(plane.render_pool(plane.pool("hot-2"))))["spec"]
+    )
     assert {"capacity", "used", "status", "node", "id", "disks"} <= set(pool["state"])
     node = msgspec.json.decode(msgspec.json.encode(plane.render_node("n2")))
     assert node["spec"]["cordondrainstate"]["cordonedstate"]["cordonlabels"] == ["maintenance"]
@@ -200,7 +204,7 @@ def test_cordoning_again_for_the_same_resources_answers_already_exists():
     plane.cordon_pool("hot-1", wire.PoolCordonReq(replicas=True))
     with pytest.raises(RestError) as raised:
         plane.cordon_pool("hot-1", wire.PoolCordonReq(replicas=True))
-    assert (raised.value.status, raised.value.kind) == (409, "AlreadyExists")
+    assert (raised.value.status, raised.value.kind) == (422, "AlreadyExists")
     plane.cordon_pool("hot-1", wire.PoolCordonReq(replicas=True, snapshots=True))  # adds one: accepted
     assert plane.pool_cordons["hot-1"].snapshots
 

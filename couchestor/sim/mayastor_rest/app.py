@@ -4,10 +4,13 @@ A plain ASGI app (served by hypercorn's trio worker through :func:`couchestor.en
 
 - ``GET /v0/volumes?max_entries=&starting_token=[&volume_id=]`` (``max_entries`` required, 0 = all),
   ``GET|PUT /v0/volumes/{id}``, ``PUT /v0/volumes/{id}/replica_count/{n}``;
-- ``GET /v0/pools``, ``GET /v0/pools/{id}``, ``PUT|DELETE /v0/pools/{id}/cordon`` (``PoolCordonReq`` body);
+- ``GET /v0/pools``, ``GET /v0/pools/{id}``, ``PUT|DELETE /v0/pools/{id}/cordon`` (``PoolCordonReq`` body;
+  release 2.8+ only);
 - ``GET /v0/nodes``, ``GET /v0/nodes/{id}``, ``PUT|DELETE /v0/nodes/{id}/cordon/{label}``.
 
-Errors are ``RestJsonError`` bodies. ``fail_next`` (a fault knob) makes the next requests answer the given
+:data:`ROUTES` lists them (the contract tests hold each to the published document). Errors are ``RestJsonError``
+bodies with the control plane's status for their kind; a route the release does not have answers 404 with an
+empty body, as the control plane's HTTP server does for any unknown route. ``fail_next`` (a fault knob) makes the next requests answer the given
 HTTP statuses (e.g. 503) before anything is done.
 """
 
@@ -25,6 +28,22 @@ from couchestor.mayastor_rest import wire
 from couchestor.sim.mayastor_rest.state import ControlPlane, RestError
 
 _MAX_BODY = 1024 * 1024
+
+#: Every route served: (method, path template under /v0, releases that have it; empty: all).
+ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("GET", "/volumes", ()),
+    ("GET", "/volumes/{volume_id}", ()),
+    ("PUT", "/volumes/{volume_id}", ()),
+    ("PUT", "/volumes/{volume_id}/replica_count/{replica_count}", ()),
+    ("GET", "/pools", ()),
+    ("GET", "/pools/{pool_id}", ()),
+    ("PUT", "/pools/{pool_id}/cordon", ("2.8+",)),
+    ("DELETE", "/pools/{pool_id}/cordon", ("2.8+",)),
+    ("GET", "/nodes", ()),
+    ("GET", "/nodes/{id}", ()),
+    ("PUT", "/nodes/{id}/cordon/{label}", ()),
+    ("DELETE", "/nodes/{id}/cordon/{label}", ()),
+)
 
 
 @dataclass
@@ -53,7 +72,10 @@ class RestApp:
         try:
             status, result = self._route(method, parts, query, body)
         except RestError as exc:
-            await _json(send, exc.status, exc.body())
+            if exc.details:
+                await _json(send, exc.status, exc.body())
+            else:
+                await _empty(send, exc.status)
             return
         except (msgspec.DecodeError, ValueError) as exc:
             await _json(send, 400, wire.RestJsonError(kind="Deserialize", details=str(exc)))
@@ -65,11 +87,11 @@ class RestApp:
     def _route(self, method: str, parts: list[str], query: dict[str, str], body: bytes) -> tuple[int, Any]:
         plane, now = self.plane, self.clock()
         if not parts or parts[0] != "v0":
-            raise RestError(404, "NotFound", "no such endpoint")
+            raise RestError("NotFound", "")
         match method, parts[1:]:
             case "GET", ["volumes"]:
                 if "max_entries" not in query:
-                    raise RestError(400, "InvalidArgument", "query parameter max_entries is required")
+                    raise RestError("InvalidArgument", "query parameter max_entries is required")
                 wanted = query.get("volume_id")
                 if wanted is not None:
                     found = plane.cluster.volumes.get(wanted)
@@ -77,7 +99,7 @@ class RestApp:
                 max_entries = int(query["max_entries"])
                 token = int(query.get("starting_token", "0"))
                 if max_entries < 0 or token < 0:
-                    raise RestError(400, "InvalidArgument", "max_entries and starting_token must be >= 0")
+                    raise RestError("InvalidArgument", "max_entries and starting_token must be >= 0")
                 return 200, plane.volumes_page(max_entries, token)
             case "GET", ["volumes", volume_id]:
                 return 200, plane.render_volume(plane.volume(volume_id))
@@ -106,7 +128,7 @@ class RestApp:
                 return 200, [plane.render_node(n) for n in plane.nodes()]
             case "GET", ["nodes", node]:
                 if node not in plane.nodes():
-                    raise RestError(404, "NotFound", f"Node '{node}' not found")
+                    raise RestError("NotFound", f"Node '{node}' not found")
                 return 200, plane.render_node(node)
             case ("PUT" | "DELETE") as verb, ["nodes", node, "cordon", label]:
                 if verb == "PUT":
@@ -114,7 +136,7 @@ class RestApp:
                 else:
                     plane.uncordon_node(node, label)
                 return 200, plane.render_node(node)
-        raise RestError(404, "NotFound", f"no such endpoint: {method} /{'/'.join(parts)}")
+        raise RestError("NotFound", "")  # no such route
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -133,6 +155,11 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
+async def _empty(send: Send, status: int) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
 async def _json(send: Send, status: int, payload: object) -> None:
     body = msgspec.json.encode(payload)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -140,4 +167,4 @@ async def _json(send: Send, status: int, payload: object) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-__all__ = ["RestApp"]
+__all__ = ["ROUTES", "RestApp"]

@@ -14,6 +14,7 @@ import trio
 
 from couchestor.kube.client import KubeClient
 from couchestor.sim.mayastor_rest.simulator import RestSimulator
+from couchestor.sim.mayastor_rest.state import Release
 from couchestor.sim.populate import ClusterSpec, populate_pools, populate_volumes
 
 
@@ -26,15 +27,27 @@ async def start_rest_cluster(
     tick: float = 0.2,
     address: str = "127.0.0.1:0",
     progress: Callable[[int, int], None] | None = None,
+    release: Release = "2.8+",
+    mixed: bool = False,
 ) -> RestSimulator:
     """Create the pools of ``spec``, start a :class:`RestSimulator` serving on ``address`` in ``nursery``, give
     it every volume (its replicas on the pools of the volume's tier, in turn), then create the PVs and PVCs.
+
+    ``release`` is the Mayastor release played (see :class:`~.state.ControlPlane`). ``mixed`` makes the cluster
+    look like a real one: of every ten volumes, one is unpublished (its application scaled down: no target),
+    one is Degraded (a replica faulted; Mayastor replaces it after its grace period) and one is one replica
+    short, so Mayastor itself rebuilds a new replica from the start.
 
     Raises :class:`RuntimeError` if the simulator did not take every DiskPool (one it cannot read).
     """
     await populate_pools(client, spec)
     simulator = RestSimulator(
-        client, namespace=spec.mayastor_namespace, time_scale=time_scale, tick=tick, address=address
+        client,
+        namespace=spec.mayastor_namespace,
+        time_scale=time_scale,
+        tick=tick,
+        address=address,
+        release=release,
     )
     await nursery.start(simulator.run)  # started once it has listed the DiskPools just created
     missing = {p.name for p in spec.pools} - set(simulator.plane.cluster.pools)
@@ -44,19 +57,26 @@ async def start_rest_cluster(
     for pool in spec.pools:
         by_tier[pool.tier].append(pool.name)
     turns: dict[str, int] = defaultdict(int)
-    for volume in spec.volumes:
+    for n, volume in enumerate(spec.volumes):
+        kind = n % 10 if mixed else -1  # 3: unpublished, 5: Degraded, 7: rebuilt by Mayastor itself
         pools = by_tier[volume.tier]
         first = turns[volume.tier]
         turns[volume.tier] += spec.replicas
-        placed = [pools[(first + i) % len(pools)] for i in range(min(spec.replicas, len(pools)))]
-        simulator.plane.create_volume(
+        replicas = spec.replicas + 1 if kind == 5 and spec.replicas < len(pools) else spec.replicas
+        placed = [pools[(first + i) % len(pools)] for i in range(min(replicas, len(pools)))]
+        created = simulator.plane.create_volume(
             volume.uuid,
             size=volume.size,
-            replicas=spec.replicas,
+            replicas=replicas,
             topology=None,
             now=simulator.now(),
             pools=placed,
+            published=kind != 3,
         )
+        if kind == 5 and replicas > 1:
+            simulator.fault_replica(volume.uuid, created.replicas[-1].pool)
+        elif kind == 7:
+            created.num_replicas += 1  # Mayastor places and rebuilds the missing replica itself
     await populate_volumes(client, spec, mayastor_volumes=False, progress=progress)
     return simulator
 

@@ -32,7 +32,7 @@ from couchestor.kube.store import Store
 from couchestor.sim.mayastor.invariant import InvariantChecker
 from couchestor.sim.mayastor.model import Pool, PoolState
 from couchestor.sim.mayastor_rest.app import RestApp
-from couchestor.sim.mayastor_rest.state import ControlPlane, RestError
+from couchestor.sim.mayastor_rest.state import ControlPlane, Release, RestError
 from couchestor.sim.populate import SIM_CAPACITY
 from k8s_schemas.annotations import MAYASTOR_CSI_DRIVER, MIGRATION_INTENT
 from k8s_schemas.core import PersistentVolume
@@ -52,6 +52,8 @@ class RestSimulator:
     time_scale: float = 1.0
     tick: float = 0.2
     default_replicas: int = 1
+    #: The Mayastor release played: "2.7" (no pool cordon) or "2.8+" (see :class:`ControlPlane`).
+    release: Release = "2.8+"
     checker: InvariantChecker = field(default_factory=InvariantChecker)
     plane: ControlPlane = field(default_factory=ControlPlane)
     app: RestApp = field(init=False)
@@ -62,6 +64,7 @@ class RestSimulator:
     _intents: dict[str, bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.plane.release = self.release
         self.app = RestApp(self.plane, self.now, self._wake_up)
 
     def now(self) -> float:

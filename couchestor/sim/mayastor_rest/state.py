@@ -10,10 +10,18 @@ does differently:
   (:func:`~couchestor.sim.mayastor.model.choose_victims_2x`): unhealthy first, then outside the topology, then
   on cordoned nodes, then remote from the volume target;
 - ``misremove`` is a fault knob: the next scale-downs drop the newest replica whatever the rules say, as an
-  unmodelled criterion of a real release could.
+  unmodelled criterion of a real release could;
+- ``release`` plays one of two releases: ``"2.7"`` (and earlier) has no pool cordon, so its routes answer 404
+  with an empty body, as an unknown route does; ``"2.8+"`` has it and reports it in the pool spec as
+  ``cordon_drain: {"cordoned": {...}}``;
+- an unpublished volume (``published=False``: no target, so no nexus) reports its replicas' states only; a
+  replica added to it is complete as soon as it is open, since there is no nexus to rebuild it through.
 
 Every mutation returns normally or raises :class:`RestError` carrying the HTTP status and the ``kind`` of
-upstream's ``RestJsonError``. ``changed`` collects the volumes and pools whose state changed, for the caller to
+upstream's ``RestJsonError``, with the status the control plane maps that kind to (:data:`STATUS_OF`): a
+precondition not met (the replica count already set, a change by more than one, a scale-up of a volume that is
+not Online, a node cordon label already there or not there) is 412 FailedPrecondition; a pool cordon already
+placed, or lifting one that is not there, 422 AlreadyExists. ``changed`` collects the volumes and pools whose state changed, for the caller to
 publish (DiskPool status, the invariant checker).
 """
 
@@ -22,7 +30,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
+import msgspec
 from msgspec import UNSET
 
 from couchestor.mayastor_rest import wire
@@ -36,15 +46,34 @@ from couchestor.sim.mayastor.model import (
     choose_victims_2x,
 )
 
-__all__ = ["ControlPlane", "RestError"]
+__all__ = ["RELEASES", "STATUS_OF", "ControlPlane", "Release", "RestError"]
+
+Release = Literal["2.7", "2.8+"]
+#: The releases the simulator plays: without pool cordon (2.7 and earlier) and with it (later).
+RELEASES: tuple[Release, ...] = ("2.7", "2.8+")
+
+#: HTTP status of each error kind, as the control plane's REST service maps them.
+STATUS_OF = {
+    "InvalidArgument": 400,
+    "Deserialize": 400,
+    "NotFound": 404,
+    "Conflict": 409,
+    "FailedPrecondition": 412,
+    "AlreadyExists": 422,
+    "Internal": 500,
+    "Unavailable": 503,
+    "ResourceExhausted": 507,
+}
 
 _REPLICA_NS = uuid.UUID("9b7f1f5e-3f43-4c36-8a37-7d0a1c2e6b10")
 
 
 class RestError(Exception):
-    def __init__(self, status: int, kind: str, details: str) -> None:
+    """An error answer; the status is the one :data:`STATUS_OF` maps ``kind`` to unless given."""
+
+    def __init__(self, kind: str, details: str, status: int | None = None) -> None:
         super().__init__(details)
-        self.status = status
+        self.status = STATUS_OF[kind] if status is None else status
         self.kind = kind
         self.details = details
 
@@ -67,8 +96,8 @@ class ControlPlane:
     node_cordons: dict[str, set[str]] = field(default_factory=dict)
     #: Fault knob: this many coming scale-downs remove the newest replica, ignoring the rules.
     misremove: int = 0
-    #: Fault knob: the cordon endpoints answer 404, like a release without pool cordoning.
-    cordon_supported: bool = True
+    #: The release played: "2.7" has no pool cordon (its routes answer 404), "2.8+" has it.
+    release: Release = "2.8+"
     changed_volumes: set[str] = field(default_factory=set)
     changed_pools: set[str] = field(default_factory=set)
     _extra: dict[str, _VolumeExtra] = field(default_factory=dict)
@@ -82,7 +111,7 @@ class ControlPlane:
     def pool(self, pool_id: str) -> Pool:
         pool = self.cluster.pools.get(pool_id)
         if pool is None:
-            raise RestError(404, "NotFound", f"Pool '{pool_id}' not found")
+            raise RestError("NotFound", f"Pool '{pool_id}' not found")
         return pool
 
     def cordon_pool(self, pool_id: str, req: wire.PoolCordonReq) -> None:
@@ -90,7 +119,7 @@ class ControlPlane:
         self.pool(pool_id)
         old = self.pool_cordons.get(pool_id, wire.PoolCordonReq())
         if all(getattr(old, f) for f in ("replicas", "snapshots", "restores", "imports") if getattr(req, f)):
-            raise RestError(409, "AlreadyExists", f"pool {pool_id} is already cordoned for these resources")
+            raise RestError("AlreadyExists", f"Pool '{pool_id}' is already cordoned for these resources")
         self.pool_cordons[pool_id] = wire.PoolCordonReq(
             replicas=old.replicas or req.replicas,
             snapshots=old.snapshots or req.snapshots,
@@ -104,7 +133,7 @@ class ControlPlane:
         self.pool(pool_id)
         old = self.pool_cordons.get(pool_id)
         if old is None:
-            return
+            raise RestError("AlreadyExists", f"Pool '{pool_id}' is not cordoned")
         if not (req.replicas or req.snapshots or req.restores or req.imports):
             req = wire.PoolCordonReq(replicas=True, snapshots=True, restores=True, imports=True)
         new = wire.PoolCordonReq(
@@ -118,22 +147,28 @@ class ControlPlane:
         else:
             self.pool_cordons[pool_id] = new
 
+    @property
+    def cordon_supported(self) -> bool:
+        return self.release != "2.7"
+
     def _cordon_support(self) -> None:
         if not self.cordon_supported:
-            raise RestError(404, "NotFound", "no such endpoint")
+            raise RestError("NotFound", "", status=404)  # an unknown route: the app answers an empty body
 
     def nodes(self) -> list[str]:
         return sorted({p.node for p in self.cluster.pools.values()} | set(self.node_cordons))
 
     def cordon_node(self, node: str, label: str) -> None:
         if node not in self.nodes():
-            raise RestError(404, "NotFound", f"Node '{node}' not found")
+            raise RestError("NotFound", f"Node '{node}' not found")
+        if label in self.node_cordons.get(node, ()):
+            raise RestError("FailedPrecondition", f"Node '{node}' is already cordoned with label '{label}'")
         self.node_cordons.setdefault(node, set()).add(label)
 
     def uncordon_node(self, node: str, label: str) -> None:
         labels = self.node_cordons.get(node)
         if labels is None or label not in labels:
-            raise RestError(412, "FailedPrecondition", f"Node '{node}' is not cordoned with label '{label}'")
+            raise RestError("FailedPrecondition", f"Node '{node}' is not cordoned with label '{label}'")
         labels.discard(label)
         if not labels:
             del self.node_cordons[node]
@@ -152,30 +187,32 @@ class ControlPlane:
         topology: wire.Topology | None,
         now: float,
         pools: Sequence[str] = (),
+        published: bool = True,
     ) -> Volume:
         """A new (empty) volume with its replicas placed and in sync at once; idempotent for an existing id.
 
         ``pools`` places the first replicas on those pools (a test and demo convenience: real placement is
-        what a StorageClass topology or chance made of it); the rest are placed by the rules.
+        what a StorageClass topology or chance made of it); the rest are placed by the rules. ``published``:
+        the volume has a target (a nexus on its first replica's node), as while an application uses it.
         """
         existing = self.cluster.volumes.get(volume_id)
         if existing is not None:
             return existing
         if replicas < 1:
-            raise RestError(400, "InvalidArgument", "a volume needs at least one replica")
+            raise RestError("InvalidArgument", "a volume needs at least one replica")
         inclusion = _inclusion(topology)
         volume = Volume(volume_id, "", size, replicas, inclusion)
         for i in range(replicas):
             pool = self.cluster.pools.get(pools[i]) if i < len(pools) else self._placement(volume)
             if pool is None:
                 self._drop(volume)
-                raise RestError(507, "ResourceExhausted", f"Not enough suitable pools for volume {volume_id}")
+                raise RestError("ResourceExhausted", f"Not enough suitable pools for volume {volume_id}")
             replica = Replica(self.cluster.new_uuid(volume_id), pool.name, pool.node, "Online", "Synced")
             replica.copied, replica.created_at = size, now
             volume.replicas.append(replica)
             pool.used += size
         volume.provisioned = True
-        volume.nexus_node = volume.replicas[0].node
+        volume.nexus_node = volume.replicas[0].node if published else None
         self.cluster.volumes[volume_id] = volume
         self._extra[volume_id] = _VolumeExtra(topology)
         self._touch(volume)
@@ -184,24 +221,29 @@ class ControlPlane:
     def volume(self, volume_id: str) -> Volume:
         volume = self.cluster.volumes.get(volume_id)
         if volume is None:
-            raise RestError(404, "NotFound", f"Volume '{volume_id}' not found")
+            raise RestError("NotFound", f"Volume '{volume_id}' not found")
         return volume
 
     def set_replica_count(self, volume_id: str, count: int, now: float) -> Volume:
         """Change the replica count by one, placing or removing one replica as the 2.x rules say."""
         volume = self.volume(volume_id)
         if count < 1 or count > 255:
-            raise RestError(400, "InvalidArgument", f"invalid replica count {count}")
+            raise RestError("InvalidArgument", f"invalid replica count {count}")
         if count == volume.num_replicas:
-            raise RestError(409, "AlreadyExists", f"Volume '{volume_id}' already has {count} replicas")
+            raise RestError("FailedPrecondition", f"Volume '{volume_id}' already has {count} replicas")
         if abs(count - volume.num_replicas) != 1:
             raise RestError(
-                400, "InvalidArgument", "the replica count can only change by one replica at a time"
+                "FailedPrecondition", "the replica count can only change by one replica at a time"
+            )
+        if count > volume.num_replicas and volume.state != "Online":
+            raise RestError(
+                "FailedPrecondition",
+                f"Volume '{volume_id}' is {volume.state}: replicas are added only when Online",
             )
         if count > volume.num_replicas:
             pool = self._placement(volume)
             if pool is None:
-                raise RestError(507, "ResourceExhausted", f"Not enough suitable pools for volume {volume_id}")
+                raise RestError("ResourceExhausted", f"Not enough suitable pools for volume {volume_id}")
             volume.num_replicas = count
             volume.replicas.append(
                 Replica(self.cluster.new_uuid(volume_id), pool.name, pool.node, created_at=now)
@@ -214,7 +256,7 @@ class ControlPlane:
             if not victims:
                 volume.num_replicas = count + 1
                 raise RestError(
-                    412, "FailedPrecondition", f"no replica of volume '{volume_id}' can be removed safely"
+                    "FailedPrecondition", f"no replica of volume '{volume_id}' can be removed safely"
                 )
             self._remove(volume, victims[0])
         self._touch(volume)
@@ -265,6 +307,11 @@ class ControlPlane:
         for volume in self.cluster.volumes.values():
             before = _fingerprint(volume)
             self.cluster.advance(volume, now, dt)
+            if volume.nexus_node is None:
+                # No nexus, nothing to rebuild through: an open replica of an unpublished volume is complete.
+                for replica in volume.replicas:
+                    if replica.state == "Online" and replica.sync_state == "Syncing":
+                        replica.sync_state, replica.copied = "Synced", volume.size
             self._heal(volume, now)
             if _fingerprint(volume) != before:
                 self._touch(volume)
@@ -351,7 +398,7 @@ class ControlPlane:
         disks = [f"aio:///dev/disk/by-id/{pool.name}"]
         spec = wire.PoolSpec(id=pool.name, node=pool.node, disks=disks, labels=dict(pool.labels))
         if cordon is not None:
-            spec.cordon = cordon
+            spec.cordon_drain = {"cordoned": msgspec.to_builtins(cordon)}
         status: wire.PoolStatus = pool.state if pool.state != "Offline" else "Unknown"
         state = wire.PoolState(
             id=pool.name,

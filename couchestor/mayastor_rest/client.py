@@ -322,8 +322,7 @@ def _cordon_labels(node: wire.Node) -> list[str]:
     spec = node.spec
     if spec is msgspec.UNSET or spec.cordondrainstate is msgspec.UNSET:
         return []
-    state = spec.cordondrainstate.cordonedstate
-    return [] if state is msgspec.UNSET else list(state.cordonlabels)
+    return spec.cordondrainstate.cordon_labels
 
 
 _KIND_ERRORS: dict[str, type[MayastorRestError]] = {

@@ -100,9 +100,9 @@ def cordoned_nodes(nodes: Iterable[wire.Node]) -> set[str]:
     out = set()
     for node in nodes:
         spec = node.spec
-        if spec is UNSET or spec.cordondrainstate is UNSET or spec.cordondrainstate.cordonedstate is UNSET:
+        if spec is UNSET or spec.cordondrainstate is UNSET:
             continue
-        if spec.cordondrainstate.cordonedstate.cordonlabels:
+        if spec.cordondrainstate.cordon_labels:
             out.add(node.id)
     return out
 

@@ -234,8 +234,25 @@ class CordonedState(_Wire):
     cordonlabels: list[str] = msgspec.field(default_factory=list)
 
 
+class DrainState(_Wire):
+    cordonlabels: list[str] = msgspec.field(default_factory=list)
+    drainlabels: list[str] = msgspec.field(default_factory=list)
+
+
 class CordonDrainState(_Wire):
+    """One of: cordoned, draining (cordoned, replicas being moved off) or drained (cordoned, empty)."""
+
     cordonedstate: CordonedState | UnsetType = UNSET
+    drainingstate: DrainState | UnsetType = UNSET
+    drainedstate: DrainState | UnsetType = UNSET
+
+    @property
+    def cordon_labels(self) -> list[str]:
+        """The node's cordon labels, whichever state carries them (a draining or drained node is cordoned)."""
+        for state in (self.cordonedstate, self.drainingstate, self.drainedstate):
+            if state is not UNSET:
+                return list(state.cordonlabels)
+        return []
 
 
 class NodeSpec(_Wire):
@@ -273,6 +290,7 @@ __all__ = [
     "CordonDrainState",
     "CordonedState",
     "CreateVolumeBody",
+    "DrainState",
     "LabelledTopology",
     "Nexus",
     "Node",

@@ -89,8 +89,9 @@ async def wait_for_pv(store, name):
             await trio.sleep(0.02)
 
 
-async def open_env(apiserver):
-    """Everything runs in a nursery of its own, cancelled before the clients close."""
+async def open_env(apiserver, *, release="2.8+", transport=None):
+    """Everything runs in a nursery of its own, cancelled before the clients close. ``release``: the Mayastor
+    release the simulator plays; ``transport``: the REST client's (e.g. a spec-checking one)."""
     async with (
         KubeClient(load_kubeconfig([apiserver.kubeconfig]), qps=0) as client,
         trio.open_nursery() as nursery,
@@ -109,7 +110,7 @@ async def open_env(apiserver):
             PoolSpec("pool-cold-2", "node-4", "cold", 100 * GI),
         ):
             await client.create(resources.DISK_POOL, diskpool(pool, NS), type=dict)
-        sim = RestSimulator(client, namespace=NS, time_scale=60.0, tick=0.05)
+        sim = RestSimulator(client, namespace=NS, time_scale=60.0, tick=0.05, release=release)
         await nursery.start(sim.run)
         await add_volume(client, sim, VOL, "pool-cold-1")
         pvs = Reflector.for_resource(
@@ -118,7 +119,7 @@ async def open_env(apiserver):
         nursery.start_soon(pvs.run)
         await pvs.store.wait_synced()
         await wait_for_pv(pvs.store, PV)
-        async with MayastorRestClient(sim.url) as rest:
+        async with MayastorRestClient(sim.url, transport=transport) as rest:
             backend = RestBackend(rest, client, pvs.store, poll_interval=0.05)
             yield Env(client, sim, rest, pvs.store, backend, nursery)
         nursery.cancel_scope.cancel()

@@ -36,6 +36,7 @@ import trio
 from couchestor import settings as settings_mod
 from couchestor.decisions import DecideOptions
 from couchestor.endpoints import EndpointsApp, Feed, Health, serve_asgi
+from couchestor.errors import UserError
 from couchestor.heat import metric_source
 from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
@@ -162,7 +163,13 @@ class Operator:
                 "DiskPool": reflector(resources.DISK_POOL, DiskPool, ns),
             }
             if s.backend == "mayastor-rest":
-                rest = await stack.enter_async_context(MayastorRestClient(s.mayastor_rest_url))
+                try:
+                    client = MayastorRestClient(
+                        s.mayastor_rest_url, token_file=s.mayastor_rest_token_file, ca_file=s.mayastor_rest_ca
+                    )
+                except ValueError as exc:
+                    raise UserError(str(exc)) from None
+                rest = await stack.enter_async_context(client)
                 sources["MayastorVolume"] = RestVolumeReflector(rest, ns, interval=s.mayastor_rest_interval)
             else:
                 sources["MayastorVolume"] = reflector(resources.MAYASTOR_VOLUME, MayastorVolume, ns)

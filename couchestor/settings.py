@@ -48,6 +48,8 @@ class Settings:
     backend: str
     mayastor_rest_url: str
     mayastor_rest_interval: float
+    mayastor_rest_token_file: str | None
+    mayastor_rest_ca: str | None
     enable_replication: bool
 
 
@@ -180,6 +182,17 @@ FLAGS: tuple[_Flag, ...] = (
         _duration,
     ),
     _Flag(
+        "mayastor-rest-token-file",
+        "file holding the bearer token (JWT) for Mayastor's REST API, re-read whenever it changes (e.g. a "
+        "projected service-account token); default: no Authorization header (a server run with --no-auth)",
+        None,
+    ),
+    _Flag(
+        "mayastor-rest-ca",
+        "PEM file of the CA that signed the certificate of an https --mayastor-rest-url (default: the system's)",
+        None,
+    ),
+    _Flag(
         "enable-replication",
         "also run the volume replication controllers (replication.unified.io)",
         False,
@@ -212,6 +225,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             )
 
 
+def _check_rest_access(s: Settings) -> None:
+    """The REST URL's scheme, and the token and CA files readable now (a typo fails at start, not per call)."""
+    scheme = s.mayastor_rest_url.partition("://")[0]
+    if scheme not in ("http", "https"):
+        raise UserError(f"--mayastor-rest-url: {s.mayastor_rest_url!r} is not an http:// or https:// URL")
+    if s.mayastor_rest_ca is not None and scheme != "https":
+        raise UserError("--mayastor-rest-ca is given, but --mayastor-rest-url is not an https:// URL")
+    for flag, path in (
+        ("--mayastor-rest-token-file", s.mayastor_rest_token_file),
+        ("--mayastor-rest-ca", s.mayastor_rest_ca),
+    ):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as exc:
+            raise UserError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+
+
 def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
     """Combine command line, environment and defaults into validated :class:`Settings`."""
     environ = os.environ if environ is None else environ
@@ -235,6 +268,7 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] | None = None) 
         # Each backend's own metrics: Mayastor 2.x's io-engine exports counters, the seeds' cluster a gauge.
         values["metric_preset"] = "mayastor-2x" if values["backend"] == "mayastor-rest" else "openebs"
     settings = Settings(**values)
+    _check_rest_access(settings)
     if settings.renew_deadline >= settings.lease_duration:
         raise UserError("--renew-deadline must be shorter than --lease-duration")
     if settings.retry_period >= settings.renew_deadline:

@@ -287,7 +287,7 @@ class MayastorRestClient:
         except trio.TooSlowError:
             raise MayastorRestError(call, 0, "Timeout", f"no answer within {self._deadline:.0f}s") from None
         except httpx.HTTPError as exc:
-            raise MayastorRestError(call, 0, "Unavailable", f"{type(exc).__name__}: {exc}") from None
+            raise MayastorRestError(call, 0, "Unavailable", _transport_detail(exc)) from None
         content = response.content
         if len(content) > _MAX_RESPONSE:
             raise MayastorRestError(call, response.status_code, "Internal", "response too large")
@@ -316,6 +316,16 @@ class MayastorRestClient:
                 call, 0, "Unauthenticated", f"cannot read the token file {self.token_file}: {detail}"
             ) from None
         return self._token[1]
+
+
+def _transport_detail(exc: BaseException) -> str:
+    """What went wrong on the wire: httpx's message, or that of its cause (a TLS failure says nothing itself)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if str(seen):
+            return f"{type(exc).__name__}: {seen}"
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
 
 
 def _cordon_labels(node: wire.Node) -> list[str]:

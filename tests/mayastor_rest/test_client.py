@@ -1,4 +1,8 @@
-"""The typed REST client against the simulated control plane served over HTTP: pagination, errors, retries."""
+"""The typed REST client against the simulated control plane served over HTTP: pagination, errors, retries,
+bearer tokens and TLS."""
+
+import argparse
+import subprocess
 
 import httpx
 import msgspec
@@ -6,8 +10,10 @@ import pytest
 import trio
 
 from couchestor.decisions import build_volume_views
+from couchestor.errors import UserError
 from couchestor.mayastor_rest import MayastorRestClient, MayastorRestError, NotFoundError, RestVolumeReflector
 from couchestor.mayastor_rest.client import FailedPreconditionError
+from couchestor.settings import add_arguments, resolve
 from couchestor.sim.mayastor.model import Pool
 from couchestor.sim.mayastor_rest import RestSimulator
 from k8s_schemas.core import PersistentVolume
@@ -136,3 +142,96 @@ async def test_volume_mirror_relists_into_a_store_of_mayastor_volumes(sim):
         assert not await mirror.relist()
         assert errors
         assert mirror.store.get("v2", "mayastor") is not None  # the last good listing stays
+
+
+async def test_bearer_token_is_read_from_its_file_and_again_when_it_rotates(tmp_path):
+    seen = []
+
+    def answer(request):
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(200, json=[])
+
+    token = tmp_path / "token"
+    token.write_text("first.jwt.token\n")
+    async with MayastorRestClient(
+        "http://mayastor.invalid", token_file=str(token), transport=httpx.MockTransport(answer)
+    ) as rest:
+        await rest.list_pools()
+        await rest.list_pools()
+        rotated = tmp_path / "token.new"  # as the kubelet rotates a projected token: a new file renamed over
+        rotated.write_text("second.jwt.token-longer")
+        rotated.replace(token)
+        await rest.list_nodes()
+        token.unlink()
+        with pytest.raises(MayastorRestError) as err:
+            await rest.list_pools()
+    assert seen == ["Bearer first.jwt.token", "Bearer first.jwt.token", "Bearer second.jwt.token-longer"]
+    assert err.value.kind == "Unauthenticated"
+    assert str(token) in str(err.value)
+
+
+async def test_no_token_file_sends_no_authorization_header():
+    seen = []
+
+    def answer(request):
+        seen.append("authorization" in request.headers)
+        return httpx.Response(200, json=[])
+
+    async with MayastorRestClient("http://mayastor.invalid", transport=httpx.MockTransport(answer)) as rest:
+        await rest.list_pools()
+    assert seen == [False]
+
+
+def _self_signed(tmp_path):
+    """A certificate for 127.0.0.1 that is its own CA (openssl, as on every developer machine and in CI)."""
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=mayastor-api-rest",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_https_with_a_private_ca(sim, nursery, tmp_path):
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+
+    cert, key = _self_signed(tmp_path)
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.certfile, config.keyfile = str(cert), str(key)
+    config.accesslog = config.errorlog = None
+    binds = await nursery.start(serve, sim.app, config)
+    url = binds[0].replace("http://", "https://")
+    assert url.startswith("https://127.0.0.1:")
+    async with MayastorRestClient(url, ca_file=str(cert)) as rest:
+        assert {p.id for p in await rest.list_pools()} == {"hot-1", "hot-2", "cold-1"}
+    async with MayastorRestClient(url, attempts=1) as rest:  # the system's CAs do not know it
+        with pytest.raises(MayastorRestError) as err:
+            await rest.list_pools()
+    assert err.value.kind == "Unavailable"
+    assert "certificate" in str(err.value).lower()
+
+
+def test_rest_access_settings_are_checked_at_start(tmp_path):
+    def parse(argv):
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return resolve(parser.parse_args(argv), {})
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate")
+    with pytest.raises(UserError, match="not an https:// URL"):
+        parse(["--mayastor-rest-ca", str(ca)])
+    with pytest.raises(UserError, match="--mayastor-rest-token-file: cannot read"):
+        parse(["--mayastor-rest-token-file", str(tmp_path / "missing")])
+    with pytest.raises(UserError, match="not an http:// or https:// URL"):
+        parse(["--mayastor-rest-url", "mayastor:8081"])
+    s = parse(["--mayastor-rest-url", "https://api:8080", "--mayastor-rest-ca", str(ca)])
+    assert s.mayastor_rest_ca == str(ca)
+    with pytest.raises(ValueError, match="cannot load the CA file"):
+        MayastorRestClient(s.mayastor_rest_url, ca_file=str(ca))

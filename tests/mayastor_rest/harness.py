@@ -67,9 +67,11 @@ def intent(**kw):
     return Intent(**fields)
 
 
-async def add_volume(client, sim, volume, pool):
-    """A 1 GiB volume with one replica on ``pool``, and its PV ``pvc-<volume>``."""
-    sim.plane.create_volume(volume, size=GI, replicas=1, topology=None, now=sim.now(), pools=[pool])
+async def add_volume(client, sim, volume, pool, *, published=True):
+    """A 1 GiB volume with one replica on ``pool``, and its PV ``pvc-<volume>``; ``published``: with a target."""
+    sim.plane.create_volume(
+        volume, size=GI, replicas=1, topology=None, now=sim.now(), pools=[pool], published=published
+    )
     pv = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",

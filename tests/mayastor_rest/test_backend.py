@@ -6,7 +6,7 @@ import trio
 from msgspec import UNSET
 
 from couchestor.kube import resources
-from couchestor.mayastor_rest import CORDON_RECORD
+from couchestor.mayastor_rest import CORDON_RECORD, MayastorRestError
 from couchestor.migration.backend import BackendError, IntentConflict
 from k8s_schemas.annotations import MIGRATION_INTENT
 from k8s_schemas.mayastor import DiskPool
@@ -254,3 +254,66 @@ async def test_a_cordon_of_an_earlier_attempt_answers_already_exists_and_is_lift
     assert sorted(r.pool for r in state.replicas) == ["pool-cold-1", "pool-hot-2"]
     assert env.sim.plane.pool_cordons == {}, "its own cordons lifted"
     env.sim.checker.assert_clean()
+
+
+async def test_a_replica_count_already_set_is_success(env):
+    """A call repeated after its answer was lost: the control plane answers 412, the count is already right."""
+    await start(env)
+    refused = []
+
+    async def repeated(volume, count):
+        await env.rest.set_replica_count(volume, count)
+        try:
+            return await env.rest.set_replica_count(volume, count)
+        except MayastorRestError as exc:
+            refused.append((exc.status, exc.kind))
+            raise
+
+    env.backend.rest = Patched(env.rest, set_replica_count=repeated)
+    state = await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    assert sorted(r.pool for r in state.replicas) == ["pool-cold-1", "pool-hot-2"]
+    await env.wait_synced(2)
+    state = await env.backend.remove_replica(VOL, count=1, pool="pool-cold-1", topology=HOT)
+    assert [r.pool for r in state.replicas] == ["pool-hot-2"]
+    assert refused == [(412, "FailedPrecondition")] * 2
+    assert env.sim.plane.node_cordons == {}
+    env.sim.checker.assert_clean()
+
+
+async def test_a_volume_that_is_not_online_is_waited_for(env):
+    await start(env)
+    plane = env.sim.plane
+    for pool in plane.cluster.pools:
+        env.sim.stall_rebuilds(pool)
+    plane.volume(VOL).num_replicas = 2  # Mayastor rebuilds a replica of its own: the volume is Degraded
+    with trio.fail_after(10):
+        while (await env.rest.get_volume(VOL)).state.status != "Degraded":
+            await trio.sleep(0.02)
+    with pytest.raises(BackendError) as err:
+        await env.backend.add_replica(VOL, count=3, pool="pool-hot-2", topology=HOT)
+    assert err.value.retryable
+    assert "is Degraded" in str(err.value)
+    assert plane.volume(VOL).num_replicas == 2
+    assert plane.pool_cordons == {}
+    for pool in plane.cluster.pools:
+        env.sim.stall_rebuilds(pool, False)
+    await env.wait_synced(2)
+    state = await env.backend.add_replica(VOL, count=3, pool="pool-hot-2", topology=HOT)
+    assert "pool-hot-2" in {r.pool for r in state.replicas}
+
+
+async def test_a_volume_that_degrades_before_the_call_is_waited_for(env):
+    """The control plane refuses to add a replica to a volume that is not Online (412): wait, do not fail."""
+    await start(env)
+
+    async def degrading(volume, count):
+        env.sim.plane.fault_replica(VOL, "pool-cold-1", env.sim.now())
+        return await env.rest.set_replica_count(volume, count)
+
+    env.backend.rest = Patched(env.rest, set_replica_count=degrading)
+    with pytest.raises(BackendError) as err:
+        await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    assert err.value.retryable
+    assert "waiting until it is Online" in str(err.value)
+    assert env.sim.plane.volume(VOL).num_replicas == 1
+    assert env.sim.plane.pool_cordons == {}

@@ -79,11 +79,22 @@ async def finished(runner):
             await trio.sleep(0.05)
 
 
-async def test_runner_moves_the_volume_through_a_wrong_removal(env):
+def unsteered_target(env):
+    """The target of the fault tests that run on both releases: on 2.7, without pool cordon, only the pool
+    Mayastor picks by itself (the roomiest) can be a target until steering by node cordon exists."""
+    return "pool-hot-1" if env.sim.plane.release == "2.7" else "pool-hot-2"
+
+
+def to(target, volume=VOL, source="pool-cold-1"):
+    return lambda rules: [planned(rules, volume, source, target)]
+
+
+async def test_runner_moves_the_volume_through_a_wrong_removal(release_env):
+    env, target = release_env, unsteered_target(release_env)
     env.sim.plane.misremove = 1  # Mayastor drops the new replica on the first scale-down
-    runner = await run_migration(env)
+    runner = await run_migration(env, migrations=to(target))
     state = await env.backend.read(VOL)
-    assert [r.pool for r in state.replicas] == ["pool-hot-2"]
+    assert [r.pool for r in state.replicas] == [target]
     assert state.intent is None
     pv = await env.pv()
     assert pv.metadata.annotation(LAST_MIGRATION) is not None
@@ -172,9 +183,10 @@ async def test_concurrent_migrations_steer_each_replica_to_its_own_target(env):
     env.sim.checker.assert_clean()
 
 
-async def test_timeout_rolls_back_and_keeps_the_old_replica(env):
-    env.sim.stall_rebuilds("pool-hot-2")  # the new replica never finishes its rebuild
-    runner = await run_migration(env, timeout="2s")
+async def test_timeout_rolls_back_and_keeps_the_old_replica(release_env):
+    env, target = release_env, unsteered_target(release_env)
+    env.sim.stall_rebuilds(target)  # the new replica never finishes its rebuild
+    runner = await run_migration(env, timeout="2s", migrations=to(target))
     state = await env.backend.read(VOL)
     assert [r.pool for r in state.replicas] == ["pool-cold-1"]
     assert state.num_replicas == 1
@@ -184,17 +196,52 @@ async def test_timeout_rolls_back_and_keeps_the_old_replica(env):
     env.sim.checker.assert_clean()
 
 
-async def test_target_pool_faulting_mid_rebuild_rolls_back(env):
-    env.sim.stall_rebuilds("pool-hot-2")
-    runner = await run_migration(env, wait=False)
+async def test_target_pool_faulting_mid_rebuild_rolls_back(release_env):
+    env, target = release_env, unsteered_target(release_env)
+    env.sim.stall_rebuilds(target)
+    runner = await run_migration(env, wait=False, migrations=to(target))
     with trio.fail_after(20):
         while len((await env.backend.read(VOL)).replicas) < 2:
             await trio.sleep(0.05)
-    env.sim.set_pool_state("pool-hot-2", "Faulted")
+    env.sim.set_pool_state(target, "Faulted")
     await finished(runner)
     state = await env.backend.read(VOL)
     assert [r.pool for r in state.replicas] == ["pool-cold-1"]
     assert state.intent is None
     assert runner.metrics.migrations_total.labels(status="failed")._value.get() == 1
     assert env.sim.plane.pool_cordons == {}
+    env.sim.checker.assert_clean()
+
+
+async def test_an_unpublished_volume_moves(release_env):
+    env, target = release_env, unsteered_target(release_env)
+    idle = "0b5d4c55-6c0e-4f0e-9a55-5f3a5c4b2a03"  # its application is scaled down: no target, no nexus
+    await add_volume(env.client, env.sim, idle, "pool-cold-2", published=False)
+    await wait_for_pv(env.pvs, f"pvc-{idle}")
+    before = await env.backend.read(idle)
+    assert [(r.pool, r.sync_state) for r in before.replicas] == [("pool-cold-2", "Synced")]
+    runner = await run_migration(env, migrations=to(target, idle, "pool-cold-2"))
+    state = await env.backend.read(idle)
+    assert [r.pool for r in state.replicas] == [target]
+    assert state.intent is None
+    assert runner.metrics.migrations_total.labels(status="success")._value.get() == 1
+    env.sim.checker.assert_clean()
+
+
+async def test_api_error_bursts_are_ridden_out(release_env):
+    env, target = release_env, unsteered_target(release_env)
+    env.sim.stall_rebuilds(target)  # the second burst comes while the new replica rebuilds
+    env.sim.app.fail_next[:] = [503] * 4  # more than one call's retries: the runner's own retry takes over
+    runner = await run_migration(env, wait=False, migrations=to(target))
+    with trio.fail_after(20):
+        while len((await env.backend.read(VOL)).replicas) < 2:
+            await trio.sleep(0.05)
+    env.sim.app.fail_next[:] = [500, 503, 502, 503]
+    env.sim.stall_rebuilds(target, False)
+    await finished(runner)
+    state = await env.backend.read(VOL)
+    assert [r.pool for r in state.replicas] == [target]
+    assert runner.metrics.migrations_total.labels(status="success")._value.get() == 1
+    assert env.sim.plane.pool_cordons == {}
+    assert env.sim.plane.node_cordons == {}
     env.sim.checker.assert_clean()

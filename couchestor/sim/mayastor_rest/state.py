@@ -346,12 +346,14 @@ class ControlPlane:
         for r in volume.replicas:
             child_state = _child_state(r)
             progress = volume.progress(r) if r.sync_state == "Syncing" else None
+            published = volume.nexus_node is not None
             topology[self.replica_id(r)] = wire.ReplicaTopology(
                 state=r.state if r.state != "Degraded" else "Online",
                 node=r.node,
                 pool=r.pool,
-                child_status=child_state,
-                rebuild_progress=UNSET if progress is None else progress,
+                # Only a target reports on its children: an unpublished volume has replica states alone.
+                child_status=child_state if published else UNSET,
+                rebuild_progress=UNSET if progress is None or not published else progress,
             )
             uri = f"nvmf://{r.node}:8420/nqn.2019-05.io.openebs:{self.replica_id(r)}"
             children.append(

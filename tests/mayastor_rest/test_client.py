@@ -235,3 +235,21 @@ def test_rest_access_settings_are_checked_at_start(tmp_path):
     assert s.mayastor_rest_ca == str(ca)
     with pytest.raises(ValueError, match="cannot load the CA file"):
         MayastorRestClient(s.mayastor_rest_url, ca_file=str(ca))
+
+
+async def test_a_server_that_requires_a_token_gets_the_rotated_one(sim, tmp_path):
+    sim.app.token = "token-1"
+    token = tmp_path / "token"
+    token.write_text("token-1")
+    async with MayastorRestClient(sim.url, token_file=str(token)) as rest:
+        assert len(await rest.list_pools()) == 3
+        sim.app.token = "token-2"  # the token was rotated, the server knows only the new one
+        rotated = tmp_path / "token.new"
+        rotated.write_text("token-2")
+        rotated.replace(token)
+        assert len(await rest.list_pools()) == 3
+    async with MayastorRestClient(sim.url) as rest:
+        with pytest.raises(MayastorRestError) as err:
+            await rest.list_pools()
+    assert (err.value.status, err.value.kind) == (401, "Unauthenticated")
+    assert not err.value.retryable

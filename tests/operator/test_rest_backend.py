@@ -17,10 +17,15 @@ def backend():
     return "rest"
 
 
-async def test_rest_backend_promotes_and_demotes(env):
+async def test_rest_backend_promotes_and_demotes(env, tmp_path):
     sim = env.simulator
+    sim.app.token = "operator-token"  # a control plane with authentication on
+    token = tmp_path / "token"
+    token.write_text("operator-token\n")
     await env.apply_policy(policy_body())
-    await env.start_operator(backend="mayastor-rest", mayastor_rest_url=sim.url)
+    await env.start_operator(
+        backend="mayastor-rest", mayastor_rest_url=sim.url, mayastor_rest_token_file=str(token)
+    )
 
     async def recorded():
         entries = await history(env)

@@ -53,6 +53,8 @@ class RestApp:
     on_change: Callable[[], None] = lambda: None
     fail_next: list[int] = field(default_factory=list)
     requests: int = 0
+    #: The bearer token every request must carry (None: no authentication, as a server run with --no-auth).
+    token: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -62,6 +64,9 @@ class RestApp:
             return
         self.requests += 1
         body = await _read_body(receive)
+        if self.token is not None and _bearer(scope) != self.token:
+            await _json(send, 401, RestError("Unauthenticated", "missing or invalid bearer token").body())
+            return
         if self.fail_next:
             status = self.fail_next.pop(0)
             await _json(send, status, wire.RestJsonError(kind="Unavailable", details="injected fault"))
@@ -137,6 +142,13 @@ class RestApp:
                     plane.uncordon_node(node, label)
                 return 200, plane.render_node(node)
         raise RestError("NotFound", "")  # no such route
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"authorization" and value.startswith(b"Bearer "):
+            return bytes(value[7:]).decode(errors="replace")
+    return None
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -56,6 +56,7 @@ RELEASES: tuple[Release, ...] = ("2.7", "2.8+")
 STATUS_OF = {
     "InvalidArgument": 400,
     "Deserialize": 400,
+    "Unauthenticated": 401,
     "NotFound": 404,
     "Conflict": 409,
     "FailedPrecondition": 412,

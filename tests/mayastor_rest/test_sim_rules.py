@@ -144,8 +144,15 @@ def test_pool_and_node_json():
     node = msgspec.json.decode(msgspec.json.encode(plane.render_node("n2")))
     assert node["spec"]["cordondrainstate"]["cordonedstate"]["cordonlabels"] == ["maintenance"]
     assert node["state"]["status"] == "Online"
-    with pytest.raises(RestError):
+    with pytest.raises(RestError) as err:
         plane.uncordon_node("n2", "other")
+    assert (err.value.status, err.value.kind) == (412, "FailedPrecondition")
+    with pytest.raises(RestError) as err:
+        plane.uncordon_node("no-such-node", "maintenance")
+    assert (err.value.status, err.value.kind) == (404, "NotFound")
+    with pytest.raises(RestError) as err:
+        plane.cordon_node("n2", "maintenance")  # a label it already has
+    assert (err.value.status, err.value.kind) == (412, "FailedPrecondition")
 
 
 _STATES = st.sampled_from([("Online", "Synced"), ("Online", "Syncing"), ("Faulted", "Unknown")])

@@ -167,6 +167,8 @@ class ControlPlane:
         self.node_cordons.setdefault(node, set()).add(label)
 
     def uncordon_node(self, node: str, label: str) -> None:
+        if node not in self.nodes():
+            raise RestError("NotFound", f"Node '{node}' not found")
         labels = self.node_cordons.get(node)
         if labels is None or label not in labels:
             raise RestError("FailedPrecondition", f"Node '{node}' is not cordoned with label '{label}'")

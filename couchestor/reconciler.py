@@ -22,6 +22,7 @@ from typing import Any
 import trio
 from msgspec import UNSET
 
+from couchestor import logs
 from couchestor.decisions import (
     Action,
     DecideOptions,
@@ -293,9 +294,25 @@ class Reconciler:
                         "detail": decision.detail,
                     }
                 )
+            about = logs.fields(
+                volume=decision.volume,
+                policy=decision.policy,
+                decision=label,
+                score=decision.score,
+                tier=decision.current_tier,
+                target_tier=decision.target_tier,
+                target_pool=decision.target_pool,
+            )
             if decision.score is not None:
-                log.info("Volume %s heat score: %.1f", decision.volume, decision.score)
-            log.info("Volume %s policy %s: %s (%s)", decision.volume, decision.policy, label, decision.detail)
+                log.info("Volume %s heat score: %.1f", decision.volume, decision.score, extra=about)
+            log.info(
+                "Volume %s policy %s: %s (%s)",
+                decision.volume,
+                decision.policy,
+                label,
+                decision.detail,
+                extra=about,
+            )
             # Moves get their Events from the runner once the intent is written; dry runs get one here.
             if decision.action is Action.SKIP and decision.reason == "dry-run":
                 self._dry_run_event(decision)

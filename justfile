@@ -27,6 +27,11 @@ bench *ARGS:
 demo *ARGS:
     couchestor demo {{ARGS}}
 
+# The alert rules' unit tests with promtool (also run by the suite, tests/monitoring/test_alerts.py).
+alerts: ensure-tools
+    promtool check rules manifests/prometheus/couchestor.rules.yaml
+    promtool test rules tests/monitoring/alerts_test.yaml
+
 # Regenerate manifests/ from k8s_schemas/.
 manifests:
     python3 -m k8s_schemas.generate manifests

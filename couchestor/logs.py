@@ -2,7 +2,13 @@
 
 Decision and migration lines keep the seeds' wording (``Volume pvc-abc heat score: 6500.0``,
 ``Migrating pvc-abc cold -> hot``, ``Migration completed pvc-abc in 4m12s``) so existing greps keep working;
-structured fields go in ``extra={"fields": {...}}`` and appear as keys in JSON output.
+structured fields go in ``extra=fields(...)`` (or ``extra=migration(intent, ...)``) and appear as keys in JSON
+output, so a log system can filter by them:
+
+- ``volume``: the PV name; ``policy``: the StoragePolicy; on every line about one volume.
+- ``decision``: the decision's label (``hot``, ``stay``, ``skip:cooldown`` ...), on decision lines.
+- ``migration``: ``<pv>@<start time>``, the same on every line of one migration (and in no other), with
+  ``phase`` (``started``, the step it entered, then ``success``/``failed``/``aborted``), ``from_tier``, ``to_tier``.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -33,6 +39,44 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """The ``extra=`` of a log call whose ``values`` become keys of the JSON line (None values are left out)."""
+    return {"fields": {k: v for k, v in values.items() if v is not None}}
+
+
+class MigrationLike(Protocol):
+    """What :func:`migration` reads of a migration intent."""
+
+    @property
+    def pv(self) -> str: ...
+    @property
+    def policy(self) -> str: ...
+    @property
+    def started_at(self) -> str: ...
+    @property
+    def from_tier(self) -> str: ...
+    @property
+    def to_tier(self) -> str: ...
+
+
+def migration_id(pv: str, started_at: str) -> str:
+    """One migration's id in the logs: its volume and start time (unique: a volume migrates once at a time)."""
+    return f"{pv}@{started_at}"
+
+
+def migration(intent: MigrationLike, phase: str | None = None, **more: Any) -> dict[str, Any]:
+    """The ``extra=`` of a log line about one migration: volume, policy, migration id, tiers, ``phase``."""
+    return fields(
+        volume=intent.pv,
+        policy=intent.policy,
+        migration=migration_id(intent.pv, intent.started_at),
+        from_tier=intent.from_tier,
+        to_tier=intent.to_tier,
+        phase=phase,
+        **more,
+    )
 
 
 def configure(fmt: str = "text", level: str = "info", stream: TextIO | None = None) -> None:

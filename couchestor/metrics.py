@@ -7,8 +7,15 @@ operator on call needs to tell a stuck operator from an idle one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+
+from couchestor.decisions import Action, Decision
+from couchestor.policy import PolicyProblem, PolicyRules
+from k8s_schemas.mayastor import DiskPool
 
 _PREFIX = "storage_operator"
 
@@ -103,8 +110,82 @@ class OperatorMetrics:
             registry=r,
         )
         self.is_leader = Gauge(
-            f"{_PREFIX}_leader", "1 while this instance holds the leader Lease.", registry=r
+            f"{_PREFIX}_leader",
+            "1 while this instance leads (holds the leader Lease, or runs without leader election).",
+            registry=r,
+        )
+        self.volumes_scored = Gauge(
+            f"{_PREFIX}_volumes_scored",
+            "Volumes of each policy decided from a heat score (not skipped for missing, partial or unavailable"
+            " metrics); over storage_operator_volumes, the score coverage.",
+            ["policy"],
+            registry=r,
+        )
+        self.tier_capacity = Gauge(
+            f"{_PREFIX}_tier_capacity_bytes",
+            "Capacity of the DiskPools each policy's tier selector matches (pools reporting capacity).",
+            ["policy", "tier"],
+            registry=r,
+        )
+        self.tier_used = Gauge(
+            f"{_PREFIX}_tier_used_bytes",
+            "Bytes used on the DiskPools each policy's tier selector matches (pools reporting capacity).",
+            ["policy", "tier"],
+            registry=r,
+        )
+        self.migrations_overdue = Gauge(
+            f"{_PREFIX}_migrations_overdue",
+            "Migrations seen in flight for longer than their policy's migrationTimeout (they should have"
+            " finished or rolled back).",
+            registry=r,
         )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def scored_volumes(decisions: Iterable[Decision]) -> dict[str, int]:
+    """Per policy, the volumes decided from a heat score: moves, stays, and skips taken after the thresholds
+    (cooldown, dry-run, no-capacity ...: they carry a target tier). Skips for missing or partial metrics, and
+    those decided before the metrics were looked at (conflicts, degraded replicas ...), do not count."""
+    out: dict[str, int] = {}
+    for d in decisions:
+        scored = d.action is not Action.SKIP or d.target_tier is not None
+        out[d.policy] = out.get(d.policy, 0) + int(scored)
+    return out
+
+
+def tier_fill(
+    rules: Iterable[PolicyRules | PolicyProblem], pools: Iterable[DiskPool]
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """(policy, tier) -> (capacity, used) bytes over the pools the tier's selector matches. Pools that report
+    no capacity or usage yet are left out; a tier with none of its pools reporting is absent."""
+    reporting = [
+        (p.topology_labels, p.capacity_bytes, p.used_bytes)
+        for p in pools
+        if p.capacity_bytes is not None and p.used_bytes is not None
+    ]
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for policy in rules:
+        if not isinstance(policy, PolicyRules):
+            continue
+        for labels, capacity, used in reporting:
+            tiers = policy.tiers_matching(labels)
+            if len(tiers) != 1:
+                continue  # an ambiguous pool belongs to no tier (decisions call it tier-unknown)
+            key = (policy.name, next(iter(tiers)).value)
+            total = out.get(key, (0, 0))
+            out[key] = (total[0] + (capacity or 0), total[1] + (used or 0))
+    return out
+
+
+def overdue_migrations(
+    since: Mapping[str, datetime], policy_of: Mapping[str, str], timeouts: Mapping[str, int], now: datetime
+) -> int:
+    """How many in-flight migrations (PV -> first seen in flight, PV -> policy) have run longer than their
+    policy's timeout; a migration of a policy no longer known counts from no timeout and is not overdue."""
+    return sum(
+        1
+        for pv, started in since.items()
+        if policy_of.get(pv) in timeouts and (now - started).total_seconds() > timeouts[policy_of[pv]]
+    )

@@ -121,6 +121,8 @@ class Operator:
                 )
                 await elector.run(self.lead)
             else:
+                # Without election this instance is the only one, so it leads (and says so to the alerts).
+                self.metrics.is_leader.set(1)
                 await self.lead()
 
     def _on_leadership(self, leading: bool) -> None:

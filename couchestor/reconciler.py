@@ -22,6 +22,7 @@ from typing import Any
 import trio
 from msgspec import UNSET
 
+from couchestor import logs
 from couchestor.decisions import (
     Action,
     DecideOptions,
@@ -38,7 +39,7 @@ from couchestor.kube.client import KubeClient
 from couchestor.kube.errors import KubeError, NotFound
 from couchestor.kube.events import EventRecorder
 from couchestor.kube.store import Store
-from couchestor.metrics import OperatorMetrics
+from couchestor.metrics import OperatorMetrics, overdue_migrations, scored_volumes, tier_fill
 from couchestor.migration.runner import MigrationRunner
 from couchestor.policy import PolicyProblem, PolicyRules, compile_policy
 from couchestor.scores import ScoreCache
@@ -136,6 +137,9 @@ class Reconciler:
         self._wanted_labels: dict[str, str] = {}
         self._labels_changed = trio.Event()
         self._wake = trio.Event()
+        #: When each migration was first seen in flight (for the overdue gauge; a resumed one counts from
+        #: this operator's start).
+        self._migrating_since: dict[str, datetime] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reconcile until cancelled. Starts after every store has synced and migration recovery is done."""
@@ -224,7 +228,7 @@ class Reconciler:
         for batch in batches.values():
             self.runner.start(batch, by_name[batch[0].policy])
         await self._write_statuses(plan, rules, now)
-        self._export(plan)
+        self._export(plan, rules)
         return plan
 
     def plan(self, now: datetime) -> tuple[list[PolicyRules | PolicyProblem], Plan]:
@@ -290,9 +294,25 @@ class Reconciler:
                         "detail": decision.detail,
                     }
                 )
+            about = logs.fields(
+                volume=decision.volume,
+                policy=decision.policy,
+                decision=label,
+                score=decision.score,
+                tier=decision.current_tier,
+                target_tier=decision.target_tier,
+                target_pool=decision.target_pool,
+            )
             if decision.score is not None:
-                log.info("Volume %s heat score: %.1f", decision.volume, decision.score)
-            log.info("Volume %s policy %s: %s (%s)", decision.volume, decision.policy, label, decision.detail)
+                log.info("Volume %s heat score: %.1f", decision.volume, decision.score, extra=about)
+            log.info(
+                "Volume %s policy %s: %s (%s)",
+                decision.volume,
+                decision.policy,
+                label,
+                decision.detail,
+                extra=about,
+            )
             # Moves get their Events from the runner once the intent is written; dry runs get one here.
             if decision.action is Action.SKIP and decision.reason == "dry-run":
                 self._dry_run_event(decision)
@@ -349,11 +369,31 @@ class Reconciler:
                 self.metrics.reconcile_errors.inc()
                 log.warning("Cannot update the status of StoragePolicy %s: %s", policy_plan.policy, exc)
 
-    def _export(self, plan: Plan) -> None:
+    def _export(self, plan: Plan, rules: list[PolicyRules | PolicyProblem]) -> None:
+        now = self.options.clock()
         for policy_plan in plan.policies:
             for tier, count in policy_plan.tier_counts.items():
                 self.metrics.volumes.labels(policy=policy_plan.policy, tier=tier.value).set(count)
-        ages = [(self.options.clock() - s.fetched_at).total_seconds() for s in self.scores.snapshots.values()]
+        # Rebuilt whole each pass so a deleted policy's or tier's series disappear (no await in between).
+        self.metrics.volumes_scored.clear()
+        for policy_name, count in scored_volumes(d for p in plan.policies for d in p.decisions).items():
+            self.metrics.volumes_scored.labels(policy=policy_name).set(count)
+        self.metrics.tier_capacity.clear()
+        self.metrics.tier_used.clear()
+        for (policy_name, tier_name), (capacity, used) in tier_fill(rules, self.stores.pools.list()).items():
+            self.metrics.tier_capacity.labels(policy=policy_name, tier=tier_name).set(capacity)
+            self.metrics.tier_used.labels(policy=policy_name, tier=tier_name).set(used)
+        in_flight = self.runner.in_flight
+        self._migrating_since = {pv: self._migrating_since.get(pv, now) for pv in in_flight}
+        self.metrics.migrations_overdue.set(
+            overdue_migrations(
+                self._migrating_since,
+                {pv: m.policy for pv, m in in_flight.items()},
+                {r.name: r.migration_timeout_seconds for r in rules if isinstance(r, PolicyRules)},
+                now,
+            )
+        )
+        ages = [(now - s.fetched_at).total_seconds() for s in self.scores.snapshots.values()]
         if ages:
             self.metrics.score_cache_age.set(max(ages))
         if self.feed is not None:

@@ -149,7 +149,12 @@ FLAGS: tuple[_Flag, ...] = (
         _bool,
         is_bool=True,
     ),
-    _Flag("log-format", "log line format", "text", choices=("text", "json")),
+    _Flag(
+        "log-format",
+        "log line format; json lines carry volume, policy, decision, migration and phase as keys",
+        "text",
+        choices=("text", "json"),
+    ),
     _Flag("log-level", "minimum log level", "info", choices=("debug", "info", "warning", "error")),
     _Flag(
         "leader-election",

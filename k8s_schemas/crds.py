@@ -144,7 +144,10 @@ _AGE = _col("Age", ".metadata.creationTimestamp", "date")
 
 STORAGE_POLICY_RULES = [
     {
-        "rule": "self.lowWatermarkIOPS < self.highWatermarkIOPS",
+        # The has() guards are for the API server's check of the spec's own default ({}), which it validates
+        # without the nested defaults; a stored object always carries both watermarks (defaulted first).
+        "rule": "!has(self.lowWatermarkIOPS) || !has(self.highWatermarkIOPS)"
+        " || self.lowWatermarkIOPS < self.highWatermarkIOPS",
         "message": "lowWatermarkIOPS must be lower than highWatermarkIOPS",
         "fieldPath": ".lowWatermarkIOPS",
     },

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import trio
 from msgspec.structs import replace
 
+from couchestor import logs
 from couchestor.decisions import PlannedMigration
 from couchestor.durations import format_duration, format_time
 from couchestor.endpoints import Feed
@@ -129,6 +130,7 @@ class MigrationRunner:
                     intent.from_tier,
                     intent.to_tier,
                     intent.phase,
+                    extra=logs.migration(intent, "resumed"),
                 )
                 self._track(intent.pv, intent.volume, intent.policy, intent.from_tier, intent.to_tier)
                 groups.setdefault(intent.group or f"single:{intent.pv}", []).append(intent)
@@ -238,7 +240,7 @@ class MigrationRunner:
 
     async def _release(self, intent: Intent, why: str) -> None:
         """Remove an intent whose migration never changed the volume (a group that could not start whole)."""
-        log.info("Not migrating %s: %s", intent.pv, why)
+        log.info("Not migrating %s: %s", intent.pv, why, extra=logs.migration(intent, "released"))
         while True:
             state = await self._retry(partial(self.backend.read, intent.volume), intent.pv)
             if state.intent is None or state.intent.started_at != intent.started_at:
@@ -260,7 +262,12 @@ class MigrationRunner:
                 state, draft.target_pool, tuple(draft.source_pools), self._pool_health()
             )
             if problem is not None:
-                log.info("Not migrating %s: %s", draft.pv, problem)
+                log.info(
+                    "Not migrating %s: %s",
+                    draft.pv,
+                    problem,
+                    extra=logs.fields(volume=draft.pv, policy=draft.policy),
+                )
                 return None
             intent = replace(
                 draft,
@@ -276,11 +283,19 @@ class MigrationRunner:
             except IntentConflict:
                 continue  # the volume changed between read and write: analyze again
             log.info(
-                "Migrating %s %s -> %s", draft.pv, _tier_word(draft.from_tier), _tier_word(draft.to_tier)
+                "Migrating %s %s -> %s",
+                draft.pv,
+                _tier_word(draft.from_tier),
+                _tier_word(draft.to_tier),
+                extra=logs.migration(intent, "started"),
             )
             self._event(intent, "Normal", "MigrationStarted", self._started_message(intent))
             return intent
-        log.warning("Not migrating %s: the volume keeps changing under us", draft.pv)
+        log.warning(
+            "Not migrating %s: the volume keeps changing under us",
+            draft.pv,
+            extra=logs.fields(volume=draft.pv, policy=draft.policy),
+        )
         return None
 
     async def _drive(self, volume: str, intent: Intent, barrier: _Barrier | None = None) -> None:
@@ -296,7 +311,11 @@ class MigrationRunner:
             try:
                 state = await self.backend.read(volume)
                 if state.intent is None or state.intent.started_at != intent.started_at:
-                    log.warning("Migration of %s: intent removed by someone else; stopping", intent.pv)
+                    log.warning(
+                        "Migration of %s: intent removed by someone else; stopping",
+                        intent.pv,
+                        extra=logs.migration(intent, "stopped"),
+                    )
                     if barrier is not None:
                         barrier.abort(f"member {intent.pv} stopped")
                     return
@@ -336,7 +355,7 @@ class MigrationRunner:
                 continue  # re-read and decide again
             except BackendError as exc:
                 if not exc.retryable:
-                    log.error("Migration of %s stopped: %s", intent.pv, exc)
+                    log.error("Migration of %s stopped: %s", intent.pv, exc, extra=logs.migration(intent))
                     await self._conclude(intent, "failed", str(exc), moved=False)
                     return
                 failures += 1
@@ -344,18 +363,33 @@ class MigrationRunner:
                     forced_abort = f"storage API kept failing: {exc}"
                     failures = 0
                 delay = _backoff(failures)
-                log.warning("Migration of %s: %s (retrying in %.1fs)", intent.pv, exc, delay)
+                log.warning(
+                    "Migration of %s: %s (retrying in %.1fs)",
+                    intent.pv,
+                    exc,
+                    delay,
+                    extra=logs.migration(intent),
+                )
                 await trio.sleep(delay)
 
     async def _perform(self, volume: str, state: VolumeState, intent: Intent, step: plan.Step) -> None:
         progress = self.in_flight.get(intent.pv)
         if isinstance(step, plan.Wait):
+            # One log line per phase, not per poll: progress goes to the metrics and the feed.
+            if progress is None or progress.step != step.reason:
+                at = "" if step.progress is None else f" ({step.progress}%)"
+                log.info(
+                    "Migration of %s: %s%s",
+                    intent.pv,
+                    step.reason,
+                    at,
+                    extra=logs.migration(intent, step.reason),
+                )
             if progress is not None:
                 progress.step, progress.progress = step.reason, step.progress
             if step.progress is not None:
                 self.metrics.rebuild_progress.labels(volume=intent.pv).set(step.progress)
                 self._progress_labels.add(intent.pv)
-                log.info("Migration of %s: %s (%d%%)", intent.pv, step.reason, step.progress)
             self._publish(intent, step.reason, step.progress)
             with trio.move_on_after(RECHECK_INTERVAL):
                 await self.backend.wait_changed(volume, state.version)
@@ -371,7 +405,12 @@ class MigrationRunner:
                 volume, count=step.count, pool=step.pool, topology=step.topology
             )
         elif isinstance(step, plan.Abort):
-            log.warning("Migration of %s aborted: %s; rolling back", intent.pv, step.reason)
+            log.warning(
+                "Migration of %s aborted: %s; rolling back",
+                intent.pv,
+                step.reason,
+                extra=logs.migration(intent, "rolling-back"),
+            )
             rolled = replace(intent, phase="rolling-back", abort_reason=step.reason, failed=step.failed)
             await self.backend.write_intent(volume, rolled, expected_version=state.version)
 
@@ -421,18 +460,33 @@ class MigrationRunner:
         except NotFound:
             pass  # the PV is gone; nothing to annotate
         except KubeError as exc:
-            log.warning("Migration of %s: cannot annotate the PV: %s", intent.pv, exc)
+            log.warning(
+                "Migration of %s: cannot annotate the PV: %s", intent.pv, exc, extra=logs.migration(intent)
+            )
         await self._append_history(intent.policy, entry)
         self.recent[intent.pv] = now
         self.metrics.migrations_total.labels(status=status).inc()
         if elapsed != float("inf"):
             self.metrics.migration_duration.observe(elapsed)
         if status == "success":
-            log.info("Migration completed %s in %s%s", intent.pv, took, f" ({detail})" if detail else "")
+            log.info(
+                "Migration completed %s in %s%s",
+                intent.pv,
+                took,
+                f" ({detail})" if detail else "",
+                extra=logs.migration(intent, status, seconds=elapsed if elapsed != float("inf") else None),
+            )
             message = f"Moved from {intent.from_tier} to {intent.to_tier} in {took}"
             self._event(intent, "Normal", "MigrationCompleted", message + (f"; {detail}" if detail else ""))
         else:
-            log.warning("Migration %s %s after %s: %s", status, intent.pv, took, detail)
+            log.warning(
+                "Migration %s %s after %s: %s",
+                status,
+                intent.pv,
+                took,
+                detail,
+                extra=logs.migration(intent, status, seconds=elapsed if elapsed != float("inf") else None),
+            )
             reason = "MigrationFailed" if status == "failed" else "MigrationAborted"
             self._event(intent, "Warning", reason, f"Stayed on {intent.from_tier} after {took}: {detail}")
         self._publish(intent, status, None, final=True)
@@ -482,7 +536,9 @@ class MigrationRunner:
                 if not exc.retryable or failures >= RETRY_LIMIT:
                     raise
                 delay = _backoff(failures)
-                log.warning("Migration of %s: %s (retrying in %.1fs)", pv, exc, delay)
+                log.warning(
+                    "Migration of %s: %s (retrying in %.1fs)", pv, exc, delay, extra=logs.fields(volume=pv)
+                )
                 await trio.sleep(delay)
 
     def _pools_matching(self, topology: Mapping[str, str]) -> set[str]:
@@ -507,9 +563,10 @@ class MigrationRunner:
 
     def _note(self, intent: Intent, step: str) -> None:
         progress = self.in_flight.get(intent.pv)
+        if progress is None or progress.step != step:  # a group member re-notes its wait on every check
+            log.info("Migration of %s: %s", intent.pv, step, extra=logs.migration(intent, step))
         if progress is not None:
             progress.step, progress.progress = step, None
-        log.info("Migration of %s: %s", intent.pv, step)
         self._publish(intent, step, None)
 
     def _publish(self, intent: Intent, step: str, progress: int | None, *, final: bool = False) -> None:

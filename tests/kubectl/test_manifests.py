@@ -1,5 +1,6 @@
 """The shipped manifests: every YAML parses; CRDs, example policies and the operator's own objects (RBAC,
-Deployment, PodDisruptionBudget, Service, ServiceMonitor) apply with the real kubectl; the operator's
+Deployment, PodDisruptionBudget, Service, and in operator/monitoring the ServiceMonitor and PrometheusRule) apply
+with the real kubectl; the operator's
 Deployment and RBAC agree with the code they run (checked against the real CLI parser and settings, since the
 emulator stores a Deployment but runs no pod).
 """
@@ -28,10 +29,15 @@ def _documents(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
 
 
+#: The operator's files: the base and the monitoring component (kustomize files are named ``Kustomization``,
+#: so ``kubectl apply -f`` on these folders sees Kubernetes objects only).
+OPERATOR_DIRS = (ROOT / "operator", ROOT / "operator" / "monitoring")
+
+
 def _operator() -> dict[str, dict[str, Any]]:
-    """The documents of manifests/operator by ``Kind/name``."""
+    """The documents of manifests/operator and its monitoring component by ``Kind/name``."""
     out: dict[str, dict[str, Any]] = {}
-    for path in sorted((ROOT / "operator").glob("*.yaml")):
+    for path in sorted(p for d in OPERATOR_DIRS for p in d.glob("*.yaml")):
         for doc in _documents(path):
             key = f"{doc['kind']}/{doc['metadata']['name']}"
             assert key not in out, f"{key} defined twice"
@@ -105,41 +111,48 @@ def test_crds_and_example_policies_apply_with_kubectl(kubectl):
         assert f"storagepolicy.storage.billyronks.io/{doc['metadata']['name']}" in listed
 
 
-#: The Prometheus Operator's ServiceMonitor CRD as far as applying ours needs it (a user of that manifest has
-#: the real one, installed with the Prometheus Operator).
-SERVICE_MONITOR_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {
-        "group": "monitoring.coreos.com",
-        "scope": "Namespaced",
-        "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                },
-            }
-        ],
-    },
-}
+def _prometheus_operator_crd(kind: str) -> dict[str, Any]:
+    """A Prometheus Operator CRD (ServiceMonitor, PrometheusRule) as far as applying ours needs it (a user of
+    those manifests has the real ones, installed with the Prometheus Operator)."""
+    plural = kind.lower() + "s"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
 
 
 @pytest.mark.kubectl
 @needs_kubectl
 def test_operator_manifests_apply_with_kubectl(kubectl):
-    kubectl("apply", "-f", "-", stdin=json.dumps(SERVICE_MONITOR_CRD))
-    kubectl(
-        "wait", "--for=condition=established", "--timeout=30s", "crd/servicemonitors.monitoring.coreos.com"
-    )
-    docs = [d for p in sorted((ROOT / "operator").glob("*.yaml")) for d in _documents(p)]
-    dry = kubectl("apply", "--dry-run=server", "-f", str(ROOT / "operator")).stdout
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        kubectl("apply", "-f", "-", stdin=json.dumps(_prometheus_operator_crd(kind)))
+        kubectl(
+            "wait",
+            "--for=condition=established",
+            "--timeout=30s",
+            f"crd/{kind.lower()}s.monitoring.coreos.com",
+        )
+    docs = [d for p in sorted(p for d in OPERATOR_DIRS for p in d.glob("*.yaml")) for d in _documents(p)]
+    folders = [arg for d in OPERATOR_DIRS for arg in ("-f", str(d))]
+    dry = kubectl("apply", "--dry-run=server", *folders).stdout
     assert dry.count("(server dry run)") == len(docs), dry
-    applied = kubectl("apply", "-f", str(ROOT / "operator")).stdout
+    applied = kubectl("apply", *folders).stdout
     assert len(applied.strip().splitlines()) == len(docs), applied
     for doc in docs:
         kind, name = doc["kind"], doc["metadata"]["name"]
@@ -157,7 +170,7 @@ def test_operator_manifests_apply_with_kubectl(kubectl):
     assert container["resources"] == _container()["resources"]
     # Applying again changes nothing but the PodDisruptionBudget's selector, which kubectl always resends
     # (its patch strategy is "replace"), as against a real API server.
-    again = kubectl("apply", "-f", str(ROOT / "operator")).stdout.splitlines()
+    again = kubectl("apply", *folders).stdout.splitlines()
     assert [line for line in again if not line.endswith(" unchanged")] == [
         "poddisruptionbudget.policy/couchestor configured"
     ], again
@@ -209,6 +222,7 @@ def test_operator_objects_are_the_documented_set():
         "PodDisruptionBudget/couchestor",
         "Service/couchestor",
         "ServiceMonitor/couchestor",
+        "PrometheusRule/couchestor",
     }
     for key, doc in _operator().items():
         assert doc["metadata"]["labels"]["app"] == "couchestor", key

@@ -50,6 +50,7 @@ from couchestor.kube.reflector import Reflector
 from couchestor.kube.resources import Resource
 from couchestor.kube.store import Store
 from couchestor.kube.watcher import WatcherError
+from couchestor.replication import claims
 from couchestor.replication.adapters import Adapter, UnknownProvisioner, adapter_for
 from couchestor.replication.model import Kind, Request
 from couchestor.replication.queue import WorkQueue
@@ -296,6 +297,8 @@ class ReplicationController:
                     f": {backend.last_error}" if backend.last_error else ""
                 )
             else:
+                errors = await self._protect(key, req.members)
+            if not errors and backend.synced:
                 current = backend.owned(meta.uid or "")
                 owner = owner_reference(_resource(key), key.name, meta.uid or "")
                 errors = await sync_backend_objects(
@@ -313,8 +316,10 @@ class ReplicationController:
                     adapter.member_labels(req),
                     req.members,
                 )
+                errors += await self._release(key, keep=req.members)
                 members = adapter.observe(req, current)
-        summary = summarize(obj.spec.replication_state, members, problem, errors)
+        previous = "Unknown" if obj.status is UNSET or obj.status.state is UNSET else obj.status.state
+        summary = summarize(obj.spec.replication_state, members, problem, errors, previous=previous)
         wrote = await self._write_status(key, obj, summary, req)
         self._announce(key, obj, summary, wrote)
         if summary.phase == "Completed":
@@ -368,25 +373,66 @@ class ReplicationController:
             pvc = obj.spec.pvc
             if pvc is None:
                 return (), "spec.pvcName (or a PersistentVolumeClaim dataSource) is required"
-            if self.pvcs.store.get(pvc, key.namespace) is None:
+            claim = self.pvcs.store.get(pvc, key.namespace)
+            if claim is None:
                 return (), f"PersistentVolumeClaim {key.namespace}/{pvc} not found"
-            return (pvc,), None
+            return (pvc,), claims.check_claim(claim, key.kind, key.name)
         try:
             selector = labelsel.from_label_selector(obj.spec.selector)
         except labelsel.SelectorError as exc:
             return (), f"invalid selector: {exc}"
-        names = sorted(
-            c.metadata.name or ""
-            for c in self.pvcs.store.by_index("namespace", key.namespace)
-            if c.metadata.namespace == key.namespace
-            and c.metadata.deletion_timestamp is UNSET
-            and labelsel.matches(selector, None if c.metadata.labels is UNSET else c.metadata.labels)
+        # A claim being deleted leaves the group (its backend objects go, then the claim is released).
+        matched = sorted(
+            (
+                c
+                for c in self.pvcs.store.by_index("namespace", key.namespace)
+                if c.metadata.namespace == key.namespace
+                and c.metadata.deletion_timestamp is UNSET
+                and labelsel.matches(selector, None if c.metadata.labels is UNSET else c.metadata.labels)
+            ),
+            key=lambda c: c.metadata.name or "",
         )
+        names = tuple(c.metadata.name or "" for c in matched)
         if not names:
             return (), f"no PersistentVolumeClaim in {key.namespace} matches the selector"
         if len(names) > MAX_GROUP_MEMBERS:
             return (), f"the selector matches {len(names)} claims; a group holds at most {MAX_GROUP_MEMBERS}"
-        return tuple(names), None
+        return names, claims.check_members(matched, key.kind, key.name)
+
+    def _claims(self, namespace: str) -> list[PersistentVolumeClaim]:
+        return [
+            c for c in self.pvcs.store.by_index("namespace", namespace) if c.metadata.namespace == namespace
+        ]
+
+    async def _protect(self, key: Key, members: Sequence[str]) -> list[str]:
+        """Own and protect every member claim before the backend is touched (in name order, so that of two
+        objects racing for the same claims, the one that wins the first wins them all)."""
+        errors = []
+        for name in sorted(members):
+            claim = self.pvcs.store.get(name, key.namespace)
+            if claim is None:
+                continue
+            try:
+                if await claims.protect(self.client, claim, key.kind, key.name):
+                    log.info("%s: owns and protects PersistentVolumeClaim %s", key, name)
+            except Conflict:
+                errors.append(f"PersistentVolumeClaim {name} changed while being claimed")
+            except KubeError as exc:
+                errors.append(f"claim PersistentVolumeClaim {name}: {exc}")
+        return errors
+
+    async def _release(self, key: Key, keep: Sequence[str] = ()) -> list[str]:
+        """Release the claims this object owns that are not in ``keep``."""
+        errors = []
+        for claim in claims.owned_by(self._claims(key.namespace), key.kind, key.name):
+            if claim.metadata.name in keep:
+                continue
+            try:
+                await claims.release(self.client, claim, key.kind)
+                log.info("%s: released PersistentVolumeClaim %s", key, claim.metadata.name)
+            except KubeError as exc:
+                errors.append(f"release PersistentVolumeClaim {claim.metadata.name}: {exc}")
+        return errors
 
     async def _finalize(
         self, key: Key, obj: ReplicationObject, finalizers: Sequence[str]
@@ -419,6 +465,8 @@ class ReplicationController:
                 return "retry"
         if remaining:
             return "progressing"
+        if await self._release(key):
+            return "retry"
         index = finalizers.index(FINALIZER)
         try:
             await self.client.json_patch(

@@ -11,7 +11,6 @@ from couchestor.replication.resources import (
     VOLUME_REPLICATION,
 )
 from k8s_schemas.replication import LEGACY_VERSION, legacy_replication_state
-from tests.replication.harness import NS
 
 
 def _vr(**spec):
@@ -35,11 +34,11 @@ async def test_class_and_pvc_are_immutable_state_is_not(env):
     await env.create(VOLUME_REPLICATION, _vr(pvcName="p", replicationState="primary"))
     with pytest.raises(Invalid) as changed:
         await env.client.merge_patch(
-            VOLUME_REPLICATION, "v", {"spec": {"volumeReplicationClass": "other"}}, NS, type=dict
+            VOLUME_REPLICATION, "v", {"spec": {"volumeReplicationClass": "other"}}, env.ns, type=dict
         )
     assert "immutable" in str(changed.value)
     patched = await env.client.merge_patch(
-        VOLUME_REPLICATION, "v", {"spec": {"replicationState": "secondary"}}, NS, type=dict
+        VOLUME_REPLICATION, "v", {"spec": {"replicationState": "secondary"}}, env.ns, type=dict
     )
     assert patched["spec"]["replicationState"] == "secondary"
 

@@ -82,6 +82,8 @@ class Env:
         if self._scope is not None and self._stopped is not None:
             self._scope.cancel()
             await self._stopped.wait()
+        if self.controller.client is not self.client:
+            await self.controller.client.aclose()
         await self.client.aclose()
 
     async def eventually(
@@ -319,9 +321,10 @@ async def open_env(
     transition: float = 0.3,
     backend_crds: bool = True,
     real: bool = False,
+    controller_kubeconfig: Any = None,
 ) -> Env:
     """``apiserver``: the emulator fixture, or with ``real`` the real control plane (anything with a
-    ``kubeconfig``)."""
+    ``kubeconfig``). ``controller_kubeconfig``: the controller's own credentials (default: the admin's)."""
     client = KubeClient(load_kubeconfig([apiserver.kubeconfig]), qps=0)
     await _install_crds(client, backend_crds)
     ns = f"{NS}-{os.getpid()}-{next(_SEQ)}" if real else NS
@@ -329,7 +332,12 @@ async def open_env(
     ceph = CephCsiAddonsSimulator(client, transition_seconds=transition)
     trident = TridentSimulator(client, transition_seconds=transition)
     dell = DellSimulator(client, transition_seconds=transition)
-    controller = ReplicationController(client, ns if real else None, FAST)
+    controller_client = (
+        client
+        if controller_kubeconfig is None
+        else KubeClient(load_kubeconfig([controller_kubeconfig]), qps=0)
+    )
+    controller = ReplicationController(controller_client, ns if real else None, FAST)
     env = Env(client, ceph, trident, dell, controller, nursery, ns=ns, real=real)
     await nursery.start(env._run)
     return env

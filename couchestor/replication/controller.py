@@ -50,7 +50,7 @@ from couchestor.kube.reflector import Reflector
 from couchestor.kube.resources import Resource
 from couchestor.kube.store import Store
 from couchestor.kube.watcher import WatcherError
-from couchestor.replication import claims
+from couchestor.replication import claims, group_source
 from couchestor.replication.adapters import Adapter, UnknownProvisioner, adapter_for
 from couchestor.replication.model import Kind, Request
 from couchestor.replication.queue import WorkQueue
@@ -60,6 +60,7 @@ from couchestor.replication.resources import (
     VOLUME_GROUP_REPLICATION_CLASS,
     VOLUME_REPLICATION,
     VOLUME_REPLICATION_CLASS,
+    VOLUME_REPLICATION_OWNER,
 )
 from couchestor.replication.status import Summary, status_patch, summarize
 from couchestor.replication.watches import BackendWatches
@@ -128,6 +129,10 @@ class ReplicationController:
             pvc = obj.spec.pvc
             return [] if pvc is None else [f"{obj.metadata.namespace}/{pvc}"]
 
+        def by_group(obj: VolumeReplication) -> list[str]:
+            group = obj.spec.group
+            return [] if group is None else [f"{obj.metadata.namespace}/{group}"]
+
         def by_vr_class(obj: VolumeReplication) -> list[str]:
             return [obj.spec.volume_replication_class]
 
@@ -144,7 +149,7 @@ class ReplicationController:
             VOLUME_REPLICATION,
             VolumeReplication,
             namespace=ns,
-            indexers={"uid": by_uid, "pvc": by_pvc, "class": by_vr_class},
+            indexers={"uid": by_uid, "pvc": by_pvc, "group": by_group, "class": by_vr_class},
             on_error=self._log_watch_error,
         )
         self.vgrs: Reflector[VolumeGroupReplication] = Reflector.for_resource(
@@ -215,7 +220,8 @@ class ReplicationController:
         return [Key("VolumeReplication", key.namespace, key.name)]
 
     def _keys_of_vgr(self, key: ObjectKey) -> list[Key]:
-        return [Key("VolumeGroupReplication", key.namespace, key.name)]
+        drivers = self.vrs.store.by_index("group", f"{key.namespace}/{key.name}")
+        return [Key("VolumeGroupReplication", key.namespace, key.name), *(_key(vr) for vr in drivers)]
 
     def _keys_of_vr_class(self, key: ObjectKey) -> list[Key]:
         return [_key(o) for o in self.vrs.store.by_index("class", key.name)]
@@ -282,6 +288,8 @@ class ReplicationController:
                 type=dict,
             )
             return "progressing"  # the update comes back through the watch
+        if isinstance(obj, VolumeReplication) and obj.spec.group is not None:
+            return await self._drive_group(key, obj, obj.spec.group)
         adapter, req, problem = self._request(key, obj)
         errors: list[str] = []
         members = []
@@ -325,6 +333,42 @@ class ReplicationController:
         if summary.phase == "Completed":
             return "done"
         return "progressing" if summary.phase == "Progressing" else "retry"
+
+    async def _drive_group(
+        self, key: Key, vr: VolumeReplication, name: str
+    ) -> Literal["done", "progressing", "retry", "gone"]:
+        """A VolumeReplication of a whole group (:mod:`~couchestor.replication.group_source`)."""
+        group = self.vgrs.store.get(name, key.namespace)
+        previous = "Unknown" if vr.status is UNSET or vr.status.state is UNSET else vr.status.state
+        problem = group_source.check_group(vr, group, name)
+        if problem is not None or group is None:
+            summary = summarize(vr.spec.replication_state, [], problem or "", previous=previous)
+        else:
+            patch = group_source.group_patch(vr, group)
+            if patch is not None:
+                try:
+                    await self.client.merge_patch(
+                        VOLUME_GROUP_REPLICATION, name, patch, key.namespace, type=dict
+                    )
+                except Conflict:
+                    return "progressing"  # the group changed: its watch event brings us back
+                log.info("%s: drives VolumeGroupReplication %s (%s)", key, name, vr.spec.replication_state)
+            summary = group_source.mirror(vr, group, previous)
+        wrote = await self._write_status(key, vr, summary, None)
+        self._announce(key, vr, summary, wrote)
+        if summary.phase == "Completed":
+            return "done"
+        return "progressing" if summary.phase == "Progressing" else "retry"
+
+    async def _release_group(self, key: Key, vr: VolumeReplication, name: str) -> None:
+        group = self.vgrs.store.get(name, key.namespace)
+        if group is None or group.metadata.annotation(VOLUME_REPLICATION_OWNER) != key.name:
+            return
+        patch = {"metadata": {"annotations": {VOLUME_REPLICATION_OWNER: None}}}
+        try:
+            await self.client.merge_patch(VOLUME_GROUP_REPLICATION, name, patch, key.namespace, type=dict)
+        except NotFound:
+            pass
 
     def _get(self, key: Key) -> ReplicationObject | None:
         if key.kind == "VolumeReplication":
@@ -438,6 +482,10 @@ class ReplicationController:
         self, key: Key, obj: ReplicationObject, finalizers: Sequence[str]
     ) -> Literal["progressing", "retry", "gone"]:
         """Delete what the object owns; drop the finalizer once all of it is gone."""
+        if isinstance(obj, VolumeReplication) and obj.spec.group is not None:
+            # It owns no backend objects: the group does. Let go of the group, which keeps replicating.
+            await self._release_group(key, obj, obj.spec.group)
+            return await self._drop_finalizer(key, finalizers)
         uid = obj.metadata.uid or ""
         remaining = 0
         adapter, req, _ = self._request(key, obj)
@@ -467,6 +515,9 @@ class ReplicationController:
             return "progressing"
         if await self._release(key):
             return "retry"
+        return await self._drop_finalizer(key, finalizers)
+
+    async def _drop_finalizer(self, key: Key, finalizers: Sequence[str]) -> Literal["progressing", "gone"]:
         index = finalizers.index(FINALIZER)
         try:
             await self.client.json_patch(

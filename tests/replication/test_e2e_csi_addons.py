@@ -164,3 +164,56 @@ async def test_a_missing_class_keeps_the_last_known_state(env):
     assert condition(obj, "Degraded")["status"] == "True"
     await env.classes("ceph")  # back: reconciled again
     await env.settled(VOLUME_REPLICATION, "data-rep", "Primary", healthy=True)
+
+
+async def test_a_volume_replication_of_a_group_drives_the_group(env):
+    for name in ("g1", "g2"):
+        await env.pvc(name, {"app": "db"})
+    await env.vgr("grp", "ceph", {"app": "db"}, state="secondary")
+    await env.settled(VOLUME_GROUP_REPLICATION, "grp", "Secondary")
+    klass = await env.classes("ceph")
+    source = {"apiGroup": "replication.unified.io", "kind": "VolumeGroupReplication", "name": "grp"}
+    await env.create(
+        VOLUME_REPLICATION,
+        {
+            "metadata": {"name": "grp-rep"},
+            "spec": {"volumeReplicationClass": klass, "dataSource": source, "replicationState": "primary"},
+        },
+    )
+    # The group is promoted through it, and it reports the group's outcome.
+    obj = await env.settled(VOLUME_REPLICATION, "grp-rep", "Primary")
+    assert "all 2 volumes promoted" in obj["status"]["message"]
+    group = await env.get(VOLUME_GROUP_REPLICATION, "grp")
+    assert group["spec"]["replicationState"] == "primary"
+    assert group["metadata"]["annotations"][OWNER] == "grp-rep"
+    await env.set_state(VOLUME_REPLICATION, "grp-rep", "secondary")
+    await env.settled(VOLUME_REPLICATION, "grp-rep", "Secondary", healthy=True)
+    await env.settled(VOLUME_GROUP_REPLICATION, "grp", "Secondary", healthy=True)
+    # One driver per group.
+    await env.create(
+        VOLUME_REPLICATION,
+        {
+            "metadata": {"name": "grp-rep-2"},
+            "spec": {"volumeReplicationClass": klass, "dataSource": source, "replicationState": "primary"},
+        },
+    )
+    await env.seen(
+        VOLUME_REPLICATION, "grp-rep-2", _refused("owned by VolumeReplication 'grp-rep'"), "refused"
+    )
+    assert (await env.get(VOLUME_GROUP_REPLICATION, "grp"))["spec"]["replicationState"] == "secondary"
+    # Deleting the driver lets go of the group, which stays as it is (the refused one goes first, or it would
+    # take the group over).
+    await env.client.delete(VOLUME_REPLICATION, "grp-rep-2", env.ns)
+    await env.eventually(lambda: _gone(env, "grp-rep-2"), what="grp-rep-2 deleted")
+    await env.client.delete(VOLUME_REPLICATION, "grp-rep", env.ns)
+
+    async def released():
+        group = await env.get(VOLUME_GROUP_REPLICATION, "grp")
+        return OWNER not in (group["metadata"].get("annotations") or {}) and group
+
+    group = await env.eventually(released, what="group released")
+    assert group["status"]["state"] == "Secondary"
+
+
+async def _gone(env, name):
+    return await env.get(VOLUME_REPLICATION, name) is None

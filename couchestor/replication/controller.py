@@ -457,10 +457,23 @@ class ReplicationController:
             if claim is None:
                 continue
             try:
-                if await claims.protect(self.client, claim, key.kind, key.name):
+                try:
+                    wrote = await claims.protect(self.client, claim, key.kind, key.name)
+                except Conflict:
+                    # The store was behind (often our own earlier write): decide again on the claim as it is.
+                    claim = await self.client.get(
+                        core_resources.PERSISTENT_VOLUME_CLAIM,
+                        name,
+                        key.namespace,
+                        type=PersistentVolumeClaim,
+                    )
+                    problem = claims.check_claim(claim, key.kind, key.name)
+                    if problem is not None:
+                        errors.append(problem)
+                        continue
+                    wrote = await claims.protect(self.client, claim, key.kind, key.name)
+                if wrote:
                     log.info("%s: owns and protects PersistentVolumeClaim %s", key, name)
-            except Conflict:
-                errors.append(f"PersistentVolumeClaim {name} changed while being claimed")
             except KubeError as exc:
                 errors.append(f"claim PersistentVolumeClaim {name}: {exc}")
         return errors

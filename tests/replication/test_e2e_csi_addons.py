@@ -217,3 +217,31 @@ async def test_a_volume_replication_of_a_group_drives_the_group(env):
 
 async def _gone(env, name):
     return await env.get(VOLUME_REPLICATION, name) is None
+
+
+async def test_claiming_from_a_stale_store_decides_on_the_claim_as_it_is(env, monkeypatch):
+    from couchestor.replication.controller import Key
+
+    await env.pvc("data")
+    await env.pvc("free")
+
+    async def stored():
+        return env.controller.pvcs.store.get("data", env.ns) and env.controller.pvcs.store.get("free", env.ns)
+
+    await env.eventually(stored, what="claims in the controller's store")
+    stale = {n: env.controller.pvcs.store.get(n, env.ns) for n in ("data", "free")}
+    # Meanwhile another writer takes one claim, and the other merely changes.
+    await env.client.merge_patch(
+        PERSISTENT_VOLUME_CLAIM, "data", {"metadata": {"annotations": {OWNER: "other"}}}, env.ns, type=dict
+    )
+    await env.client.merge_patch(
+        PERSISTENT_VOLUME_CLAIM, "free", {"metadata": {"labels": {"x": "y"}}}, env.ns, type=dict
+    )
+    monkeypatch.setattr(env.controller.pvcs.store, "get", lambda name, namespace=None: stale.get(name))
+    errors = await env.controller._protect(Key("VolumeReplication", env.ns, "mine"), ["data", "free"])
+    assert errors == [f"PersistentVolumeClaim {env.ns}/data is already owned by VolumeReplication 'other'"]
+    taken = await env.get(PERSISTENT_VOLUME_CLAIM, "free")
+    assert taken["metadata"]["annotations"][OWNER] == "mine"
+    assert PROTECTION in taken["metadata"]["finalizers"]
+    kept = await env.get(PERSISTENT_VOLUME_CLAIM, "data")
+    assert kept["metadata"]["annotations"][OWNER] == "other"

@@ -12,15 +12,22 @@
 One reconcile of a replication object (level-triggered, from the stores):
 
 1. Deleted (``deletionTimestamp``)? Delete the backend objects it owns, remove the member labels, wait until
-   the objects are gone, then drop the finalizer. Otherwise make sure the finalizer is there.
+   the objects are gone, release its claims, then drop the finalizer. Otherwise make sure the finalizer is
+   there.
 2. Resolve the class, its backend adapter and the member PVCs (the group's selector is evaluated on every
    reconcile, and PVC changes enqueue the groups of their namespace, so label changes add and remove
-   members). A missing prerequisite is reported (``Validated`` False) and retried; the backend is not touched.
-3. Write every backend object the adapter wants, delete owned objects no longer wanted, label members
-   (:mod:`~couchestor.replication.writes`). One failed write does not stop the others; the object is then
-   ``Degraded`` and retried with backoff, never reported done.
+   members). Every member must be bound and not owned by another replication object
+   (:mod:`~couchestor.replication.claims`). A missing prerequisite is reported (``Validated`` False, the last
+   known state kept) and retried; the backend is not touched.
+3. Own and protect the member claims (annotation and finalizer), write every backend object the adapter wants,
+   delete owned objects no longer wanted, label members (:mod:`~couchestor.replication.writes`), release
+   claims that left. One failed write does not stop the others; the object is then ``Degraded`` and retried
+   with backoff, never reported done.
 4. Aggregate the members' backend statuses (:mod:`~couchestor.replication.status`) and patch ``/status`` when
    something visible changed.
+
+A VolumeReplication whose ``dataSource`` is a VolumeGroupReplication drives that group instead
+(:mod:`~couchestor.replication.group_source`).
 
 Backend objects in the owner's namespace carry an owner reference (garbage collection is the safety net) and
 every one carries the owner's uid as a label (how changes find their owner, and how cleanup finds them).

@@ -79,7 +79,8 @@ def summarize(
             last_sync_time=None,
         )
     states = {m.state for m in members}
-    state: State = states.pop() if len(states) == 1 else "Unknown"
+    # Nothing observed (a write failed before the backend was read): the last known state stands.
+    state: State = (states.pop() if len(states) == 1 else "Unknown") if members else previous
     failed = [m for m in members if m.phase == "Failed"]
     progressing = [m for m in members if m.phase == "Progressing"]
     degraded_members = [m.pvc for m in members if m.degraded and m.phase == "Completed"]

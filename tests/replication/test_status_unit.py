@@ -164,3 +164,9 @@ def test_secondary_clears_last_sync_time_and_resync_keeps_it():
     resync = summarize("resync", [MemberStatus("a", "Secondary", "Completed", last_sync_time=LATER)])
     patch = status_patch(resync, synced, generation=2, members=None, now=LATER)
     assert patch["status"]["lastSyncTime"] == NOW
+
+
+def test_a_failed_write_before_anything_was_observed_keeps_the_state():
+    summary = summarize("secondary", [], errors=["claim PersistentVolumeClaim a: 403"], previous="Primary")
+    assert summary.state == "Primary"
+    assert _cond(summary, "Degraded").reason == "Error"

@@ -87,7 +87,10 @@ class VolumeReplicationSpec(Base):
         Annotated[
             TypedLocalObjectReference,
             Meta(
-                description="csi-addons spelling of the volume: a PersistentVolumeClaim in this namespace.",
+                description=(
+                    "csi-addons spelling of what is replicated: a PersistentVolumeClaim, or a "
+                    "VolumeGroupReplication (the whole group), in this namespace."
+                ),
                 extra_json_schema=_immutable("dataSource"),
             ),
         ]
@@ -107,12 +110,25 @@ class VolumeReplicationSpec(Base):
             return self.data_source.name
         return None
 
+    @property
+    def group(self) -> str | None:
+        """The name of the VolumeGroupReplication a ``dataSource`` of that kind names (csi-addons: the volume
+        replication of a whole group), else None."""
+        if self.data_source is not UNSET and self.data_source.kind == "VolumeGroupReplication":
+            return self.data_source.name
+        return None
+
 
 VOLUME_REPLICATION_RULES = [
     {
-        "rule": "has(self.pvcName) || (has(self.dataSource) && self.dataSource.kind == 'PersistentVolumeClaim')",
-        "message": "pvcName (or a dataSource of kind PersistentVolumeClaim) is required",
-    }
+        "rule": "has(self.pvcName) || (has(self.dataSource) && (self.dataSource.kind == 'PersistentVolumeClaim'"
+        " || self.dataSource.kind == 'VolumeGroupReplication'))",
+        "message": "pvcName, or a dataSource of kind PersistentVolumeClaim or VolumeGroupReplication, is required",
+    },
+    {
+        "rule": "!(has(self.pvcName) && has(self.dataSource))",
+        "message": "give either pvcName or dataSource, not both",
+    },
 ]
 
 

@@ -12,15 +12,22 @@
 One reconcile of a replication object (level-triggered, from the stores):
 
 1. Deleted (``deletionTimestamp``)? Delete the backend objects it owns, remove the member labels, wait until
-   the objects are gone, then drop the finalizer. Otherwise make sure the finalizer is there.
+   the objects are gone, release its claims, then drop the finalizer. Otherwise make sure the finalizer is
+   there.
 2. Resolve the class, its backend adapter and the member PVCs (the group's selector is evaluated on every
    reconcile, and PVC changes enqueue the groups of their namespace, so label changes add and remove
-   members). A missing prerequisite is reported (``Validated`` False) and retried; the backend is not touched.
-3. Write every backend object the adapter wants, delete owned objects no longer wanted, label members
-   (:mod:`~couchestor.replication.writes`). One failed write does not stop the others; the object is then
-   ``Degraded`` and retried with backoff, never reported done.
+   members). Every member must be bound and not owned by another replication object
+   (:mod:`~couchestor.replication.claims`). A missing prerequisite is reported (``Validated`` False, the last
+   known state kept) and retried; the backend is not touched.
+3. Own and protect the member claims (annotation and finalizer), write every backend object the adapter wants,
+   delete owned objects no longer wanted, label members (:mod:`~couchestor.replication.writes`), release
+   claims that left. One failed write does not stop the others; the object is then ``Degraded`` and retried
+   with backoff, never reported done.
 4. Aggregate the members' backend statuses (:mod:`~couchestor.replication.status`) and patch ``/status`` when
    something visible changed.
+
+A VolumeReplication whose ``dataSource`` is a VolumeGroupReplication drives that group instead
+(:mod:`~couchestor.replication.group_source`).
 
 Backend objects in the owner's namespace carry an owner reference (garbage collection is the safety net) and
 every one carries the owner's uid as a label (how changes find their owner, and how cleanup finds them).
@@ -50,6 +57,7 @@ from couchestor.kube.reflector import Reflector
 from couchestor.kube.resources import Resource
 from couchestor.kube.store import Store
 from couchestor.kube.watcher import WatcherError
+from couchestor.replication import claims, group_source
 from couchestor.replication.adapters import Adapter, UnknownProvisioner, adapter_for
 from couchestor.replication.model import Kind, Request
 from couchestor.replication.queue import WorkQueue
@@ -59,6 +67,7 @@ from couchestor.replication.resources import (
     VOLUME_GROUP_REPLICATION_CLASS,
     VOLUME_REPLICATION,
     VOLUME_REPLICATION_CLASS,
+    VOLUME_REPLICATION_OWNER,
 )
 from couchestor.replication.status import Summary, status_patch, summarize
 from couchestor.replication.watches import BackendWatches
@@ -127,6 +136,10 @@ class ReplicationController:
             pvc = obj.spec.pvc
             return [] if pvc is None else [f"{obj.metadata.namespace}/{pvc}"]
 
+        def by_group(obj: VolumeReplication) -> list[str]:
+            group = obj.spec.group
+            return [] if group is None else [f"{obj.metadata.namespace}/{group}"]
+
         def by_vr_class(obj: VolumeReplication) -> list[str]:
             return [obj.spec.volume_replication_class]
 
@@ -143,7 +156,7 @@ class ReplicationController:
             VOLUME_REPLICATION,
             VolumeReplication,
             namespace=ns,
-            indexers={"uid": by_uid, "pvc": by_pvc, "class": by_vr_class},
+            indexers={"uid": by_uid, "pvc": by_pvc, "group": by_group, "class": by_vr_class},
             on_error=self._log_watch_error,
         )
         self.vgrs: Reflector[VolumeGroupReplication] = Reflector.for_resource(
@@ -214,7 +227,8 @@ class ReplicationController:
         return [Key("VolumeReplication", key.namespace, key.name)]
 
     def _keys_of_vgr(self, key: ObjectKey) -> list[Key]:
-        return [Key("VolumeGroupReplication", key.namespace, key.name)]
+        drivers = self.vrs.store.by_index("group", f"{key.namespace}/{key.name}")
+        return [Key("VolumeGroupReplication", key.namespace, key.name), *(_key(vr) for vr in drivers)]
 
     def _keys_of_vr_class(self, key: ObjectKey) -> list[Key]:
         return [_key(o) for o in self.vrs.store.by_index("class", key.name)]
@@ -281,6 +295,8 @@ class ReplicationController:
                 type=dict,
             )
             return "progressing"  # the update comes back through the watch
+        if isinstance(obj, VolumeReplication) and obj.spec.group is not None:
+            return await self._drive_group(key, obj, obj.spec.group)
         adapter, req, problem = self._request(key, obj)
         errors: list[str] = []
         members = []
@@ -296,6 +312,8 @@ class ReplicationController:
                     f": {backend.last_error}" if backend.last_error else ""
                 )
             else:
+                errors = await self._protect(key, req.members)
+            if not errors and backend.synced:
                 current = backend.owned(meta.uid or "")
                 owner = owner_reference(_resource(key), key.name, meta.uid or "")
                 errors = await sync_backend_objects(
@@ -313,13 +331,51 @@ class ReplicationController:
                     adapter.member_labels(req),
                     req.members,
                 )
+                errors += await self._release(key, keep=req.members)
                 members = adapter.observe(req, current)
-        summary = summarize(obj.spec.replication_state, members, problem, errors)
+        previous = "Unknown" if obj.status is UNSET or obj.status.state is UNSET else obj.status.state
+        summary = summarize(obj.spec.replication_state, members, problem, errors, previous=previous)
         wrote = await self._write_status(key, obj, summary, req)
         self._announce(key, obj, summary, wrote)
         if summary.phase == "Completed":
             return "done"
         return "progressing" if summary.phase == "Progressing" else "retry"
+
+    async def _drive_group(
+        self, key: Key, vr: VolumeReplication, name: str
+    ) -> Literal["done", "progressing", "retry", "gone"]:
+        """A VolumeReplication of a whole group (:mod:`~couchestor.replication.group_source`)."""
+        group = self.vgrs.store.get(name, key.namespace)
+        previous = "Unknown" if vr.status is UNSET or vr.status.state is UNSET else vr.status.state
+        problem = group_source.check_group(vr, group, name)
+        if problem is not None or group is None:
+            summary = summarize(vr.spec.replication_state, [], problem or "", previous=previous)
+        else:
+            patch = group_source.group_patch(vr, group)
+            if patch is not None:
+                try:
+                    await self.client.merge_patch(
+                        VOLUME_GROUP_REPLICATION, name, patch, key.namespace, type=dict
+                    )
+                except Conflict:
+                    return "progressing"  # the group changed: its watch event brings us back
+                log.info("%s: drives VolumeGroupReplication %s (%s)", key, name, vr.spec.replication_state)
+            summary = group_source.mirror(vr, group, previous)
+        wrote = await self._write_status(key, vr, summary, None)
+        self._announce(key, vr, summary, wrote)
+        if summary.phase == "Completed":
+            return "done"
+        return "progressing" if summary.phase == "Progressing" else "retry"
+
+    async def _release_group(self, key: Key, vr: VolumeReplication, name: str) -> None:
+        group = self.vgrs.store.get(name, key.namespace)
+        if group is None or group.metadata.annotation(VOLUME_REPLICATION_OWNER) != key.name:
+            return
+        patch = {"metadata": {"annotations": {VOLUME_REPLICATION_OWNER: None}}}
+        try:
+            await self.client.merge_patch(VOLUME_GROUP_REPLICATION, name, patch, key.namespace, type=dict)
+        except NotFound:
+            pass
 
     def _get(self, key: Key) -> ReplicationObject | None:
         if key.kind == "VolumeReplication":
@@ -368,30 +424,88 @@ class ReplicationController:
             pvc = obj.spec.pvc
             if pvc is None:
                 return (), "spec.pvcName (or a PersistentVolumeClaim dataSource) is required"
-            if self.pvcs.store.get(pvc, key.namespace) is None:
+            claim = self.pvcs.store.get(pvc, key.namespace)
+            if claim is None:
                 return (), f"PersistentVolumeClaim {key.namespace}/{pvc} not found"
-            return (pvc,), None
+            return (pvc,), claims.check_claim(claim, key.kind, key.name)
         try:
             selector = labelsel.from_label_selector(obj.spec.selector)
         except labelsel.SelectorError as exc:
             return (), f"invalid selector: {exc}"
-        names = sorted(
-            c.metadata.name or ""
-            for c in self.pvcs.store.by_index("namespace", key.namespace)
-            if c.metadata.namespace == key.namespace
-            and c.metadata.deletion_timestamp is UNSET
-            and labelsel.matches(selector, None if c.metadata.labels is UNSET else c.metadata.labels)
+        # A claim being deleted leaves the group (its backend objects go, then the claim is released).
+        matched = sorted(
+            (
+                c
+                for c in self.pvcs.store.by_index("namespace", key.namespace)
+                if c.metadata.namespace == key.namespace
+                and c.metadata.deletion_timestamp is UNSET
+                and labelsel.matches(selector, None if c.metadata.labels is UNSET else c.metadata.labels)
+            ),
+            key=lambda c: c.metadata.name or "",
         )
+        names = tuple(c.metadata.name or "" for c in matched)
         if not names:
             return (), f"no PersistentVolumeClaim in {key.namespace} matches the selector"
         if len(names) > MAX_GROUP_MEMBERS:
             return (), f"the selector matches {len(names)} claims; a group holds at most {MAX_GROUP_MEMBERS}"
-        return tuple(names), None
+        return names, claims.check_members(matched, key.kind, key.name)
+
+    def _claims(self, namespace: str) -> list[PersistentVolumeClaim]:
+        return [
+            c for c in self.pvcs.store.by_index("namespace", namespace) if c.metadata.namespace == namespace
+        ]
+
+    async def _protect(self, key: Key, members: Sequence[str]) -> list[str]:
+        """Own and protect every member claim before the backend is touched (in name order, so that of two
+        objects racing for the same claims, the one that wins the first wins them all)."""
+        errors = []
+        for name in sorted(members):
+            claim = self.pvcs.store.get(name, key.namespace)
+            if claim is None:
+                continue
+            try:
+                try:
+                    wrote = await claims.protect(self.client, claim, key.kind, key.name)
+                except Conflict:
+                    # The store was behind (often our own earlier write): decide again on the claim as it is.
+                    claim = await self.client.get(
+                        core_resources.PERSISTENT_VOLUME_CLAIM,
+                        name,
+                        key.namespace,
+                        type=PersistentVolumeClaim,
+                    )
+                    problem = claims.check_claim(claim, key.kind, key.name)
+                    if problem is not None:
+                        errors.append(problem)
+                        continue
+                    wrote = await claims.protect(self.client, claim, key.kind, key.name)
+                if wrote:
+                    log.info("%s: owns and protects PersistentVolumeClaim %s", key, name)
+            except KubeError as exc:
+                errors.append(f"claim PersistentVolumeClaim {name}: {exc}")
+        return errors
+
+    async def _release(self, key: Key, keep: Sequence[str] = ()) -> list[str]:
+        """Release the claims this object owns that are not in ``keep``."""
+        errors = []
+        for claim in claims.owned_by(self._claims(key.namespace), key.kind, key.name):
+            if claim.metadata.name in keep:
+                continue
+            try:
+                await claims.release(self.client, claim, key.kind)
+                log.info("%s: released PersistentVolumeClaim %s", key, claim.metadata.name)
+            except KubeError as exc:
+                errors.append(f"release PersistentVolumeClaim {claim.metadata.name}: {exc}")
+        return errors
 
     async def _finalize(
         self, key: Key, obj: ReplicationObject, finalizers: Sequence[str]
     ) -> Literal["progressing", "retry", "gone"]:
         """Delete what the object owns; drop the finalizer once all of it is gone."""
+        if isinstance(obj, VolumeReplication) and obj.spec.group is not None:
+            # It owns no backend objects: the group does. Let go of the group, which keeps replicating.
+            await self._release_group(key, obj, obj.spec.group)
+            return await self._drop_finalizer(key, finalizers)
         uid = obj.metadata.uid or ""
         remaining = 0
         adapter, req, _ = self._request(key, obj)
@@ -419,6 +533,11 @@ class ReplicationController:
                 return "retry"
         if remaining:
             return "progressing"
+        if await self._release(key):
+            return "retry"
+        return await self._drop_finalizer(key, finalizers)
+
+    async def _drop_finalizer(self, key: Key, finalizers: Sequence[str]) -> Literal["progressing", "gone"]:
         index = finalizers.index(FINALIZER)
         try:
             await self.client.json_patch(

@@ -58,7 +58,8 @@ class MemberStatus:
 
     ``phase`` is relative to the request: ``Completed`` once the backend reached the requested state for the
     request's current spec, ``Failed`` when it reports an error doing so, ``Progressing`` otherwise (including
-    a backend status older than the last spec change).
+    a backend status older than the last spec change). ``degraded``: it reached the requested secondary state
+    but is not in sync with its peer yet (csi-addons' ``VolumeDegraded``, until the resync is ready).
     """
 
     pvc: str
@@ -67,3 +68,4 @@ class MemberStatus:
     message: str = ""
     resyncing: bool = False
     last_sync_time: str | None = None
+    degraded: bool = False

@@ -40,3 +40,12 @@ FINALIZER = "replication.unified.io/finalizer"
 OWNER_UID_LABEL = "replication.unified.io/owner-uid"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "couchestor-replication"
+
+# On every claim a replication object replicates, as csi-addons does with its own group's names (the
+# ``replication.storage.openshift.io`` keys are csi-addons' own: on Ceph its controller writes them on the same
+# claims, so sharing them would make a group member look owned by both a VolumeReplication and a
+# VolumeGroupReplication). The annotation names the one owner a claim can have; the finalizer keeps the claim
+# until its owner has released it.
+VOLUME_REPLICATION_OWNER = "replication.unified.io/volume-replication-name"
+VOLUME_GROUP_REPLICATION_OWNER = "replication.unified.io/volume-group-replication-name"
+PVC_PROTECTION_FINALIZER = "replication.unified.io/pvc-protection"

@@ -3,7 +3,10 @@
 Group rule: the group reports a state only when every member reports it (``Unknown`` otherwise, with the
 members per state in the message), so a partial failover is never shown as done. Any failed or missing member
 makes the group ``Degraded`` (and the controller retries); ``Completed`` is True only when all members reached
-the requested state. Condition types and reasons are csi-addons' (Completed, Degraded, Resyncing, Validated).
+the requested state. Condition types and reasons are csi-addons' (Completed, Degraded, Resyncing, Validated),
+and so are their values after a demotion (``Completed=True/Demoted`` with ``Degraded=True/VolumeDegraded``
+until the resync is ready, ``Resyncing=True/ResyncTriggered`` while it runs) and on a missing prerequisite
+(the last known state is kept).
 
 :func:`status_patch` returns None when nothing the user can see would change, so a steady state makes no
 writes.
@@ -28,19 +31,22 @@ from k8s_schemas.replication import (
 
 _MAX_LISTED = 10
 
-_DONE_REASON = {"primary": "Promoted", "secondary": "Demoted", "resync": "ResyncTriggered"}
+_DONE_REASON = {"primary": "Promoted", "secondary": "Demoted", "resync": "Demoted"}
 _FAILED_REASON = {"primary": "FailedToPromote", "secondary": "FailedToDemote", "resync": "FailedToResync"}
+_NOT_RESYNCING = Wanted("Resyncing", "False", "NotResyncing", "not resyncing")
 
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """What a replication object's status says: see the module doc for the rules."""
+    """What a replication object's status says: see the module doc for the rules. ``last_sync_time`` None
+    keeps the reported one, unless ``clear_last_sync`` (a secondary has no last sync, as in csi-addons)."""
 
     state: State
     phase: Phase
     message: str
     conditions: tuple[Wanted, ...]
     last_sync_time: str | None
+    clear_last_sync: bool = False
 
 
 def _names(pvcs: Sequence[str]) -> str:
@@ -53,26 +59,31 @@ def summarize(
     members: Sequence[MemberStatus],
     problem: str | None = None,
     errors: Sequence[str] = (),
+    *,
+    previous: State = "Unknown",
 ) -> Summary:
-    """Aggregate member statuses. ``problem`` is a prerequisite that is not met (no class, no PVC ...);
-    ``errors`` are failed writes of backend objects, which degrade the object like a failed member."""
+    """Aggregate member statuses. ``problem`` is a prerequisite that is not met (no class, no PVC ...): the
+    state stays ``previous``, the last known one, as in csi-addons; ``errors`` are failed writes of backend
+    objects, which degrade the object like a failed member."""
     if problem is not None:
         return Summary(
-            state="Unknown",
+            state=previous,
             phase="Failed",
             message=problem,
             conditions=(
                 Wanted("Completed", "False", _FAILED_REASON[requested], problem),
                 Wanted("Degraded", "True", "Error", problem),
-                Wanted("Resyncing", "False", "NotResyncing", "not resyncing"),
+                _NOT_RESYNCING,
                 Wanted("Validated", "False", "PrerequisiteNotMet", problem),
             ),
             last_sync_time=None,
         )
     states = {m.state for m in members}
-    state: State = states.pop() if len(states) == 1 else "Unknown"
+    # Nothing observed (a write failed before the backend was read): the last known state stands.
+    state: State = (states.pop() if len(states) == 1 else "Unknown") if members else previous
     failed = [m for m in members if m.phase == "Failed"]
     progressing = [m for m in members if m.phase == "Progressing"]
+    degraded_members = [m.pvc for m in members if m.degraded and m.phase == "Completed"]
     count = len(members)
     done = count - len(failed) - len(progressing)
     verb = {"primary": "promoted", "secondary": "demoted", "resync": "resynced"}[requested]
@@ -92,6 +103,15 @@ def summarize(
         message = f"{done} of {count} volumes {verb}; waiting for {_names([m.pvc for m in progressing])}"
         completed = Wanted("Completed", "False", "Progressing", message)
         degraded = Wanted("Degraded", "False", "Healthy", "no volume reports an error")
+    elif degraded_members:
+        # csi-addons: demoted (Completed) but degraded until the resync is ready; followed until then.
+        phase = "Progressing"
+        done_message = f"all {count} volumes demoted" if count != 1 else "volume demoted"
+        message = f"{done_message}; degraded until {_names(degraded_members)} resync"
+        completed = Wanted("Completed", "True", _DONE_REASON[requested], done_message)
+        degraded = Wanted(
+            "Degraded", "True", "VolumeDegraded", f"resync not ready: {_names(degraded_members)}"
+        )
     else:
         phase = "Completed"
         message = f"all {count} volumes {verb}" if count != 1 else f"volume {verb}"
@@ -101,7 +121,7 @@ def summarize(
     resyncing = (
         Wanted("Resyncing", "True", "ResyncTriggered", f"resyncing {_names(resyncing_members)}")
         if resyncing_members
-        else Wanted("Resyncing", "False", "NotResyncing", "not resyncing")
+        else _NOT_RESYNCING
     )
     if len({m.state for m in members}) > 1:
         by_state: dict[str, list[str]] = {}
@@ -109,7 +129,8 @@ def summarize(
             by_state.setdefault(m.state, []).append(m.pvc)
         message += " (" + "; ".join(f"{s}: {_names(p)}" for s, p in sorted(by_state.items())) + ")"
     syncs = [m.last_sync_time for m in members]
-    # The group is as fresh as its stalest member; unknown as long as one member never synced.
+    # The group is as fresh as its stalest member; unknown as long as one member never synced. Only a primary
+    # reports it (csi-addons clears it on secondary and leaves it alone during a resync).
     last_sync = None if not syncs or any(s is None for s in syncs) else min(s for s in syncs if s)
     return Summary(
         state=state,
@@ -121,7 +142,8 @@ def summarize(
             resyncing,
             Wanted("Validated", "True", "PrerequisiteMet", "class and volumes found"),
         ),
-        last_sync_time=last_sync,
+        last_sync_time=last_sync if requested == "primary" else None,
+        clear_last_sync=requested == "secondary" and phase != "Failed",
     )
 
 
@@ -164,7 +186,7 @@ def status_patch(
     )
     if summary.last_sync_time is not None:
         desired.last_sync_time = summary.last_sync_time
-    elif current.last_sync_time is not UNSET:
+    elif current.last_sync_time is not UNSET and not summary.clear_last_sync:
         desired.last_sync_time = current.last_sync_time
     if members is not None:
         desired.persistent_volume_claims_ref_list = [LocalObjectReference(name=n) for n in members]
@@ -178,6 +200,8 @@ def status_patch(
     }
     if desired.last_sync_time is not UNSET:
         body["lastSyncTime"] = desired.last_sync_time
+    elif current.last_sync_time is not UNSET:
+        body["lastSyncTime"] = None
     if members is not None:
         # An empty list is written as null: merge-patch would otherwise keep the old members.
         body["persistentVolumeClaimsRefList"] = desired.persistent_volume_claims_ref_list or None

@@ -24,6 +24,7 @@ def add_parser(sub: Any) -> None:
     _add_apiserver(sim_sub)
     _add_up(sim_sub)
     _add_mayastor(sim_sub)
+    _add_replication(sim_sub)
 
 
 def _add_apiserver(sub: Any) -> None:
@@ -326,6 +327,56 @@ async def _play_mayastor(nursery: trio.Nursery, args: argparse.Namespace, client
         ),
         flush=True,
     )
+
+
+def _add_replication(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "replication",
+        help="play the replication backends (Ceph, Trident, Dell) on any Kubernetes API server",
+        description=(
+            "Install the backend resources (csi-addons VolumeReplication, TridentMirrorRelationship, "
+            "DellCSIReplicationGroup) as simulation CRDs in the cluster of the kubeconfig when missing, and play "
+            "each vendor's controller on them: promotions, demotions and resyncs complete after "
+            "--transition-seconds, as the vendors report them. Runs until Ctrl-C or SIGTERM; the CRDs stay."
+        ),
+    )
+    p.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="kubeconfig of the cluster (default: $KUBECONFIG, else ~/.kube/config)",
+    )
+    p.add_argument("--context", help="kubeconfig context to use (default: its current-context)")
+    p.add_argument(
+        "--transition-seconds",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how long a promotion, demotion, resync or first mirror takes (default: %(default)s)",
+    )
+    p.add_argument(
+        "--fail",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="make NAME fail its transitions (a claim for Ceph and Trident, '<namespace>.<name>' of a group "
+        "for Dell); repeatable",
+    )
+    p.set_defaults(func=run_replication)
+
+
+def run_replication(args: argparse.Namespace) -> int:
+    if not args.transition_seconds >= 0:
+        raise UserError(f"--transition-seconds must be 0 or more, not {args.transition_seconds}")
+    from couchestor.kube import load_config
+    from couchestor.kube.errors import KubeError
+    from couchestor.sim.replication.run import play
+
+    config = load_config(args.kubeconfig, args.context)
+    try:
+        trio.run(lambda: play(config, transition_seconds=args.transition_seconds, failing=args.fail))
+    except KubeError as exc:
+        raise UserError(f"cannot simulate the replication backends: {exc}") from None
+    return 0
 
 
 def _host_port(flag: str, value: str) -> tuple[str, int]:

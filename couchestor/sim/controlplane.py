@@ -212,6 +212,9 @@ class ControlPlane:
                 f"--token-auth-file={pki / 'tokens.csv'}",
                 f"--client-ca-file={pki / 'ca.crt'}",
                 "--authorization-mode=RBAC",
+                # As OpenShift does: an owner reference with blockOwnerDeletion needs `update` on the owner's
+                # finalizers, so the shipped RBAC is checked for it.
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
                 "--service-account-issuer=https://kubernetes.default.svc",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",

@@ -49,3 +49,14 @@ def _with_uid(cluster, pvs, pvcs, i):
     pv = cluster.get(pvs, "", f"pv-{i}").obj()
     pv["spec"]["claimRef"]["uid"] = cluster.get(pvcs, "default", f"claim-{i}").uid
     return pv
+
+
+def test_a_claim_created_before_its_volume_binds_when_the_volume_appears():
+    cluster = ApiServer().cluster
+    pvs = cluster.registry.get("", "v1", "persistentvolumes")
+    pvcs = cluster.registry.get("", "v1", "persistentvolumeclaims")
+    cluster.create(pvcs, "default", _pvc("early", "pv-late"))
+    assert cluster.get(pvcs, "default", "early").obj()["status"]["phase"] == "Pending"
+    cluster.create(pvs, "", _pv("pv-late", claim="early"))
+    assert cluster.get(pvcs, "default", "early").obj()["status"]["phase"] == "Bound"
+    assert cluster.get(pvs, "", "pv-late").obj()["status"]["phase"] == "Bound"

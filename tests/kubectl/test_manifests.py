@@ -290,6 +290,9 @@ REQUIRED_CLUSTER = {
     ("replication.unified.io", "volumegroupreplications"): {"list", "watch", "patch"},
     ("replication.unified.io", "volumereplications/status"): {"patch"},
     ("replication.unified.io", "volumegroupreplications/status"): {"patch"},
+    # Owner references with blockOwnerDeletion (writes.py) under OwnerReferencesPermissionEnforcement.
+    ("replication.unified.io", "volumereplications/finalizers"): {"update"},
+    ("replication.unified.io", "volumegroupreplications/finalizers"): {"update"},
     ("replication.unified.io", "volumereplicationclasses"): {"list", "watch"},
     ("replication.unified.io", "volumegroupreplicationclasses"): {"list", "watch"},
     ("replication.storage.openshift.io", "volumereplications"): {

@@ -155,3 +155,59 @@ def test_dell_group_labels_and_validation():
     statuses = adapter.observe(req, {"production.pg": failed})
     assert [s.phase for s in statuses] == ["Failed", "Failed"]
     assert statuses[0].state == "Secondary"
+
+
+def _cond(type_, status, reason):
+    return {"type": type_, "status": status, "reason": reason, "message": "", "lastTransitionTime": "t"}
+
+
+def test_ceph_demoted_but_volume_degraded_is_done_and_degraded():
+    obj = {
+        "metadata": {"name": "pg", "generation": 2},
+        "spec": {"replicationState": "resync"},
+        "status": {
+            "state": "Secondary",
+            "observedGeneration": 2,
+            "conditions": [
+                _cond("Completed", "True", "Demoted"),
+                _cond("Degraded", "True", "VolumeDegraded"),
+                _cond("Resyncing", "True", "ResyncTriggered"),
+            ],
+        },
+    }
+    (member,) = CephAdapter().observe(_req("resync"), {"pg": obj})
+    assert (member.state, member.phase, member.degraded, member.resyncing) == (
+        "Secondary",
+        "Completed",
+        True,
+        True,
+    )
+
+
+def test_trident_reestablishing_secondary_is_demoted_and_degraded():
+    obj = {
+        "metadata": {"name": "pg", "generation": 2},
+        "spec": {"state": "reestablished"},
+        "status": {
+            "conditions": [{"localPVCName": "data", "state": "reestablishing", "observedGeneration": 2}]
+        },
+    }
+    (member,) = TridentAdapter().observe(_req("secondary", params={"remoteSVM": "s"}), {"pg": obj})
+    assert (member.state, member.phase, member.degraded, member.resyncing) == (
+        "Secondary",
+        "Completed",
+        True,
+        True,
+    )
+
+
+@pytest.mark.parametrize(("link", "degraded"), [("SYNC_IN_PROGRESS", True), ("SYNCHRONIZED", False)])
+def test_dell_secondary_is_degraded_until_the_link_is_synchronized(link, degraded):
+    obj = {
+        "metadata": {"name": "production.pg", "generation": 1},
+        "spec": {"action": ""},
+        "status": {"state": "Ready", "replicationLinkState": {"state": link, "isSource": False}},
+    }
+    req = _req("secondary", params={"remoteClusterId": "dr"})
+    (member,) = DellAdapter().observe(req, {"production.pg": obj})
+    assert (member.state, member.phase, member.degraded) == ("Secondary", "Completed", degraded)

@@ -8,11 +8,11 @@ from couchestor.kube.resources import EVENT
 from couchestor.replication import ReplicationController
 from couchestor.replication.controller import Key
 from couchestor.replication.resources import VOLUME_REPLICATION
-from tests.replication.harness import FAST, NS, condition
+from tests.replication.harness import FAST, condition
 
 
 async def _events(env, name):
-    listed = await env.client.list_all(EVENT, NS, type=dict)
+    listed = await env.client.list_all(EVENT, env.ns, type=dict)
     return [(e["type"], e["reason"]) for e in listed.items if e["involvedObject"]["name"] == name]
 
 
@@ -42,6 +42,6 @@ async def test_outcome_events_and_quiet_restart(env):
         await inner.start(second.run)
         for reflector in (second.vrs, second.vr_classes, second.pvcs):
             await reflector.store.wait_synced()
-        await second.reconcile(Key("VolumeReplication", NS, "data-rep"))
+        await second.reconcile(Key("VolumeReplication", env.ns, "data-rep"))
         assert await _events(env, "data-rep") == before
         inner.cancel_scope.cancel()

@@ -6,7 +6,8 @@ from couchestor.replication.resources import VOLUME_GROUP_REPLICATION, VOLUME_RE
 from tests.replication.harness import condition
 
 
-async def test_rejected_backend_write_degrades_then_recovers(env, apiserver):
+async def test_rejected_backend_write_degrades_then_recovers(emulator_env, apiserver):
+    env = emulator_env
     apiserver.api.chaos.add_fault(
         status=403, method="POST", path_regex=r"/tridentmirrorrelationships$", count=-1
     )
@@ -25,7 +26,8 @@ async def test_rejected_backend_write_degrades_then_recovers(env, apiserver):
     assert condition(obj, "Degraded")["status"] == "False"
 
 
-async def test_state_change_during_dropped_watches_is_applied(env, apiserver):
+async def test_state_change_during_dropped_watches_is_applied(emulator_env, apiserver):
+    env = emulator_env
     labels = {"app": "db"}
     for name in ("a", "b"):
         await env.pvc(name, labels)

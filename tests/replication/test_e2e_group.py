@@ -14,7 +14,7 @@ from couchestor.replication.resources import (
     VOLUME_REPLICATION,
     VOLUME_REPLICATION_CLASS,
 )
-from tests.replication.harness import NS, condition
+from tests.replication.harness import condition
 
 DB = {"app": "postgresql", "instance": "prod-db-01"}
 
@@ -36,14 +36,14 @@ async def test_group_moves_together(env, backend):
     obj = await env.settled(VOLUME_GROUP_REPLICATION, "pg", "Primary")
     assert _members(obj) == ["postgresql-config", "postgresql-data", "postgresql-wal"]
     await env.set_state(VOLUME_GROUP_REPLICATION, "pg", "secondary")
-    obj = await env.settled(VOLUME_GROUP_REPLICATION, "pg", "Secondary")
+    obj = await env.settled(VOLUME_GROUP_REPLICATION, "pg", "Secondary", healthy=True)
     assert obj["status"]["message"] == "all 3 volumes demoted"
 
 
 async def test_ceph_group_has_one_csi_addons_object_per_member(env):
     await _postgres(env, "ceph")
     await env.settled(VOLUME_GROUP_REPLICATION, "pg", "Primary")
-    listed = await env.client.list_all(CSI_ADDONS_VOLUME_REPLICATION, NS, type=dict)
+    listed = await env.client.list_all(CSI_ADDONS_VOLUME_REPLICATION, env.ns, type=dict)
     sources = sorted(o["spec"]["dataSource"]["name"] for o in listed.items)
     assert sources == ["postgresql-config", "postgresql-data", "postgresql-wal"]
     assert {o["spec"]["replicationState"] for o in listed.items} == {"primary"}
@@ -56,7 +56,11 @@ async def test_membership_follows_pvc_labels(env, backend):
     # A new claim joins by label; one member leaves by losing it.
     await env.pvc("postgresql-archive", DB)
     await env.client.merge_patch(
-        PERSISTENT_VOLUME_CLAIM, "postgresql-config", {"metadata": {"labels": {"app": None}}}, NS, type=dict
+        PERSISTENT_VOLUME_CLAIM,
+        "postgresql-config",
+        {"metadata": {"labels": {"app": None}}},
+        env.ns,
+        type=dict,
     )
 
     async def moved():
@@ -66,7 +70,7 @@ async def test_membership_follows_pvc_labels(env, backend):
     await env.eventually(moved, what="membership updated")
     await env.settled(VOLUME_GROUP_REPLICATION, "pg", "Primary")
     if backend == "ceph":
-        listed = await env.client.list_all(CSI_ADDONS_VOLUME_REPLICATION, NS, type=dict)
+        listed = await env.client.list_all(CSI_ADDONS_VOLUME_REPLICATION, env.ns, type=dict)
         names = sorted(o["spec"]["dataSource"]["name"] for o in listed.items)
         assert names == ["postgresql-archive", "postgresql-data", "postgresql-wal"]
     elif backend == "trident":
@@ -78,7 +82,7 @@ async def test_membership_follows_pvc_labels(env, backend):
         left = await env.get(PERSISTENT_VOLUME_CLAIM, "postgresql-config")
         joined = await env.get(PERSISTENT_VOLUME_CLAIM, "postgresql-archive")
         assert label not in left["metadata"]["labels"]
-        assert joined["metadata"]["labels"][label] == f"{NS}.pg"
+        assert joined["metadata"]["labels"][label] == f"{env.ns}.pg"
 
 
 @pytest.mark.parametrize("backend", ["ceph", "trident"])
@@ -103,14 +107,14 @@ async def test_partial_failure_degrades_then_recovers(env, backend):
     assert "postgresql-wal" in obj["status"]["message"]
 
     sim.failing.clear()
-    obj = await env.settled(VOLUME_GROUP_REPLICATION, "pg", "Secondary")
-    assert condition(obj, "Degraded")["status"] == "False"
+    obj = await env.settled(VOLUME_GROUP_REPLICATION, "pg", "Secondary", healthy=True)
+    assert condition(obj, "Degraded")["reason"] == "Healthy"
 
 
 async def test_dell_action_failure_and_recovery(env):
     await _postgres(env, "dell")
     await env.settled(VOLUME_GROUP_REPLICATION, "pg", "Primary")
-    env.dell.failing.add(f"{NS}.pg")
+    env.dell.failing.add(f"{env.ns}.pg")
     await env.set_state(VOLUME_GROUP_REPLICATION, "pg", "secondary")
 
     async def degraded():
@@ -122,7 +126,7 @@ async def test_dell_action_failure_and_recovery(env):
     assert "FAILOVER_REMOTE" in obj["status"]["message"]
     env.dell.failing.clear()
     await env.settled(VOLUME_GROUP_REPLICATION, "pg", "Secondary")
-    rg = await env.get(DELL_REPLICATION_GROUP, f"{NS}.pg", None)
+    rg = await env.get(DELL_REPLICATION_GROUP, f"{env.ns}.pg", None)
     assert rg["status"]["replicationLinkState"]["isSource"] is False
     assert rg["spec"]["action"] == ""
 
@@ -165,18 +169,20 @@ async def test_missing_class_and_empty_selector_are_reported(env):
 async def test_deletion_cleans_up(env, backend):
     await _postgres(env, backend)
     await env.settled(VOLUME_GROUP_REPLICATION, "pg", "Primary")
-    await env.client.delete(VOLUME_GROUP_REPLICATION, "pg", NS)
+    await env.client.delete(VOLUME_GROUP_REPLICATION, "pg", env.ns)
 
     async def gone():
         return await env.get(VOLUME_GROUP_REPLICATION, "pg") is None
 
     await env.eventually(gone, what="group deleted")
     for res, ns in (
-        (CSI_ADDONS_VOLUME_REPLICATION, NS),
-        (TRIDENT_MIRROR_RELATIONSHIP, NS),
+        (CSI_ADDONS_VOLUME_REPLICATION, env.ns),
+        (TRIDENT_MIRROR_RELATIONSHIP, env.ns),
         (DELL_REPLICATION_GROUP, None),
     ):
         listed = await env.client.list_all(res, ns, type=dict)
-        assert listed.items == [], f"{res} left behind"
+        # Dell groups are cluster-scoped: those of this namespace are named "<namespace>.<name>".
+        mine = [o for o in listed.items if ns or o["metadata"]["name"].startswith(f"{env.ns}.")]
+        assert mine == [], f"{res} left behind"
     claim = await env.get(PERSISTENT_VOLUME_CLAIM, "postgresql-data")
     assert "replication.storage.dell.com/replicationGroupName" not in claim["metadata"].get("labels", {})

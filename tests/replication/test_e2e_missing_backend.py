@@ -29,7 +29,7 @@ async def test_missing_backend_is_reported_and_deletion_completes(bare_env):
 
     obj = await env.eventually(waiting, what="missing backend reported")
     assert condition(obj, "Validated")["status"] == "False"
-    await env.client.delete(VOLUME_REPLICATION, "data-rep", "production")
+    await env.client.delete(VOLUME_REPLICATION, "data-rep", env.ns)
 
     async def gone():
         return await env.get(VOLUME_REPLICATION, "data-rep") is None

@@ -17,6 +17,7 @@ KUBECTL = shutil.which("kubectl")
 if KUBECTL is None:
     pytest.skip("kubectl is not on PATH; the kubectl tests need it", allow_module_level=True)
 
+ORDERS = ("orders-ceph", "orders-trident", "orders-powerstore")
 EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples" / "replication"
 
 
@@ -41,9 +42,13 @@ def kubectl(apiserver, tmp_path):
     return run
 
 
-async def test_examples_apply_and_get_vgr_shows_columns(env, kubectl):
+async def test_examples_apply_and_get_vgr_shows_columns(emulator_env, kubectl):
+    env = emulator_env
     out = await kubectl("apply", "-f", str(EXAMPLES))
     assert "volumegroupreplication.replication.unified.io/postgresql-prod-replication created" in out
+    # No provisioner here: give each example claim its volume, as one would.
+    for claim in ("postgresql-data", "postgresql-wal", "postgresql-config", *ORDERS):
+        await env.bind(claim)
     await env.settled(VOLUME_GROUP_REPLICATION, "postgresql-prod-replication", "Primary")
     for name, state in (
         ("orders-ceph-replication", "Primary"),

@@ -11,7 +11,6 @@ from couchestor.replication.resources import (
     VOLUME_REPLICATION,
 )
 from k8s_schemas.replication import LEGACY_VERSION, legacy_replication_state
-from tests.replication.harness import NS
 
 
 def _vr(**spec):
@@ -35,11 +34,11 @@ async def test_class_and_pvc_are_immutable_state_is_not(env):
     await env.create(VOLUME_REPLICATION, _vr(pvcName="p", replicationState="primary"))
     with pytest.raises(Invalid) as changed:
         await env.client.merge_patch(
-            VOLUME_REPLICATION, "v", {"spec": {"volumeReplicationClass": "other"}}, NS, type=dict
+            VOLUME_REPLICATION, "v", {"spec": {"volumeReplicationClass": "other"}}, env.ns, type=dict
         )
     assert "immutable" in str(changed.value)
     patched = await env.client.merge_patch(
-        VOLUME_REPLICATION, "v", {"spec": {"replicationState": "secondary"}}, NS, type=dict
+        VOLUME_REPLICATION, "v", {"spec": {"replicationState": "secondary"}}, env.ns, type=dict
     )
     assert patched["spec"]["replicationState"] == "secondary"
 
@@ -67,3 +66,20 @@ def test_legacy_states_map_onto_v1alpha2():
     assert legacy_replication_state("demoting") == "secondary"
     assert legacy_replication_state("syncing") == "resync"
     assert legacy_replication_state("failed") is None
+
+
+async def test_data_source_may_name_a_volume_group_replication(env):
+    # csi-addons' VolumeReplication replicates a whole group through a dataSource of this kind.
+    group = {"kind": "VolumeGroupReplication", "name": "g", "apiGroup": "replication.unified.io"}
+    created = await env.create(VOLUME_REPLICATION, _vr(replicationState="primary", dataSource=group))
+    assert created["spec"]["dataSource"]["kind"] == "VolumeGroupReplication"
+    pod = dict(
+        _vr(replicationState="primary", dataSource={"kind": "Pod", "name": "p"}), metadata={"name": "w"}
+    )
+    with pytest.raises(Invalid) as refused:
+        await env.create(VOLUME_REPLICATION, pod)
+    assert "VolumeGroupReplication" in str(refused.value)
+    both = dict(_vr(replicationState="primary", pvcName="p", dataSource=group), metadata={"name": "x"})
+    with pytest.raises(Invalid) as ambiguous:
+        await env.create(VOLUME_REPLICATION, both)
+    assert "not both" in str(ambiguous.value)

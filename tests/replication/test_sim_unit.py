@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
 import trio
 
 from couchestor.kube.client import KubeClient
@@ -81,3 +85,38 @@ async def test_simulated_backends_install_their_crds_and_start(apiserver):
             assert listed.items == []
             assert backends.dell.transition_seconds == 0.1
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--transition-seconds", "-1"], "--transition-seconds"),
+        (["--kubeconfig", "/nonexistent/kubeconfig"], "/nonexistent/kubeconfig"),
+    ],
+)
+def test_sim_replication_rejects_bad_values_in_one_line(args, named):
+    proc = subprocess.run(
+        [sys.executable, "-m", "couchestor", "sim", "replication", *args], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert named in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_sim_replication_says_when_the_server_is_unreachable(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+        "current-context: x\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "couchestor", "sim", "replication", "--kubeconfig", str(kubeconfig)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "cannot simulate the replication backends" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -73,12 +73,12 @@ def test_write_errors_degrade():
 
 def test_last_sync_is_the_stalest_member():
     ms = [
-        MemberStatus("a", "Secondary", "Completed", last_sync_time="2026-01-01T00:02:00Z"),
-        MemberStatus("b", "Secondary", "Completed", last_sync_time="2026-01-01T00:01:00Z"),
+        MemberStatus("a", "Primary", "Completed", last_sync_time="2026-01-01T00:02:00Z"),
+        MemberStatus("b", "Primary", "Completed", last_sync_time="2026-01-01T00:01:00Z"),
     ]
-    assert summarize("secondary", ms).last_sync_time == "2026-01-01T00:01:00Z"
-    ms.append(MemberStatus("c", "Secondary", "Completed"))
-    assert summarize("secondary", ms).last_sync_time is None
+    assert summarize("primary", ms).last_sync_time == "2026-01-01T00:01:00Z"
+    ms.append(MemberStatus("c", "Primary", "Completed"))
+    assert summarize("primary", ms).last_sync_time is None
 
 
 def _apply(status: VolumeGroupReplicationStatus, patch) -> VolumeGroupReplicationStatus:
@@ -121,3 +121,52 @@ def test_condition_transition_time_moves_only_on_change():
     assert times["Completed"] == LATER
     assert times["Degraded"] == NOW  # still False
     assert "persistentVolumeClaimsRefList" not in after
+
+
+def test_missing_prerequisite_keeps_the_last_known_state():
+    # csi-addons reports a failure with the current state, so a failover tool never sees a Primary as Unknown.
+    summary = summarize("primary", [], "VolumeReplicationClass 'x' not found", previous="Primary")
+    assert summary.state == "Primary"
+    assert _cond(summary, "Validated").reason == "PrerequisiteNotMet"
+
+
+def test_demoted_but_not_in_sync_is_completed_and_degraded_until_ready():
+    syncing = summarize("secondary", [MemberStatus("a", "Secondary", "Completed", degraded=True)])
+    assert (_cond(syncing, "Completed").status, _cond(syncing, "Completed").reason) == ("True", "Demoted")
+    assert (_cond(syncing, "Degraded").status, _cond(syncing, "Degraded").reason) == (
+        "True",
+        "VolumeDegraded",
+    )
+    assert syncing.phase == "Progressing"  # followed until the resync is ready
+    ready = summarize("secondary", [MemberStatus("a", "Secondary", "Completed")])
+    assert (_cond(ready, "Degraded").status, _cond(ready, "Degraded").reason) == ("False", "Healthy")
+    assert ready.phase == "Completed"
+
+
+def test_resync_reports_demoted_and_resync_triggered():
+    summary = summarize(
+        "resync", [MemberStatus("a", "Secondary", "Completed", resyncing=True, degraded=True)]
+    )
+    assert (_cond(summary, "Completed").status, _cond(summary, "Completed").reason) == ("True", "Demoted")
+    assert (_cond(summary, "Resyncing").status, _cond(summary, "Resyncing").reason) == (
+        "True",
+        "ResyncTriggered",
+    )
+    done = summarize("resync", [MemberStatus("a", "Secondary", "Completed")])
+    assert _cond(done, "Completed").reason == "Demoted"
+
+
+def test_secondary_clears_last_sync_time_and_resync_keeps_it():
+    synced = VolumeGroupReplicationStatus(last_sync_time=NOW, observed_generation=1)
+    secondary = summarize("secondary", [MemberStatus("a", "Secondary", "Completed", last_sync_time=LATER)])
+    patch = status_patch(secondary, synced, generation=2, members=None, now=LATER)
+    assert patch["status"]["lastSyncTime"] is None
+    resync = summarize("resync", [MemberStatus("a", "Secondary", "Completed", last_sync_time=LATER)])
+    patch = status_patch(resync, synced, generation=2, members=None, now=LATER)
+    assert patch["status"]["lastSyncTime"] == NOW
+
+
+def test_a_failed_write_before_anything_was_observed_keeps_the_state():
+    summary = summarize("secondary", [], errors=["claim PersistentVolumeClaim a: 403"], previous="Primary")
+    assert summary.state == "Primary"
+    assert _cond(summary, "Degraded").reason == "Error"

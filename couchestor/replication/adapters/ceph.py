@@ -76,14 +76,21 @@ class CephAdapter:
             return MemberStatus(pvc, state, "Progressing", "waiting for csi-addons", resyncing, last_sync)
         completed = _condition(obj, "Completed")
         message = str(dig(obj, "status", "message") or (completed or {}).get("message") or "")
+        degraded_cond = _condition(obj, "Degraded")
+        # csi-addons: a demoted volume is Degraded (VolumeDegraded) until its resync is ready.
+        degraded = bool(
+            req.state != "primary"
+            and degraded_cond
+            and degraded_cond.get("status") == "True"
+            and degraded_cond.get("reason") == "VolumeDegraded"
+        )
         phase: Phase = "Progressing"
         if completed is not None and completed.get("status") == "True":
-            # A resync is done when the backend stops resyncing, not when it accepted the request.
-            phase = "Progressing" if req.state == "resync" and resyncing else "Completed"
+            phase = "Completed"
         elif completed is not None and completed.get("status") == "False":
             reason = str(completed.get("reason", ""))
             phase = "Failed" if reason.startswith("Failed") or reason == "Error" else "Progressing"
-        return MemberStatus(pvc, state, phase, message, resyncing, last_sync)
+        return MemberStatus(pvc, state, phase, message, resyncing, last_sync, degraded)
 
     def member_labels(self, req: Request) -> Mapping[str, str]:
         return {}

@@ -94,7 +94,13 @@ class DellAdapter:
         status = self._group(req, current.get(group_name(req)))
         return [
             MemberStatus(
-                p, status.state, status.phase, status.message, status.resyncing, status.last_sync_time
+                p,
+                status.state,
+                status.phase,
+                status.message,
+                status.resyncing,
+                status.last_sync_time,
+                status.degraded,
             )
             for p in req.members
         ]
@@ -116,11 +122,17 @@ class DellAdapter:
                 "", state, "Failed", f"{pending or 'group'}: {error or 'error'}", False, last_sync
             )
         wanted = next_action(req, obj)
+        link_state = link.get("state", "") if isinstance(link, dict) else ""
+        if state == "Secondary" and req.state != "primary" and (pending == "SYNC" or wanted == "SYNC"):
+            # Demoted, resync running: csi-addons' Demoted + VolumeDegraded + ResyncTriggered.
+            return MemberStatus("", state, "Completed", "resync in progress", True, last_sync, degraded=True)
         if pending or wanted or state == "Unknown":
             message = f"action {pending} in progress" if pending else "waiting for the replication group"
             return MemberStatus("", state, "Progressing", message, pending == "SYNC", last_sync)
-        link_state = link.get("state", "") if isinstance(link, dict) else ""
-        return MemberStatus("", state, "Completed", f"link {link_state or 'up'}", False, last_sync)
+        # A secondary whose link is not synchronized yet is degraded until it is.
+        behind = state == "Secondary" and link_state not in ("", "SYNCHRONIZED")
+        message = f"link {link_state or 'up'}"
+        return MemberStatus("", state, "Completed", message, False, last_sync, degraded=behind)
 
     def member_labels(self, req: Request) -> Mapping[str, str]:
         return {GROUP_LABEL: group_name(req)}

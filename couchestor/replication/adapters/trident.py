@@ -98,6 +98,10 @@ class TridentAdapter:
                 out.append(MemberStatus(pvc, "Unknown", "Failed", message))
             elif state == wanted or (state in _DONE and _DONE[state] == _DONE[wanted]):
                 out.append(MemberStatus(pvc, _DONE[state], "Completed", message))
+            elif wanted != "promoted" and state in ("establishing", "reestablishing"):
+                # Already the mirror's destination (demoted), still transferring: degraded until in sync.
+                resync = state == "reestablishing"
+                out.append(MemberStatus(pvc, "Secondary", "Completed", message, resync, degraded=True))
             else:
                 resync = state == "reestablishing"
                 out.append(MemberStatus(pvc, "Unknown", "Progressing", message, resyncing=resync))

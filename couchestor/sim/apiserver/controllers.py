@@ -47,6 +47,8 @@ class Controllers:
             self._pvc(change, obj, deleting)
         elif change.bucket == "persistentvolumes":
             self._pv(change.key, obj, deleting)
+            if change.type == "ADDED" and not deleting:
+                self._claim_waiting_for(change, obj)
         elif change.bucket == "namespaces" and deleting and change.type != "DELETED":
             self._namespace(change.key[1])
         if change.type == "DELETED":
@@ -164,6 +166,20 @@ class Controllers:
                 self.c.commit(pv_rt, "MODIFIED", ("", volume), pv)
             else:
                 self._pv(("", volume), pv, bool(pv["metadata"].get("deletionTimestamp")))
+
+    def _claim_waiting_for(self, change: Change, pv: JSON) -> None:
+        """A claim created before its volume (naming it in ``volumeName``) binds once the volume exists, as the
+        PV binder binds it."""
+        ref = (pv.get("spec") or {}).get("claimRef") or {}
+        key = (ref.get("namespace") or "", ref.get("name") or "")
+        rec = self.c.store.get("persistentvolumeclaims", key) if key[1] else None
+        if rec is None:
+            return
+        pvc = decode(rec.raw)
+        if (pvc.get("spec") or {}).get("volumeName") == change.key[1] and not pvc["metadata"].get(
+            "deletionTimestamp"
+        ):
+            self._pvc(Change(change.rv, "persistentvolumeclaims", "MODIFIED", key, rec, rec), pvc, False)
 
     def _recheck_volume_of(self, key: Key, rec: Record, claim: Key) -> bool:
         """Re-evaluate volume ``key`` when its claimRef names ``claim``; True when it did."""

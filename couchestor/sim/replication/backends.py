@@ -129,9 +129,13 @@ class BackendSimulator:
 # --- Ceph RBD via csi-addons ---------------------------------------------------------------------------
 
 _CEPH_DONE = {
-    "primary": ("Primary", "Promoted", "volume is promoted to primary and replicating to secondary"),
-    "secondary": ("Secondary", "Demoted", "volume is demoted to secondary"),
-    "resync": ("Secondary", "ResyncTriggered", "volume is resynced from the primary"),
+    "primary": ("Primary", "Promoted", "volume is marked primary"),
+    "secondary": ("Secondary", "Demoted", "volume is marked secondary"),
+    "resync": ("Secondary", "Demoted", "volume is marked for resyncing"),
+}
+_CEPH_DEGRADED = {
+    "secondary": "volume is marked secondary and is degraded",
+    "resync": "volume is degraded",
 }
 _CEPH_FAILED = {"primary": "FailedToPromote", "secondary": "FailedToDemote", "resync": "FailedToResync"}
 
@@ -139,7 +143,10 @@ _CEPH_FAILED = {"primary": "FailedToPromote", "secondary": "FailedToDemote", "re
 @dataclass
 class CephCsiAddonsSimulator(BackendSimulator):
     """csi-addons' VolumeReplication controller over RBD mirroring: nothing is written while a transition
-    runs (the status keeps its older ``observedGeneration``), then the new state with ``Completed`` True."""
+    runs (the status keeps its older ``observedGeneration``), then the new state with ``Completed`` True. A
+    demotion or resync then stays ``Degraded`` (VolumeDegraded; ``Resyncing`` True for a resync) for another
+    ``transition_seconds`` until the image is in sync, as csi-addons reports it. Only a primary has a
+    ``lastSyncTime``."""
 
     resource: Resource = field(default=CSI_ADDONS_VOLUME_REPLICATION, init=False)
 
@@ -172,26 +179,36 @@ class CephCsiAddonsSimulator(BackendSimulator):
             )
         if elapsed < self.transition_seconds:
             return Update()
+        syncing = wanted != "primary" and elapsed < 2 * self.transition_seconds
+        if syncing:
+            message = _CEPH_DEGRADED[wanted]
         if (status.get("observedGeneration"), status.get("state"), status.get("message")) == (
             generation,
             state,
             message,
         ):
             return Update()  # settled: keep the status (and its times) as they are
-        return Update(
-            status={
-                "state": state,
-                "message": message,
-                "observedGeneration": generation,
-                "lastSyncTime": now,
-                "lastCompletionTime": now,
-                "conditions": [
-                    _cond("Completed", "True", reason, message, now, generation),
-                    _cond("Degraded", "False", "Healthy", "volume is healthy", now, generation),
-                    _cond("Resyncing", "False", "NotResyncing", "not resyncing", now, generation),
-                ],
-            }
-        )
+        resyncing = syncing and wanted == "resync"
+        body: JSON = {
+            "state": state,
+            "message": message,
+            "observedGeneration": generation,
+            "lastCompletionTime": now,
+            "conditions": [
+                _cond("Completed", "True", reason, _CEPH_DONE[wanted][2], now, generation),
+                _cond("Degraded", "True", "VolumeDegraded", "volume is degraded", now, generation)
+                if syncing
+                else _cond("Degraded", "False", "Healthy", "volume is healthy", now, generation),
+                _cond("Resyncing", "True", "ResyncTriggered", "resync is triggered", now, generation)
+                if resyncing
+                else _cond("Resyncing", "False", "NotResyncing", "volume is not resyncing", now, generation),
+            ],
+        }
+        if wanted == "primary":
+            body["lastSyncTime"] = now
+        elif wanted == "resync" and "lastSyncTime" in status:
+            body["lastSyncTime"] = status["lastSyncTime"]
+        return Update(status=body)
 
 
 # --- NetApp Trident ------------------------------------------------------------------------------------
@@ -256,8 +273,9 @@ _DELL_ROLE = {"FAILOVER_LOCAL": True, "FAILOVER_REMOTE": False}
 @dataclass
 class DellSimulator(BackendSimulator):
     """Dell's replication-group controller: reports the link and role; runs ``spec.action`` for
-    ``transition_seconds`` then clears it and records ``lastAction``. New groups start as the source
-    (``initial_source``)."""
+    ``transition_seconds`` then clears it and records ``lastAction``; a group that became (or resyncs as) the
+    destination reports its link ``SYNC_IN_PROGRESS`` for another ``transition_seconds``, then
+    ``SYNCHRONIZED``. New groups start as the source (``initial_source``)."""
 
     initial_source: bool = True
     resource: Resource = field(default=DELL_REPLICATION_GROUP, init=False)
@@ -274,6 +292,8 @@ class DellSimulator(BackendSimulator):
             return Update(status={"state": "Ready", "replicationLinkState": link})
         action = str(_get(obj, "spec", "action") or "")
         if not action:
+            if link.get("state") == "SYNC_IN_PROGRESS" and elapsed >= self.transition_seconds:
+                return Update(status={**status, "replicationLinkState": {**link, "state": "SYNCHRONIZED"}})
             return Update()
         if name in self.failing:
             error = f"action {action} failed: remote system unreachable (simulated)"
@@ -292,7 +312,9 @@ class DellSimulator(BackendSimulator):
                 )
             return Update()
         is_source = _DELL_ROLE.get(action, link.get("isSource"))
-        new_link = {"state": "SYNCHRONIZED", "isSource": is_source, "lastSuccessfulUpdate": now}
+        # A new destination (or a resync) catches up for another transition before it is synchronized.
+        link_state = "SYNCHRONIZED" if is_source else "SYNC_IN_PROGRESS"
+        new_link = {"state": link_state, "isSource": is_source, "lastSuccessfulUpdate": now}
         last = {"condition": f"Action {action} succeeded", "time": now}
         return Update(
             status={"state": "Ready", "replicationLinkState": new_link, "lastAction": last},

@@ -127,6 +127,8 @@ class FieldError:
             return f"{self.field}: Invalid value: {_quote(self.value)}: {self.detail}"
         if self.reason == "FieldValueTooLong":
             return f"{self.field}: Too long: {self.detail}"
+        if self.reason == "FieldValueTooMany":
+            return f"{self.field}: Too many: {_quote(self.value)}: {self.detail}"
         if self.reason == "FieldValueDuplicate":
             return f"{self.field}: Duplicate value: {_quote(self.value)}"
         return f"{self.field}: Invalid value: {_quote(self.value)}: {self.detail}"

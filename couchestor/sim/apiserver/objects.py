@@ -10,6 +10,7 @@ from typing import Any
 
 from couchestor.sim.apiserver.errors import FieldError
 from couchestor.sim.apiserver.resources import ResourceType
+from couchestor.sim.apiserver.schema import validate_defaults
 
 JSON = dict[str, Any]
 
@@ -254,14 +255,21 @@ def validate_crd(crd: JSON) -> list[FieldError]:
                 "array",
             )
         )
-    for i, v in enumerate(versions):
-        schema = (v.get("schema") or {}).get("openAPIV3Schema")
+    schemas = [(v.get("schema") or {}).get("openAPIV3Schema") for v in versions]
+    for i, schema in enumerate(schemas):
         if schema is None:
             errors.append(
                 FieldError(
                     f"spec.versions[{i}].schema.openAPIV3Schema", "FieldValueRequired", "schemas are required"
                 )
             )
+    # Every default must pass its own schema and rules. kube-apiserver names the path of its internal
+    # version, which keeps one shared schema under spec.validation when all versions have the same one.
+    if schemas and all(s == schemas[0] for s in schemas):
+        errors += validate_defaults(schemas[0], "spec.validation.openAPIV3Schema")
+    else:
+        for i, schema in enumerate(schemas):
+            errors += validate_defaults(schema, f"spec.versions[{i}].schema.openAPIV3Schema")
     return errors
 
 

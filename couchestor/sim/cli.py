@@ -46,9 +46,9 @@ def _add_apiserver(sub: Any) -> None:
     p.add_argument(
         "--bookmark-interval",
         type=float,
-        default=30.0,
+        default=60.0,
         metavar="SECONDS",
-        help="seconds between watch BOOKMARK events (default: %(default)s)",
+        help="seconds between watch BOOKMARK events once the resource has changed (default: %(default)s)",
     )
     p.set_defaults(func=run_apiserver)
 

@@ -43,6 +43,13 @@ def test_object_is_served_in_every_version(http, ns, widgets):
     assert listed["kind"] == "WidgetList"
 
 
+def test_custom_resource_list_items_carry_their_type(http, widgets):
+    http.post(widgets, json=widget(unique("li")))
+    items = http.get(widgets).json()["items"]
+    assert items
+    assert all(i["kind"] == "Widget" and i["apiVersion"] == f"{GROUP}/v1" for i in items)
+
+
 def test_defaults_are_applied_recursively(http, widgets):
     r = http.post(widgets, json=widget(unique("d")))
     assert r.status_code == 201, r.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import re
 import secrets
@@ -136,6 +137,16 @@ def prepare_create(rt: ResourceType, obj: JSON) -> None:
 
 def apply_builtin_defaults(rt: ResourceType, obj: JSON) -> None:
     """The API defaults of the built-in kinds (applied on every write, as decoding does)."""
+    if rt.group == "" and rt.plural == "secrets":
+        # stringData is write-only: merged into data (base64), as the Secret strategy does.
+        string_data = obj.pop("stringData", None) or {}
+        if string_data:
+            data = obj.setdefault("data", {})
+            for key, value in string_data.items():
+                data[key] = base64.b64encode(str(value).encode()).decode()
+        if not obj.get("type"):
+            obj["type"] = "Opaque"
+        return
     spec = obj.get("spec")
     if rt.group or not isinstance(spec, dict):
         return

@@ -309,8 +309,31 @@ _LOW_HIGH = [{"rule": "self.a < self.b", "message": "a must be lower than b"}]
             "spec.validation.openAPIV3Schema.properties[spec].properties[a].default: "
             "Too long: may not be longer than 2",
         ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "o": {
+                        "type": "object",
+                        "default": {"zz": 1, "m": "x"},
+                        "properties": {"m": {"type": "string"}},
+                    }
+                },
+            },
+            "spec.validation.openAPIV3Schema.properties[spec].properties[o].default: Invalid value: "
+            'map[string]interface {}{"m":"x", "zz":1}: must not have unknown fields',
+        ),
     ],
-    ids=["cel-no-such-key", "cel-false", "minimum", "enum", "required", "nested", "max-length"],
+    ids=[
+        "cel-no-such-key",
+        "cel-false",
+        "minimum",
+        "enum",
+        "required",
+        "nested",
+        "max-length",
+        "unknown-field",
+    ],
 )
 def test_crd_whose_default_breaks_its_schema_is_refused(http, spec_schema, message):
     """A CRD is validated when written: every ``default`` must pass its own schema and CEL rules."""

@@ -1,9 +1,11 @@
-"""docs/kind.md, run as written against the API server emulator standing in for kind.
+"""docs/kind.md, run as written against the API server emulator standing in for kind, and against a real one.
 
-Every ```sh block of the guide runs in order with ``bash`` (``KUBECONFIG`` pointing at a fresh emulator, the
-guide's ports swapped for free ones); blocks holding a command that runs until Ctrl-C (the simulator, Prometheus,
-the operator) are started in the background and waited for on their listening ports. ```bash blocks need kind
-or Docker and are not run. Each variant then waits until the operator has completed a migration.
+Every ```sh block of the guide runs in order with ``bash`` (``KUBECONFIG`` pointing at a fresh emulator, or at
+the session's real kube-apiserver, the guide's ports swapped for free ones); blocks holding a command that runs
+until Ctrl-C (the simulator, Prometheus, the operator) are started in the background and waited for on their
+listening ports. ```bash blocks need kind or Docker and are not run. Each run then waits until the operator has
+completed a migration. On the real server the operator runs as the shipped ServiceAccount (a ``TokenRequest``
+token, the shipped RBAC applied) with leader election on, and what the guide created is removed afterwards.
 """
 
 from __future__ import annotations

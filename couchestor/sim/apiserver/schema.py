@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from couchestor.sim.apiserver.cel import CelError, evaluate
-from couchestor.sim.apiserver.errors import FieldError
+from couchestor.sim.apiserver.errors import FieldError, GoValue
 
 JSON = dict[str, Any]
 
@@ -155,19 +155,28 @@ def _has_rules(schema: Any) -> bool:
 def validate_defaults(schema: JSON | None, path: str) -> list[FieldError]:
     """Every ``default`` in ``schema`` its own node refuses, as kube-apiserver checks a CRD when it is written.
 
-    A default is validated as written (its nested defaults are not applied first), against the schema and
-    then, if that passes, against the node's CEL rules; errors name ``<path>.properties[x].default``.
+    A default must hold no field its schema does not declare; it is then validated as written (its nested
+    defaults are not applied first) against the schema and, if that passes, against the node's CEL rules;
+    errors name ``<path>.properties[x].default``.
     """
     if not isinstance(schema, dict):
         return []
     errors: list[FieldError] = []
     if "default" in schema:
-        found: list[FieldError] = []
-        rule_errors: list[FieldError] = []
-        _validate(copy.deepcopy(schema["default"]), schema, None, "", found, rule_errors)
-        found = found or rule_errors
         base = f"{path}.default"
-        errors += [FieldError(_under(base, e.field), e.reason, e.detail, e.value) for e in found]
+        pruned = copy.deepcopy(schema["default"])
+        if prune(pruned, schema, root=False):
+            errors.append(
+                FieldError(
+                    base, "FieldValueInvalid", "must not have unknown fields", GoValue(schema["default"])
+                )
+            )
+        else:
+            found: list[FieldError] = []
+            rule_errors: list[FieldError] = []
+            _validate(pruned, schema, None, "", found, rule_errors)
+            found = found or rule_errors
+            errors += [FieldError(_under(base, e.field), e.reason, e.detail, e.value) for e in found]
     for name, sub in (schema.get("properties") or {}).items():
         errors += validate_defaults(sub, f"{path}.properties[{name}]")
     for key in ("items", "additionalProperties"):

@@ -3,8 +3,12 @@
 A stream is one chunked HTTP response of newline-separated ``{"type": ..., "object": ...}`` events. The
 handler registers its :class:`~.store.Watcher` and computes the initial events (synthetic ADDED, or the
 retained history after the requested version) in one synchronous step, so no change can fall between them.
-It ends when ``timeoutSeconds`` passes, when the client disconnects, when the chaos knob drops watches, or
-when the watcher falls too far behind (its buffer overflows); the client then sees the end of the response.
+BOOKMARKs follow kube-apiserver's watch cache: none until the resource (any object of it) was written after
+the watch began, then one every ``bookmark_interval`` and one about 2 s before ``timeoutSeconds`` ends. An
+object that stops matching the watch's selectors arrives as DELETED with its last matching state, at the
+version of the write that moved it. A stream ends when ``timeoutSeconds`` passes, when the client disconnects,
+when the chaos knob drops watches, or when the watcher falls too far behind (its buffer overflows); the client
+then sees the end of the response.
 """
 
 from __future__ import annotations

@@ -68,6 +68,24 @@ def structural_schema(struct: type) -> JSON:
     return convert({k: v for k, v in raw.items() if k != "$defs"})
 
 
+def defaulted(value: Any, schema: JSON) -> Any:
+    """``value`` with the schema's ``default:`` values filled in, as the API server applies them.
+
+    An object's own ``default`` must satisfy its schema and rules as written (the API server validates
+    every default when the CRD is written, without applying the nested defaults first), so a spec that
+    defaults to "all fields at their defaults" says so in full rather than as ``{}``.
+    """
+    if not isinstance(value, dict):
+        return value
+    out = dict(value)
+    for name, sub in (schema.get("properties") or {}).items():
+        if name not in out and "default" in sub:
+            out[name] = sub["default"]
+        if name in out:
+            out[name] = defaulted(out[name], sub)
+    return out
+
+
 def _crd(
     *,
     group: str,
@@ -122,7 +140,7 @@ def _crd(
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
-                                "spec": {**spec_schema, "default": {}},
+                                "spec": {**spec_schema, "default": defaulted({}, spec_schema)},
                                 "status": status_schema,
                             },
                         }

@@ -8,6 +8,7 @@ server, e.g. kind's).
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from pathlib import Path
@@ -47,9 +48,9 @@ def _add_apiserver(sub: Any) -> None:
     p.add_argument(
         "--bookmark-interval",
         type=float,
-        default=30.0,
+        default=60.0,
         metavar="SECONDS",
-        help="seconds between watch BOOKMARK events (default: %(default)s)",
+        help="seconds between watch BOOKMARK events once the resource has changed (default: %(default)s)",
     )
     p.set_defaults(func=run_apiserver)
 
@@ -104,6 +105,28 @@ def _add_cluster_shape(p: argparse.ArgumentParser, *, volumes: int, pools: int, 
         default=time_scale,
         help="simulated seconds per second, for rebuilds and loads (default: %(default)s)",
     )
+    p.add_argument(
+        "--sample-interval",
+        type=_interval,
+        default=SAMPLE_INTERVAL,
+        metavar="DURATION",
+        help="spacing of the samples /api/v1/query answers from, as a Prometheus scraping this often would "
+        "hold them; give the operator the same --scrape-interval (default: 5s)",
+    )
+
+
+#: The query endpoint's sample spacing: the scrape interval docs/kind.md configures, so an operator pointed at
+#: the simulator instead of Prometheus, with the guide's --scrape-interval, sees full sample coverage.
+SAMPLE_INTERVAL = 5.0
+
+
+def _interval(text: str) -> float:
+    from couchestor.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _check_cluster_shape(args: argparse.Namespace) -> None:
@@ -134,16 +157,16 @@ def _add_up(sub: Any) -> None:
 
 def run_up(args: argparse.Namespace) -> int:
     _check_cluster_shape(args)
-    trio.run(_up_until_signal, args)
-    return 0
+    return _report_invariant(trio.run(_up_until_signal, args))
 
 
-async def _up_until_signal(args: argparse.Namespace) -> None:
+async def _up_until_signal(args: argparse.Namespace) -> Any:
     import tempfile
 
     from couchestor.kube import KubeClient, load_kubeconfig
     from couchestor.sim.apiserver import ApiServer, serve, write_kubeconfig
 
+    checker = None
     with (
         tempfile.TemporaryDirectory(prefix="couchestor-sim-") as tmp,
         trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
@@ -155,10 +178,11 @@ async def _up_until_signal(args: argparse.Namespace) -> None:
             write_kubeconfig(kubeconfig, url)
             print(f"API server emulator listening on {url}", flush=True)
             async with KubeClient(load_kubeconfig([kubeconfig]), qps=0) as client:
-                await _play_mayastor(nursery, args, client, f"--kubeconfig {kubeconfig}")
+                checker = await _play_mayastor(nursery, args, client, f"--kubeconfig {kubeconfig}")
                 if args.kubeconfig_out is None:
                     print("(the kubeconfig is removed on exit; --kubeconfig-out PATH keeps it)", flush=True)
-                await trio.sleep_forever()
+                await trio.sleep(math.inf)  # until a signal cancels the nursery
+    return checker
 
 
 def _add_mayastor(sub: Any) -> None:
@@ -229,27 +253,39 @@ def run_mayastor(args: argparse.Namespace) -> int:
 
     config = load_config(args.kubeconfig, args.context)
     try:
-        trio.run(_mayastor_until_signal, args, config)
+        checker = trio.run(_mayastor_until_signal, args, config)
     except OSError as exc:
         raise UserError(f"cannot serve: {exc.strerror or exc}") from exc
-    return 0
+    return _report_invariant(checker)
 
 
-async def _mayastor_until_signal(args: argparse.Namespace, config: Any) -> None:
+async def _mayastor_until_signal(args: argparse.Namespace, config: Any) -> Any:
     from couchestor.kube import KubeClient
 
+    checker = None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery, KubeClient(config, qps=0) as client:
             nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
             where = f"--kubeconfig {args.kubeconfig}" if args.kubeconfig else ""
-            await _play_mayastor(nursery, args, client, where)
-            await trio.sleep_forever()
+            checker = await _play_mayastor(nursery, args, client, where)
+            await trio.sleep(math.inf)  # until a signal cancels the nursery
+    return checker
 
 
-async def _play_mayastor(nursery: trio.Nursery, args: argparse.Namespace, client: Any, where: str) -> None:
+def _report_invariant(checker: Any) -> int:
+    """Say on exit whether the no-data-loss invariant held (exit status 1 when it did not)."""
+    if checker is None:
+        return 0
+    print(f"no-data-loss invariant: {len(checker.violations)} violations", flush=True)
+    for violation in checker.violations[:20]:
+        print(f"  violation: {violation}", flush=True)
+    return 1 if checker.violations else 0
+
+
+async def _play_mayastor(nursery: trio.Nursery, args: argparse.Namespace, client: Any, where: str) -> Any:
     """Create the cluster ``args`` describe through ``client``, start the Mayastor simulator (``args.backend``)
     and the workload in ``nursery`` (they run until it is cancelled), and say how to look at it; ``where`` is
-    the kubeconfig flag to print in the example commands."""
+    the kubeconfig flag to print in the example commands. Returns the simulator's invariant checker."""
     from couchestor.kube.errors import KubeError
     from couchestor.sim.mayastor.controller import MayastorSimulator
     from couchestor.sim.mayastor_rest.cluster import start_rest_cluster
@@ -286,12 +322,14 @@ async def _play_mayastor(nursery: trio.Nursery, args: argparse.Namespace, client
                 mixed=args.mixed_volumes,
             )
             rest_url = simulator.url
+            checker = simulator.checker
         else:
             # The simulator starts first so that placing volumes overlaps creating them.
             crd_simulator = MayastorSimulator(
                 client, namespace=spec.mayastor_namespace, time_scale=args.time_scale
             )
             nursery.start_soon(crd_simulator.run)
+            checker = crd_simulator.checker
             await populate(client, spec, progress=progress)
     except (KubeError, TimeoutError, RuntimeError) as exc:
         raise UserError(f"cannot create the simulated cluster: {exc}") from None
@@ -309,6 +347,7 @@ async def _play_mayastor(nursery: trio.Nursery, args: argparse.Namespace, client
             options=ExportOptions(gauges=not rest, counters=rest),
             host=host,
             port=port,
+            step=args.sample_interval,
             task_status=task_status,
         )
     )
@@ -322,11 +361,11 @@ async def _play_mayastor(nursery: trio.Nursery, args: argparse.Namespace, client
     backend = f" --backend mayastor-rest --mayastor-rest-url {rest_url}" if rest else ""
     print(
         f"couchestor run {where} --prometheus-url {workload_url} --mayastor-namespace "
-        f"{spec.mayastor_namespace}{backend} --no-leader-election --metrics-addr 127.0.0.1:0".replace(
-            "  ", " "
-        ),
+        f"{spec.mayastor_namespace}{backend} --no-leader-election --scrape-interval {args.sample_interval:g}s "
+        "--metrics-addr 127.0.0.1:0".replace("  ", " "),
         flush=True,
     )
+    return checker
 
 
 def _add_replication(sub: Any) -> None:

@@ -41,6 +41,7 @@ ENABLE_HINT = (
 CONTROLLERS = "namespace,garbagecollector,pv-protection,pvc-protection,persistentvolume-binder"
 
 _READY_TIMEOUT = 120.0
+_START_ATTEMPTS = 3
 _STOP_TIMEOUT = 10.0
 
 
@@ -129,15 +130,22 @@ class ControlPlane:
             raise ControlPlaneError(f"no kube-controller-manager in {self.assets.etcd.parent}")
         self.directory.mkdir(parents=True, exist_ok=True)
         pki = self._make_pki()
-        self._apiserver_port = _free_port()
-        self._write_kubeconfig()
-        self._define_components(pki)
-        try:
-            for name in self._components:
-                self.start_component(name)
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(_START_ATTEMPTS):
+            self._apiserver_port = _free_port()
+            self._write_kubeconfig()
+            self._define_components(pki)
+            try:
+                for name in self._components:
+                    self.start_component(name)
+                return
+            except ControlPlaneError as exc:
+                self.stop()
+                # A free port can be taken by another process between choosing it and binding it.
+                if "address already in use" not in str(exc) or attempt == _START_ATTEMPTS - 1:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
 
     def stop(self) -> None:
         """Stop every running component (controllers first, etcd last); keeps logs, drops etcd's data."""

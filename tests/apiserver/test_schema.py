@@ -1,10 +1,13 @@
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from couchestor.sim.apiserver.cel import CelError, compile_rule, evaluate
+from couchestor.sim.apiserver.objects import validate_crd
 from couchestor.sim.apiserver.schema import apply_defaults, prune, validate
+from k8s_schemas.crds import all_crds
 
 SCHEMA = {
     "type": "object",
@@ -160,3 +163,20 @@ def test_every_rule_of_the_shipped_crds_is_in_the_supported_subset(path):
     for rule in rules:
         compile_rule(rule)  # raises CelError when the emulator would not enforce it
     assert all(doc["kind"] == "CustomResourceDefinition" for doc in docs)
+
+
+@pytest.mark.parametrize("name", sorted(all_crds()))
+def test_every_generated_crd_is_accepted_with_its_defaults(name):
+    """kube-apiserver validates each ``default`` against its schema and rules when a CRD is written."""
+    crd = json.loads(json.dumps(all_crds()[name]))  # as the API server receives it
+    assert [e.render() for e in validate_crd(crd)] == []
+
+
+def test_storage_policy_defaults_to_every_field_at_its_default_and_keeps_its_rules():
+    schema = all_crds()["storagepolicies.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    spec = schema["properties"]["spec"]
+    assert spec["default"]["lowWatermarkIOPS"] < spec["default"]["highWatermarkIOPS"]
+    errors = validate({"spec": {"lowWatermarkIOPS": 900, "highWatermarkIOPS": 100}}, schema)
+    assert [e.render() for e in errors] == [
+        'spec.lowWatermarkIOPS: Invalid value: "object": lowWatermarkIOPS must be lower than highWatermarkIOPS'
+    ]

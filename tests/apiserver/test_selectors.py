@@ -12,11 +12,17 @@ def test_field_selector_operators_and_escapes():
     assert parse_field_selector("", ()) == ()
 
 
-def test_unsupported_field_is_400():
+def test_unsupported_field_is_400_in_the_words_of_kube_apiserver_1_28():
     with pytest.raises(ApiError) as info:
         parse_field_selector("spec.storageClassName=x", ())
     assert info.value.code == 400
-    assert info.value.message == "field label not supported: spec.storageClassName"
+    assert info.value.message == (
+        '"spec.storageClassName" is not a known field selector: only "metadata.name", "metadata.namespace"'
+    )
+    # A kind with field labels of its own answers through its converter.
+    with pytest.raises(ApiError) as info:
+        parse_field_selector("spec.x=y", ("type",))
+    assert info.value.message == "field label not supported: spec.x"
 
 
 def test_resource_specific_fields():

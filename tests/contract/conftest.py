@@ -1,9 +1,11 @@
-"""The contract suite's target: the emulator (default) or any cluster named by a kubeconfig.
+"""The contract suite's targets: the emulator and a real API server, in the same run.
 
-``COUCHESTOR_CONTRACT_KUBECONFIG=/path`` runs the suite unchanged against that cluster. It then creates only
-objects in its own namespace, CRDs of a unique group, and (only with ``COUCHESTOR_CONTRACT_PVS=1``)
-PersistentVolumes/StorageClasses with a unique prefix; everything is deleted at the end. Tests marked
-``chaos`` need the emulator's ``/_sim/`` knobs and are skipped in that mode.
+Every test runs twice, ``[emulator]`` and ``[real]``: the real target is the session's envtest control plane
+(``real_cluster``, skipped with a hint when ``KUBEBUILDER_ASSETS`` is unset), or any cluster named by
+``COUCHESTOR_CONTRACT_KUBECONFIG=/path``. On a real target the suite creates only objects in its own namespace,
+CRDs of a unique group, and PersistentVolumes/StorageClasses with a unique prefix (on a cluster named by the
+variable, only with ``COUCHESTOR_CONTRACT_PVS=1``); everything is deleted at the end. Tests marked ``chaos``
+need the emulator's ``/_sim/`` knobs and are skipped on the real target.
 
 The HTTP client is plain httpx built from the kubeconfig here, on purpose: the suite must not depend on the
 project's own Kubernetes client.
@@ -38,14 +40,15 @@ def external() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    if not external():
-        return
-    skip_chaos = pytest.mark.skip(reason=f"needs the emulator's /_sim/ knobs; {KUBECONFIG_ENV} is set")
+    skip_chaos = pytest.mark.skip(reason="needs the emulator's /_sim/ knobs")
     skip_pv = pytest.mark.skip(reason=f"creates cluster-scoped PVs; set {PV_ENV}=1 to allow it")
     for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or callspec.params.get("target") != "real":
+            continue
         if "chaos" in item.keywords:
             item.add_marker(skip_chaos)
-        if "cluster_volumes" in item.keywords and not os.environ.get(PV_ENV):
+        if "cluster_volumes" in item.keywords and external() and not os.environ.get(PV_ENV):
             item.add_marker(skip_pv)
 
 
@@ -114,15 +117,15 @@ def target_from_kubeconfig(path: str, directory: Path) -> Target:
     return Target(cluster["server"].rstrip("/"), verify, cert, headers, emulator=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", params=["emulator", "real"])
 def target(request) -> Iterator[Target]:
-    path = os.environ.get(KUBECONFIG_ENV)
-    if path:
-        with tempfile.TemporaryDirectory() as tmp:
-            yield target_from_kubeconfig(path, Path(tmp))
+    if request.param == "emulator":
+        proc = request.getfixturevalue("apiserver_process")
+        yield Target(proc.url, True, None, {"Accept": "application/json"}, emulator=True)
         return
-    proc = request.getfixturevalue("apiserver_process")
-    yield Target(proc.url, True, None, {"Accept": "application/json"}, emulator=True)
+    path = os.environ.get(KUBECONFIG_ENV) or str(request.getfixturevalue("real_cluster").kubeconfig)
+    with tempfile.TemporaryDirectory() as tmp:
+        yield target_from_kubeconfig(path, Path(tmp))
 
 
 @pytest.fixture(scope="session")

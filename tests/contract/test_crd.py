@@ -43,6 +43,13 @@ def test_object_is_served_in_every_version(http, ns, widgets):
     assert listed["kind"] == "WidgetList"
 
 
+def test_custom_resource_list_items_carry_their_type(http, widgets):
+    http.post(widgets, json=widget(unique("li")))
+    items = http.get(widgets).json()["items"]
+    assert items
+    assert all(i["kind"] == "Widget" and i["apiVersion"] == f"{GROUP}/v1" for i in items)
+
+
 def test_defaults_are_applied_recursively(http, widgets):
     r = http.post(widgets, json=widget(unique("d")))
     assert r.status_code == 201, r.text
@@ -145,6 +152,31 @@ def test_cel_rule_reports_its_message_at_its_field_path(http, widgets):
     assert "low must be lower than high" in response.json()["message"]
 
 
+def test_schema_errors_come_first_then_the_rules(http, widgets):
+    name = unique("cel")
+    response = http.post(widgets, json=widget(name, size=0, low=20, high=10))
+    assert response.json()["message"] == (
+        f'Widget.{GROUP} "{name}" is invalid: [spec.size: Invalid value: 0: spec.size in body should be '
+        'greater than or equal to 1, spec.low: Invalid value: "object": low must be lower than high]'
+    )
+
+
+def test_an_enum_violation_does_not_keep_the_rules_from_running(http, widgets):
+    response = http.post(widgets, json=widget(unique("cel"), color="purple", low=20, high=10))
+    assert _causes(response).keys() == {"spec.color", "spec.low"}
+
+
+def test_a_blocking_schema_error_keeps_the_rules_from_running(http, widgets):
+    name = unique("cel")
+    response = http.post(widgets, json=widget(name, tags=["a", "b", "c", "d"], low=20, high=10))
+    assert _causes(response).keys() == {"spec.tags", "<nil>"}
+    assert response.json()["message"] == (
+        f'Widget.{GROUP} "{name}" is invalid: [spec.tags: Too many: 4: must have at most 3 items, '
+        '<nil>: Invalid value: "null": some validation rules were not checked '
+        "because the object was invalid; correct the existing errors to complete validation]"
+    )
+
+
 def test_validation_applies_to_updates_too(http, widgets):
     name = unique("u")
     http.post(widgets, json=widget(name))
@@ -213,3 +245,148 @@ def test_table_uses_printer_columns(http, widgets):
     assert cells[:4] == [name, 3, "blue", "Ready"]
     assert isinstance(cells[4], str)
     assert cells[4][-1] in "smhdy"
+
+
+_LOW_HIGH = [{"rule": "self.a < self.b", "message": "a must be lower than b"}]
+
+
+@pytest.mark.parametrize(
+    ("spec_schema", "message"),
+    [
+        (
+            {
+                "type": "object",
+                "default": {},
+                "x-kubernetes-validations": _LOW_HIGH,
+                "properties": {
+                    "a": {"type": "integer", "default": 1},
+                    "b": {"type": "integer", "default": 2},
+                },
+            },
+            'spec.validation.openAPIV3Schema.properties[spec].default: Invalid value: "object": '
+            "no such key: a evaluating rule: a must be lower than b",
+        ),
+        (
+            {
+                "type": "object",
+                "default": {"a": 5, "b": 2},
+                "x-kubernetes-validations": [dict(_LOW_HIGH[0], fieldPath=".a")],
+                "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+            },
+            'spec.validation.openAPIV3Schema.properties[spec].default.a: Invalid value: "object": '
+            "a must be lower than b",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"type": "integer", "minimum": 3, "default": 1}}},
+            "spec.validation.openAPIV3Schema.properties[spec].properties[a].default: Invalid value: 1: "
+            " in body should be greater than or equal to 3",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"type": "string", "enum": ["x", "y"], "default": "z"}}},
+            "spec.validation.openAPIV3Schema.properties[spec].properties[a].default: "
+            'Unsupported value: "z": supported values: "x", "y"',
+        ),
+        (
+            {"type": "object", "default": {}, "required": ["a"], "properties": {"a": {"type": "integer"}}},
+            "spec.validation.openAPIV3Schema.properties[spec].default.a: Required value",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "o": {
+                        "type": "object",
+                        "default": {"m": 1},
+                        "properties": {"m": {"type": "integer", "minimum": 3}},
+                    }
+                },
+            },
+            "spec.validation.openAPIV3Schema.properties[spec].properties[o].default.m: Invalid value: 1: "
+            "m in body should be greater than or equal to 3",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"type": "string", "maxLength": 2, "default": "abc"}}},
+            "spec.validation.openAPIV3Schema.properties[spec].properties[a].default: "
+            "Too long: may not be longer than 2",
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "o": {
+                        "type": "object",
+                        "default": {"zz": 1, "m": "x"},
+                        "properties": {"m": {"type": "string"}},
+                    }
+                },
+            },
+            "spec.validation.openAPIV3Schema.properties[spec].properties[o].default: Invalid value: "
+            'map[string]interface {}{"m":"x", "zz":1}: must not have unknown fields',
+        ),
+    ],
+    ids=[
+        "cel-no-such-key",
+        "cel-false",
+        "minimum",
+        "enum",
+        "required",
+        "nested",
+        "max-length",
+        "unknown-field",
+    ],
+)
+def test_crd_whose_default_breaks_its_schema_is_refused(http, spec_schema, message):
+    """A CRD is validated when written: every ``default`` must pass its own schema and CEL rules."""
+    name = f"rejects.{GROUP}"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": name},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"plural": "rejects", "kind": "Reject"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": spec_schema}}},
+                }
+            ],
+        },
+    }
+    r = http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+    if r.status_code == 201:
+        http.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+    body = assert_status(r, 422, "Invalid")
+    assert body["message"] == f'CustomResourceDefinition.apiextensions.k8s.io "{name}" is invalid: {message}'
+
+
+def test_default_of_a_version_with_its_own_schema_is_named_by_that_version(http):
+    name = f"rejects2.{GROUP}"
+
+    def version(v: str, default: int) -> dict:
+        spec = {"type": "object", "properties": {"a": {"type": "integer", "minimum": 3, "default": default}}}
+        schema = {"type": "object", "properties": {"spec": spec}}
+        return {"name": v, "served": True, "storage": v == "v1", "schema": {"openAPIV3Schema": schema}}
+
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": name},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"plural": "rejects2", "kind": "Reject2"},
+            "versions": [version("v1", 5), version("v2", 1)],
+        },
+    }
+    r = http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+    if r.status_code == 201:
+        http.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+    body = assert_status(r, 422, "Invalid")
+    assert body["message"].endswith(
+        "is invalid: spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[a].default: "
+        "Invalid value: 1:  in body should be greater than or equal to 3"
+    )

@@ -105,15 +105,17 @@ def test_watch_with_selector_sees_objects_enter_and_leave(http, target, ns):
             content=json.dumps({"metadata": {"labels": {"state": "on"}}}),
             headers={"Content-Type": "application/merge-patch+json"},
         ).json()
-        http.patch(
+        off = http.patch(
             f"{path}/{tag}-x",
             content=json.dumps({"metadata": {"labels": {"state": "off"}}}),
             headers={"Content-Type": "application/merge-patch+json"},
-        )
+        ).json()
         events = _events_until(next_event, lambda e: e["type"] == "DELETED")
     assert [e["type"] for e in events] == ["ADDED", "DELETED"]
     assert events[0]["object"]["metadata"]["resourceVersion"] == on["metadata"]["resourceVersion"]
-    assert events[1]["object"]["metadata"]["labels"]["state"] == "off"
+    # Leaving the selection: the last state that matched, at the version of the write that moved it.
+    assert events[1]["object"]["metadata"]["labels"]["state"] == "on"
+    assert events[1]["object"]["metadata"]["resourceVersion"] == off["metadata"]["resourceVersion"]
 
 
 def test_watch_ends_after_timeout_seconds(http, target, ns):
@@ -126,7 +128,8 @@ def test_watch_ends_after_timeout_seconds(http, target, ns):
     assert ev is None
 
 
-def test_bookmarks_carry_a_resource_version_and_only_metadata(http, target, ns):
+def _bookmark_watch(http, target, ns, write=None):
+    """The events of a 5 s watch selecting nothing, allowing bookmarks; ``write`` runs once it is open."""
     path = f"/api/v1/namespaces/{ns}/configmaps"
     list_rv = int(http.get(path).json()["metadata"]["resourceVersion"])
     with watch(
@@ -137,13 +140,32 @@ def test_bookmarks_carry_a_resource_version_and_only_metadata(http, target, ns):
         timeoutSeconds=5,
         fieldSelector="metadata.name=never-exists",
     ) as next_event:
-        events = _events_until(next_event, lambda e: e["type"] == "BOOKMARK")
-    bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
-    assert bookmarks, events
-    obj = bookmarks[0]["object"]
+        written = write() if write else None
+        events = _events_until(next_event, lambda e: False)
+    return list_rv, written, events
+
+
+def test_idle_watch_gets_no_bookmark(http, target, ns):
+    _, _, events = _bookmark_watch(http, target, ns)
+    assert events == []
+
+
+def test_bookmark_comes_before_the_timeout_once_the_resource_changed(http, target, ns):
+    """One about 2 s before ``timeoutSeconds`` ends, carrying the write's version and only metadata."""
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    list_rv, written, events = _bookmark_watch(
+        http, target, ns, lambda: http.post(path, json=cm(unique("bm"))).json()
+    )
+    assert events, "no bookmark"
+    assert {e["type"] for e in events} == {"BOOKMARK"}
+    obj = events[0]["object"]
     assert obj["kind"] == "ConfigMap"
-    assert int(obj["metadata"]["resourceVersion"]) >= list_rv
-    assert "name" not in obj["metadata"]
+    assert obj["apiVersion"] == "v1"
+    assert obj["metadata"] == {
+        "resourceVersion": written["metadata"]["resourceVersion"],
+        "creationTimestamp": None,
+    }
+    assert int(obj["metadata"]["resourceVersion"]) > list_rv
 
 
 def test_watch_of_single_object_by_field_selector(http, target, ns):

@@ -11,7 +11,7 @@ import yaml
 
 from couchestor.endpoints import lifespan
 from couchestor.labels import Selector, SelectorError, parse_selector
-from couchestor.sim.apiserver import discovery, errors as E, openapi, table as tables
+from couchestor.sim.apiserver import discovery, errors as E, openapi, protobuf, table as tables
 from couchestor.sim.apiserver.chaos import Chaos
 from couchestor.sim.apiserver.core import Cluster, ListResult, WriteOptions
 from couchestor.sim.apiserver.errors import ApiError
@@ -37,10 +37,12 @@ class ApiServer:
     """The emulated Kubernetes API server: all state, and the ASGI app itself (``await api(scope, ...)``).
 
     ``history_limit`` bounds the retained change history (older watch versions and continue tokens get 410);
-    ``bookmark_interval`` is the seconds between BOOKMARK events on watches that allow them.
+    ``bookmark_interval`` is the seconds between BOOKMARK events on watches that allow them (kube-apiserver:
+    about a minute, plus one about 2 s before the watch's ``timeoutSeconds``; either only once the resource
+    was written since the watch began). Tests lower it to see bookmarks quickly.
     """
 
-    def __init__(self, *, history_limit: int = 20_000, bookmark_interval: float = 30.0) -> None:
+    def __init__(self, *, history_limit: int = 20_000, bookmark_interval: float = 60.0) -> None:
         self.cluster = Cluster(history_limit)
         self.chaos = Chaos(on_compact=self.cluster.store.compact)
         self.bookmark_interval = bookmark_interval
@@ -327,12 +329,14 @@ class ApiServer:
                 return yaml.safe_load(req.body.decode())
             except (yaml.YAMLError, UnicodeDecodeError) as exc:
                 raise E.bad_request(f"error decoding YAML: {exc}") from exc
+        if ctype == protobuf.MEDIA_TYPE:
+            return protobuf.decode_object(req.body)
         if ctype and ctype != "application/json" and not ctype.endswith("+json"):
             raise ApiError(
                 415,
                 "UnsupportedMediaType",
                 "the body of the request was in an unknown format - accepted media types include: "
-                "application/json, application/yaml",
+                "application/json, application/yaml, application/vnd.kubernetes.protobuf",
             )
         try:
             return decode(req.body)
@@ -405,7 +409,7 @@ class ApiServer:
             + _encode(meta)
             + b',"items":['
         )
-        body = head + b",".join(self.cluster.serve_raw(rt, r) for r in result.records) + b"]}"
+        body = head + b",".join(self.cluster.list_item(rt, r) for r in result.records) + b"]}"
         await respond(send, 200, body)
 
     async def _watch(

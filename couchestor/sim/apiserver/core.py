@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import yaml
 
 from couchestor.labels import Selector, matches as labels_match
@@ -94,8 +95,18 @@ class Cluster:
             return rec.raw
         obj = rec.obj()
         obj["apiVersion"] = rt.api_version
-        import msgspec
+        return msgspec.json.encode(obj)
 
+    def list_item(self, rt: ResourceType, rec: Record) -> bytes:
+        """``rec`` as an item of a LIST: items of built-in kinds carry no apiVersion or kind on a real server."""
+        if rt.custom:
+            return self.serve_raw(rt, rec)
+        prefix = b'{"apiVersion":"' + rt.api_version.encode() + b'","kind":"' + rt.kind.encode() + b'",'
+        if rec.raw.startswith(prefix):
+            return b"{" + rec.raw[len(prefix) :]
+        obj = rec.obj()
+        obj.pop("apiVersion", None)
+        obj.pop("kind", None)
         return msgspec.json.encode(obj)
 
     def commit(self, rt: ResourceType, type: EventType, key: Key, obj: JSON) -> Record:
@@ -106,6 +117,10 @@ class Cluster:
                 del meta[k]
         if rt.custom:
             obj["apiVersion"] = f"{rt.group}/{rt.storage_version}"
+        else:
+            # apiVersion and kind first, so a LIST can drop them from its items by slicing (list_item).
+            rest = {k: obj.pop(k) for k in list(obj) if k not in ("apiVersion", "kind")}
+            obj.update(rest)
         names = rt.selectable_fields
         rec = self.store.commit(
             rt.bucket, type, key, obj, fields=(lambda o: object_fields(o, names)) if names else None

@@ -127,6 +127,8 @@ class FieldError:
             return f"{self.field}: Invalid value: {_quote(self.value)}: {self.detail}"
         if self.reason == "FieldValueTooLong":
             return f"{self.field}: Too long: {self.detail}"
+        if self.reason == "FieldValueTooMany":
+            return f"{self.field}: Too many: {_quote(self.value)}: {self.detail}"
         if self.reason == "FieldValueDuplicate":
             return f"{self.field}: Duplicate value: {_quote(self.value)}"
         return f"{self.field}: Invalid value: {_quote(self.value)}: {self.detail}"
@@ -141,7 +143,31 @@ class FieldError:
         }
 
 
+class GoValue:
+    """A value kube-apiserver shows as Go prints it (``map[string]interface {}{"a":1}``), e.g. a whole default."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return _go(self.value)
+
+
+def _go(value: Any) -> str:
+    if isinstance(value, dict):
+        return "map[string]interface {}{" + ", ".join(f'"{k}":{_go(value[k])}' for k in sorted(value)) + "}"
+    if isinstance(value, list):
+        return "[]interface {}{" + ", ".join(_go(v) for v in value) + "}"
+    if value is None:
+        return "interface {}(nil)"
+    return _quote(value)
+
+
 def _quote(value: Any) -> str:
+    if isinstance(value, GoValue):
+        return str(value)
     if isinstance(value, str):
         return '"' + value.replace('"', '\\"') + '"'
     if isinstance(value, bool):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import re
 import secrets
@@ -10,6 +11,7 @@ from typing import Any
 
 from couchestor.sim.apiserver.errors import FieldError
 from couchestor.sim.apiserver.resources import ResourceType
+from couchestor.sim.apiserver.schema import validate_defaults
 
 JSON = dict[str, Any]
 
@@ -135,6 +137,16 @@ def prepare_create(rt: ResourceType, obj: JSON) -> None:
 
 def apply_builtin_defaults(rt: ResourceType, obj: JSON) -> None:
     """The API defaults of the built-in kinds (applied on every write, as decoding does)."""
+    if rt.group == "" and rt.plural == "secrets":
+        # stringData is write-only: merged into data (base64), as the Secret strategy does.
+        string_data = obj.pop("stringData", None) or {}
+        if string_data:
+            data = obj.setdefault("data", {})
+            for key, value in string_data.items():
+                data[key] = base64.b64encode(str(value).encode()).decode()
+        if not obj.get("type"):
+            obj["type"] = "Opaque"
+        return
     spec = obj.get("spec")
     if rt.group or not isinstance(spec, dict):
         return
@@ -254,14 +266,21 @@ def validate_crd(crd: JSON) -> list[FieldError]:
                 "array",
             )
         )
-    for i, v in enumerate(versions):
-        schema = (v.get("schema") or {}).get("openAPIV3Schema")
+    schemas = [(v.get("schema") or {}).get("openAPIV3Schema") for v in versions]
+    for i, schema in enumerate(schemas):
         if schema is None:
             errors.append(
                 FieldError(
                     f"spec.versions[{i}].schema.openAPIV3Schema", "FieldValueRequired", "schemas are required"
                 )
             )
+    # Every default must pass its own schema and rules. kube-apiserver names the path of its internal
+    # version, which keeps one shared schema under spec.validation when all versions have the same one.
+    if schemas and all(s == schemas[0] for s in schemas):
+        errors += validate_defaults(schemas[0], "spec.validation.openAPIV3Schema")
+    else:
+        for i, schema in enumerate(schemas):
+            errors += validate_defaults(schema, f"spec.versions[{i}].schema.openAPIV3Schema")
     return errors
 
 

@@ -106,6 +106,7 @@ def builtin_types() -> list[ResourceType]:
             short_names=("ns",),
             status_subresource=True,
             return_deleted_object=True,
+            selectable_fields=("status.phase",),
         ),
         _core("persistentvolumes", "PersistentVolume", False, short_names=("pv",), status_subresource=True),
         _core(
@@ -155,6 +156,23 @@ def builtin_types() -> list[ResourceType]:
             short_names=("ev",),
             allow_create_on_update=True,
             storage_version="v1",
+            selectable_fields=(
+                *(
+                    f"regarding.{f}"
+                    for f in (
+                        "kind",
+                        "namespace",
+                        "name",
+                        "uid",
+                        "apiVersion",
+                        "resourceVersion",
+                        "fieldPath",
+                    )
+                ),
+                "reason",
+                "reportingController",
+                "type",
+            ),
         ),
         ResourceType(
             "coordination.k8s.io",
@@ -167,6 +185,7 @@ def builtin_types() -> list[ResourceType]:
         ),
         # What installing the operator applies (manifests/operator): stored as given, no controllers.
         _core("serviceaccounts", "ServiceAccount", True, short_names=("sa",)),
+        _core("secrets", "Secret", True, selectable_fields=("type",)),
         _core("services", "Service", True, short_names=("svc",), status_subresource=True),
         ResourceType(
             "apps",

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from couchestor.sim.apiserver.cel import CelError, evaluate
-from couchestor.sim.apiserver.errors import FieldError
+from couchestor.sim.apiserver.errors import FieldError, GoValue
 
 JSON = dict[str, Any]
 
@@ -112,18 +112,94 @@ def _type_name(value: Any) -> str:
     return "null"
 
 
+#: What kube-apiserver adds when schema errors kept it from evaluating the CEL rules.
+RULES_NOT_CHECKED = FieldError(
+    "<nil>",
+    "FieldValueInvalid",
+    "some validation rules were not checked because the object was invalid; "
+    "correct the existing errors to complete validation",
+    "null",
+)
+
+
 def validate(obj: Any, schema: JSON | None, old: Any = None, path: str = "") -> list[FieldError]:
-    """Every violation of ``schema`` by ``obj`` (``old``: the previous version, for transition rules)."""
+    """Every violation of ``schema`` by ``obj`` (``old``: the previous version, for transition rules).
+
+    Like kube-apiserver, schema errors come first and the ``x-kubernetes-validations`` rules run after them,
+    unless a schema error is of a kind that blocks them (wrong type, missing, too long, too many; not an
+    enum violation, in 1.28): then one extra error says they were not checked.
+    """
     if schema is None:
         return []
     errors: list[FieldError] = []
-    _validate(obj, schema, old, path, errors, root=True)
+    rule_errors: list[FieldError] = []
+    _validate(obj, schema, old, path, errors, rule_errors, root=True)
+    if any(e.reason in _BLOCKING for e in errors):
+        return [*errors, RULES_NOT_CHECKED] if _has_rules(schema) else errors
+    return errors + rule_errors
+
+
+_BLOCKING = frozenset(
+    ("FieldValueRequired", "FieldValueTooLong", "FieldValueTooMany", "FieldValueTypeInvalid")
+)
+
+
+def _has_rules(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        return "x-kubernetes-validations" in schema or any(_has_rules(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_has_rules(v) for v in schema)
+    return False
+
+
+def validate_defaults(schema: JSON | None, path: str) -> list[FieldError]:
+    """Every ``default`` in ``schema`` its own node refuses, as kube-apiserver checks a CRD when it is written.
+
+    A default must hold no field its schema does not declare; it is then validated as written (its nested
+    defaults are not applied first) against the schema and, if that passes, against the node's CEL rules;
+    errors name ``<path>.properties[x].default``.
+    """
+    if not isinstance(schema, dict):
+        return []
+    errors: list[FieldError] = []
+    if "default" in schema:
+        base = f"{path}.default"
+        pruned = copy.deepcopy(schema["default"])
+        if prune(pruned, schema, root=False):
+            errors.append(
+                FieldError(
+                    base, "FieldValueInvalid", "must not have unknown fields", GoValue(schema["default"])
+                )
+            )
+        else:
+            found: list[FieldError] = []
+            rule_errors: list[FieldError] = []
+            _validate(pruned, schema, None, "", found, rule_errors)
+            found = found or rule_errors
+            errors += [FieldError(_under(base, e.field), e.reason, e.detail, e.value) for e in found]
+    for name, sub in (schema.get("properties") or {}).items():
+        errors += validate_defaults(sub, f"{path}.properties[{name}]")
+    for key in ("items", "additionalProperties"):
+        errors += validate_defaults(schema.get(key), f"{path}.{key}")
     return errors
 
 
+def _under(base: str, field: str) -> str:
+    if not field:
+        return base
+    return base + field if field.startswith((".", "[")) else f"{base}.{field}"
+
+
 def _validate(
-    value: Any, schema: JSON, old: Any, path: str, errors: list[FieldError], root: bool = False
+    value: Any,
+    schema: JSON,
+    old: Any,
+    path: str,
+    errors: list[FieldError],
+    rule_errors: list[FieldError],
+    root: bool = False,
 ) -> None:
+    """Schema violations go to ``errors``, those of ``x-kubernetes-validations`` rules to ``rule_errors``."""
     if value is None:
         if not schema.get("nullable"):
             errors.append(
@@ -172,7 +248,7 @@ def _validate(
         items = schema.get("items")
         if isinstance(items, dict):
             for i, v in enumerate(value):
-                _validate(v, items, None, f"{path}[{i}]", errors)
+                _validate(v, items, None, f"{path}[{i}]", errors, rule_errors)
     if isinstance(value, dict):
         for req in schema.get("required") or ():
             if req not in value:
@@ -181,12 +257,12 @@ def _validate(
         old_map = old if isinstance(old, dict) else {}
         for key, sub in props.items():
             if key in value and not (root and key == "metadata"):
-                _validate(value[key], sub, old_map.get(key), _join(path, key), errors)
+                _validate(value[key], sub, old_map.get(key), _join(path, key), errors, rule_errors)
         additional = schema.get("additionalProperties")
         if isinstance(additional, dict):
             for key, v in value.items():
                 if key not in props:
-                    _validate(v, additional, old_map.get(key), _join(path, key), errors)
+                    _validate(v, additional, old_map.get(key), _join(path, key), errors, rule_errors)
         if "maxProperties" in schema and len(value) > schema["maxProperties"]:
             errors.append(
                 FieldError(
@@ -196,7 +272,7 @@ def _validate(
                     len(value),
                 )
             )
-    _rules(value, schema, old, path, errors)
+    _rules(value, schema, old, path, rule_errors)
 
 
 def _bounds(value: float, schema: JSON, path: str, errors: list[FieldError]) -> None:
@@ -215,7 +291,7 @@ def _bounds(value: float, schema: JSON, path: str, errors: list[FieldError]) -> 
 def _string(value: str, schema: JSON, path: str, errors: list[FieldError]) -> None:
     if "maxLength" in schema and len(value) > schema["maxLength"]:
         errors.append(
-            FieldError(path, "FieldValueTooLong", f"may not be more than {schema['maxLength']} bytes", value)
+            FieldError(path, "FieldValueTooLong", f"may not be longer than {schema['maxLength']}", value)
         )
     if "minLength" in schema and len(value) < schema["minLength"]:
         errors.append(
@@ -241,15 +317,18 @@ def _rules(value: Any, schema: JSON, old: Any, path: str, errors: list[FieldErro
             continue  # transition rules apply only to updates
         env = {"self": value, "oldSelf": old}
         field_path = path + rule.get("fieldPath", "") if rule.get("fieldPath") else path
-        shown = "object" if isinstance(value, dict) else ("array" if isinstance(value, list) else value)
+        # kube-apiserver shows the schema's type, not the value, and names the rule by its message.
+        shown = schema.get("type") or _type_name(value)
+        message = rule.get("message") or f"failed rule: {text}"
         try:
             ok = evaluate(text, env)
         except CelError as exc:
             errors.append(
-                FieldError(field_path, "FieldValueInvalid", f"{exc} evaluating rule: {text}", shown)
+                FieldError(
+                    path, "FieldValueInvalid", f"{exc} evaluating rule: {rule.get('message') or text}", shown
+                )
             )
             continue
         if not ok:
-            message = rule.get("message") or f"failed rule: {text}"
             reason = rule.get("reason", "FieldValueInvalid")
             errors.append(FieldError(field_path, reason, message, shown))

@@ -3,8 +3,12 @@
 A stream is one chunked HTTP response of newline-separated ``{"type": ..., "object": ...}`` events. The
 handler registers its :class:`~.store.Watcher` and computes the initial events (synthetic ADDED, or the
 retained history after the requested version) in one synchronous step, so no change can fall between them.
-It ends when ``timeoutSeconds`` passes, when the client disconnects, when the chaos knob drops watches, or
-when the watcher falls too far behind (its buffer overflows); the client then sees the end of the response.
+BOOKMARKs follow kube-apiserver's watch cache: none until the resource (any object of it) was written after
+the watch began, then one every ``bookmark_interval`` and one about 2 s before ``timeoutSeconds`` ends. An
+object that stops matching the watch's selectors arrives as DELETED with its last matching state, at the
+version of the write that moved it. A stream ends when ``timeoutSeconds`` passes, when the client disconnects,
+when the chaos knob drops watches, or when the watcher falls too far behind (its buffer overflows); the client
+then sees the end of the response.
 """
 
 from __future__ import annotations
@@ -91,6 +95,8 @@ class WatchStream:
         self.rt = rt
         self.p = params
         self.bookmark_interval = bookmark_interval
+        self._start_rv = 0  # the version the watch began at
+        self._last_rv = 0  # the newest change of this resource the watch has passed, selected or not
 
     def _matches(self, key: Key, rec: Record | None) -> bool:
         if rec is None:
@@ -108,7 +114,11 @@ class WatchStream:
         if new_ok:
             return ("MODIFIED" if old_ok and change.type == "MODIFIED" else "ADDED", change.new)
         if old_ok:
-            return ("DELETED", change.new)
+            # Leaving the selection: its last matching state, at the version of the write that moved it.
+            assert change.old is not None
+            obj = change.old.obj()
+            obj["metadata"]["resourceVersion"] = str(change.rv)
+            return ("DELETED", Record(change.rv, _encode(obj), change.old.uid, None, None, None))
         return None
 
     def _event(self, type: str, rec: Record) -> bytes:
@@ -147,6 +157,7 @@ class WatchStream:
         if gone_at is None:
             # Registration and the initial events happen in one synchronous step: nothing is missed.
             watcher = store.add_watcher(self.rt.bucket)
+            self._start_rv = self._last_rv = store.rv if rv_text in ("", "0") else int(rv_text)
             if rv_text in ("", "0") or self.p.send_initial:
                 ns = self.p.namespace if self.rt.namespaced else None
                 for key, rec in store.snapshot(self.rt.bucket, store.rv, None, ns):
@@ -205,6 +216,7 @@ class WatchStream:
     def _replay(self, changes: Iterable[Change]) -> list[bytes]:
         out = []
         for change in changes:
+            self._last_rv = max(self._last_rv, change.rv)
             ev = self._translate(change)
             if ev is not None:
                 out.append(self._event(*ev))
@@ -219,7 +231,6 @@ class WatchStream:
         return nxt
 
     async def _live(self, send: Any, watcher: Any, deadline: float) -> None:
-        store = self.cluster.store
         next_bookmark = self._next_bookmark(deadline)
         while True:
             change = None
@@ -229,10 +240,17 @@ class WatchStream:
                 except (trio.EndOfChannel, trio.ClosedResourceError):
                     return  # closed by the store: too slow, or the resource went away
             if change is None:
-                # Nothing is pending, so every change up to store.rv has been delivered.
-                await send(
-                    {"type": "http.response.body", "body": self._bookmark(store.rv), "more_body": True}
-                )
+                # Nothing is pending, so every change of this resource up to _last_rv has been delivered.
+                # Like kube-apiserver's watch cache, a bookmark needs a write to the resource (any object
+                # of it, selected or not) since the watch began: an idle watch gets none.
+                if self._last_rv > self._start_rv:
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": self._bookmark(self._last_rv),
+                            "more_body": True,
+                        }
+                    )
                 next_bookmark = self._next_bookmark(deadline)
                 if next_bookmark >= deadline - 2.0:
                     next_bookmark = max(next_bookmark, trio.current_time() + self.bookmark_interval)

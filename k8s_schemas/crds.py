@@ -162,10 +162,9 @@ _AGE = _col("Age", ".metadata.creationTimestamp", "date")
 
 STORAGE_POLICY_RULES = [
     {
-        # The has() guards are for the API server's check of the spec's own default ({}), which it validates
-        # without the nested defaults; a stored object always carries both watermarks (defaulted first).
-        "rule": "!has(self.lowWatermarkIOPS) || !has(self.highWatermarkIOPS)"
-        " || self.lowWatermarkIOPS < self.highWatermarkIOPS",
+        # Both watermarks are always present: they have defaults, and the spec's own default lists every
+        # field (see defaulted()), which the API server checks against this rule when the CRD is written.
+        "rule": "self.lowWatermarkIOPS < self.highWatermarkIOPS",
         "message": "lowWatermarkIOPS must be lower than highWatermarkIOPS",
         "fieldPath": ".lowWatermarkIOPS",
     },

@@ -5,6 +5,8 @@ handler registers its :class:`~.store.Watcher` and computes the initial events (
 retained history after the requested version) in one synchronous step, so no change can fall between them.
 It ends when ``timeoutSeconds`` passes, when the client disconnects, when the chaos knob drops watches, or
 when the watcher falls too far behind (its buffer overflows); the client then sees the end of the response.
+The chaos knobs can also break a stream (the connection closes mid-response) or freeze it (no byte again until
+the client gives up).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import trio
 
 from couchestor.labels import Selector
 from couchestor.sim.apiserver import table as tables
-from couchestor.sim.apiserver.chaos import Chaos
+from couchestor.sim.apiserver.chaos import Chaos, OpenWatch
 from couchestor.sim.apiserver.core import Cluster
 from couchestor.sim.apiserver.errors import ApiError, FieldError, invalid
 from couchestor.sim.apiserver.fieldsel import FieldSelector
@@ -169,9 +171,10 @@ class WatchStream:
             return
         assert watcher is not None
         disconnected = False
+        handle = OpenWatch(trio.CancelScope(deadline=trio.current_time() + self.p.timeout))
         try:
-            with trio.CancelScope(deadline=trio.current_time() + self.p.timeout) as scope:
-                self.chaos.track_watch(scope)
+            with handle.scope as scope:
+                self.chaos.track_watch(handle)
                 try:
                     async with trio.open_nursery() as nursery:
 
@@ -195,12 +198,17 @@ class WatchStream:
                         await self._live(send, watcher, scope.deadline)
                         nursery.cancel_scope.cancel()
                 finally:
-                    self.chaos.untrack_watch(scope)
+                    self.chaos.untrack_watch(handle)
         finally:
             store.remove_watcher(watcher)
-        if not disconnected:
-            with trio.move_on_after(5):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if disconnected or handle.end == "reset":
+            return  # returning mid-response makes the server close the connection without the final chunk
+        if handle.end == "freeze":
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            return
+        with trio.move_on_after(5):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _replay(self, changes: Iterable[Change]) -> list[bytes]:
         out = []

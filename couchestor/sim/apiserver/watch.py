@@ -158,6 +158,24 @@ class WatchStream:
                     initial.append(self._bookmark(store.rv, initial_end=True))
             else:
                 initial.extend(self._replay(store.changes_since(int(rv_text), self.rt.bucket)))
+        # Known to the knobs before the client sees the stream, so that none can miss it.
+        handle = OpenWatch(trio.CancelScope(deadline=trio.current_time() + self.p.timeout))
+        self.chaos.track_watch(handle)
+        try:
+            await self._stream(send, receive, handle, watcher, initial, gone_at)
+        finally:
+            self.chaos.untrack_watch(handle)
+
+    async def _stream(
+        self,
+        send: Any,
+        receive: Any,
+        handle: OpenWatch,
+        watcher: Any,
+        initial: list[bytes],
+        gone_at: int | None,
+    ) -> None:
+        store = self.cluster.store
         await send(
             {
                 "type": "http.response.start",
@@ -171,34 +189,29 @@ class WatchStream:
             return
         assert watcher is not None
         disconnected = False
-        handle = OpenWatch(trio.CancelScope(deadline=trio.current_time() + self.p.timeout))
         try:
             with handle.scope as scope:
-                self.chaos.track_watch(handle)
-                try:
-                    async with trio.open_nursery() as nursery:
+                async with trio.open_nursery() as nursery:
 
-                        async def watch_disconnect() -> None:
-                            nonlocal disconnected
-                            while (await receive())["type"] != "http.disconnect":
-                                pass
-                            disconnected = True
-                            scope.cancel()
+                    async def watch_disconnect() -> None:
+                        nonlocal disconnected
+                        while (await receive())["type"] != "http.disconnect":
+                            pass
+                        disconnected = True
+                        scope.cancel()
 
-                        nursery.start_soon(watch_disconnect)
-                        for i in range(0, len(initial), _BATCH):
-                            await send(
-                                {
-                                    "type": "http.response.body",
-                                    "body": b"".join(initial[i : i + _BATCH]),
-                                    "more_body": True,
-                                }
-                            )
-                        initial.clear()
-                        await self._live(send, watcher, scope.deadline)
-                        nursery.cancel_scope.cancel()
-                finally:
-                    self.chaos.untrack_watch(handle)
+                    nursery.start_soon(watch_disconnect)
+                    for i in range(0, len(initial), _BATCH):
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": b"".join(initial[i : i + _BATCH]),
+                                "more_body": True,
+                            }
+                        )
+                    initial.clear()
+                    await self._live(send, watcher, scope.deadline)
+                    nursery.cancel_scope.cancel()
         finally:
             store.remove_watcher(watcher)
         if disconnected or handle.end == "reset":

@@ -530,6 +530,9 @@ class KubeClient:
         silence = timeout_seconds + WATCH_READ_SLACK if progress_timeout is None else progress_timeout
         timeouts = httpx.Timeout(connect, read=silence, write=connect, pool=connect)
         await self.limiter.acquire()
+        if self._http.is_closed:
+            # A watcher outliving its client (shutdown in progress): a failure to connect, not a crash.
+            raise ConnectionFailed(call, "cannot connect: the client is closed", sent=False)
         request = self._http.build_request(
             "GET", path, params=params, timeout=timeouts, extensions=self._extensions
         )

@@ -22,10 +22,11 @@ proxy), and an HTTP/1.1 watch has no pings. Connections carry TCP keep-alive (se
 seconds (40 s, well under a minute) ends the stream, which resumes at once from the last resourceVersion. A
 real API server sends no BOOKMARK at all on a watch of a resource nobody writes (and after writes about one a
 minute), so a plain deadline would cut every quiet, healthy watch as if it were dead. So the watcher keeps two
-modes: a watch whose previous stream carried no event is *idle* and asks the server for a short
+modes: a watch whose previous stream carried no object event is *idle* and asks the server for a short
 ``timeoutSeconds`` (in [``progress_timeout``/2, 3/4 ``progress_timeout``)), so that a healthy idle stream is
 always ended by the server, cleanly, before the deadline, and only a dead one trips it; a watch that carried
-events is *busy* and asks for the long timeout. An idle watch thus costs one cheap re-watch (from the watch
+object events is *busy* and asks for the long timeout. Bookmarks do not make a watch busy: a real server sends
+them a minute apart at best, longer than the deadline. An idle watch thus costs one cheap re-watch (from the watch
 cache, no list) every 20-30 s; in exchange a dead connection is noticed within 40 s whether or not anything
 is written. A busy stream that goes quiet past the deadline is ended the same way and continues in idle
 mode; that is expected (bookmarks come once a minute at best) and not reported. A deadline tripped in idle
@@ -213,7 +214,7 @@ class Watcher(Generic[T]):
     rng: random.Random = field(default_factory=random.Random)
     state: State = field(default_factory=Empty)
     stats: WatcherStats = field(default_factory=WatcherStats)
-    # Whether the last stream carried no event (see Liveness in the module doc); unknown at first: idle.
+    # Whether the last stream carried no object event (see Liveness in the module doc); unknown at first: idle.
     idle: bool = True
 
     async def run(self, on_event: Callable[[WatchEvent[T]], None]) -> NoReturn:
@@ -343,6 +344,7 @@ class Watcher(Generic[T]):
         decoder = objects.decoder(self.type)
         started = trio.current_time()
         received = 0
+        changes = False  # whether an object event (not a bookmark) arrived: busy
         try:
             async with self.client.watch(
                 self.resource,
@@ -360,6 +362,8 @@ class Watcher(Generic[T]):
                 try:
                     async for batch in batches:
                         received += len(batch)
+                        if not changes:
+                            changes = any(raw.type != "BOOKMARK" for raw in batch)
                         stats.events += len(batch)
                         # The object applied last whose resourceVersion is not in ``rv`` yet: reading it once
                         # per batch rather than per event, as nothing can observe ``rv`` in between.
@@ -395,7 +399,7 @@ class Watcher(Generic[T]):
                     stats.stalls += stalled
                     # A busy stream gone quiet is expected to stall (see Liveness); either way, idle next.
                     expected = stalled and not was_idle
-                    self.idle = stalled or (received == 0 and was_idle)
+                    self.idle = stalled or (not changes and was_idle)
                     raise WatcherError(
                         self.resource,
                         "watch stream",
@@ -419,7 +423,7 @@ class Watcher(Generic[T]):
             raise WatcherError(
                 self.resource, "watch stream", KubeError("server closed the watch at once"), relist=False
             )
-        self.idle = received == 0
+        self.idle = not changes
         return InitListed(rv)
 
     def _handle(

@@ -97,13 +97,15 @@ async def test_frozen_stream_is_ended_by_the_progress_deadline(apiserver: Any) -
             "app=frozen",
             failures,
             backoff=NO_BACKOFF_EXPECTED,
-            progress_timeout=6.0,  # idle streams ask for 3 s: the emulator's last-seconds bookmark makes it busy
+            progress_timeout=6.0,  # idle streams ask for 3 s
             min_timeout=300,
             max_timeout=301,
         )
         nursery.start_soon(reflector.run)
         await reflector.store.wait_synced()
-        await wait_for(lambda: not reflector.watcher.idle, limit=20)  # a stream carried events: now busy
+        await established(reflector)
+        await client.merge_patch(CONFIG_MAP, "frozen-a", {"data": {"v": "0b"}}, NS, type=dict)
+        await wait_for(lambda: not reflector.watcher.idle, limit=20)  # a stream carried a change: now busy
         await established(reflector)
         apiserver.api.chaos.freeze_watches()
         await client.merge_patch(CONFIG_MAP, "frozen-a", {"data": {"v": "1"}}, NS, type=dict)

@@ -25,12 +25,12 @@ minute), so a plain deadline would cut every quiet, healthy watch as if it were 
 modes: a watch whose previous stream carried no object event is *idle* and asks the server for a short
 ``timeoutSeconds`` (in [``progress_timeout``/2, 3/4 ``progress_timeout``)), so that a healthy idle stream is
 always ended by the server, cleanly, before the deadline, and only a dead one trips it; a watch that carried
-object events is *busy* and asks for the long timeout. Bookmarks do not make a watch busy: a real server sends
-them a minute apart at best, longer than the deadline. An idle watch thus costs one cheap re-watch (from the watch
-cache, no list) every 20-30 s; in exchange a dead connection is noticed within 40 s whether or not anything
-is written. A busy stream that goes quiet past the deadline is ended the same way and continues in idle
-mode; that is expected (bookmarks come once a minute at best) and not reported. A deadline tripped in idle
-mode is reported as a ``watch stream`` failure caused by :class:`~couchestor.kube.errors.WatchStalled`.
+object events is *busy* and asks for the long timeout. Bookmarks do not make a watch busy: a real server
+sends them a minute apart at best, longer than the deadline. An idle watch thus costs one cheap re-watch
+(served from the watch cache, no list) every 20-30 s; in exchange a dead connection is noticed within 40 s
+whether or not anything is written. A busy stream that goes quiet past the deadline is ended the same way
+and continues in idle mode; that is expected and not reported. A deadline tripped in idle mode is reported
+as a ``watch stream`` failure caused by :class:`~couchestor.kube.errors.WatchStalled`.
 
 Failures are reported as :class:`WatcherError` naming the phase. 410 Gone (as an HTTP answer, or an ERROR
 event with code 410) sends the machine to Empty, a full relist; any other failure keeps the position (a page
@@ -247,9 +247,8 @@ class Watcher(Generic[T]):
                     delay = max(delay, min(err.cause.retry_after, self.backoff.cap))
                 await trio.sleep(delay)
             else:
-                if isinstance(
-                    self.state, InitListed
-                ):  # after a complete list, or a watch that ran its course
+                # After a complete list, or a watch that ran its course: start the backoff over.
+                if isinstance(self.state, InitListed):
                     backoff.reset()
 
     def _timeout_seconds(self) -> int:

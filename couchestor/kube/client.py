@@ -13,12 +13,22 @@ Every call:
 
 Objects are decoded with msgspec into the caller's ``type``: a Struct from :mod:`k8s_schemas`, or ``dict``.
 Every call is cancellable; a cancelled call closes its connection and is not retried.
+
+Connections: every TCP connection has keep-alive on (probes after 30 s idle, every 10 s, 3 lost probes end it),
+which keeps NAT and load-balancer flow entries of a quiet watch alive and lets the kernel notice a peer that
+vanished without a FIN in about a minute. Requests go through the proxy kubectl would use
+(:mod:`couchestor.kube.proxy`). A TLS handshake that fails for a reason retrying cannot fix (certificate not
+verified against the configured CA or server name, client certificate refused) raises
+:class:`~couchestor.kube.errors.TLSFailure` at once, naming the server name and the CA.
 """
 
 from __future__ import annotations
 
 import builtins
+import os
 import random
+import socket
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -38,11 +48,14 @@ from couchestor.kube.errors import (
     ConnectionFailed,
     KubeError,
     NotFound,
+    TLSFailure,
     TransportError,
+    WatchStalled,
     api_error,
     status_from_body,
 )
 from couchestor.kube.patch import JsonPatchOp, is_guarded
+from couchestor.kube.proxy import proxy_for
 from couchestor.kube.ratelimit import TokenBucket
 from couchestor.kube.resources import Resource
 from couchestor.kube.retry import Idempotency, RetryPolicy, is_retryable, parse_retry_after
@@ -64,13 +77,36 @@ MAX_WATCH_LINE = 16 * 1024 * 1024
 
 _RAW_EVENT_DECODER = msgspec.json.Decoder(RawWatchEvent)
 
+# TCP keep-alive: first probe after 30 s of silence (client-go's dialer uses 30 s too), then every 10 s; three
+# unanswered probes end the connection.
+KEEPALIVE_IDLE = 30
+KEEPALIVE_INTERVAL = 10
+KEEPALIVE_COUNT = 3
+
+
+def keepalive_socket_options() -> list[tuple[int, int, int]]:
+    """``setsockopt`` arguments turning TCP keep-alive on with the intervals above (where the OS has them)."""
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    tcp = socket.IPPROTO_TCP
+    if hasattr(socket, "TCP_KEEPIDLE"):  # Linux
+        options.append((tcp, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE))
+    elif hasattr(socket, "TCP_KEEPALIVE"):  # macOS
+        options.append((tcp, socket.TCP_KEEPALIVE, KEEPALIVE_IDLE))
+    if hasattr(socket, "TCP_KEEPINTVL"):
+        options.append((tcp, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL))
+    if hasattr(socket, "TCP_KEEPCNT"):
+        options.append((tcp, socket.TCP_KEEPCNT, KEEPALIVE_COUNT))
+    return options
+
 
 class KubeClient:
     """A client for one API server.
 
     ``qps``/``burst`` default to controller-runtime's (20/30); ``qps=0`` disables the limit. ``timeout`` is
     the default per-attempt deadline of a call in seconds, ``connect_timeout`` the TCP+TLS connect limit.
-    ``transport`` replaces the network (tests pass an :class:`httpx.MockTransport`).
+    ``transport`` replaces the network (tests pass an :class:`httpx.MockTransport`); otherwise connections
+    carry TCP keep-alive and go through the proxy resolved from ``config`` and ``environ`` (default: the
+    process environment), which is on ``proxy`` (None: direct).
 
     Use as ``async with KubeClient(config) as client:``; leaving the block closes pooled connections.
     """
@@ -86,6 +122,7 @@ class KubeClient:
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self.timeout = timeout
@@ -96,11 +133,21 @@ class KubeClient:
         self._extensions: dict[str, Any] = {}
         if config.tls_server_name:
             self._extensions["sni_hostname"] = config.tls_server_name
+        server_name = config.tls_server_name or httpx.URL(config.server).host
+        self._tls_context = f"server name {server_name!r}, CA: {config.ca_source}"
+        self.proxy: str | None = None
+        if transport is None:
+            self.proxy = proxy_for(
+                config.server, config.proxy_url, os.environ if environ is None else environ
+            )
+            transport = httpx.AsyncHTTPTransport(
+                verify=config.verify, proxy=self.proxy, socket_options=keepalive_socket_options()
+            )
         self._http = httpx.AsyncClient(
             base_url=config.server,
-            verify=config.verify,
             auth=config.auth,
             transport=transport,
+            trust_env=False,  # proxies are resolved above, the way kubectl does
             headers={"Accept": JSON, "User-Agent": "couchestor"},
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             follow_redirects=False,
@@ -459,15 +506,19 @@ class KubeClient:
         field_selector: str | None = None,
         bookmarks: bool = True,
         connect_timeout: float | None = None,
+        progress_timeout: float | None = None,
     ) -> AsyncIterator[AsyncIterator[builtins.list[RawWatchEvent]]]:
         """Open a WATCH from ``resource_version``; yields an async iterator of batches of raw events.
 
-        The server ends the stream after ``timeout_seconds``; the read timeout is that plus
-        :data:`WATCH_READ_SLACK`, so only a silent server trips it. Events are decoded as bytes arrive, one
-        batch (in stream order) per network chunk that completes at least one event. Errors opening the watch
-        raise :class:`ApiError` (e.g. :class:`~couchestor.kube.errors.Gone`) or :class:`TransportError`;
-        errors while reading raise :class:`TransportError`. Not retried: watch restarts are the watcher's
-        business. Leaving the block (or cancellation) closes the connection.
+        The server ends the stream after ``timeout_seconds``. ``progress_timeout`` is the longest silence
+        allowed on the open stream (default ``timeout_seconds`` plus :data:`WATCH_READ_SLACK`, so only a
+        silent server trips it): no byte for that long raises :class:`~couchestor.kube.errors.WatchStalled`.
+        Events are decoded as bytes arrive, one batch (in stream order) per network chunk that completes at
+        least one event. Errors opening the watch raise :class:`ApiError` (e.g.
+        :class:`~couchestor.kube.errors.Gone`), :class:`TransportError` or
+        :class:`~couchestor.kube.errors.TLSFailure`; errors while reading raise :class:`TransportError`. Not
+        retried: watch restarts are the watcher's business. Leaving the block (or cancellation) closes the
+        connection.
         """
         params = _selectors(label_selector, field_selector)
         params.update(watch="true", resourceVersion=resource_version, timeoutSeconds=str(timeout_seconds))
@@ -476,22 +527,24 @@ class KubeClient:
         path = res.path(namespace)
         call = f"WATCH {path}"
         connect = self.connect_timeout if connect_timeout is None else connect_timeout
-        timeouts = httpx.Timeout(
-            connect, read=timeout_seconds + WATCH_READ_SLACK, write=connect, pool=connect
-        )
+        silence = timeout_seconds + WATCH_READ_SLACK if progress_timeout is None else progress_timeout
+        timeouts = httpx.Timeout(connect, read=silence, write=connect, pool=connect)
         await self.limiter.acquire()
+        if self._http.is_closed:
+            # A watcher outliving its client (shutdown in progress): a failure to connect, not a crash.
+            raise ConnectionFailed(call, "cannot connect: the client is closed", sent=False)
         request = self._http.build_request(
             "GET", path, params=params, timeout=timeouts, extensions=self._extensions
         )
         try:
             response = await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise _transport_error(call, exc, timeout=connect) from None
+            raise self._transport_error(call, exc, timeout=connect) from None
         try:
             if response.status_code >= 400:
                 body = await _read_limited(response, call)
                 raise _error_for(call, response, body)
-            async with aclosing(_watch_batches(response, call, timeouts.read or 0.0)) as batches:
+            async with aclosing(_watch_batches(response, call, silence)) as batches:
                 yield batches
         finally:
             await response.aclose()
@@ -574,9 +627,18 @@ class KubeClient:
             try:
                 return await self._http.send(request)
             except httpx.HTTPError as exc:
-                raise _transport_error(call, exc, timeout=limit) from None
+                raise self._transport_error(call, exc, timeout=limit) from None
         assert scope.cancelled_caught
         raise CallTimeout(call, f"no complete response within {limit:g}s")
+
+    def _transport_error(self, call: str, exc: httpx.HTTPError, *, timeout: float) -> KubeError:
+        """The error for ``exc``: :class:`TLSFailure` when the handshake failed for good, else a
+        :class:`TransportError`."""
+        if isinstance(exc, httpx.ConnectError):
+            tls = _tls_failure(exc)
+            if tls is not None:
+                return TLSFailure(call, f"{tls} ({self._tls_context})")
+        return _transport_error(call, exc, timeout=timeout)
 
     def _decode(self, response: httpx.Response, tp: type[T]) -> T:
         result: T = self._decode_with(response, objects.decoder(tp))
@@ -645,10 +707,45 @@ def _transport_error(call: str, exc: httpx.HTTPError, *, timeout: float) -> Tran
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         return ConnectionFailed(call, f"cannot connect: {type(exc).__name__}", sent=False)
     if isinstance(exc, httpx.ConnectError):
-        return ConnectionFailed(call, f"cannot connect: {exc or type(exc).__name__}", sent=False)
+        return ConnectionFailed(call, f"cannot connect: {_describe(exc)}", sent=False)
     if isinstance(exc, httpx.TimeoutException):
         return CallTimeout(call, f"{type(exc).__name__} (limit {timeout:g}s)")
-    return ConnectionFailed(call, f"connection broken: {exc or type(exc).__name__}", sent=True)
+    return ConnectionFailed(call, f"connection broken: {_describe(exc)}", sent=True)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from (httpcore wraps the OS or TLS error in a message-less one)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _describe(exc: BaseException) -> str:
+    """The first non-empty message in ``exc``'s chain (``ConnectError('')`` says nothing by itself)."""
+    for err in _causes(exc):
+        if isinstance(err, ssl.SSLError):
+            return f"TLS: {err.reason or err}"
+        text = getattr(err, "strerror", None) or str(err)
+        if text:
+            return text
+    return type(exc).__name__
+
+
+# Handshake errors that say the connection broke rather than that the certificates are wrong: retried.
+_TRANSIENT_SSL = (ssl.SSLEOFError, ssl.SSLSyscallError, ssl.SSLZeroReturnError, ssl.SSLWantReadError)
+
+
+def _tls_failure(exc: httpx.ConnectError) -> str | None:
+    """What is wrong when ``exc`` is a TLS handshake failure retrying cannot fix, else None."""
+    for err in _causes(exc):
+        if isinstance(err, ssl.SSLCertVerificationError):
+            return f"TLS certificate verify failed: {err.verify_message or err.reason}"
+        if isinstance(err, ssl.SSLError) and not isinstance(err, _TRANSIENT_SSL):
+            return f"TLS handshake failed: {err.reason or err}"
+    return None
 
 
 async def _read_limited(response: httpx.Response, call: str, limit: int = 1024 * 1024) -> bytes:
@@ -711,6 +808,8 @@ async def _watch_batches(
                 partial_len = len(chunk) - start
             if batch:
                 yield batch
+    except httpx.ReadTimeout:
+        raise WatchStalled(call, f"no data for {read_timeout:g}s: connection presumed dead") from None
     except httpx.HTTPError as exc:
         raise _transport_error(call, exc, timeout=read_timeout) from None
     if b"".join(partial).strip():

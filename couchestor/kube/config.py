@@ -26,6 +26,7 @@ import yaml
 
 from couchestor.kube.auth import BearerAuth, ExecConfig, ExecCredentialSource, FileToken, StaticToken
 from couchestor.kube.errors import ConfigError
+from couchestor.kube.proxy import normalize_proxy_url
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -36,7 +37,9 @@ class ClusterConfig:
 
     ``verify`` is an SSL context carrying the CA bundle and any client certificate, or False when the
     kubeconfig says ``insecure-skip-tls-verify`` and no client certificate is used. ``source`` says where the
-    configuration came from, for log lines and error messages.
+    configuration came from, for log lines and error messages. ``proxy_url`` is the cluster's ``proxy-url``
+    (see :mod:`couchestor.kube.proxy` for how the environment's proxies apply when it is unset). ``ca_source``
+    says which certificate authority verifies the server, for TLS error messages.
     """
 
     server: str
@@ -45,6 +48,8 @@ class ClusterConfig:
     namespace: str = "default"
     tls_server_name: str | None = None
     source: str = ""
+    proxy_url: str | None = None
+    ca_source: str = "the system trust store"
 
 
 def load_config(
@@ -98,6 +103,7 @@ def load_incluster(
         auth=BearerAuth(FileToken(token_path)),
         namespace=namespace,
         source="in-cluster service account",
+        ca_source=f"in-cluster CA bundle {ca_path}",
     )
 
 
@@ -272,20 +278,75 @@ def _build(
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
 
-    auth = _auth(user, uw, user_file, server, ca_data, insecure)
+    tls_server_name = _str(cluster, "tls-server-name", cw, cluster_file) or None
+    proxy_url = _str(cluster, "proxy-url", cw, cluster_file) or None
+    if proxy_url is not None:
+        proxy_url = normalize_proxy_url(proxy_url, f"kubeconfig {cluster_file}: {cw}: proxy-url")
+    if ca_file is not None and ca_data is None and url.scheme == "https":
+        try:
+            ca_data = ca_file.read_bytes()  # the exec plugin's cluster info carries the CA as data
+        except OSError:
+            pass  # _ssl_context has already checked the file; a race is not worth failing on here
+    exec_cluster = _ExecCluster(
+        server, tls_server_name, insecure, ca_data, proxy_url, _exec_extension(cluster)
+    )
+    auth = _auth(user, uw, user_file, exec_cluster)
+    ca_source = (
+        f"{cw} certificate-authority {ca_file}"
+        if ca_file is not None
+        else f"{cw} certificate-authority-data"
+        if ca_data is not None
+        else "the system trust store"
+    )
     return ClusterConfig(
         server=server,
         verify=verify,
         auth=auth,
         namespace=namespace,
-        tls_server_name=_str(cluster, "tls-server-name", cw, cluster_file) or None,
+        tls_server_name=tls_server_name,
         source=f"kubeconfig {cluster_file} context {ctx_name!r}",
+        proxy_url=proxy_url,
+        ca_source=ca_source,
     )
 
 
-def _auth(
-    user: Mapping[str, Any], uw: str, path: Path, server: str, ca_data: bytes | None, insecure: bool
-) -> httpx.Auth | None:
+@dataclass(frozen=True, slots=True)
+class _ExecCluster:
+    """What an exec credential plugin is told about the cluster (client-go's ``clientauthentication.Cluster``)."""
+
+    server: str
+    tls_server_name: str | None
+    insecure: bool
+    ca_data: bytes | None
+    proxy_url: str | None
+    config: object  # the cluster's ``client.authentication.k8s.io/exec`` extension, or None
+
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"server": self.server, "insecure-skip-tls-verify": self.insecure}
+        if self.tls_server_name:
+            info["tls-server-name"] = self.tls_server_name
+        if self.ca_data:
+            info["certificate-authority-data"] = base64.b64encode(self.ca_data).decode()
+        if self.proxy_url:
+            info["proxy-url"] = self.proxy_url
+        if self.config is not None:
+            info["config"] = self.config
+        return info
+
+
+_EXEC_EXTENSION = "client.authentication.k8s.io/exec"
+
+
+def _exec_extension(cluster: Mapping[str, Any]) -> object:
+    """The ``extension`` of the cluster's ``client.authentication.k8s.io/exec`` extension, if any (the
+    per-cluster configuration client-go hands to exec plugins as ``spec.cluster.config``)."""
+    for entry in cluster.get("extensions") or []:
+        if isinstance(entry, dict) and entry.get("name") == _EXEC_EXTENSION:
+            return entry.get("extension")
+    return None
+
+
+def _auth(user: Mapping[str, Any], uw: str, path: Path, cluster: _ExecCluster) -> httpx.Auth | None:
     if "auth-provider" in user:
         raise ConfigError(
             f"kubeconfig {path}: {uw}: auth-provider plugins are not supported; use an exec credential plugin"
@@ -300,16 +361,14 @@ def _auth(
             raise ConfigError(f"kubeconfig {path}: {uw}: tokenFile {token_file} not found")
         return BearerAuth(FileToken(token_file))
     if exec_cfg is not None:
-        return BearerAuth(ExecCredentialSource(_exec_config(exec_cfg, uw, path, server, ca_data, insecure)))
+        return BearerAuth(ExecCredentialSource(_exec_config(exec_cfg, uw, path, cluster)))
     username, password = _str(user, "username", uw, path), _str(user, "password", uw, path)
     if username:
         return httpx.BasicAuth(username, password)
     return None
 
 
-def _exec_config(
-    raw: object, uw: str, path: Path, server: str, ca_data: bytes | None, insecure: bool
-) -> ExecConfig:
+def _exec_config(raw: object, uw: str, path: Path, cluster: _ExecCluster) -> ExecConfig:
     where = f"{uw} exec"
     if not isinstance(raw, dict):
         raise ConfigError(f"kubeconfig {path}: {where} must be a mapping")
@@ -338,11 +397,7 @@ def _exec_config(
         for e in env
     ):
         raise ConfigError(f"kubeconfig {path}: {where}: env must be a list of {{name, value}}")
-    cluster_info: dict[str, Any] | None = None
-    if raw.get("provideClusterInfo"):
-        cluster_info = {"server": server, "insecure-skip-tls-verify": insecure}
-        if ca_data:
-            cluster_info["certificate-authority-data"] = base64.b64encode(ca_data).decode()
+    cluster_info = cluster.info() if raw.get("provideClusterInfo") else None
     return ExecConfig(
         command=command,
         args=tuple(args),

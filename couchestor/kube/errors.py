@@ -5,7 +5,8 @@ Two families:
 - :class:`ApiError` and its subclasses: the API server answered with an error status. Each carries the HTTP
   ``code`` and the ``reason``/``message``/``details`` of the ``metav1.Status`` body, and the call that failed.
   The subclass is chosen from the code (and, for 409, the reason), as apimachinery's ``errors.IsXxx`` do.
-- :class:`ConnectionFailed` and :class:`CallTimeout`: no answer at all.
+- :class:`ConnectionFailed` and :class:`CallTimeout` (:class:`WatchStalled` for a silent watch): no answer at
+  all. :class:`TLSFailure`: the server's certificate (or ours) was refused, which no retry can fix.
 
 :class:`ConfigError` (and :class:`CredentialError`) report a bad kubeconfig, in-cluster environment or
 credential plugin. Errors the user can fix (configuration, unreachable server, credentials, RBAC) also derive
@@ -56,6 +57,23 @@ class ConnectionFailed(TransportError, UserError):
 
 class CallTimeout(TransportError, UserError):
     """The call did not complete within its timeout."""
+
+
+class WatchStalled(CallTimeout):
+    """An open watch stream carried no byte for its progress deadline: the connection is presumed dead."""
+
+
+class TLSFailure(KubeError, UserError):
+    """The TLS handshake with the API server failed in a way retrying cannot fix (the certificate does not
+    verify against the configured CA or server name, or the server refused the client certificate).
+
+    Deliberately not a :class:`TransportError`, so the retry rules never try it again; ``call`` names the call.
+    """
+
+    def __init__(self, call: str, detail: str) -> None:
+        super().__init__(f"{call}: {detail}")
+        self.call = call
+        self.detail = detail
 
 
 class ApiError(KubeError):

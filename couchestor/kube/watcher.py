@@ -9,16 +9,36 @@ States, and what moves the machine on:
   process work at once). Each item is emitted as :class:`InitApply`; after the last page :class:`InitDone`
   carries the snapshot's resourceVersion and the machine moves to InitListed. A store swaps its contents on
   InitDone, so its readers never see half a list.
-- :class:`InitListed`: holds the resourceVersion to watch from; opens a WATCH (bookmarks on, server timeout
-  random in [``min_timeout``, ``max_timeout``) like client-go, to spread reconnects) and moves to Watching.
+- :class:`InitListed`: holds the resourceVersion to watch from; opens a WATCH (bookmarks on) and moves to
+  Watching. The server timeout is random, to spread reconnects: in [``min_timeout``, ``max_timeout``) like
+  client-go while the resource is busy, shorter while it is idle (see *Liveness*).
 - :class:`Watching`: ADDED/MODIFIED become :class:`Apply`, DELETED :class:`Delete`; every event, bookmarks
   included, advances the resourceVersion. When the server ends the stream (its timeout) the machine goes
   back to InitListed at the last resourceVersion and watches again at once.
 
+Liveness. A connection can die without a FIN (a NAT or load balancer forgetting an idle flow, a frozen
+proxy), and an HTTP/1.1 watch has no pings. Connections carry TCP keep-alive (see
+:mod:`couchestor.kube.client`), and a watch has a *progress deadline*: no byte for ``progress_timeout``
+seconds (40 s, well under a minute) ends the stream, which resumes at once from the last resourceVersion. A
+real API server sends no BOOKMARK at all on a watch of a resource nobody writes (and after writes about one a
+minute), so a plain deadline would cut every quiet, healthy watch as if it were dead. So the watcher keeps two
+modes: a watch whose previous stream carried no object event is *idle* and asks the server for a short
+``timeoutSeconds`` (in [``progress_timeout``/2, 3/4 ``progress_timeout``)), so that a healthy idle stream is
+always ended by the server, cleanly, before the deadline, and only a dead one trips it; a watch that carried
+object events is *busy* and asks for the long timeout. Bookmarks do not make a watch busy: a real server
+sends them a minute apart at best, longer than the deadline. An idle watch thus costs one cheap re-watch
+(served from the watch cache, no list) every 20-30 s; in exchange a dead connection is noticed within 40 s
+whether or not anything is written. A busy stream that goes quiet past the deadline is ended the same way
+and continues in idle mode; that is expected and not reported. A deadline tripped in idle mode is reported
+as a ``watch stream`` failure caused by :class:`~couchestor.kube.errors.WatchStalled`.
+
 Failures are reported as :class:`WatcherError` naming the phase. 410 Gone (as an HTTP answer, or an ERROR
 event with code 410) sends the machine to Empty, a full relist; any other failure keeps the position (a page
-is re-requested, a watch resumes from the last resourceVersion). Either way the watcher sleeps on a
-client-go backoff (800 ms doubling to 30 s, jittered, reset after 2 min without failure) before going on.
+is re-requested, a watch resumes from the last resourceVersion). The end of an *established* stream by a
+broken connection (reset, abrupt close, progress deadline) is not a failure to connect: it is reported with
+``interrupted`` set and the watch resumes at once, as client-go does. Every other failure sleeps on a
+client-go backoff (800 ms doubling to 30 s, jittered) before going on; the backoff starts over after a
+complete list or an established watch, and after 2 min without failure.
 
 The resourceVersion to resume from is always the list's or the last event's, never an item of the list:
 list order is arbitrary, so an item's version may be far older than the snapshot.
@@ -37,7 +57,16 @@ import trio
 from couchestor.kube import objects
 from couchestor.kube.backoff import WATCH_BACKOFF, Backoff, BackoffPolicy
 from couchestor.kube.client import DEFAULT_PAGE_SIZE, KubeClient, UndecodedPage
-from couchestor.kube.errors import ApiError, Gone, KubeError, TooManyRequests, api_error, is_gone
+from couchestor.kube.errors import (
+    ApiError,
+    Gone,
+    KubeError,
+    TooManyRequests,
+    TransportError,
+    WatchStalled,
+    api_error,
+    is_gone,
+)
 from couchestor.kube.resources import Resource
 from k8s_schemas.meta import ObjectMeta, RawWatchEvent, Status
 
@@ -111,15 +140,28 @@ Phase = Literal["initial list", "watch start", "watch stream", "server error eve
 
 
 class WatcherError(KubeError):
-    """A failure of the watcher in ``phase``; ``relist`` says whether the position was lost (410 Gone)."""
+    """A failure of the watcher in ``phase``; ``relist`` says whether the position was lost (410 Gone);
+    ``interrupted`` that an established stream broke, which is resumed at once, without backoff; ``expected``
+    that it was the progress deadline ending a busy stream gone quiet, which is not reported."""
 
-    def __init__(self, resource: Resource, phase: Phase, cause: Exception, *, relist: bool) -> None:
-        action = "relisting" if relist else "resuming"
+    def __init__(
+        self,
+        resource: Resource,
+        phase: Phase,
+        cause: Exception,
+        *,
+        relist: bool,
+        interrupted: bool = False,
+        expected: bool = False,
+    ) -> None:
+        action = "relisting" if relist else "resuming at once" if interrupted else "resuming"
         super().__init__(f"watch {resource}: {phase} failed ({action}): {cause}")
         self.resource = resource
         self.phase: Phase = phase
         self.cause = cause
         self.relist = relist
+        self.interrupted = interrupted
+        self.expected = expected
 
 
 @dataclass(slots=True)
@@ -131,6 +173,8 @@ class WatcherStats:
     errors: int = 0  # failures, each followed by a backoff
     relists_after_gone: int = 0
     events: int = 0  # watch events received, bookmarks included
+    interruptions: int = 0  # established streams broken (reset, abrupt close, deadline), resumed at once
+    stalls: int = 0  # streams ended by the progress deadline (counted in interruptions too)
 
 
 class _Bookmark(msgspec.Struct):
@@ -164,11 +208,14 @@ class Watcher(Generic[T]):
     bookmarks: bool = True
     min_timeout: int = 300
     max_timeout: int = 600
+    progress_timeout: float | None = 40.0
     backoff: BackoffPolicy = WATCH_BACKOFF
     on_error: Callable[[WatcherError], None] | None = None
     rng: random.Random = field(default_factory=random.Random)
     state: State = field(default_factory=Empty)
     stats: WatcherStats = field(default_factory=WatcherStats)
+    # Whether the last stream carried no object event (see Liveness in the module doc); unknown at first: idle.
+    idle: bool = True
 
     async def run(self, on_event: Callable[[WatchEvent[T]], None]) -> NoReturn:
         """List, watch and re-watch forever, passing every event to ``on_event`` in order.
@@ -182,6 +229,12 @@ class Watcher(Generic[T]):
             try:
                 self.state = await self._step(self.state, on_event)
             except WatcherError as err:
+                if err.interrupted:
+                    self.stats.interruptions += 1
+                    backoff.reset()  # it was established: only failures to (re)connect back off
+                    if self.on_error is not None and not err.expected:
+                        self.on_error(err)
+                    continue
                 self.stats.errors += 1
                 if err.relist:
                     self.stats.relists_after_gone += 1
@@ -193,6 +246,18 @@ class Watcher(Generic[T]):
                 if isinstance(err.cause, TooManyRequests) and err.cause.retry_after is not None:
                     delay = max(delay, min(err.cause.retry_after, self.backoff.cap))
                 await trio.sleep(delay)
+            else:
+                # After a complete list, or a watch that ran its course: start the backoff over.
+                if isinstance(self.state, InitListed):
+                    backoff.reset()
+
+    def _timeout_seconds(self) -> int:
+        """The server-side timeout of the next watch: long when busy, shorter than the deadline when idle."""
+        lo, hi = self.min_timeout, max(self.max_timeout, self.min_timeout + 1)
+        if self.idle and self.progress_timeout:
+            lo = min(lo, max(1, int(self.progress_timeout / 2)))
+            hi = max(lo + 1, min(hi, int(self.progress_timeout * 3 / 4)))
+        return self.rng.randrange(lo, hi)
 
     async def _step(self, state: State, on_event: Callable[[WatchEvent[T]], None]) -> State:
         """Do the work of ``state`` and return the next state; raise :class:`WatcherError` on failure."""
@@ -273,10 +338,12 @@ class Watcher(Generic[T]):
                     return
 
     async def _watch(self, rv: str, on_event: Callable[[WatchEvent[T]], None]) -> State:
-        timeout_seconds = self.rng.randrange(self.min_timeout, max(self.max_timeout, self.min_timeout + 1))
+        timeout_seconds = self._timeout_seconds()
+        was_idle = self.idle
         decoder = objects.decoder(self.type)
         started = trio.current_time()
         received = 0
+        changes = False  # whether an object event (not a bookmark) arrived: busy
         try:
             async with self.client.watch(
                 self.resource,
@@ -286,6 +353,7 @@ class Watcher(Generic[T]):
                 label_selector=self.label_selector,
                 field_selector=self.field_selector,
                 bookmarks=self.bookmarks,
+                progress_timeout=self.progress_timeout,
             ) as batches:
                 stats = self.stats
                 stats.watches += 1
@@ -293,6 +361,8 @@ class Watcher(Generic[T]):
                 try:
                     async for batch in batches:
                         received += len(batch)
+                        if not changes:
+                            changes = any(raw.type != "BOOKMARK" for raw in batch)
                         stats.events += len(batch)
                         # The object applied last whose resourceVersion is not in ``rv`` yet: reading it once
                         # per batch rather than per event, as nothing can observe ``rv`` in between.
@@ -320,6 +390,23 @@ class Watcher(Generic[T]):
                         self.state = Watching(rv)
                 except WatcherError:
                     raise
+                except TransportError as exc:
+                    # The connection broke under an established stream: resume at once, unless the server
+                    # drops every watch straight away (short and empty: a failure, as client-go counts it).
+                    established = received > 0 or trio.current_time() - started >= _SHORT_WATCH
+                    stalled = isinstance(exc, WatchStalled)
+                    stats.stalls += stalled
+                    # A busy stream gone quiet is expected to stall (see Liveness); either way, idle next.
+                    expected = stalled and not was_idle
+                    self.idle = stalled or (not changes and was_idle)
+                    raise WatcherError(
+                        self.resource,
+                        "watch stream",
+                        exc,
+                        relist=False,
+                        interrupted=established,
+                        expected=expected,
+                    ) from exc
                 except KubeError as exc:
                     raise WatcherError(self.resource, "watch stream", exc, relist=False) from exc
         except ApiError as exc:
@@ -335,6 +422,7 @@ class Watcher(Generic[T]):
             raise WatcherError(
                 self.resource, "watch stream", KubeError("server closed the watch at once"), relist=False
             )
+        self.idle = not changes
         return InitListed(rv)
 
     def _handle(

@@ -10,6 +10,12 @@ MayastorVolume reflector (``.run()``, ``.store``).
 
 A failed listing keeps the last good contents (and calls ``on_error``); the store becomes *synced* after
 the first successful listing.
+
+``GET /v0/volumes`` pages by offset, so a listing is not a snapshot: a volume deleted from an earlier page while
+the listing runs shifts the next pages by one, and a volume that still exists slips between two pages. So a
+volume that the store holds and the listing lacks is read with ``GET /v0/volumes/{id}`` before it is reported
+deleted: only a 404 deletes it (a volume created meanwhile may appear twice; the later copy wins). That costs
+one GET per volume actually deleted, once.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from msgspec import UNSET
 from couchestor.kube.store import Store
 from couchestor.kube.watcher import Init, InitApply, InitDone
 from couchestor.mayastor_rest import rules, wire
-from couchestor.mayastor_rest.client import MayastorRestClient, MayastorRestError
+from couchestor.mayastor_rest.client import MayastorRestClient, MayastorRestError, NotFoundError
 from k8s_schemas.mayastor import (
     ExplicitNodeTopology,
     LabelledTopology,
@@ -113,7 +119,7 @@ class RestVolumeReflector:
     async def relist(self) -> bool:
         """One listing folded into the store; False (store unchanged) when it failed."""
         try:
-            volumes = await self.rest.list_volumes()
+            volumes = await self._list()
         except MayastorRestError as exc:
             log.warning("cannot list Mayastor volumes: %s", exc)
             if self.on_error is not None:
@@ -125,6 +131,19 @@ class RestVolumeReflector:
             self.store.apply(InitApply(to_mayastor_volume(volume, self.namespace)))
         self.store.apply(InitDone(str(self.listings)))
         return True
+
+    async def _list(self) -> list[wire.Volume]:
+        """Every volume: the paged listing, plus the known volumes it missed that a GET still finds."""
+        listed = {volume.spec.uuid: volume for volume in await self.rest.list_volumes()}
+        for name in [str(known.metadata.name) for known in self.store.list()]:
+            if name in listed:
+                continue
+            try:
+                listed[name] = await self.rest.get_volume(name)
+            except NotFoundError:
+                continue  # really gone
+            log.info("volume %s was missing from a paged listing but exists; kept", name)
+        return list(listed.values())
 
 
 __all__ = ["RestVolumeReflector", "to_mayastor_volume"]

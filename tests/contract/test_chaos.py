@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import pytest
 
 from tests.contract.conftest import assert_status, cm, unique
@@ -70,6 +71,40 @@ def test_drop_watches_ends_open_streams(knobs, target, ns):
         http.post("/_sim/drop-watches")
         assert next_event() is None
         assert time.monotonic() - started < 10
+
+
+def test_reset_watches_breaks_open_streams_mid_response(knobs, target, ns):
+    http = knobs
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    list_rv = http.get(path).json()["metadata"]["resourceVersion"]
+    with watch(target, path, resourceVersion=list_rv, timeoutSeconds=30) as next_event:
+        http.post(path, json=cm(unique("rst")))
+        assert next_event()["type"] == "ADDED"  # the stream is flowing
+        assert http.post("/_sim/reset-watches").status_code == 200
+        # Not an end of stream: the connection closes inside the chunked body.
+        with pytest.raises(httpx.RemoteProtocolError):
+            next_event()
+
+
+def test_freeze_watches_keeps_streams_open_and_silent(knobs, target, ns):
+    http = knobs
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    list_rv = http.get(path).json()["metadata"]["resourceVersion"]
+    params = {
+        "watch": "true",
+        "resourceVersion": list_rv,
+        "timeoutSeconds": "2",
+        "allowWatchBookmarks": "true",
+    }
+    with (
+        target.client(httpx.Timeout(10.0, read=4.0)) as client,
+        client.stream("GET", path, params=params) as r,
+    ):
+        assert http.post("/_sim/freeze-watches").status_code == 200
+        http.post(path, json=cm(unique("frz")))
+        # Neither the event, nor a bookmark, nor the end at timeoutSeconds: nothing until the reader gives up.
+        with pytest.raises(httpx.ReadTimeout):
+            r.read()
 
 
 def test_fault_429_with_retry_after_then_recovers(knobs, ns):

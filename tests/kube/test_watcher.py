@@ -92,16 +92,21 @@ async def test_list_then_watch_decodes_events_split_across_chunks(autojump_clock
     # Cut the stream at awkward places: inside an event, and several events in one chunk.
     chunks = [stream[:7], stream[7:40], stream[40:41], stream[41:]]
     script = Script([list_answer(10, obj("a", 5))], [watch_answer(*chunks)])
-    seen, errors, _ = await run_watcher(script, lambda s: any(isinstance(e, Delete) for e in s))
+    seen, errors, _ = await run_watcher(
+        script, lambda s: any(isinstance(e, Delete) for e in s) and len(script.watch_requests) == 2
+    )
     assert [type(e) for e in seen] == [Init, InitApply, InitDone, Apply, Apply, Delete]
     assert names(seen, Apply) == ["b", "a"]
     assert seen[2] == InitDone("10")
-    watch = script.watch_requests[0].url.params
-    assert watch["resourceVersion"] == "10"
-    assert watch["allowWatchBookmarks"] == "true"
-    assert 300 <= int(watch["timeoutSeconds"]) < 600
-    read_timeout = script.watch_requests[0].extensions["timeout"]["read"]
-    assert read_timeout > int(watch["timeoutSeconds"])
+    first, second = (r.url.params for r in script.watch_requests)
+    assert first["resourceVersion"] == "10"
+    assert first["allowWatchBookmarks"] == "true"
+    assert second["resourceVersion"] == "13"
+    # Idle (nothing seen yet): the server ends the stream before the 40 s progress deadline; busy: long.
+    assert 20 <= int(first["timeoutSeconds"]) < 30
+    assert 300 <= int(second["timeoutSeconds"]) < 600
+    for request in script.watch_requests:
+        assert request.extensions["timeout"]["read"] == 40.0
     assert errors == []
 
 
@@ -385,3 +390,43 @@ async def test_cancelling_the_watcher_closes_the_watch_response(autojump_clock: 
     assert stream.closed
     assert watcher.stats.watches == 1
     assert [type(e) for e in seen] == [Init, InitDone, Apply]
+
+
+async def test_broken_established_streams_resume_at_once_and_reset_the_backoff(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    times: list[float] = []
+
+    def broken_after_an_event(rv: int) -> Answer:
+        def answer(req: httpx.Request) -> httpx.Response:
+            times.append(trio.current_time())
+            body = events_body(("MODIFIED", obj("a", rv)))
+            return httpx.Response(200, stream=Chunks([body], httpx.ReadError("connection reset")))
+
+        return answer
+
+    def refused(req: httpx.Request) -> httpx.Response:
+        times.append(trio.current_time())
+        raise httpx.ConnectError("connection refused")
+
+    watches = [broken_after_an_event(11 + n) for n in range(4)]
+    watches += [refused, refused, broken_after_an_event(20), refused, refused]
+    script = Script([list_answer(10, obj("a", 5))], watches)
+    _, errors, watcher = await run_watcher(script, lambda s: len(times) == 9)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # Four resets in a row: each resumes at once, from the last event.
+    assert gaps[:4] == [0, 0, 0, 0]
+    assert [r.url.params["resourceVersion"] for r in script.watch_requests[:5]] == [
+        "10",
+        "11",
+        "12",
+        "13",
+        "14",
+    ]
+    # Failures to reconnect back off: 0.8 s, then 1.6 s (each jittered up to twice that).
+    assert 0.8 <= gaps[4] <= 1.6
+    assert 1.6 <= gaps[5] <= 3.2
+    assert gaps[6] == 0  # a stream broken under way again: at once
+    assert 0.8 <= gaps[7] <= 1.6  # and it started the backoff over (not 3.2 s)
+    assert [e.interrupted for e in errors[:8]] == [True] * 4 + [False, False, True, False]
+    assert watcher.stats.interruptions == 5

@@ -253,3 +253,42 @@ async def test_a_server_that_requires_a_token_gets_the_rotated_one(sim, tmp_path
             await rest.list_pools()
     assert (err.value.status, err.value.kind) == (401, "Unauthenticated")
     assert not err.value.retryable
+
+
+class DeleteAfterFirstPage(httpx.AsyncBaseTransport):
+    """Deletes ``volume`` from the control plane as soon as the first page of a volume listing is served."""
+
+    def __init__(self, sim, volume):
+        self.inner = httpx.AsyncHTTPTransport()
+        self.sim = sim
+        self.volume = volume
+
+    async def handle_async_request(self, request):
+        response = await self.inner.handle_async_request(request)
+        if request.url.path == "/v0/volumes" and request.url.params.get("starting_token") == "0":
+            self.sim.plane.delete_volume(self.volume)
+        return response
+
+    async def aclose(self):
+        await self.inner.aclose()
+
+
+async def test_volume_mirror_never_reports_a_live_volume_deleted_by_a_shifted_page(sim):
+    ids = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(5)]
+    for vid in ids:
+        sim.plane.create_volume(vid, size=GI, replicas=1, topology=None, now=sim.now())
+    async with MayastorRestClient(sim.url, page_size=2) as rest:
+        mirror = RestVolumeReflector(rest, "mayastor")
+        assert await mirror.relist()
+    changes = mirror.store.subscribe(initial=False)
+    # ids[0] goes once the first page (which still lists it) is served: the second page starts at offset 2,
+    # now ids[3], so ids[2] is on no page although it still exists.
+    async with MayastorRestClient(sim.url, page_size=2, transport=DeleteAfterFirstPage(sim, ids[0])) as rest:
+        mirror.rest = rest
+        assert await mirror.relist()
+    assert sorted(v.metadata.name for v in mirror.store.list()) == ids
+    assert len(changes) == 0  # nothing reported deleted
+    async with MayastorRestClient(sim.url, page_size=2) as rest:
+        mirror.rest = rest
+        assert await mirror.relist()
+    assert [(c.key.name, c.kind) for c in await changes.receive_batch()] == [(ids[0], "deleted")]

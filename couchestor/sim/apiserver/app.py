@@ -157,6 +157,10 @@ class ApiServer:
         action = req.path[len("/_sim/") :].strip("/")
         if req.method == "POST" and action == "drop-watches":
             self.chaos.drop_watches()
+        elif req.method == "POST" and action == "reset-watches":
+            self.chaos.reset_watches()
+        elif req.method == "POST" and action == "freeze-watches":
+            self.chaos.freeze_watches()
         elif req.method == "POST" and action == "compact":
             self.chaos.compact()
         elif req.method == "POST" and action == "gone-next-watch":

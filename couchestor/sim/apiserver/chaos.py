@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import trio
 
@@ -32,19 +33,48 @@ class Fault:
         return self.path_regex is None or re.search(self.path_regex, path) is not None
 
 
+WatchEnd = Literal["close", "reset", "freeze"]
+
+
+@dataclass(eq=False, slots=True)
+class OpenWatch:
+    """An open watch stream as the knobs see it: cancelling ``scope`` ends the stream in the way ``end`` says."""
+
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    end: WatchEnd = "close"
+
+    def stop(self, end: WatchEnd) -> None:
+        self.end = end
+        self.scope.cancel()
+
+
 class Chaos:
     """The Python handle of the fault knobs; :class:`~couchestor.sim.apiserver.ApiServer` consults it."""
 
     def __init__(self, on_compact: Callable[[], None]) -> None:
         self.faults: list[Fault] = []
         self.gone_next = False
-        self._watch_scopes: set[trio.CancelScope] = set()
+        self._watches: set[OpenWatch] = set()
         self._on_compact = on_compact
 
     def drop_watches(self) -> None:
         """Close every open watch stream now; clients see the end of the response."""
-        for scope in list(self._watch_scopes):
-            scope.cancel()
+        self._stop_watches("close")
+
+    def reset_watches(self) -> None:
+        """Break every open watch stream now: the connection closes in the middle of the response (no final
+        chunk), as when a peer or middlebox resets it; clients see a broken connection, not an end."""
+        self._stop_watches("reset")
+
+    def freeze_watches(self) -> None:
+        """Freeze every open watch stream now: the connection stays open and carries no byte again (no events,
+        no bookmarks, no end at ``timeoutSeconds``), as when a NAT or load balancer silently drops the flow.
+        It closes only when the client gives up."""
+        self._stop_watches("freeze")
+
+    def _stop_watches(self, end: WatchEnd) -> None:
+        for watch in list(self._watches):
+            watch.stop(end)
 
     def compact(self) -> None:
         """Forget all history up to the current resourceVersion (old watch RVs and continue tokens: 410)."""
@@ -92,8 +122,8 @@ class Chaos:
             return True
         return False
 
-    def track_watch(self, scope: trio.CancelScope) -> None:
-        self._watch_scopes.add(scope)
+    def track_watch(self, watch: OpenWatch) -> None:
+        self._watches.add(watch)
 
-    def untrack_watch(self, scope: trio.CancelScope) -> None:
-        self._watch_scopes.discard(scope)
+    def untrack_watch(self, watch: OpenWatch) -> None:
+        self._watches.discard(watch)

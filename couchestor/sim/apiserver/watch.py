@@ -9,6 +9,8 @@ object that stops matching the watch's selectors arrives as DELETED with its las
 version of the write that moved it. A stream ends when ``timeoutSeconds`` passes, when the client disconnects,
 when the chaos knob drops watches, or when the watcher falls too far behind (its buffer overflows); the client
 then sees the end of the response.
+The chaos knobs can also break a stream (the connection closes mid-response) or freeze it (no byte again until
+the client gives up).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import trio
 
 from couchestor.labels import Selector
 from couchestor.sim.apiserver import table as tables
-from couchestor.sim.apiserver.chaos import Chaos
+from couchestor.sim.apiserver.chaos import Chaos, OpenWatch
 from couchestor.sim.apiserver.core import Cluster
 from couchestor.sim.apiserver.errors import ApiError, FieldError, invalid
 from couchestor.sim.apiserver.fieldsel import FieldSelector
@@ -167,6 +169,24 @@ class WatchStream:
                     initial.append(self._bookmark(store.rv, initial_end=True))
             else:
                 initial.extend(self._replay(store.changes_since(int(rv_text), self.rt.bucket)))
+        # Known to the knobs before the client sees the stream, so that none can miss it.
+        handle = OpenWatch(trio.CancelScope(deadline=trio.current_time() + self.p.timeout))
+        self.chaos.track_watch(handle)
+        try:
+            await self._stream(send, receive, handle, watcher, initial, gone_at)
+        finally:
+            self.chaos.untrack_watch(handle)
+
+    async def _stream(
+        self,
+        send: Any,
+        receive: Any,
+        handle: OpenWatch,
+        watcher: Any,
+        initial: list[bytes],
+        gone_at: int | None,
+    ) -> None:
+        store = self.cluster.store
         await send(
             {
                 "type": "http.response.start",
@@ -181,37 +201,38 @@ class WatchStream:
         assert watcher is not None
         disconnected = False
         try:
-            with trio.CancelScope(deadline=trio.current_time() + self.p.timeout) as scope:
-                self.chaos.track_watch(scope)
-                try:
-                    async with trio.open_nursery() as nursery:
+            with handle.scope as scope:
+                async with trio.open_nursery() as nursery:
 
-                        async def watch_disconnect() -> None:
-                            nonlocal disconnected
-                            while (await receive())["type"] != "http.disconnect":
-                                pass
-                            disconnected = True
-                            scope.cancel()
+                    async def watch_disconnect() -> None:
+                        nonlocal disconnected
+                        while (await receive())["type"] != "http.disconnect":
+                            pass
+                        disconnected = True
+                        scope.cancel()
 
-                        nursery.start_soon(watch_disconnect)
-                        for i in range(0, len(initial), _BATCH):
-                            await send(
-                                {
-                                    "type": "http.response.body",
-                                    "body": b"".join(initial[i : i + _BATCH]),
-                                    "more_body": True,
-                                }
-                            )
-                        initial.clear()
-                        await self._live(send, watcher, scope.deadline)
-                        nursery.cancel_scope.cancel()
-                finally:
-                    self.chaos.untrack_watch(scope)
+                    nursery.start_soon(watch_disconnect)
+                    for i in range(0, len(initial), _BATCH):
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": b"".join(initial[i : i + _BATCH]),
+                                "more_body": True,
+                            }
+                        )
+                    initial.clear()
+                    await self._live(send, watcher, scope.deadline)
+                    nursery.cancel_scope.cancel()
         finally:
             store.remove_watcher(watcher)
-        if not disconnected:
-            with trio.move_on_after(5):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if disconnected or handle.end == "reset":
+            return  # returning mid-response makes the server close the connection without the final chunk
+        if handle.end == "freeze":
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            return
+        with trio.move_on_after(5):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _replay(self, changes: Iterable[Change]) -> list[bytes]:
         out = []

@@ -221,6 +221,13 @@ class ControlPlane:
         self._touch(volume)
         return volume
 
+    def delete_volume(self, volume_id: str) -> None:
+        """Destroy a volume and free its replicas (what ``DELETE /v0/volumes/{id}`` does); idempotent."""
+        volume = self.cluster.volumes.pop(volume_id, None)
+        if volume is not None:
+            self._drop(volume)
+            self._extra.pop(volume_id, None)
+
     def volume(self, volume_id: str) -> Volume:
         volume = self.cluster.volumes.get(volume_id)
         if volume is None:

@@ -195,8 +195,16 @@ class PolicyProblem:
         return "; ".join(str(problem) for problem in self.problems)
 
 
-def compile_policy(policy: StoragePolicy) -> PolicyRules | PolicyProblem:
+def compile_policy(
+    policy: StoragePolicy, *, operations_enforced: bool = False
+) -> PolicyRules | PolicyProblem:
     """Validate ``policy`` and return its rules, or a :class:`PolicyProblem` with every problem found.
+
+    ``operations_enforced`` says whether the caller enforces approvals, maintenance windows, blackouts and the
+    pause annotation. This release's reconciler and runner do not yet, so by default a policy asking for any
+    of them (``approval: Manual``, ``maintenanceWindows``, ``blackouts``, ``paused: "true"``) is a problem:
+    it is reported in phase Error and starts nothing (running moves finish), rather than move volumes outside
+    what it asks. The rebuild limits and history limit only ever hold moves back, so they are accepted.
 
     Checked: the spec's types and ranges (by the schema), low < high, low < warm < high (``warmWatermarkIOPS:
     0`` means no warm tier, as in the seeds), a warm pool selector only with a warm watermark, each duration,
@@ -214,7 +222,10 @@ def compile_policy(policy: StoragePolicy) -> PolicyRules | PolicyProblem:
         return PolicyProblem(
             name, generation, (FieldProblem(exc.field, exc.problem),), _salvage_scope(policy.spec)
         )
-    return _Compiler(name, generation, spec, policy.metadata.annotation(PAUSED)).run()
+    compiler = _Compiler(name, generation, spec, policy.metadata.annotation(PAUSED))
+    if not operations_enforced:
+        compiler.refuse_unenforced()
+    return compiler.run()
 
 
 class _Compiler:
@@ -349,6 +360,20 @@ class _Compiler:
             except WindowError as exc:
                 self.fail(f"blackouts[{i}]", str(exc))
         return Schedule(tuple(windows), tuple(blackouts))
+
+    def refuse_unenforced(self) -> None:
+        """Report each operational field this release reads and validates but does not act on."""
+        why = (
+            "is not enforced by this release of the operator; the policy starts no move rather than ignore it"
+        )
+        if self.spec.approval == "Manual":
+            self.fail("approval", f"Manual {why}")
+        if self.spec.maintenance_windows:
+            self.fail("maintenanceWindows", why)
+        if self.spec.blackouts:
+            self.fail("blackouts", why)
+        if (self.paused_annotation or "").strip().lower() == "true":
+            self.problems.append(FieldProblem(f"metadata.annotations[{PAUSED}]", why))
 
     def paused(self) -> bool:
         value = self.paused_annotation

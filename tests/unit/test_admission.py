@@ -121,7 +121,8 @@ def test_gate_of_a_compiled_policy():
         StoragePolicy(
             metadata=ObjectMeta(name="gold"),
             spec={"approval": "Manual", "maxRebuildsPerNode": 3, "maxConcurrentMigrations": 4},
-        )
+        ),
+        operations_enforced=True,
     )
     assert isinstance(rules, PolicyRules)
     assert gate_of(rules) == PolicyGate("gold", 4, 3, 1, rules.schedule, False, True)

@@ -11,11 +11,33 @@ from k8s_schemas.meta import ObjectMeta
 from k8s_schemas.storage_policy import StoragePolicy
 
 
-def compiled(spec=None, annotations=None):
+def compiled(spec=None, annotations=None, enforced=True):
     meta = (
         ObjectMeta(name="p", generation=1, annotations=annotations) if annotations else ObjectMeta(name="p")
     )
-    return compile_policy(StoragePolicy(metadata=meta, spec=spec or {}))
+    return compile_policy(StoragePolicy(metadata=meta, spec=spec or {}), operations_enforced=enforced)
+
+
+def test_until_enforced_a_policy_asking_for_approvals_windows_or_a_pause_starts_nothing():
+    asks = {
+        "approval": "Manual",
+        "maintenanceWindows": [{"schedule": "@daily", "duration": "1h"}],
+        "blackouts": [{"start": "2026-12-24", "end": "2026-12-26"}],
+        "maxRebuildsPerNode": 1,
+    }
+    problem = compiled(asks, annotations={PAUSED: "true"}, enforced=False)
+    assert isinstance(problem, PolicyProblem)
+    assert [p.field for p in problem.problems] == [
+        "spec.approval",
+        "spec.maintenanceWindows",
+        "spec.blackouts",
+        f"metadata.annotations[{PAUSED}]",
+    ]
+    assert "is not enforced by this release" in problem.message
+    # Limits only hold moves back: accepted as they are.
+    limits_only = compiled({"maxRebuildsPerNode": 1, "approval": "Automatic"}, enforced=False)
+    assert isinstance(limits_only, PolicyRules)
+    assert isinstance(compiled(annotations={PAUSED: "false"}, enforced=False), PolicyRules)
 
 
 def test_defaults_are_automatic_unlimited_in_time_and_documented_limits():

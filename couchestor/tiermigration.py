@@ -11,8 +11,8 @@ user's say (``spec.approved``, ``spec.cancel``, deletion) and the operator's ver
 How the reconciler and the runner are expected to call this (wiring, see docs/design.md):
 
 - reconciler, each pass: for every planned move without an unfinished TierMigration (:func:`open_migration`)
-  create one named :func:`object_name` with :data:`~k8s_schemas.annotations.POLICY_LABEL` and
-  :data:`FINALIZER`; for every unfinished one without an intent, :func:`approval_verdict` — ``Cancel`` is
+  create one named :func:`object_name` with :data:`~k8s_schemas.annotations.POLICY_LABEL`,
+  :data:`~k8s_schemas.annotations.POLICY_GENERATION` and :data:`FINALIZER`; for every unfinished one without an intent, :func:`approval_verdict` — ``Cancel`` is
   written with :func:`finished_status` (phase Cancelled) and the finalizer removed, ``Ready`` moves go to
   :func:`couchestor.admission.admit`, and every waiting one gets :func:`waiting_status`;
 - runner, each step of a migration: :func:`running_status` from the intent and the state it just read;
@@ -109,8 +109,9 @@ Verdict = Ready | AwaitApproval | Cancel
 class Facts:
     """What the approval rules need of one unstarted move.
 
-    ``planned_generation`` is the policy's ``metadata.generation`` when the move was planned (kept on the
-    object as ``status.observedGeneration``), ``policy_generation`` the current one (None: the policy is gone
+    ``planned_generation`` is the policy's ``metadata.generation`` when the move was planned (the
+    :data:`~k8s_schemas.annotations.POLICY_GENERATION` annotation the operator sets when it creates the object;
+    None for a user's request), ``policy_generation`` the current one (None: the policy is gone
     or invalid). ``still_wanted`` is False, with ``why_not``, when this pass's decision for the volume is no
     longer this move (the heat changed, the volume left the policy, another tier is wanted ...).
     """

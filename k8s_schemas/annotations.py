@@ -16,3 +16,6 @@ MAYASTOR_CSI_DRIVER = "io.openebs.csi-mayastor"
 PAUSED = f"{GROUP}/paused"
 #: TierMigration label: the StoragePolicy the move belongs to (for listing and history garbage collection).
 POLICY_LABEL = f"{GROUP}/policy"
+#: TierMigration annotation, set by the operator when it creates one: the policy's ``metadata.generation``
+#: the move was planned under (a later spec change cancels the move while it has not started).
+POLICY_GENERATION = f"{GROUP}/policy-generation"

@@ -25,6 +25,12 @@ busy node or one unanswered approval does not stop a whole policy. A shared limi
 reached stays reached for the rest of the call (loads only grow), so it holds every later move too: a later
 move never takes a slot before an earlier one of its policy.
 
+Volume groups: the members of a group (same ``group``) are one unit, queued at the place of their first
+member: all approved, one free global and policy slot (a group takes one, as in the decisions), and room on
+every node and pool for all members at once — then all start, else all wait with the same hold. A group
+whose members alone exceed a node's or pool's limit waits (``node-limit``/``pool-limit``) until the limit is
+raised: the limit is never exceeded.
+
 Fairness across policies: admission goes in rounds; each round offers one start to every policy that has
 moves left, the policies with fewest rebuilds running (then the oldest head of queue, then the name) first.
 So a policy with a long queue cannot take every global slot while another one waits.
@@ -41,7 +47,8 @@ target pool), and one :class:`PolicyGate` per compiled policy (:func:`gate_of`);
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -57,7 +64,8 @@ class Waiting:
 
     ``nodes`` and ``pools`` are every node and pool the move's rebuild touches: the pools holding the
     volume's replicas (the rebuild may read from any of them) and the target pool, with their nodes.
-    ``approved`` is True once the move's TierMigration says ``approved: true``.
+    ``approved`` is True once the move's TierMigration says ``approved: true``. Moves sharing a non-empty
+    ``group`` (a volume group of one policy) are admitted together or not at all.
     """
 
     key: str
@@ -66,6 +74,7 @@ class Waiting:
     nodes: frozenset[str]
     pools: frozenset[str]
     approved: bool = False
+    group: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +179,7 @@ def admit(
         hold = _policy_hold(gate, now, paused)
         if hold is not None:
             for move in queue:
-                approval = _approval_hold(move, gate)
+                approval = _approval_hold([move], gate)
                 held[move.key] = approval if approval is not None and hold.reason != PAUSED else hold
             del queues[name]
 
@@ -182,16 +191,20 @@ def admit(
         ):
             gate, queue = by_policy[name], queues[name]
             while queue:
-                move = queue.pop(0)
-                hold = _approval_hold(move, gate)
+                unit = [queue.pop(0)]
+                if unit[0].group:  # a volume group is one unit: all members start together or none
+                    unit += [m for m in queue if m.group == unit[0].group]
+                    queue[:] = [m for m in queue if m.group != unit[0].group]
+                hold = _approval_hold(unit, gate)
                 if hold is None:
-                    hold = _limit_hold(move, gate, total, global_limit, policy_load, node_load, pool_load)
+                    hold = _limit_hold(unit, gate, total, global_limit, policy_load, node_load, pool_load)
                 if hold is None:
-                    started.append(move.key)
-                    total += 1
-                    _count(move.nodes, move.pools, name, node_load, pool_load, policy_load)
+                    for m in unit:
+                        started.append(m.key)
+                        _count(m.nodes, m.pools, name, node_load, pool_load, policy_load)
+                    total += len(unit)
                     break
-                held[move.key] = hold
+                held.update(dict.fromkeys((m.key for m in unit), hold))
             if not queue:
                 del queues[name]
     return Admission(tuple(started), MappingProxyType(held))
@@ -229,14 +242,22 @@ def _policy_hold(gate: PolicyGate, now: datetime, paused: bool) -> Hold | None:
     return None
 
 
-def _approval_hold(move: Waiting, gate: PolicyGate) -> Hold | None:
-    if gate.manual_approval and not move.approved:
+def _approval_hold(unit: Sequence[Waiting], gate: PolicyGate) -> Hold | None:
+    if not gate.manual_approval:
+        return None
+    waiting_for = [m.key for m in unit if not m.approved]
+    if not waiting_for:
+        return None
+    if len(unit) == 1:
         return Hold(AWAITING_APPROVAL, "the policy's approval is Manual: set spec.approved: true to start it")
-    return None
+    return Hold(
+        AWAITING_APPROVAL,
+        f"volume group {unit[0].group} moves all or none: waiting for the approval of {', '.join(waiting_for)}",
+    )
 
 
 def _limit_hold(
-    move: Waiting,
+    unit: Sequence[Waiting],
     gate: PolicyGate,
     total: int,
     global_limit: int,
@@ -244,27 +265,35 @@ def _limit_hold(
     node_load: Mapping[str, int],
     pool_load: Mapping[str, int],
 ) -> Hold | None:
+    """Why ``unit`` (one move, or a volume group's members) cannot start under the limits, or None.
+
+    A unit needs one free global and one free policy slot (a volume group takes one, as in the decisions);
+    on nodes and pools every member counts: after the unit starts, none may carry more than the limit."""
+    what = "" if len(unit) == 1 else f"volume group {unit[0].group}: "
     if total >= global_limit:
         return Hold(
-            GLOBAL_LIMIT, f"{global_limit} migration(s) running cluster-wide (--max-concurrent-migrations)"
+            GLOBAL_LIMIT,
+            f"{what}{global_limit} migration(s) running cluster-wide (--max-concurrent-migrations)",
         )
-    if policy_load.get(move.policy, 0) >= gate.max_concurrent:
+    if policy_load.get(gate.name, 0) >= gate.max_concurrent:
         return Hold(
             POLICY_LIMIT,
-            f"{gate.max_concurrent} migration(s) of policy {gate.name} running (maxConcurrentMigrations)",
+            f"{what}{gate.max_concurrent} migration(s) of policy {gate.name} running (maxConcurrentMigrations)",
         )
-    busy_nodes = sorted(n for n in move.nodes if node_load.get(n, 0) >= gate.max_rebuilds_per_node)
+    nodes = Counter(n for m in unit for n in m.nodes)
+    busy_nodes = sorted(n for n, k in nodes.items() if node_load.get(n, 0) + k > gate.max_rebuilds_per_node)
     if busy_nodes:
         return Hold(
             NODE_LIMIT,
-            f"node {', '.join(busy_nodes)} already has {gate.max_rebuilds_per_node} rebuild(s)"
+            f"{what}node {', '.join(busy_nodes)} would carry more than {gate.max_rebuilds_per_node} rebuild(s)"
             " (maxRebuildsPerNode)",
         )
-    busy_pools = sorted(p for p in move.pools if pool_load.get(p, 0) >= gate.max_rebuilds_per_pool)
+    pools = Counter(p for m in unit for p in m.pools)
+    busy_pools = sorted(p for p, k in pools.items() if pool_load.get(p, 0) + k > gate.max_rebuilds_per_pool)
     if busy_pools:
         return Hold(
             POOL_LIMIT,
-            f"pool {', '.join(busy_pools)} already has {gate.max_rebuilds_per_pool} rebuild(s)"
+            f"{what}pool {', '.join(busy_pools)} would carry more than {gate.max_rebuilds_per_pool} rebuild(s)"
             " (maxRebuildsPerPool)",
         )
     return None

@@ -60,7 +60,7 @@ def test_a_busy_pool_holds_only_the_moves_that_touch_it():
     )
     assert result.start == ("m2",)
     assert result.held["m1"].reason == POOL_LIMIT
-    assert "pool p0 already has 1 rebuild(s)" in result.held["m1"].detail
+    assert "pool p0 would carry more than 1 rebuild(s)" in result.held["m1"].detail
 
 
 def test_node_limit_counts_source_and_target():
@@ -80,6 +80,32 @@ def test_policies_share_the_global_limit_fairly():
     result = admit(waiting, [], [gate("a"), gate("b")], global_limit=2, now=NOW)
     assert sorted(result.start) == ["a0", "b0"]
     assert {result.held[k].reason for k in ("a1", "a2", "a3")} == {GLOBAL_LIMIT}
+
+
+def test_a_volume_group_starts_whole_or_waits_whole():
+    members = [
+        Waiting("g-a", "a", 1, frozenset({"n0"}), frozenset({"p0"}), group="db"),
+        Waiting("g-b", "a", 2, frozenset({"n0"}), frozenset({"p4"}), group="db"),
+    ]
+    lone = move("lone", order=3, pools=("p1",))
+    squeezed = admit([*members, lone], [], [gate(per_node=1)], global_limit=10, now=NOW)
+    assert squeezed.start == ("lone",)
+    assert squeezed.held["g-a"] == squeezed.held["g-b"]
+    assert squeezed.held["g-a"].detail.startswith("volume group db: node n0 would carry more than 1")
+    roomy = admit([*members, lone], [], [gate(per_node=2, concurrent=1)], global_limit=10, now=NOW)
+    assert roomy.start == ("g-a", "g-b")  # one policy slot for the group
+    assert roomy.held["lone"].reason == POLICY_LIMIT
+    unanswered = admit(
+        [members[0], Waiting("g-b", "a", 2, frozenset({"n1"}), frozenset({"p1"}), True, "db")],
+        [],
+        [gate(manual_approval=True)],
+        global_limit=10,
+        now=NOW,
+    )
+    assert unanswered.start == ()
+    assert (
+        unanswered.held["g-b"].detail == "volume group db moves all or none: waiting for the approval of g-a"
+    )
 
 
 def test_a_shared_limit_keeps_the_queue_in_order():
@@ -169,11 +195,25 @@ def scenarios(draw, common_limits: bool = False):
             pools[p] = pools.get(p, 0) + 1
         running.append(Running(f"r{i}", policy, frozenset(touched_nodes), touched))
     waiting = [
-        Waiting(f"m{i}", policy, order, frozenset(NODE_OF[p] for p in touched), touched, approved)
-        for i, (policy, order, touched, approved) in enumerate(
+        Waiting(
+            f"m{i}",
+            policy,
+            order,
+            frozenset(NODE_OF[p] for p in touched),
+            touched,
+            approved,
+            f"{policy}-{group}" if group else "",
+        )
+        for i, (policy, order, touched, approved, group) in enumerate(
             draw(
                 st.lists(
-                    st.tuples(st.sampled_from(POLICIES), st.integers(0, 20), pool_sets, st.booleans()),
+                    st.tuples(
+                        st.sampled_from(POLICIES),
+                        st.integers(0, 20),
+                        pool_sets,
+                        st.booleans(),
+                        st.sampled_from(["", "", "", "g1", "g2"]),
+                    ),
                     max_size=12,
                 )
             )
@@ -212,6 +252,10 @@ def test_starts_respect_windows_pauses_approvals_and_limits_and_every_hold_is_tr
     result = admit(waiting, running, gates, global_limit=global_limit, now=NOW, paused=paused)
     by_key = {w.key: w for w in waiting}
     by_name = {g.name: g for g in gates}
+    # A volume group starts whole or not at all.
+    for group in {w.group for w in waiting if w.group}:
+        members = {w.key for w in waiting if w.group == group}
+        assert members <= set(result.start) or not members & set(result.start)
     # Every waiting move is started or held, never both.
     assert set(result.start) | set(result.held) == set(by_key)
     assert not set(result.start) & set(result.held)
@@ -223,18 +267,37 @@ def test_starts_respect_windows_pauses_approvals_and_limits_and_every_hold_is_tr
         assert not g.paused
         assert g.schedule.allows(NOW)
         assert m.approved or not g.manual_approval
-    assert len(running) + len(started) <= max(global_limit, len(running))
-    for g in gates:
-        count = sum(r.policy == g.name for r in running)
-        assert count + sum(m.policy == g.name for m in started) <= max(g.max_concurrent, count)
+    # Each unit (a move, or a volume group's members) started while a global and a policy slot were free.
+    total, per_policy, seen = (
+        len(running),
+        {g.name: sum(r.policy == g.name for r in running) for g in gates},
+        set(),
+    )
+    for m in started:
+        unit = [w for w in started if m.group and w.group == m.group] or [m]
+        if m.key in seen:
+            continue
+        assert total < global_limit
+        assert per_policy[m.policy] < by_name[m.policy].max_concurrent
+        total += len(unit)
+        per_policy[m.policy] += len(unit)
+        seen |= {u.key for u in unit}
     # Holds are true of the final state.
     after = running + [Running(m.key, m.policy, m.nodes, m.pools) for m in started]
     for key, hold in result.held.items():
         m, g = by_key[key], by_name[by_key[key].policy]
+        unit = [w for w in waiting if m.group and w.group == m.group] or [m]
         if hold.reason == NODE_LIMIT:
-            assert any(sum(n in r.nodes for r in after) >= g.max_rebuilds_per_node for n in m.nodes)
+            assert any(
+                sum(n in r.nodes for r in after) + sum(n in u.nodes for u in unit) > g.max_rebuilds_per_node
+                for n in m.nodes
+            )
         elif hold.reason == POOL_LIMIT:
-            assert any(sum(p in r.pools for r in after) >= g.max_rebuilds_per_pool for p in m.pools)
+            assert any(
+                sum(p in r.pools for r in after) + sum(p in u.pools for u in unit) > g.max_rebuilds_per_pool
+                for u in unit
+                for p in u.pools
+            )
         elif hold.reason == GLOBAL_LIMIT:
             assert len(after) >= global_limit
         elif hold.reason == POLICY_LIMIT:
@@ -243,7 +306,7 @@ def test_starts_respect_windows_pauses_approvals_and_limits_and_every_hold_is_tr
             assert not g.schedule.allows(NOW)
         elif hold.reason == AWAITING_APPROVAL:
             assert g.manual_approval
-            assert not m.approved
+            assert not all(u.approved for u in unit)
         else:
             assert hold.reason == PAUSED
             assert paused or g.paused
@@ -255,20 +318,20 @@ def test_fifo_within_a_policy(scenario):
     waiting, running, gates, global_limit, paused, _, _ = scenario
     result = admit(waiting, running, gates, global_limit=global_limit, now=NOW, paused=paused)
     started = set(result.start)
+
+    def place(w):  # a volume group is queued at the place of its first member
+        return min((u.order, u.key) for u in waiting if u.key == w.key or (w.group and u.group == w.group))
+
     for later in (w for w in waiting if w.key in started):
         for earlier in waiting:
-            if earlier.policy == later.policy and (earlier.order, earlier.key) < (later.order, later.key):
+            if earlier.policy == later.policy and place(earlier) < place(later):
                 # An earlier move left waiting is held only for a reason of its own.
                 assert earlier.key in started or result.held[earlier.key].reason in PER_MOVE
-        # And moves of one policy start in queue order.
+    # And the moves of one policy start in queue order.
+    by_key = {w.key: w for w in waiting}
     for policy in POLICIES:
-        mine = [
-            k
-            for k in result.start
-            if k.startswith("m") and any(w.key == k and w.policy == policy for w in waiting)
-        ]
-        orders = [next((w.order, w.key) for w in waiting if w.key == k) for k in mine]
-        assert orders == sorted(orders)
+        places = [place(by_key[k]) for k in result.start if by_key[k].policy == policy]
+        assert places == sorted(places)
 
 
 @settings(max_examples=200, deadline=None)

@@ -29,10 +29,9 @@ window it cannot read.
 from __future__ import annotations
 
 import calendar
-import heapq
 import re
 import zoneinfo
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
@@ -369,8 +368,3 @@ class Schedule:
 
 #: The schedule of a policy without windows or blackouts: every instant allows a move.
 ALWAYS = Schedule()
-
-
-def merged_starts(windows: Sequence[Window], after: datetime, until: datetime) -> Iterator[datetime]:
-    """Every opening of ``windows`` in ``(after, until]``, in order (for previews and tests)."""
-    return heapq.merge(*(w.starts(after, until) for w in windows))

@@ -230,7 +230,7 @@ def scenarios(draw, common_limits: bool = False):
     )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(scenarios(common_limits=True))
 def test_never_more_than_n_rebuilds_on_a_node_or_pool(scenario):
     waiting, running, gates, global_limit, paused, node_limit, pool_limit = scenario
@@ -245,7 +245,7 @@ def test_never_more_than_n_rebuilds_on_a_node_or_pool(scenario):
         assert sum(pool in pools for _, pools in active) <= pool_limit
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(scenarios())
 def test_starts_respect_windows_pauses_approvals_and_limits_and_every_hold_is_true(scenario):
     waiting, running, gates, global_limit, paused, _, _ = scenario
@@ -289,12 +289,13 @@ def test_starts_respect_windows_pauses_approvals_and_limits_and_every_hold_is_tr
         unit = [w for w in waiting if m.group and w.group == m.group] or [m]
         if hold.reason == NODE_LIMIT:
             assert any(
-                sum(n in r.nodes for r in after) + sum(n in u.nodes for u in unit) > g.max_rebuilds_per_node
-                for n in m.nodes
+                sum(n in r.nodes for r in after) + sum(n in v.nodes for v in unit) > g.max_rebuilds_per_node
+                for u in unit
+                for n in u.nodes
             )
         elif hold.reason == POOL_LIMIT:
             assert any(
-                sum(p in r.pools for r in after) + sum(p in u.pools for u in unit) > g.max_rebuilds_per_pool
+                sum(p in r.pools for r in after) + sum(p in v.pools for v in unit) > g.max_rebuilds_per_pool
                 for u in unit
                 for p in u.pools
             )
@@ -312,7 +313,7 @@ def test_starts_respect_windows_pauses_approvals_and_limits_and_every_hold_is_tr
             assert paused or g.paused
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(scenarios())
 def test_fifo_within_a_policy(scenario):
     waiting, running, gates, global_limit, paused, _, _ = scenario

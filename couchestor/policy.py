@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -27,8 +28,27 @@ from msgspec import UNSET
 
 from couchestor.durations import parse_duration
 from couchestor.labels import Requirement, Selector, SelectorError, check_key, from_label_selector, matches
+from couchestor.windows import (
+    ALWAYS,
+    Blackout,
+    Schedule,
+    Window,
+    WindowError,
+    compile_blackout,
+    load_zone,
+    parse_cron,
+)
+from k8s_schemas.annotations import PAUSED
 from k8s_schemas.meta import LabelSelector
-from k8s_schemas.storage_policy import SpecError, StoragePolicy, StoragePolicySpec, parse_spec
+from k8s_schemas.storage_policy import (
+    DEFAULT_MAX_REBUILDS_PER_NODE,
+    DEFAULT_MAX_REBUILDS_PER_POOL,
+    DEFAULT_TIER_MIGRATION_HISTORY_LIMIT,
+    SpecError,
+    StoragePolicy,
+    StoragePolicySpec,
+    parse_spec,
+)
 
 
 class Tier(enum.StrEnum):
@@ -89,6 +109,19 @@ class PolicyRules:
     pool_selectors: tuple[tuple[Tier, Selector], ...]
     #: PVC label key grouping volumes that are tiered together (None: every volume on its own).
     group_label: str | None = None
+    #: ``approval: Manual``: every planned move waits for ``spec.approved`` on its TierMigration.
+    manual_approval: bool = False
+    #: How long a move waits for approval before it is cancelled as expired.
+    approval_ttl_seconds: int = 86_400
+    #: When moves may start (maintenance windows and blackouts); the empty schedule allows any time.
+    schedule: Schedule = ALWAYS
+    #: Rebuilds at once on one node / one pool, counting moves from and to it, of every policy.
+    max_rebuilds_per_node: int = DEFAULT_MAX_REBUILDS_PER_NODE
+    max_rebuilds_per_pool: int = DEFAULT_MAX_REBUILDS_PER_POOL
+    #: Finished TierMigrations kept for the policy.
+    tier_migration_history_limit: int = DEFAULT_TIER_MIGRATION_HISTORY_LIMIT
+    #: The ``storage.billyronks.io/paused: "true"`` annotation: no new move starts.
+    paused: bool = False
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
@@ -162,13 +195,24 @@ class PolicyProblem:
         return "; ".join(str(problem) for problem in self.problems)
 
 
-def compile_policy(policy: StoragePolicy) -> PolicyRules | PolicyProblem:
+def compile_policy(
+    policy: StoragePolicy, *, operations_enforced: bool = False
+) -> PolicyRules | PolicyProblem:
     """Validate ``policy`` and return its rules, or a :class:`PolicyProblem` with every problem found.
+
+    ``operations_enforced`` says whether the caller enforces approvals, maintenance windows, blackouts and the
+    pause annotation. This release's reconciler and runner do not yet, so by default a policy asking for any
+    of them (``approval: Manual``, ``maintenanceWindows``, ``blackouts``, ``paused: "true"``) is a problem:
+    it is reported in phase Error and starts nothing (running moves finish), rather than move volumes outside
+    what it asks. The rebuild limits and history limit only ever hold moves back, so they are accepted.
 
     Checked: the spec's types and ranges (by the schema), low < high, low < warm < high (``warmWatermarkIOPS:
     0`` means no warm tier, as in the seeds), a warm pool selector only with a warm watermark, each duration,
-    each selector, alias pairs that disagree (``nvmePoolSelector`` vs ``hotPoolSelector``), and pool
-    selectors that cannot tell tiers apart (empty, or two tiers with the same selector).
+    each selector, alias pairs that disagree (``nvmePoolSelector`` vs ``hotPoolSelector``), pool
+    selectors that cannot tell tiers apart (empty, or two tiers with the same selector), each maintenance
+    window's cron schedule, duration and time zone (an unknown zone is a problem: the policy never acts on
+    a window it cannot read), each blackout's bounds, and the ``storage.billyronks.io/paused`` annotation
+    (``"true"`` or ``"false"``).
     """
     name = "" if policy.metadata.name is UNSET else policy.metadata.name
     generation = None if policy.metadata.generation is UNSET else policy.metadata.generation
@@ -178,14 +222,20 @@ def compile_policy(policy: StoragePolicy) -> PolicyRules | PolicyProblem:
         return PolicyProblem(
             name, generation, (FieldProblem(exc.field, exc.problem),), _salvage_scope(policy.spec)
         )
-    return _Compiler(name, generation, spec).run()
+    compiler = _Compiler(name, generation, spec, policy.metadata.annotation(PAUSED))
+    if not operations_enforced:
+        compiler.refuse_unenforced()
+    return compiler.run()
 
 
 class _Compiler:
     """Collects every problem of one parsed spec while building its rules."""
 
-    def __init__(self, name: str, generation: int | None, spec: StoragePolicySpec) -> None:
+    def __init__(
+        self, name: str, generation: int | None, spec: StoragePolicySpec, paused: str | None = None
+    ) -> None:
         self.name, self.generation, self.spec = name, generation, spec
+        self.paused_annotation = paused
         self.problems: list[FieldProblem] = []
 
     def fail(self, field: str, message: str) -> None:
@@ -254,6 +304,9 @@ class _Compiler:
             for other, other_sel in compiled[i + 1 :]:
                 if set(sel) == set(other_sel):
                     self.fail(_FIELDS[other], f"selects the same pools as the {tier} tier's selector")
+        approval_ttl = self.duration("approvalTTL", spec.approval_ttl)
+        schedule = self.schedule()
+        paused = self.paused()
         scope = None if volume_selector is None else VolumeScope(spec.storage_class_name, volume_selector)
         if self.problems or scope is None:
             return PolicyProblem(self.name, self.generation, tuple(self.problems), scope)
@@ -272,7 +325,66 @@ class _Compiler:
             dry_run=spec.dry_run,
             pool_selectors=tuple(compiled),
             group_label=spec.group_label,
+            manual_approval=spec.approval == "Manual",
+            approval_ttl_seconds=approval_ttl,
+            schedule=schedule,
+            max_rebuilds_per_node=spec.max_rebuilds_per_node,
+            max_rebuilds_per_pool=spec.max_rebuilds_per_pool,
+            tier_migration_history_limit=spec.tier_migration_history_limit,
+            paused=paused,
         )
+
+    def schedule(self) -> Schedule:
+        """The maintenance windows and blackouts; each unreadable part is a problem naming its field (a
+        policy never acts on a window it cannot read)."""
+        windows: list[Window] = []
+        for i, w in enumerate(self.spec.maintenance_windows or ()):
+            where = f"maintenanceWindows[{i}]"
+            try:
+                cron = parse_cron(w.schedule)
+            except WindowError as exc:
+                self.fail(f"{where}.schedule", str(exc))
+                cron = None
+            seconds = self.duration(f"{where}.duration", w.duration)
+            try:
+                zone = load_zone(w.time_zone)
+            except WindowError as exc:
+                self.fail(f"{where}.timeZone", str(exc))
+                zone = None
+            if cron is not None and zone is not None and seconds:
+                windows.append(Window(cron, timedelta(seconds=seconds), zone, w.time_zone))
+        blackouts: list[Blackout] = []
+        for i, b in enumerate(self.spec.blackouts or ()):
+            try:
+                blackouts.append(compile_blackout(b.start, b.end, b.time_zone, b.reason or ""))
+            except WindowError as exc:
+                self.fail(f"blackouts[{i}]", str(exc))
+        return Schedule(tuple(windows), tuple(blackouts))
+
+    def refuse_unenforced(self) -> None:
+        """Report each operational field this release reads and validates but does not act on."""
+        why = (
+            "is not enforced by this release of the operator; the policy starts no move rather than ignore it"
+        )
+        if self.spec.approval == "Manual":
+            self.fail("approval", f"Manual {why}")
+        if self.spec.maintenance_windows:
+            self.fail("maintenanceWindows", why)
+        if self.spec.blackouts:
+            self.fail("blackouts", why)
+        if (self.paused_annotation or "").strip().lower() == "true":
+            self.problems.append(FieldProblem(f"metadata.annotations[{PAUSED}]", why))
+
+    def paused(self) -> bool:
+        value = self.paused_annotation
+        if value is None or value.strip().lower() == "false":
+            return False
+        if value.strip().lower() == "true":
+            return True
+        self.problems.append(
+            FieldProblem(f"metadata.annotations[{PAUSED}]", f'must be "true" or "false", not {value!r}')
+        )
+        return True
 
 
 _FIELDS = {Tier.HOT: "nvmePoolSelector", Tier.WARM: "warmPoolSelector", Tier.COLD: "sataPoolSelector"}

@@ -22,3 +22,4 @@ from k8s_schemas.meta import (
     Status as Status,
 )
 from k8s_schemas.storage_policy import StoragePolicy as StoragePolicy, StoragePolicySpec as StoragePolicySpec
+from k8s_schemas.tier_migration import TierMigration as TierMigration

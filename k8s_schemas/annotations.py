@@ -12,3 +12,10 @@ MIGRATION_INTENT = f"{GROUP}/migration"
 
 #: The Mayastor CSI driver name, on PVs it provisioned.
 MAYASTOR_CSI_DRIVER = "io.openebs.csi-mayastor"
+#: StoragePolicy annotation: ``"true"`` stops new moves of the policy at once (running ones finish).
+PAUSED = f"{GROUP}/paused"
+#: TierMigration label: the StoragePolicy the move belongs to (for listing and history garbage collection).
+POLICY_LABEL = f"{GROUP}/policy"
+#: TierMigration annotation, set by the operator when it creates one: the policy's ``metadata.generation``
+#: the move was planned under (a later spec change cancels the move while it has not started).
+POLICY_GENERATION = f"{GROUP}/policy-generation"

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from k8s_schemas import mayastor, replication, storage_policy
+from k8s_schemas import mayastor, replication, storage_policy, tier_migration
 
 JSON = dict[str, Any]
 
@@ -101,7 +101,11 @@ def _crd(
     spec_rules: list[JSON] | None = None,
     description: str,
     labels: dict[str, str] | None = None,
+    spec_required: bool = False,
 ) -> JSON:
+    """A CRD with a status subresource. The spec defaults to every field at its default (every field has one)
+    unless ``spec_required``: then it is required, as a default would have to pass its rules and required
+    fields."""
     spec_schema = structural_schema(spec)
     spec_schema.pop("description", None)
     spec_schema["description"] = description
@@ -110,6 +114,18 @@ def _crd(
     status_schema = structural_schema(status)
     status_schema.pop("description", None)
     metadata: JSON = {"name": f"{plural}.{group}"}
+    root: JSON = {
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec_schema if spec_required else {**spec_schema, "default": defaulted({}, spec_schema)},
+            "status": status_schema,
+        },
+    }
+    if spec_required:
+        root["required"] = ["spec"]
     if labels:
         metadata["labels"] = labels
     return {
@@ -133,18 +149,7 @@ def _crd(
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": columns,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": {**spec_schema, "default": defaulted({}, spec_schema)},
-                                "status": status_schema,
-                            },
-                        }
-                    },
+                    "schema": {"openAPIV3Schema": root},
                 }
             ],
         },
@@ -202,6 +207,34 @@ def storage_policy_crd() -> JSON:
         ],
         spec_rules=STORAGE_POLICY_RULES,
         description="Which volumes CoucheStor tiers, the IOPS watermarks that move them, and how.",
+    )
+
+
+def tier_migration_crd() -> JSON:
+    return _crd(
+        group=storage_policy.GROUP,
+        kind=tier_migration.KIND,
+        plural=tier_migration.PLURAL,
+        singular="tiermigration",
+        short_names=["tm"],
+        scope="Cluster",
+        version=storage_policy.VERSION,
+        spec=tier_migration.TierMigrationSpec,
+        status=tier_migration.TierMigrationStatus,
+        columns=[
+            _col("Volume", ".spec.volume"),
+            _col("From", ".status.fromTier"),
+            _col("To", ".spec.targetTier"),
+            _col("Phase", ".status.phase"),
+            _col("Progress", ".status.progress", "integer"),
+            _col("Reason", ".status.reason", priority=1),
+            _col("Target-Pool", ".status.targetPool", priority=1),
+            _col("ETA", ".status.eta", priority=1),
+            _AGE,
+        ],
+        spec_rules=tier_migration.TIER_MIGRATION_RULES,
+        description="One tier move of one volume: requested, planned, awaiting approval, running or finished.",
+        spec_required=True,
     )
 
 
@@ -394,6 +427,7 @@ def all_crds() -> dict[str, JSON]:
     """File name (under ``manifests/crds/``) -> CRD object."""
     return {
         "storagepolicies.yaml": storage_policy_crd(),
+        "tiermigrations.yaml": tier_migration_crd(),
         "sim-mayastorvolumes.yaml": mayastor_volume_crd(),
         "sim-diskpools.yaml": diskpool_crd(),
         "replication-volumereplications.yaml": volume_replication_crd(),

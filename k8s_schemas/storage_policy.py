@@ -31,6 +31,74 @@ Duration = Annotated[
 ]
 Iops = Annotated[int, Meta(ge=0, le=100_000_000)]
 
+#: Defaults of the rebuild limits, and why: a rebuild copies a whole volume at the storage's full speed.
+#: On a pool (one disk or RAID set) a second concurrent rebuild only halves the speed of both, keeps two
+#: volumes with an extra replica twice as long and queues the applications' I/O behind both: one per pool.
+#: A node's network link and io-engine cores serve all its pools: two per node (KubeVirt's default for
+#: outbound migrations per node) leave room for the applications; Longhorn's unlimited rebuilds raised
+#: etcd and I/O latency until it capped them per node.
+DEFAULT_MAX_REBUILDS_PER_NODE = 2
+DEFAULT_MAX_REBUILDS_PER_POOL = 1
+#: Finished TierMigrations kept per policy (as a Deployment keeps 10 old ReplicaSets).
+DEFAULT_TIER_MIGRATION_HISTORY_LIMIT = 10
+
+
+class MaintenanceWindow(Base):
+    """A time when moves may start: from each time the cron ``schedule`` fires, for ``duration``."""
+
+    schedule: Annotated[
+        str,
+        Meta(
+            description="When the window opens: a cron expression of 5 fields (minute hour day-of-month month"
+            " day-of-week; lists, ranges, steps and names such as MON or JAN) or @hourly/@daily/@weekly/"
+            "@monthly/@yearly, in timeZone.",
+            min_length=1,
+            max_length=200,
+        ),
+    ]
+    duration: Annotated[
+        str,
+        Meta(
+            pattern=DURATION_PATTERN,
+            description="How long the window stays open (elapsed time), e.g. 4h or 1h30m.",
+        ),
+    ]
+    time_zone: Annotated[
+        str,
+        Meta(
+            description="IANA time zone of the schedule, e.g. Europe/Paris; daylight-saving time is applied.",
+            min_length=1,
+            max_length=64,
+        ),
+    ] = "UTC"
+
+
+class Blackout(Base):
+    """A period when no move starts, even inside a maintenance window."""
+
+    start: Annotated[
+        str,
+        Meta(
+            description="First day (YYYY-MM-DD, from midnight in timeZone) or instant (RFC 3339) of the"
+            " blackout.",
+            min_length=10,
+            max_length=40,
+        ),
+    ]
+    end: Annotated[
+        str,
+        Meta(
+            description="Last day (YYYY-MM-DD, included, until midnight after it in timeZone) or instant"
+            " (RFC 3339, excluded) of the blackout.",
+            min_length=10,
+            max_length=40,
+        ),
+    ]
+    time_zone: Annotated[
+        str, Meta(description="IANA time zone of dates given as days.", min_length=1, max_length=64)
+    ] = "UTC"
+    reason: Annotated[str, Meta(max_length=256)] | None = None
+
 
 class StoragePolicySpec(Base):
     """What to tier and how. Defaults are those of the seeds' operator."""
@@ -60,6 +128,64 @@ class StoragePolicySpec(Base):
     migration_timeout: Duration = "30m"
     enabled: bool = True
     dry_run: bool = False
+    approval: Annotated[
+        Literal["Automatic", "Manual"],
+        Meta(
+            description="Automatic: planned moves start on their own. Manual: each waits, as a TierMigration in"
+            " AwaitingApproval, until spec.approved is set on it."
+        ),
+    ] = "Automatic"
+    approval_ttl: Annotated[
+        str,
+        Meta(
+            pattern=DURATION_PATTERN,
+            description="How long a move waits for approval before it is cancelled (expired).",
+        ),
+    ] = msgspec.field(default="24h", name="approvalTTL")
+    maintenance_windows: (
+        Annotated[
+            list[MaintenanceWindow],
+            Meta(
+                description="Moves start only inside one of these windows (none: at any time). A move that"
+                " started inside a window finishes.",
+                max_length=20,
+            ),
+        ]
+        | None
+    ) = None
+    blackouts: (
+        Annotated[
+            list[Blackout],
+            Meta(description="Periods when no move starts, windows or not.", max_length=50),
+        ]
+        | None
+    ) = None
+    max_rebuilds_per_node: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100,
+            description="At most this many replica rebuilds at once on a node, counting moves from and to it"
+            " (of every policy). Default 2: a node's network and io-engine serve all its pools.",
+        ),
+    ] = DEFAULT_MAX_REBUILDS_PER_NODE
+    max_rebuilds_per_pool: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100,
+            description="At most this many replica rebuilds at once on a pool, counting moves from and to it"
+            " (of every policy). Default 1: a second rebuild on the same disks only halves both.",
+        ),
+    ] = DEFAULT_MAX_REBUILDS_PER_POOL
+    tier_migration_history_limit: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=1000,
+            description="Finished TierMigration objects kept for this policy; older ones are deleted.",
+        ),
+    ] = DEFAULT_TIER_MIGRATION_HISTORY_LIMIT
     group_label: (
         Annotated[
             str,
@@ -102,6 +228,8 @@ class StoragePolicyStatus(Base):
     observed_generation: int | UnsetType = UNSET
     conditions: list[Condition] | UnsetType = UNSET
     migration_history: list[MigrationHistoryEntry] | UnsetType = UNSET
+    #: When the next maintenance window opens, while moves wait outside the policy's windows (RFC 3339).
+    next_window: str | UnsetType = UNSET
 
 
 class StoragePolicy(Base):

@@ -77,3 +77,4 @@ CUSTOM_RESOURCE_DEFINITION = Resource(
 STORAGE_POLICY = Resource("storage.billyronks.io", "v1", "storagepolicies", "StoragePolicy", namespaced=False)
 MAYASTOR_VOLUME = Resource("openebs.io", "v1", "mayastorvolumes", "MayastorVolume", namespaced=True)
 DISK_POOL = Resource("openebs.io", "v1beta2", "diskpools", "DiskPool", namespaced=True)
+TIER_MIGRATION = Resource("storage.billyronks.io", "v1", "tiermigrations", "TierMigration", namespaced=False)

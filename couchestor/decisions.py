@@ -43,7 +43,7 @@ two planned moves count the same free bytes.
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -138,29 +138,31 @@ def build_volume_views(
         if c.metadata.namespace is not UNSET and c.metadata.name is not UNSET
     }
     backends = {v.metadata.name: v for v in mayastor_volumes if v.metadata.name is not UNSET}
-    views = [_volume_view(pv, claims, backends) for pv in pvs if pv.metadata.name is not UNSET]
+    views = [volume_view(pv, claims.get, backends.get) for pv in pvs if pv.metadata.name is not UNSET]
     return tuple(sorted(views, key=lambda v: v.name))
 
 
-def _volume_view(
+def volume_view(
     pv: PersistentVolume,
-    claims: Mapping[tuple[str, str], PersistentVolumeClaim],
-    backends: Mapping[str, MayastorVolume],
+    claim_of: Callable[[tuple[str, str]], PersistentVolumeClaim | None],
+    backend_of: Callable[[str], MayastorVolume | None],
 ) -> VolumeView:
+    """The view of one named PV; ``claim_of`` finds a PVC by (namespace, name), ``backend_of`` a
+    MayastorVolume by name (see :func:`build_volume_views`)."""
     name = pv.metadata.name
     assert name is not UNSET
     handle = pv.volume_handle
     labels: Mapping[str, str] = {}
     ref = pv.spec.claim_ref
     if ref is not UNSET and ref.namespace is not UNSET and ref.name is not UNSET:
-        claim = claims.get((ref.namespace, ref.name))
+        claim = claim_of((ref.namespace, ref.name))
         stale = (
             claim is not None and UNSET not in (ref.uid, claim.metadata.uid) and ref.uid != claim.metadata.uid
         )
         if claim is not None and not stale and claim.metadata.labels is not UNSET:
             labels = dict(claim.metadata.labels)
-    backend = backends.get(handle) if handle is not None else None
-    backend = backend or backends.get(name)
+    backend = backend_of(handle) if handle is not None else None
+    backend = backend or backend_of(name)
     size: int | None = None
     if backend is not None and backend.spec.size is not UNSET:
         size = backend.spec.size

@@ -1,0 +1,461 @@
+"""Incremental decisions: re-judge only the volumes whose inputs changed, keep every other verdict.
+
+:class:`IncrementalPlanner` gives the same :class:`~couchestor.decisions.Plan` as
+:func:`~couchestor.decisions.decide` over the same inputs (decisions compared per policy and volume; their
+order within a policy is not kept), but after its first call it re-judges a (policy, volume) pair only when
+something that verdict depends on changed:
+
+- the volume's view (the caller says which, from :class:`~couchestor.views.ViewIndex`);
+- its heat score or coverage in its policy's snapshot (found by comparing the old snapshot with the new one),
+  or the state of that snapshot as a whole (missing, unhealthy, too old, enough coverage anywhere): then
+  every volume of that window's policies;
+- whether it is in flight or recently migrated, its external group (VolumeGroupReplication);
+- another member of its volume group (a group is judged as a whole);
+- time: verdicts that depend on the clock (``cooldown``) are re-judged on every call;
+- pool capacity or health: ``dry-run`` verdicts (they name the pool a move would use).
+
+A change of the policies, of the pools' names, nodes or labels, or of the options, re-judges everything, as
+does ``changed=None`` (the caller's periodic full pass). Scheduling (slots, pool room) runs over all wanted
+moves on every call, as in :func:`~couchestor.decisions.decide`: the moves compete with each other.
+
+After each call, :attr:`IncrementalPlanner.changes` holds the decisions that differ from the previous call's
+and :attr:`IncrementalPlanner.removed` the (policy, volume) pairs no longer decided, so reporting is
+incremental too. The equality with a full :func:`~couchestor.decisions.decide` after any sequence of changes
+is a property test (``tests/unit/test_incremental.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from types import MappingProxyType
+
+from couchestor.decisions import (
+    DecideOptions,
+    Decision,
+    Plan,
+    PlannedMigration,
+    PolicyPlan,
+    PoolView,
+    VolumeView,
+    _current_tier,
+    _group_score,
+    _group_verdict,
+    _GroupWanted,
+    _judge,
+    _metrics_problem,
+    _Pools,
+    _schedule,
+    _schedule_group,
+    _Wanted,
+)
+from couchestor.heat import ScoreSnapshot
+from couchestor.policy import PolicyProblem, PolicyRules, Tier
+
+Policy = PolicyRules | PolicyProblem
+_Verdict = Decision | _Wanted
+
+
+class _PolicyState:
+    """What is kept of one policy between calls."""
+
+    __slots__ = ("conflicts", "gwanted", "members", "rules", "selected", "static", "tier_of", "wanted")
+
+    def __init__(self, rules: Policy) -> None:
+        self.rules = rules
+        self.selected: set[str] = set()
+        #: Final decisions that scheduling does not touch (every verdict that is not a wanted move).
+        self.static: dict[str, Decision] = {}
+        self.wanted: dict[str, _Wanted] = {}
+        #: Group key -> a wanted group move; group key -> member names (groups of any size).
+        self.gwanted: dict[str, _GroupWanted] = {}
+        self.members: dict[str, set[str]] = {}
+        self.tier_of: dict[str, Tier] = {}
+        self.conflicts: dict[str, tuple[str, ...]] = {}
+
+    def group_key(self, v: VolumeView, external: Mapping[str, str]) -> str | None:
+        rules = self.rules
+        if not isinstance(rules, PolicyRules):
+            return None
+        value = external.get(v.name)
+        if not value and rules.group_label is not None:
+            value = v.pvc_labels.get(rules.group_label)
+        return value or None
+
+
+class IncrementalPlanner:
+    """See the module docstring. One instance per reconciler; not shared between tasks."""
+
+    def __init__(self) -> None:
+        self.changes: list[Decision] = []
+        self.removed: list[tuple[str, str]] = []
+        self._policies: tuple[Policy, ...] | None = None
+        self._options: DecideOptions | None = None
+        self._state: dict[str, _PolicyState] = {}
+        self._pool_shape: tuple[tuple[str, str | None, tuple[tuple[str, str], ...]], ...] = ()
+        self._pool_room: tuple[tuple[str, str, int | None], ...] = ()
+        self._snapshots: dict[int, ScoreSnapshot] = {}
+        self._snapshot_state: dict[int, tuple[object, ...]] = {}
+        self._in_flight: frozenset[str] = frozenset()
+        self._recent: dict[str, datetime] = {}
+        self._groups: dict[str, str] = {}
+        #: (policy, volume) -> the volume's group key under that policy, for selected volumes that have one.
+        self._group_keys: dict[tuple[str, str], str] = {}
+        #: The final decisions, before this call, of the pairs re-judged in it (None: none then).
+        self._previous: dict[tuple[str, str], Decision | None] = {}
+        self._by_handle: dict[str, set[str]] = {}
+        self._handle_of: dict[str, str] = {}
+        self._volatile: set[str] = set()  # volumes with a clock-dependent verdict (cooldown)
+        self._dry: set[str] = set()  # volumes with a dry-run verdict (they name a pool)
+        self._scheduled: dict[tuple[str, str], Decision] = {}
+        self._pools = _Pools(())
+
+    def plan(
+        self,
+        policies: Sequence[Policy],
+        views: Mapping[str, VolumeView],
+        pools: Sequence[PoolView],
+        scores: Mapping[int, ScoreSnapshot],
+        in_flight: Collection[str],
+        recent_migrations: Mapping[str, datetime],
+        now: datetime,
+        options: DecideOptions | None = None,
+        groups: Mapping[str, str] | None = None,
+        *,
+        changed: Collection[str] | None = None,
+    ) -> Plan:
+        """The plan for these inputs. ``views`` maps PV names to their views; ``changed`` names the volumes
+        whose view changed since the last call (None: unknown, re-judge everything)."""
+        opts = options or DecideOptions()
+        groups = dict(groups or {})
+        ordered = tuple(sorted(policies, key=lambda p: (p.name, p.generation or 0)))
+        shape = tuple((p.name, p.node, tuple(sorted(p.labels.items()))) for p in pools)
+        room = tuple((p.name, p.health, p.free_bytes) for p in pools)
+        full = (
+            changed is None or ordered != self._policies or opts != self._options or shape != self._pool_shape
+        )
+        self._pools = _Pools(pools)
+        dirty: set[str]
+        if full:
+            self._reset(ordered, opts)
+            dirty = set(views)
+        else:
+            assert changed is not None
+            dirty = set(changed)
+            dirty |= self._volatile
+            if room != self._pool_room:
+                dirty |= self._dry
+            flying = frozenset(in_flight)
+            dirty |= flying ^ self._in_flight
+            dirty |= {
+                k
+                for k in recent_migrations.keys() | self._recent.keys()
+                if recent_migrations.get(k) != self._recent.get(k)
+            }
+            dirty |= {k for k in groups.keys() | self._groups.keys() if groups.get(k) != self._groups.get(k)}
+            dirty |= self._score_changes(ordered, scores, now, opts, views)
+        self._pool_shape, self._pool_room = shape, room
+        self._in_flight = frozenset(in_flight)
+        self._recent = dict(recent_migrations)
+        self._groups = groups
+        self._snapshots = dict(scores)
+        self._snapshot_state = {w: _snapshot_state(scores.get(w), w, now, opts) for w in _windows(ordered)}
+        self._index_handles(dirty, views)
+        old_final = self._judge_dirty(
+            ordered, dirty, views, scores, in_flight, recent_migrations, now, opts, groups
+        )
+        return self._finish(ordered, in_flight, old_final, dirty)
+
+    # -- what changed --------------------------------------------------------------------------------------
+
+    def _reset(self, ordered: tuple[Policy, ...], opts: DecideOptions) -> None:
+        old = self._state
+        self._policies, self._options = ordered, opts
+        self._state = {p.name: _PolicyState(p) for p in ordered}
+        self._volatile, self._dry = set(), set()
+        self._by_handle, self._handle_of = {}, {}
+        self._group_keys = {}
+        # Every decision of the old state is "removed" unless decided again (see _finish).
+        self._previous = {
+            (name, v): d
+            for name, st in old.items()
+            for v, d in {**st.static, **self._scheduled_of(name)}.items()
+        }
+        self._scheduled = {}
+
+    def _scheduled_of(self, policy: str) -> dict[str, Decision]:
+        return {v: d for (p, v), d in self._scheduled.items() if p == policy}
+
+    def _score_changes(
+        self,
+        ordered: tuple[Policy, ...],
+        scores: Mapping[int, ScoreSnapshot],
+        now: datetime,
+        opts: DecideOptions,
+        views: Mapping[str, VolumeView],
+    ) -> set[str]:
+        out: set[str] = set()
+        for window in _windows(ordered):
+            new, old = scores.get(window), self._snapshots.get(window)
+            if _snapshot_state(new, window, now, opts) != self._snapshot_state.get(window):
+                return set(views) | {v for st in self._state.values() for v in st.selected}
+            if new is None or old is None or new is old:
+                continue
+            a, b = old.scores, new.scores
+            for key in a.keys() | b.keys():
+                x, y = a.get(key), b.get(key)
+                if x is None or y is None or x.score != y.score or x.coverage != y.coverage:
+                    out.add(key)
+                    out |= self._by_handle.get(key, set())
+        return out
+
+    def _index_handles(self, dirty: set[str], views: Mapping[str, VolumeView]) -> None:
+        for name in dirty:
+            old = self._handle_of.pop(name, None)
+            if old is not None:
+                names = self._by_handle.get(old)
+                if names is not None:
+                    names.discard(name)
+                    if not names:
+                        del self._by_handle[old]
+            v = views.get(name)
+            if v is not None and v.volume_id is not None:
+                self._handle_of[name] = v.volume_id
+                self._by_handle.setdefault(v.volume_id, set()).add(name)
+
+    # -- judging -------------------------------------------------------------------------------------------
+
+    def _judge_dirty(
+        self,
+        ordered: tuple[Policy, ...],
+        dirty: set[str],
+        views: Mapping[str, VolumeView],
+        scores: Mapping[int, ScoreSnapshot],
+        in_flight: Collection[str],
+        recent: Mapping[str, datetime],
+        now: datetime,
+        opts: DecideOptions,
+        external: Mapping[str, str],
+    ) -> dict[tuple[str, str], Decision | None]:
+        """Re-judge the dirty volumes under every policy; returns the final decisions they had before."""
+        states = [self._state[p.name] for p in ordered]
+        previous, self._previous = self._previous, {}
+        # Which policies select each dirty volume now, and who claims it (enabled or invalid policies).
+        selecting: dict[str, list[_PolicyState]] = {}
+
+        def selectors(name: str) -> list[_PolicyState]:
+            found = selecting.get(name)
+            if found is None:
+                v = views.get(name)
+                found = selecting[name] = [] if v is None else [s for s in states if _selects(s.rules, v)]
+            return found
+
+        self._volatile -= dirty
+        self._dry -= dirty
+        for st in states:
+            name_of = st.rules.name
+            rejudge: set[str] = set()
+            touched_groups: set[str] = set()
+            for name in dirty:
+                now_in = st in selectors(name)
+                was_in = name in st.selected
+                if not now_in and not was_in:
+                    continue
+                rejudge.add(name)
+                old_key = self._group_key_of(st, name)
+                if old_key is not None:
+                    touched_groups.add(old_key)
+                    st.members[old_key].discard(name)
+                    if not st.members[old_key]:
+                        del st.members[old_key]
+                if now_in:
+                    st.selected.add(name)
+                    new_key = st.group_key(views[name], external)
+                    if new_key is not None:
+                        st.members.setdefault(new_key, set()).add(name)
+                        touched_groups.add(new_key)
+                else:
+                    st.selected.discard(name)
+            for key in touched_groups:
+                rejudge |= st.members.get(key, set())
+                st.gwanted.pop(key, None)
+            for name in rejudge:
+                k = (name_of, name)
+                if k not in previous:
+                    previous[k] = self._scheduled.get(k) or st.static.get(k[1])
+                st.static.pop(name, None)
+                st.wanted.pop(name, None)
+                st.tier_of.pop(name, None)
+                st.conflicts.pop(name, None)
+            self._group_index(st, rejudge, views, external)
+            verdicts: dict[str, _Verdict] = {}
+            combined: dict[str, float | None] = {}
+            for name in rejudge:
+                if name not in st.selected:
+                    continue
+                v = views[name]
+                others = tuple(o.rules.name for o in selectors(name) if o is not st and _claims(o.rules))
+                gkey = self._group_key_of(st, name)
+                group = None
+                if gkey is not None and len(st.members.get(gkey, ())) > 1:
+                    if gkey not in combined:
+                        # The members' scores are summed in name order, as decide() sums them.
+                        combined[gkey] = _group_score(
+                            st.rules, [views[n] for n in sorted(st.members[gkey])], scores, opts
+                        )
+                    score = combined[gkey]
+                    group = None if score is None else (gkey, score)
+                verdicts[name] = _judge(
+                    st.rules, v, others, self._pools, scores, in_flight, recent, now, opts, group
+                )
+                if isinstance(st.rules, PolicyRules):
+                    tier, _ = _current_tier(st.rules, v, self._pools)
+                    if tier is not None:
+                        st.tier_of[name] = tier
+            for key in sorted(touched_groups):
+                members = sorted(st.members.get(key, ()))
+                if len(members) < 2:
+                    continue
+                together = _group_verdict(key, [(views[n], verdicts[n]) for n in members])
+                if isinstance(together, _GroupWanted):
+                    st.gwanted[key] = together
+                    for n in members:
+                        del verdicts[n]
+                else:
+                    verdicts.update(together)
+            for name, verdict in verdicts.items():
+                if isinstance(verdict, _Wanted):
+                    st.wanted[name] = verdict
+                    continue
+                st.static[name] = verdict
+                reason = verdict.reason
+                if reason == "cooldown":
+                    self._volatile.add(name)
+                elif reason == "dry-run":
+                    self._dry.add(name)
+                elif reason.startswith("conflict:"):
+                    st.conflicts[name] = tuple(reason.removeprefix("conflict:").split(","))
+        return previous
+
+    def _group_key_of(self, st: _PolicyState, name: str) -> str | None:
+        return self._group_keys.get((st.rules.name, name))
+
+    def _group_index(
+        self, st: _PolicyState, names: set[str], views: Mapping[str, VolumeView], external: Mapping[str, str]
+    ) -> None:
+        keys = self._group_keys
+        for name in names:
+            k = (st.rules.name, name)
+            keys.pop(k, None)
+            if name in st.selected:
+                key = st.group_key(views[name], external)
+                if key is not None:
+                    keys[k] = key
+
+    # -- scheduling and the plan ---------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        ordered: tuple[Policy, ...],
+        in_flight: Collection[str],
+        previous: Mapping[tuple[str, str], Decision | None],
+        dirty: set[str],
+    ) -> Plan:
+        flying = set(in_flight)
+        wanted: list[_Wanted | _GroupWanted] = []
+        for p in ordered:
+            st = self._state[p.name]
+            wanted.extend(st.gwanted[k] for k in sorted(st.gwanted))
+            wanted.extend(st.wanted[n] for n in sorted(st.wanted))
+        slots = {
+            p.name: p.max_concurrent_migrations - len(flying & self._state[p.name].selected)
+            for p in ordered
+            if isinstance(p, PolicyRules)
+        }
+        reserved: dict[str, int] = {}
+        started: list[PlannedMigration] = []
+        scheduled: dict[tuple[str, str], Decision] = {}
+        for want in sorted(wanted, key=lambda w: w.order):
+            if isinstance(want, _GroupWanted):
+                for decision, migration in _schedule_group(want, slots, self._pools, reserved):
+                    scheduled[(decision.policy, decision.volume)] = decision
+                    if migration is not None:
+                        started.append(migration)
+                continue
+            decision, migration = _schedule(want, slots, self._pools, reserved)
+            scheduled[(want.rules.name, want.volume.name)] = decision
+            if migration is not None:
+                started.append(migration)
+        # What differs from the last call: re-judged pairs, and pairs scheduled then or now.
+        changes: list[Decision] = []
+        removed: list[tuple[str, str]] = []
+        candidates = dict(previous)
+        for k, d in self._scheduled.items():
+            candidates.setdefault(k, d)
+        for k in scheduled:
+            if k not in candidates:
+                candidates[k] = None
+        for (policy, volume), before in candidates.items():
+            held = self._state.get(policy)
+            after = scheduled.get((policy, volume)) or (held.static.get(volume) if held is not None else None)
+            if after is None:
+                if before is not None:
+                    removed.append((policy, volume))
+            elif after != before:
+                changes.append(after)
+        self._scheduled = scheduled
+        self.changes = sorted(changes, key=lambda d: (d.policy, d.volume))
+        self.removed = sorted(removed)
+        plans = []
+        for p in ordered:
+            st = self._state[p.name]
+            own = dict(st.static)
+            for (policy, volume), d in scheduled.items():
+                if policy == p.name:
+                    own[volume] = d
+            counts = dict.fromkeys(p.tiers if isinstance(p, PolicyRules) else (), 0)
+            if isinstance(p, PolicyRules):
+                for tier in st.tier_of.values():
+                    counts[tier] += 1
+            plans.append(
+                PolicyPlan(
+                    policy=p.name,
+                    generation=p.generation,
+                    problem=p if isinstance(p, PolicyProblem) else None,
+                    enabled=p.enabled if isinstance(p, PolicyRules) else False,
+                    dry_run=p.dry_run if isinstance(p, PolicyRules) else False,
+                    decisions=tuple(own.values()),
+                    tier_counts=MappingProxyType(counts),
+                    conflicts=MappingProxyType(dict(st.conflicts)),
+                    in_flight=len(flying & st.selected),
+                    migrations=tuple(m for m in started if m.policy == p.name),
+                )
+            )
+        return Plan(policies=tuple(plans), migrations=tuple(started))
+
+
+def _selects(rules: Policy, v: VolumeView) -> bool:
+    scope = rules.scope
+    return scope is not None and scope.selects(v.storage_class, v.pvc_labels)
+
+
+def _claims(rules: Policy) -> bool:
+    """Whether a policy selecting a volume makes it a conflict for the others (enabled, or invalid)."""
+    return isinstance(rules, PolicyProblem) or rules.enabled
+
+
+def _windows(ordered: Sequence[Policy]) -> set[int]:
+    return {p.window_seconds for p in ordered if isinstance(p, PolicyRules)}
+
+
+def _snapshot_state(
+    snapshot: ScoreSnapshot | None, window: int, now: datetime, opts: DecideOptions
+) -> tuple[object, ...]:
+    """What every verdict of a window depends on besides each volume's own score."""
+    if snapshot is None:
+        return (None,)
+    problem = _metrics_problem(snapshot, window, now, opts)
+    return (problem, snapshot.max_coverage < opts.min_coverage)
+
+
+__all__ = ["IncrementalPlanner"]

@@ -18,14 +18,17 @@ A change of the policies, of the pools' names, nodes or labels, or of the option
 does ``changed=None`` (the caller's periodic full pass). Scheduling (slots, pool room) runs over all wanted
 moves on every call, as in :func:`~couchestor.decisions.decide`: the moves compete with each other.
 
-After each call, :attr:`IncrementalPlanner.changes` holds the decisions that differ from the previous call's
-and :attr:`IncrementalPlanner.removed` the (policy, volume) pairs no longer decided, so reporting is
-incremental too. The equality with a full :func:`~couchestor.decisions.decide` after any sequence of changes
+After each call, :attr:`IncrementalPlanner.changes` holds (before, after) for every decision that differs
+from the previous call's (before is None for a pair not decided then) and :attr:`IncrementalPlanner.removed`
+the (policy, volume) pairs no longer decided, so reporting is incremental too. Policy names are unique
+(StoragePolicies are cluster-scoped). The equality with a full :func:`~couchestor.decisions.decide` after any sequence of changes
 is a property test (``tests/unit/test_incremental.py``).
 """
 
 from __future__ import annotations
 
+import bisect
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
@@ -53,6 +56,8 @@ from couchestor.heat import ScoreSnapshot
 from couchestor.policy import PolicyProblem, PolicyRules, Tier
 
 Policy = PolicyRules | PolicyProblem
+#: (decide()'s order of a move, policy rank, group 0 / single 1, volume name or group key)
+_SortKey = tuple[tuple[int, float, str], int, int, str]
 _Verdict = Decision | _Wanted
 
 
@@ -87,7 +92,7 @@ class IncrementalPlanner:
     """See the module docstring. One instance per reconciler; not shared between tasks."""
 
     def __init__(self) -> None:
-        self.changes: list[Decision] = []
+        self.changes: list[tuple[Decision | None, Decision]] = []
         self.removed: list[tuple[str, str]] = []
         self._policies: tuple[Policy, ...] | None = None
         self._options: DecideOptions | None = None
@@ -107,8 +112,18 @@ class IncrementalPlanner:
         self._handle_of: dict[str, str] = {}
         self._volatile: set[str] = set()  # volumes with a clock-dependent verdict (cooldown)
         self._dry: set[str] = set()  # volumes with a dry-run verdict (they name a pool)
-        self._scheduled: dict[tuple[str, str], Decision] = {}
+        #: The last call's decisions from scheduling, by policy and volume.
+        self._scheduled: dict[str, dict[str, Decision]] = {}
         self._pools = _Pools(())
+        # Every wanted move in decide()'s scheduling order, kept sorted as moves come and go, so a call
+        # does not sort them all again: sort key -> the move, and (policy, volume or group key) -> sort key.
+        self._order: list[_SortKey] = []
+        self._moves: dict[_SortKey, _Wanted | _GroupWanted] = {}
+        self._order_of: dict[tuple[str, str], _SortKey] = {}
+        self._rank: dict[str, int] = {}
+        # Moves held back by their policy's concurrency limit, with the decision(s) given them: a move that
+        # is still the same object and still held back gets the same decisions without building them again.
+        self._limited: dict[_SortKey, tuple[_Wanted | _GroupWanted, list[tuple[Decision, None]]]] = {}
 
     def plan(
         self,
@@ -179,12 +194,29 @@ class IncrementalPlanner:
         self._previous = {
             (name, v): d
             for name, st in old.items()
-            for v, d in {**st.static, **self._scheduled_of(name)}.items()
+            for v, d in {**st.static, **self._scheduled.get(name, {})}.items()
         }
         self._scheduled = {}
+        self._order, self._moves, self._order_of, self._limited = [], {}, {}, {}
+        self._rank = {p.name: i for i, p in enumerate(ordered)}
 
-    def _scheduled_of(self, policy: str) -> dict[str, Decision]:
-        return {v: d for (p, v), d in self._scheduled.items() if p == policy}
+    def _add_move(self, policy: str, ident: str, move: _Wanted | _GroupWanted) -> None:
+        # decide() sorts stably a list built policy by policy, groups (by key) before single volumes (by
+        # name): the rank, kind and name in the key give ties that same order.
+        group = isinstance(move, _GroupWanted)
+        key: _SortKey = (move.order, self._rank[policy], 0 if group else 1, ident)
+        self._drop_move(policy, ident, group)
+        bisect.insort(self._order, key)
+        self._moves[key] = move
+        self._order_of[(policy, ("g:" if group else "v:") + ident)] = key
+
+    def _drop_move(self, policy: str, ident: str, group: bool) -> None:
+        key = self._order_of.pop((policy, ("g:" if group else "v:") + ident), None)
+        if key is not None:
+            i = bisect.bisect_left(self._order, key)
+            del self._order[i]
+            del self._moves[key]
+            self._limited.pop(key, None)
 
     def _score_changes(
         self,
@@ -278,13 +310,15 @@ class IncrementalPlanner:
                     st.selected.discard(name)
             for key in touched_groups:
                 rejudge |= st.members.get(key, set())
-                st.gwanted.pop(key, None)
+                if st.gwanted.pop(key, None) is not None:
+                    self._drop_move(name_of, key, True)
             for name in rejudge:
                 k = (name_of, name)
                 if k not in previous:
-                    previous[k] = self._scheduled.get(k) or st.static.get(k[1])
+                    previous[k] = self._scheduled.get(name_of, {}).get(name) or st.static.get(name)
                 st.static.pop(name, None)
-                st.wanted.pop(name, None)
+                if st.wanted.pop(name, None) is not None:
+                    self._drop_move(name_of, name, False)
                 st.tier_of.pop(name, None)
                 st.conflicts.pop(name, None)
             self._group_index(st, rejudge, views, external)
@@ -319,6 +353,7 @@ class IncrementalPlanner:
                 together = _group_verdict(key, [(views[n], verdicts[n]) for n in members])
                 if isinstance(together, _GroupWanted):
                     st.gwanted[key] = together
+                    self._add_move(name_of, key, together)
                     for n in members:
                         del verdicts[n]
                 else:
@@ -326,6 +361,7 @@ class IncrementalPlanner:
             for name, verdict in verdicts.items():
                 if isinstance(verdict, _Wanted):
                     st.wanted[name] = verdict
+                    self._add_move(name_of, name, verdict)
                     continue
                 st.static[name] = verdict
                 reason = verdict.reason
@@ -362,11 +398,6 @@ class IncrementalPlanner:
         dirty: set[str],
     ) -> Plan:
         flying = set(in_flight)
-        wanted: list[_Wanted | _GroupWanted] = []
-        for p in ordered:
-            st = self._state[p.name]
-            wanted.extend(st.gwanted[k] for k in sorted(st.gwanted))
-            wanted.extend(st.wanted[n] for n in sorted(st.wanted))
         slots = {
             p.name: p.max_concurrent_migrations - len(flying & self._state[p.name].selected)
             for p in ordered
@@ -374,49 +405,67 @@ class IncrementalPlanner:
         }
         reserved: dict[str, int] = {}
         started: list[PlannedMigration] = []
-        scheduled: dict[tuple[str, str], Decision] = {}
-        for want in sorted(wanted, key=lambda w: w.order):
+        scheduled: dict[str, dict[str, Decision]] = {}
+        limited: dict[_SortKey, tuple[_Wanted | _GroupWanted, list[tuple[Decision, None]]]] = {}
+        for key in self._order:
+            want = self._moves[key]
+            policy = want.members[0].rules.name if isinstance(want, _GroupWanted) else want.rules.name
+            if slots[policy] <= 0:
+                cached = self._limited.get(key)
+                if cached is not None and cached[0] is want:
+                    limited[key] = cached
+                    for decision, _ in cached[1]:
+                        scheduled.setdefault(policy, {})[decision.volume] = decision
+                    continue
             if isinstance(want, _GroupWanted):
-                for decision, migration in _schedule_group(want, slots, self._pools, reserved):
-                    scheduled[(decision.policy, decision.volume)] = decision
-                    if migration is not None:
-                        started.append(migration)
-                continue
-            decision, migration = _schedule(want, slots, self._pools, reserved)
-            scheduled[(want.rules.name, want.volume.name)] = decision
-            if migration is not None:
-                started.append(migration)
-        # What differs from the last call: re-judged pairs, and pairs scheduled then or now.
-        changes: list[Decision] = []
+                results = _schedule_group(want, slots, self._pools, reserved)
+            else:
+                results = [_schedule(want, slots, self._pools, reserved)]
+            held = [(d, m) for d, m in results if m is None and d.reason == "concurrency-limit"]
+            if len(held) == len(results):
+                limited[key] = (want, [(d, None) for d, _ in held])
+            for decision, migration in results:
+                scheduled.setdefault(policy, {})[decision.volume] = decision
+                if migration is not None:
+                    started.append(migration)
+        self._limited = limited
+        # What differs from the last call: re-judged pairs, and scheduled pairs whose decision is not the
+        # very object it was (a move still held back by its limit keeps its decision object).
+        changes: list[tuple[Decision | None, Decision]] = []
         removed: list[tuple[str, str]] = []
         candidates = dict(previous)
-        for k, d in self._scheduled.items():
-            candidates.setdefault(k, d)
-        for k in scheduled:
-            if k not in candidates:
-                candidates[k] = None
+        for policy, old in self._scheduled.items():
+            new = scheduled.get(policy, {})
+            for volume, d in old.items():
+                if new.get(volume) is not d:
+                    candidates.setdefault((policy, volume), d)
+        for policy, new in scheduled.items():
+            old = self._scheduled.get(policy, {})
+            for volume, d in new.items():
+                if old.get(volume) is not d:
+                    candidates.setdefault((policy, volume), None)
         for (policy, volume), before in candidates.items():
-            held = self._state.get(policy)
-            after = scheduled.get((policy, volume)) or (held.static.get(volume) if held is not None else None)
+            owner = self._state.get(policy)
+            after = scheduled.get(policy, {}).get(volume) or (
+                owner.static.get(volume) if owner is not None else None
+            )
             if after is None:
                 if before is not None:
                     removed.append((policy, volume))
             elif after != before:
-                changes.append(after)
+                changes.append((before, after))
         self._scheduled = scheduled
-        self.changes = sorted(changes, key=lambda d: (d.policy, d.volume))
+        self.changes = sorted(changes, key=lambda c: (c[1].policy, c[1].volume))
         self.removed = sorted(removed)
         plans = []
         for p in ordered:
             st = self._state[p.name]
-            own = dict(st.static)
-            for (policy, volume), d in scheduled.items():
-                if policy == p.name:
-                    own[volume] = d
+            own = st.static
+            if p.name in scheduled:
+                own = {**own, **scheduled[p.name]}
             counts = dict.fromkeys(p.tiers if isinstance(p, PolicyRules) else (), 0)
             if isinstance(p, PolicyRules):
-                for tier in st.tier_of.values():
-                    counts[tier] += 1
+                counts.update(Counter(st.tier_of.values()))
             plans.append(
                 PolicyPlan(
                     policy=p.name,

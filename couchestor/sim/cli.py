@@ -150,11 +150,12 @@ async def _up_until_signal(args: argparse.Namespace) -> None:
         kubeconfig = args.kubeconfig_out or Path(tmp) / "kubeconfig"
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
-            url: str = await nursery.start(serve, ApiServer())
+            api = ApiServer()
+            url: str = await nursery.start(serve, api)
             write_kubeconfig(kubeconfig, url)
             print(f"API server emulator listening on {url}", flush=True)
             async with KubeClient(load_kubeconfig([kubeconfig]), qps=0) as client:
-                await _play_mayastor(nursery, args, client, f"--kubeconfig {kubeconfig}")
+                await _play_mayastor(nursery, args, client, f"--kubeconfig {kubeconfig}", api)
                 if args.kubeconfig_out is None:
                     print("(the kubeconfig is removed on exit; --kubeconfig-out PATH keeps it)", flush=True)
                 await trio.sleep_forever()
@@ -232,11 +233,15 @@ async def _mayastor_until_signal(args: argparse.Namespace, config: Any) -> None:
             await trio.sleep_forever()
 
 
-async def _play_mayastor(nursery: trio.Nursery, args: argparse.Namespace, client: Any, where: str) -> None:
-    """Create the cluster ``args`` describe through ``client``, start the Mayastor simulator (``args.backend``)
-    and the workload in ``nursery`` (they run until it is cancelled), and say how to look at it; ``where`` is
-    the kubeconfig flag to print in the example commands."""
+async def _play_mayastor(
+    nursery: trio.Nursery, args: argparse.Namespace, client: Any, where: str, api: Any = None
+) -> None:
+    """Create the cluster ``args`` describe through ``client`` (or, given the emulator ``api`` of this
+    process, directly in it), start the Mayastor simulator (``args.backend``) and the workload in ``nursery``
+    (they run until it is cancelled), and say how to look at it; ``where`` is the kubeconfig flag to print in
+    the example commands."""
     from couchestor.kube.errors import KubeError
+    from couchestor.sim.bulk import populate_local
     from couchestor.sim.mayastor.controller import MayastorSimulator
     from couchestor.sim.mayastor_rest.cluster import start_rest_cluster
     from couchestor.sim.populate import GI, default_spec, populate
@@ -271,7 +276,10 @@ async def _play_mayastor(nursery: trio.Nursery, args: argparse.Namespace, client
                 client, namespace=spec.mayastor_namespace, time_scale=args.time_scale
             )
             nursery.start_soon(crd_simulator.run)
-            await populate(client, spec, progress=progress)
+            if api is not None:
+                await populate_local(api, spec, progress=progress)
+            else:
+                await populate(client, spec, progress=progress)
     except (KubeError, TimeoutError, RuntimeError) as exc:
         raise UserError(f"cannot create the simulated cluster: {exc}") from None
     workload = Workload(seed=args.seed, scale=args.time_scale)

@@ -30,8 +30,9 @@ from couchestor.operator import Operator
 from couchestor.reconciler import Reconciler
 from couchestor.scores import ScoreCache
 from couchestor.sim.apiserver import ApiServer, serve, write_kubeconfig
+from couchestor.sim.bulk import populate_local
 from couchestor.sim.mayastor.controller import MayastorSimulator
-from couchestor.sim.populate import default_spec, populate
+from couchestor.sim.populate import default_spec
 from couchestor.sim.workload import ExportOptions, Kind, Pattern, Workload, serve_workload
 
 log = logging.getLogger("bench.operator")
@@ -68,11 +69,13 @@ async def cluster(n: int) -> AsyncIterator[Cluster]:
     with tempfile.TemporaryDirectory() as tmp:
         kubeconfig = Path(tmp) / "kubeconfig"
         async with trio.open_nursery() as nursery:
-            url = await nursery.start(serve, ApiServer())
+            api = ApiServer()
+            url = await nursery.start(serve, api)
             write_kubeconfig(kubeconfig, url)
             async with KubeClient(load_kubeconfig([kubeconfig]), qps=0) as client:
                 started = time.perf_counter()
-                await populate(client, spec, concurrency=32)
+                # The emulator is in this process: its objects are created in it, not over HTTP.
+                await populate_local(api, spec)
                 populate_seconds = time.perf_counter() - started
                 simulator = MayastorSimulator(client, namespace="mayastor", time_scale=60.0, tick=0.5)
                 await nursery.start(simulator.run)

@@ -373,7 +373,10 @@ class World:
                 key=lambda d: (d.policy, d.volume),
             )
             expected_removed = sorted(k for k in self.last_full if k not in now_full)
-            assert self.planner.changes == expected_changes
+            assert [after for _, after in self.planner.changes] == expected_changes
+            assert [before for before, _ in self.planner.changes] == [
+                self.last_full.get((d.policy, d.volume)) for d in expected_changes
+            ]
             assert self.planner.removed == expected_removed
         self.last_full = now_full
 
@@ -515,4 +518,4 @@ def test_a_change_to_one_volume_rejudges_only_that_volume(monkeypatch, label):
     )
     world.check()
     assert judged == ["pv-3"]
-    assert [(d.volume, d.label) for d in world.planner.changes] == [("pv-3", "hot")]
+    assert [(d.volume, d.label) for _, d in world.planner.changes] == [("pv-3", "hot")]

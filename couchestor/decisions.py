@@ -59,6 +59,8 @@ from k8s_schemas.mayastor import DiskPool, MayastorVolume
 from k8s_schemas.quantity import parse_quantity
 
 LAST_MIGRATION_ANNOTATION = "storage.billyronks.io/last-migration"
+#: One empty mapping for every view without PVC labels or topology (a view is kept per volume).
+_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 # --- Inputs -------------------------------------------------------------------------------------------------
@@ -152,7 +154,7 @@ def volume_view(
     name = pv.metadata.name
     assert name is not UNSET
     handle = pv.volume_handle
-    labels: Mapping[str, str] = {}
+    labels: Mapping[str, str] = _EMPTY
     ref = pv.spec.claim_ref
     if ref is not UNSET and ref.namespace is not UNSET and ref.name is not UNSET:
         claim = claim_of((ref.namespace, ref.name))
@@ -160,7 +162,7 @@ def volume_view(
             claim is not None and UNSET not in (ref.uid, claim.metadata.uid) and ref.uid != claim.metadata.uid
         )
         if claim is not None and not stale and claim.metadata.labels is not UNSET:
-            labels = dict(claim.metadata.labels)
+            labels = claim.metadata.labels  # shared, not copied: a stored object is replaced, never changed
     backend = backend_of(handle) if handle is not None else None
     backend = backend or backend_of(name)
     size: int | None = None
@@ -186,7 +188,7 @@ def volume_view(
         size_bytes=size,
         has_backend=backend is not None,
         backend_name=None if backend is None else str(backend.metadata.name),
-        inclusion={} if backend is None else dict(backend.spec.inclusion),
+        inclusion=_EMPTY if backend is None else (backend.spec.inclusion or _EMPTY),
         allowed_nodes=None if backend is None else backend.spec.allowed_nodes,
         num_replicas=None if backend is None else backend.spec.num_replicas,
         replicas=()

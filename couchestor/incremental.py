@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 
@@ -108,8 +108,6 @@ class IncrementalPlanner:
         self._group_keys: dict[tuple[str, str], str] = {}
         #: The final decisions, before this call, of the pairs re-judged in it (None: none then).
         self._previous: dict[tuple[str, str], Decision | None] = {}
-        self._by_handle: dict[str, set[str]] = {}
-        self._handle_of: dict[str, str] = {}
         self._volatile: set[str] = set()  # volumes with a clock-dependent verdict (cooldown)
         self._dry: set[str] = set()  # volumes with a dry-run verdict (they name a pool)
         #: The last call's decisions from scheduling, by policy and volume.
@@ -118,6 +116,8 @@ class IncrementalPlanner:
         # Every wanted move in decide()'s scheduling order, kept sorted as moves come and go, so a call
         # does not sort them all again: sort key -> the move, and (policy, volume or group key) -> sort key.
         self._order: list[_SortKey] = []
+        self._order_added: list[_SortKey] = []
+        self._order_dropped: list[_SortKey] = []
         self._moves: dict[_SortKey, _Wanted | _GroupWanted] = {}
         self._order_of: dict[tuple[str, str], _SortKey] = {}
         self._rank: dict[str, int] = {}
@@ -138,9 +138,12 @@ class IncrementalPlanner:
         groups: Mapping[str, str] | None = None,
         *,
         changed: Collection[str] | None = None,
+        handle_names: Callable[[str], Collection[str]] | None = None,
     ) -> Plan:
         """The plan for these inputs. ``views`` maps PV names to their views; ``changed`` names the volumes
-        whose view changed since the last call (None: unknown, re-judge everything)."""
+        whose view changed since the last call (None: unknown, re-judge everything); ``handle_names`` gives
+        the PV names of a volume handle (:meth:`ViewIndex.names_with_handle`; without it, a scan of the
+        views when a score labelled by handle changed)."""
         opts = options or DecideOptions()
         groups = dict(groups or {})
         ordered = tuple(sorted(policies, key=lambda p: (p.name, p.generation or 0)))
@@ -150,36 +153,41 @@ class IncrementalPlanner:
             changed is None or ordered != self._policies or opts != self._options or shape != self._pool_shape
         )
         self._pools = _Pools(pools)
-        dirty: set[str]
+        # Volumes whose view (or external group) changed: their selection, groups and tiers are redone;
+        # volumes whose other inputs changed (score, flight, clock, ...) are only judged again.
+        reshaped: set[str]
+        rejudged: set[str] = set()
         if full:
             self._reset(ordered, opts)
-            dirty = set(views)
+            reshaped = set(views)
         else:
             assert changed is not None
-            dirty = set(changed)
-            dirty |= self._volatile
+            reshaped = set(changed)
+            reshaped |= {
+                k for k in groups.keys() | self._groups.keys() if groups.get(k) != self._groups.get(k)
+            }
+            rejudged |= self._volatile
             if room != self._pool_room:
-                dirty |= self._dry
-            flying = frozenset(in_flight)
-            dirty |= flying ^ self._in_flight
-            dirty |= {
+                rejudged |= self._dry
+            rejudged |= frozenset(in_flight) ^ self._in_flight
+            rejudged |= {
                 k
                 for k in recent_migrations.keys() | self._recent.keys()
                 if recent_migrations.get(k) != self._recent.get(k)
             }
-            dirty |= {k for k in groups.keys() | self._groups.keys() if groups.get(k) != self._groups.get(k)}
-            dirty |= self._score_changes(ordered, scores, now, opts, views)
+            rejudged |= self._score_changes(
+                ordered, scores, now, opts, views, handle_names or _Handles(views)
+            )
         self._pool_shape, self._pool_room = shape, room
         self._in_flight = frozenset(in_flight)
         self._recent = dict(recent_migrations)
         self._groups = groups
         self._snapshots = dict(scores)
         self._snapshot_state = {w: _snapshot_state(scores.get(w), w, now, opts) for w in _windows(ordered)}
-        self._index_handles(dirty, views)
         old_final = self._judge_dirty(
-            ordered, dirty, views, scores, in_flight, recent_migrations, now, opts, groups
+            ordered, reshaped, rejudged, views, scores, in_flight, recent_migrations, now, opts, groups
         )
-        return self._finish(ordered, in_flight, old_final, dirty)
+        return self._finish(ordered, in_flight, old_final)
 
     # -- what changed --------------------------------------------------------------------------------------
 
@@ -188,7 +196,6 @@ class IncrementalPlanner:
         self._policies, self._options = ordered, opts
         self._state = {p.name: _PolicyState(p) for p in ordered}
         self._volatile, self._dry = set(), set()
-        self._by_handle, self._handle_of = {}, {}
         self._group_keys = {}
         # Every decision of the old state is "removed" unless decided again (see _finish).
         self._previous = {
@@ -198,6 +205,7 @@ class IncrementalPlanner:
         }
         self._scheduled = {}
         self._order, self._moves, self._order_of, self._limited = [], {}, {}, {}
+        self._order_added, self._order_dropped = [], []
         self._rank = {p.name: i for i, p in enumerate(ordered)}
 
     def _add_move(self, policy: str, ident: str, move: _Wanted | _GroupWanted) -> None:
@@ -206,17 +214,33 @@ class IncrementalPlanner:
         group = isinstance(move, _GroupWanted)
         key: _SortKey = (move.order, self._rank[policy], 0 if group else 1, ident)
         self._drop_move(policy, ident, group)
-        bisect.insort(self._order, key)
         self._moves[key] = move
         self._order_of[(policy, ("g:" if group else "v:") + ident)] = key
+        self._order_added.append(key)
 
     def _drop_move(self, policy: str, ident: str, group: bool) -> None:
         key = self._order_of.pop((policy, ("g:" if group else "v:") + ident), None)
         if key is not None:
-            i = bisect.bisect_left(self._order, key)
-            del self._order[i]
             del self._moves[key]
             self._limited.pop(key, None)
+            self._order_dropped.append(key)
+
+    def _sorted_moves(self) -> list[_SortKey]:
+        """The sort keys of every wanted move in order: a few changes are put in place, many re-sort."""
+        added, dropped = self._order_added, self._order_dropped
+        self._order_added, self._order_dropped = [], []
+        if len(added) + len(dropped) > 64:
+            self._order = sorted(self._moves)
+            return self._order
+        order = self._order
+        for key in set(dropped):
+            i = bisect.bisect_left(order, key)
+            if i < len(order) and order[i] == key:
+                del order[i]
+        for key in set(added):
+            if key in self._moves:
+                bisect.insort(order, key)
+        return order
 
     def _score_changes(
         self,
@@ -225,6 +249,7 @@ class IncrementalPlanner:
         now: datetime,
         opts: DecideOptions,
         views: Mapping[str, VolumeView],
+        handle_names: Callable[[str], Collection[str]],
     ) -> set[str]:
         out: set[str] = set()
         for window in _windows(ordered):
@@ -234,33 +259,20 @@ class IncrementalPlanner:
             if new is None or old is None or new is old:
                 continue
             a, b = old.scores, new.scores
-            for key in a.keys() | b.keys():
+            for key in a if a.keys() == b.keys() else a.keys() | b.keys():
                 x, y = a.get(key), b.get(key)
                 if x is None or y is None or x.score != y.score or x.coverage != y.coverage:
                     out.add(key)
-                    out |= self._by_handle.get(key, set())
+                    out.update(handle_names(key))
         return out
-
-    def _index_handles(self, dirty: set[str], views: Mapping[str, VolumeView]) -> None:
-        for name in dirty:
-            old = self._handle_of.pop(name, None)
-            if old is not None:
-                names = self._by_handle.get(old)
-                if names is not None:
-                    names.discard(name)
-                    if not names:
-                        del self._by_handle[old]
-            v = views.get(name)
-            if v is not None and v.volume_id is not None:
-                self._handle_of[name] = v.volume_id
-                self._by_handle.setdefault(v.volume_id, set()).add(name)
 
     # -- judging -------------------------------------------------------------------------------------------
 
     def _judge_dirty(
         self,
         ordered: tuple[Policy, ...],
-        dirty: set[str],
+        reshaped: set[str],
+        rejudged: set[str],
         views: Mapping[str, VolumeView],
         scores: Mapping[int, ScoreSnapshot],
         in_flight: Collection[str],
@@ -269,10 +281,10 @@ class IncrementalPlanner:
         opts: DecideOptions,
         external: Mapping[str, str],
     ) -> dict[tuple[str, str], Decision | None]:
-        """Re-judge the dirty volumes under every policy; returns the final decisions they had before."""
+        """Redo selection, groups and tiers of the ``reshaped`` volumes and judge them and the ``rejudged``
+        ones again under every policy; returns the final decisions the judged pairs had before."""
         states = [self._state[p.name] for p in ordered]
         previous, self._previous = self._previous, {}
-        # Which policies select each dirty volume now, and who claims it (enabled or invalid policies).
         selecting: dict[str, list[_PolicyState]] = {}
 
         def selectors(name: str) -> list[_PolicyState]:
@@ -282,18 +294,27 @@ class IncrementalPlanner:
                 found = selecting[name] = [] if v is None else [s for s in states if _selects(s.rules, v)]
             return found
 
-        self._volatile -= dirty
-        self._dry -= dirty
+        touched = reshaped | rejudged
+        self._volatile -= touched
+        self._dry -= touched
         for st in states:
             name_of = st.rules.name
-            rejudge: set[str] = set()
+            grouped = isinstance(st.rules, PolicyRules) and (
+                st.rules.group_label is not None or bool(external)
+            )
+            judge = rejudged & st.selected
             touched_groups: set[str] = set()
-            for name in dirty:
+            if grouped:
+                for name in judge:
+                    key = self._group_key_of(st, name)
+                    if key is not None:
+                        touched_groups.add(key)
+            for name in reshaped:
                 now_in = st in selectors(name)
-                was_in = name in st.selected
-                if not now_in and not was_in:
+                if not now_in and name not in st.selected:
                     continue
-                rejudge.add(name)
+                judge.add(name)
+                st.tier_of.pop(name, None)
                 old_key = self._group_key_of(st, name)
                 if old_key is not None:
                     touched_groups.add(old_key)
@@ -302,34 +323,41 @@ class IncrementalPlanner:
                         del st.members[old_key]
                 if now_in:
                     st.selected.add(name)
-                    new_key = st.group_key(views[name], external)
+                    v = views[name]
+                    new_key = st.group_key(v, external)
                     if new_key is not None:
                         st.members.setdefault(new_key, set()).add(name)
                         touched_groups.add(new_key)
+                    if isinstance(st.rules, PolicyRules):
+                        tier, _ = _current_tier(st.rules, v, self._pools)
+                        if tier is not None:
+                            st.tier_of[name] = tier
                 else:
                     st.selected.discard(name)
             for key in touched_groups:
-                rejudge |= st.members.get(key, set())
+                judge |= st.members.get(key, set())
                 if st.gwanted.pop(key, None) is not None:
                     self._drop_move(name_of, key, True)
-            for name in rejudge:
+            scheduled = self._scheduled.get(name_of, {})
+            for name in judge:
                 k = (name_of, name)
                 if k not in previous:
-                    previous[k] = self._scheduled.get(name_of, {}).get(name) or st.static.get(name)
+                    previous[k] = scheduled.get(name) or st.static.get(name)
                 st.static.pop(name, None)
                 if st.wanted.pop(name, None) is not None:
                     self._drop_move(name_of, name, False)
-                st.tier_of.pop(name, None)
                 st.conflicts.pop(name, None)
-            self._group_index(st, rejudge, views, external)
+            self._group_index(st, judge & reshaped, views, external)
             verdicts: dict[str, _Verdict] = {}
             combined: dict[str, float | None] = {}
-            for name in rejudge:
+            for name in judge:
                 if name not in st.selected:
                     continue
                 v = views[name]
-                others = tuple(o.rules.name for o in selectors(name) if o is not st and _claims(o.rules))
-                gkey = self._group_key_of(st, name)
+                # A volume not reshaped is selected by the same policies as before: their sets say which.
+                claim = selectors(name) if name in reshaped else [o for o in states if name in o.selected]
+                others = tuple(o.rules.name for o in claim if o is not st and _claims(o.rules))
+                gkey = self._group_key_of(st, name) if grouped else None
                 group = None
                 if gkey is not None and len(st.members.get(gkey, ())) > 1:
                     if gkey not in combined:
@@ -342,10 +370,6 @@ class IncrementalPlanner:
                 verdicts[name] = _judge(
                     st.rules, v, others, self._pools, scores, in_flight, recent, now, opts, group
                 )
-                if isinstance(st.rules, PolicyRules):
-                    tier, _ = _current_tier(st.rules, v, self._pools)
-                    if tier is not None:
-                        st.tier_of[name] = tier
             for key in sorted(touched_groups):
                 members = sorted(st.members.get(key, ()))
                 if len(members) < 2:
@@ -395,7 +419,6 @@ class IncrementalPlanner:
         ordered: tuple[Policy, ...],
         in_flight: Collection[str],
         previous: Mapping[tuple[str, str], Decision | None],
-        dirty: set[str],
     ) -> Plan:
         flying = set(in_flight)
         slots = {
@@ -407,7 +430,7 @@ class IncrementalPlanner:
         started: list[PlannedMigration] = []
         scheduled: dict[str, dict[str, Decision]] = {}
         limited: dict[_SortKey, tuple[_Wanted | _GroupWanted, list[tuple[Decision, None]]]] = {}
-        for key in self._order:
+        for key in self._sorted_moves():
             want = self._moves[key]
             policy = want.members[0].rules.name if isinstance(want, _GroupWanted) else want.rules.name
             if slots[policy] <= 0:
@@ -481,6 +504,22 @@ class IncrementalPlanner:
                 )
             )
         return Plan(policies=tuple(plans), migrations=tuple(started))
+
+
+class _Handles:
+    """PV names by volume handle, from a scan of the views made at the first question."""
+
+    def __init__(self, views: Mapping[str, VolumeView]) -> None:
+        self._views = views
+        self._names: dict[str, list[str]] | None = None
+
+    def __call__(self, handle: str) -> Collection[str]:
+        if self._names is None:
+            self._names = {}
+            for v in self._views.values():
+                if v.volume_id is not None:
+                    self._names.setdefault(v.volume_id, []).append(v.name)
+        return self._names.get(handle, ())
 
 
 def _selects(rules: Policy, v: VolumeView) -> bool:

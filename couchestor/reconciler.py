@@ -240,6 +240,10 @@ class Reconciler:
     def wake(self) -> None:
         self._wake.set()
 
+    def request_full_pass(self) -> None:
+        """Make the next pass a full one (every view rebuilt, every volume re-judged)."""
+        self._last_full = -float("inf")
+
     async def reconcile_once(self) -> Plan:
         """One pass; errors writing status are logged and retried on the next pass, never raised."""
         started_cpu = time.process_time()
@@ -300,6 +304,7 @@ class Reconciler:
             options=self.options.decide,
             groups=self.stores.replication_groups(),
             changed=changed_views,
+            handle_names=self._views.names_with_handle,
         )
         if full:
             self._labels_to_check.update(self._wanted_labels)

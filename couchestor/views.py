@@ -55,21 +55,20 @@ class ViewIndex:
         self._pvs, self._pvcs, self._volumes, self._pools = pvs, pvcs, volumes, pools
         self.views: dict[str, VolumeView] = {}
         self.pools: tuple[PoolView, ...] = ()
-        # PV name -> its store key, the PVC its claimRef names and its volume handle (to undo index entries).
-        self._pv_keys: dict[str, ObjectKey] = {}
-        self._refs: dict[str, tuple[tuple[str, str] | None, str | None]] = {}
-        self._by_claim: dict[tuple[str, str], set[str]] = {}
-        # MayastorVolume name -> PVs that would use it: by volume handle, and by PV name (seed 001).
-        self._by_backend: dict[str, set[str]] = {}
+        # Reverse references, to find the views a changed PVC or MayastorVolume touches. One name per key
+        # (a set only when several PVs share it), since there is an entry per volume: PVC -> PVs naming it
+        # in claimRef, volume handle -> PVs with it. (A MayastorVolume named after a PV touches that PV.)
+        self._claims: dict[str, tuple[str, str]] = {}
+        self._by_claim: dict[tuple[str, str], str | set[str]] = {}
+        self._by_handle: dict[str, str | set[str]] = {}
         self._backends: dict[str, MayastorVolume] = {}
 
     def rebuild(self) -> None:
         """Every view again from the stores."""
         self.views.clear()
-        self._pv_keys.clear()
-        self._refs.clear()
+        self._claims.clear()
         self._by_claim.clear()
-        self._by_backend.clear()
+        self._by_handle.clear()
         self._backends = {v.metadata.name: v for v in self._volumes.list() if v.metadata.name is not UNSET}
         claims = {
             (c.metadata.namespace, c.metadata.name): c
@@ -80,9 +79,15 @@ class ViewIndex:
             name = pv.metadata.name
             if name is UNSET:
                 continue
-            self._track(name, ObjectKey("", name), pv)
-            self.views[name] = volume_view(pv, claims.get, self._backends.get)
+            view = volume_view(pv, claims.get, self._backends.get)
+            self.views[name] = view
+            self._track(name, pv, view)
         self.pools = build_pool_views(self._pools.list())
+
+    def names_with_handle(self, handle: str) -> Collection[str]:
+        """The PVs whose volume handle is ``handle``."""
+        found = self._by_handle.get(handle, ())
+        return (found,) if isinstance(found, str) else found
 
     def update(
         self,
@@ -102,9 +107,11 @@ class ViewIndex:
                 held := self._backends.get(key.name)
             ) is not None and held.metadata.namespace == key.namespace:
                 del self._backends[key.name]
-            affected |= self._by_backend.get(key.name, set())
+            affected.update(self.names_with_handle(key.name))
+            affected.add(key.name)
         for key in pvcs:
-            affected |= self._by_claim.get((key.namespace, key.name), set())
+            found = self._by_claim.get((key.namespace, key.name), ())
+            affected.update((found,) if isinstance(found, str) else found)
         for key in pvs:
             affected.add(key.name)
         if pools:
@@ -118,51 +125,62 @@ class ViewIndex:
     def _refresh(self, name: str) -> bool:
         pv = self._pvs.get_key(ObjectKey("", name))
         old = self.views.get(name)
+        if old is not None:
+            self._untrack(name, old)
         if pv is None:
-            self._untrack(name)
             if old is None:
                 return False
             del self.views[name]
             return True
-        self._untrack(name)
-        self._track(name, ObjectKey("", name), pv)
         view = volume_view(pv, self._claim, self._backends.get)
         self.views[name] = view
+        self._track(name, pv, view)
         return old != view
 
     def _claim(self, key: tuple[str, str]) -> PersistentVolumeClaim | None:
         return self._pvcs.get_key(ObjectKey(key[0], key[1]))
 
-    def _track(self, name: str, key: ObjectKey, pv: PersistentVolume) -> None:
+    def _track(self, name: str, pv: PersistentVolume, view: VolumeView) -> None:
         claim = _claim_of(pv)
-        handle = pv.volume_handle
-        self._pv_keys[name] = key
-        self._refs[name] = (claim, handle)
         if claim is not None:
-            self._by_claim.setdefault(claim, set()).add(name)
-        for backend in {handle, name}:
-            if backend is not None:
-                self._by_backend.setdefault(backend, set()).add(name)
+            self._claims[name] = claim
+            _add(self._by_claim, claim, name)
+        if view.volume_id is not None:
+            _add(self._by_handle, view.volume_id, name)
 
-    def _untrack(self, name: str) -> None:
-        refs = self._refs.pop(name, None)
-        self._pv_keys.pop(name, None)
-        if refs is None:
-            return
-        claim, handle = refs
+    def _untrack(self, name: str, view: VolumeView) -> None:
+        claim = self._claims.pop(name, None)
         if claim is not None:
             _discard(self._by_claim, claim, name)
-        for backend in {handle, name}:
-            if backend is not None:
-                _discard(self._by_backend, backend, name)
+        if view.volume_id is not None:
+            _discard(self._by_handle, view.volume_id, name)
 
 
-def _discard(index: dict[tuple[str, str], set[str]] | dict[str, set[str]], key: object, name: str) -> None:
-    names = index.get(key)  # type: ignore[call-overload]
-    if names is not None:
-        names.discard(name)
-        if not names:
-            del index[key]  # type: ignore[arg-type]
+K = TypeVar("K")
+
+
+def _add(index: dict[K, str | set[str]], key: K, name: str) -> None:
+    found = index.get(key)
+    if found is None:
+        index[key] = name
+    elif isinstance(found, str):
+        if found != name:
+            index[key] = {found, name}
+    else:
+        found.add(name)
+
+
+def _discard(index: dict[K, str | set[str]], key: K, name: str) -> None:
+    found = index.get(key)
+    if found is None:
+        return
+    if isinstance(found, str):
+        if found == name:
+            del index[key]
+        return
+    found.discard(name)
+    if len(found) == 1:
+        index[key] = next(iter(found))
 
 
 __all__ = ["ObjectSource", "ViewIndex"]

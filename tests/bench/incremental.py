@@ -165,7 +165,16 @@ def _size(n: int, repeat: int) -> dict[str, Any]:
             pv_keys, pvc_keys = change()
             changed = index.update(pv_keys, pvc_keys)
             planner.plan(
-                policies, index.views, index.pools, state["scores"], set(), {}, NOW, opts, changed=changed
+                policies,
+                index.views,
+                index.pools,
+                state["scores"],
+                set(),
+                {},
+                NOW,
+                opts,
+                changed=changed,
+                handle_names=index.names_with_handle,
             )
 
         return work

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
+import msgspec
 from msgspec import UNSET
 
 from couchestor.durations import format_duration, parse_time
@@ -66,8 +67,7 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 # --- Inputs -------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ReplicaView:
+class ReplicaView(msgspec.Struct, frozen=True, gc=False):
     pool: str
     node: str | None
     state: str
@@ -240,8 +240,7 @@ class Action(enum.StrEnum):
     SKIP = "skip"
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True, gc=False):
     """What was decided for one volume under one policy.
 
     ``action`` is the tier to move to (``hot``/``warm``/``cold``, a migration is planned), ``stay``, or

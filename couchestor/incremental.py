@@ -20,7 +20,7 @@ moves on every call, as in :func:`~couchestor.decisions.decide`: the moves compe
 
 After each call, :attr:`IncrementalPlanner.changes` holds (before, after) for every decision that differs
 from the previous call's (before is None for a pair not decided then) and :attr:`IncrementalPlanner.removed`
-the (policy, volume) pairs no longer decided, so reporting is incremental too. Policy names are unique
+the last decisions of the (policy, volume) pairs no longer decided, so reporting is incremental too. Policy names are unique
 (StoragePolicies are cluster-scoped). The equality with a full :func:`~couchestor.decisions.decide` after any sequence of changes
 is a property test (``tests/unit/test_incremental.py``).
 """
@@ -93,7 +93,7 @@ class IncrementalPlanner:
 
     def __init__(self) -> None:
         self.changes: list[tuple[Decision | None, Decision]] = []
-        self.removed: list[tuple[str, str]] = []
+        self.removed: list[Decision] = []
         self._policies: tuple[Policy, ...] | None = None
         self._options: DecideOptions | None = None
         self._state: dict[str, _PolicyState] = {}
@@ -455,7 +455,7 @@ class IncrementalPlanner:
         # What differs from the last call: re-judged pairs, and scheduled pairs whose decision is not the
         # very object it was (a move still held back by its limit keeps its decision object).
         changes: list[tuple[Decision | None, Decision]] = []
-        removed: list[tuple[str, str]] = []
+        removed: list[Decision] = []
         candidates = dict(previous)
         for policy, old in self._scheduled.items():
             new = scheduled.get(policy, {})
@@ -474,12 +474,12 @@ class IncrementalPlanner:
             )
             if after is None:
                 if before is not None:
-                    removed.append((policy, volume))
+                    removed.append(before)
             elif after != before:
                 changes.append((before, after))
         self._scheduled = scheduled
         self.changes = sorted(changes, key=lambda c: (c[1].policy, c[1].volume))
-        self.removed = sorted(removed)
+        self.removed = sorted(removed, key=lambda d: (d.policy, d.volume))
         plans = []
         for p in ordered:
             st = self._state[p.name]

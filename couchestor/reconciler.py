@@ -144,8 +144,9 @@ class Reconciler:
         self._pools_changed = False
         self._following = False
         self._last_full = -float("inf")
-        # PV name -> (the policy whose decision gives its tier, the tier); PVs whose label to check.
-        self._wanted_labels: dict[str, tuple[str, str]] = {}
+        # PV name -> the tier its label should say (from the one decision with a current tier: a volume two
+        # policies select is a conflict, decided without one); PVs whose label to check.
+        self._wanted_labels: dict[str, str] = {}
         self._labels_to_check: set[str] = set()
         self._labels_changed = trio.Event()
         self._wake = trio.Event()
@@ -213,10 +214,9 @@ class Reconciler:
             self._labels_changed = trio.Event()
             check, self._labels_to_check = self._labels_to_check, set()
             for pv in sorted(check):
-                wanted = self._wanted_labels.get(pv)
-                if wanted is None:
+                tier = self._wanted_labels.get(pv)
+                if tier is None:
                     continue
-                tier = wanted[1]
                 obj = self.stores.pvs.get(pv)
                 # A volume migrating, or whose migration ended after the plan was made, has a stale wanted tier.
                 if obj is None:
@@ -330,17 +330,20 @@ class Reconciler:
         """Count, publish and log the decisions whose label changed since the last pass; keep the tier each
         PV should be labelled with."""
         wanted = self._wanted_labels
-        for policy, volume in self._planner.removed:
-            if wanted.get(volume, ("",))[0] == policy:
-                del wanted[volume]
+        for gone in self._planner.removed:
+            if gone.current_tier is not None:
+                wanted.pop(gone.volume, None)
+        # Losses first, then gains: one policy's decision may lose the tier another's gains in the same pass.
         for before, decision in self._planner.changes:
+            if decision.current_tier is None and before is not None and before.current_tier is not None:
+                wanted.pop(decision.volume, None)
+        for _, decision in self._planner.changes:
             if decision.current_tier is not None:
                 tier = decision.current_tier.value
-                if wanted.get(decision.volume) != (decision.policy, tier):
-                    wanted[decision.volume] = (decision.policy, tier)
+                if wanted.get(decision.volume) != tier:
+                    wanted[decision.volume] = tier
                     self._labels_to_check.add(decision.volume)
-            elif wanted.get(decision.volume, ("",))[0] == decision.policy:
-                del wanted[decision.volume]
+        for before, decision in self._planner.changes:
             label = decision.label
             if before is not None and before.label == label:
                 continue

@@ -374,7 +374,9 @@ class World:
                 (d for k, d in now_full.items() if self.last_full.get(k) != d),
                 key=lambda d: (d.policy, d.volume),
             )
-            expected_removed = sorted(k for k in self.last_full if k not in now_full)
+            expected_removed = [
+                self.last_full[k] for k in sorted(k for k in self.last_full if k not in now_full)
+            ]
             assert [after for _, after in self.planner.changes] == expected_changes
             assert [before for before, _ in self.planner.changes] == [
                 self.last_full.get((d.policy, d.volume)) for d in expected_changes

@@ -123,7 +123,11 @@ class IncrementalPlanner:
         self._rank: dict[str, int] = {}
         # Moves held back by their policy's concurrency limit, with the decision(s) given them: a move that
         # is still the same object and still held back gets the same decisions without building them again.
-        self._limited: dict[_SortKey, tuple[_Wanted | _GroupWanted, list[tuple[Decision, None]]]] = {}
+        self._held: dict[_SortKey, tuple[_Wanted | _GroupWanted, list[Decision]]] = {}
+        self._moves_per_policy: Counter[str] = Counter()
+        #: The moves added since the last call's scheduling, and the first move of its tail (None: no tail).
+        self._added_now: list[_SortKey] = []
+        self._cut: _SortKey | None = None
 
     def plan(
         self,
@@ -204,8 +208,9 @@ class IncrementalPlanner:
             for v, d in {**st.static, **self._scheduled.get(name, {})}.items()
         }
         self._scheduled = {}
-        self._order, self._moves, self._order_of, self._limited = [], {}, {}, {}
+        self._order, self._moves, self._order_of, self._held = [], {}, {}, {}
         self._order_added, self._order_dropped = [], []
+        self._moves_per_policy, self._added_now, self._cut = Counter(), [], None
         self._rank = {p.name: i for i, p in enumerate(ordered)}
 
     def _add_move(self, policy: str, ident: str, move: _Wanted | _GroupWanted) -> None:
@@ -217,18 +222,21 @@ class IncrementalPlanner:
         self._moves[key] = move
         self._order_of[(policy, ("g:" if group else "v:") + ident)] = key
         self._order_added.append(key)
+        self._moves_per_policy[policy] += 1
 
     def _drop_move(self, policy: str, ident: str, group: bool) -> None:
         key = self._order_of.pop((policy, ("g:" if group else "v:") + ident), None)
         if key is not None:
             del self._moves[key]
-            self._limited.pop(key, None)
+            self._held.pop(key, None)
             self._order_dropped.append(key)
+            self._moves_per_policy[policy] -= 1
 
     def _sorted_moves(self) -> list[_SortKey]:
         """The sort keys of every wanted move in order: a few changes are put in place, many re-sort."""
         added, dropped = self._order_added, self._order_dropped
         self._order_added, self._order_dropped = [], []
+        self._added_now = added
         if len(added) + len(dropped) > 64:
             self._order = sorted(self._moves)
             return self._order
@@ -259,9 +267,16 @@ class IncrementalPlanner:
             if new is None or old is None or new is old:
                 continue
             a, b = old.scores, new.scores
-            for key in a if a.keys() == b.keys() else a.keys() | b.keys():
-                x, y = a.get(key), b.get(key)
-                if x is None or y is None or x.score != y.score or x.coverage != y.coverage:
+            if list(a) == list(b):
+                # The same volumes in the same order (the usual refresh): compare side by side, no lookups.
+                for key, x, y in zip(a, a.values(), b.values(), strict=True):
+                    if x.score != y.score or x.coverage != y.coverage:
+                        out.add(key)
+                        out.update(handle_names(key))
+                continue
+            for key in a.keys() | b.keys():
+                was, now_ = a.get(key), b.get(key)
+                if was is None or now_ is None or was.score != now_.score or was.coverage != now_.coverage:
                     out.add(key)
                     out.update(handle_names(key))
         return out
@@ -428,48 +443,73 @@ class IncrementalPlanner:
         }
         reserved: dict[str, int] = {}
         started: list[PlannedMigration] = []
-        scheduled: dict[str, dict[str, Decision]] = {}
-        limited: dict[_SortKey, tuple[_Wanted | _GroupWanted, list[tuple[Decision, None]]]] = {}
-        for key in self._sorted_moves():
+        kept = self._scheduled
+        # Re-judged pairs are scheduled again below if they still want to move.
+        for policy, volume in previous:
+            kept.get(policy, {}).pop(volume, None)
+        candidates: dict[tuple[str, str], Decision | None] = dict(previous)
+
+        def record(policy: str, decision: Decision) -> None:
+            own = kept.setdefault(policy, {})
+            before = own.get(decision.volume)
+            if before is not decision:
+                candidates.setdefault((policy, decision.volume), before)
+                own[decision.volume] = decision
+
+        def schedule(key: _SortKey) -> None:
             want = self._moves[key]
-            policy = want.members[0].rules.name if isinstance(want, _GroupWanted) else want.rules.name
+            policy = _policy_of(want)
             if slots[policy] <= 0:
-                cached = self._limited.get(key)
+                cached = self._held.get(key)
                 if cached is not None and cached[0] is want:
-                    limited[key] = cached
-                    for decision, _ in cached[1]:
-                        scheduled.setdefault(policy, {})[decision.volume] = decision
-                    continue
+                    for decision in cached[1]:
+                        record(policy, decision)
+                    return
             if isinstance(want, _GroupWanted):
                 results = _schedule_group(want, slots, self._pools, reserved)
             else:
                 results = [_schedule(want, slots, self._pools, reserved)]
-            held = [(d, m) for d, m in results if m is None and d.reason == "concurrency-limit"]
-            if len(held) == len(results):
-                limited[key] = (want, [(d, None) for d, _ in held])
+            if all(m is None and d.reason == "concurrency-limit" for d, m in results):
+                self._held[key] = (want, [d for d, _ in results])
+            else:
+                self._held.pop(key, None)
             for decision, migration in results:
-                scheduled.setdefault(policy, {})[decision.volume] = decision
+                record(policy, decision)
                 if migration is not None:
                     started.append(migration)
-        self._limited = limited
-        # What differs from the last call: re-judged pairs, and scheduled pairs whose decision is not the
-        # very object it was (a move still held back by its limit keeps its decision object).
+
+        # Moves in order until every policy is out of slots or of moves; every move after that point (the
+        # tail) is held back by its policy's limit, and keeps its decision from the last call unless it is
+        # new in the tail.
+        order = self._sorted_moves()
+        remaining = dict(self._moves_per_policy)
+        active = {p for p, n in remaining.items() if n > 0 and slots.get(p, 0) > 0}
+        cut = 0
+        while cut < len(order) and active:
+            key = order[cut]
+            policy = _policy_of(self._moves[key])
+            schedule(key)
+            remaining[policy] -= 1
+            if slots[policy] <= 0 or remaining[policy] == 0:
+                active.discard(policy)
+            cut += 1
+        old_cut = self._cut
+        end = len(order) if old_cut is None else bisect.bisect_left(order, old_cut)
+        for key in order[cut:end]:
+            schedule(key)  # held back now, scheduled further up the last time
+        if old_cut is not None and cut < len(order):
+            # New in the tail, beyond the range above: moves added since the last call.
+            first = max(order[cut], old_cut)
+            for key in set(self._added_now):
+                if key in self._moves and key >= first:
+                    schedule(key)
+        self._cut = order[cut] if cut < len(order) else None
+        # What differs from the last call: re-judged pairs, and pairs whose decision object was replaced.
         changes: list[tuple[Decision | None, Decision]] = []
         removed: list[Decision] = []
-        candidates = dict(previous)
-        for policy, old in self._scheduled.items():
-            new = scheduled.get(policy, {})
-            for volume, d in old.items():
-                if new.get(volume) is not d:
-                    candidates.setdefault((policy, volume), d)
-        for policy, new in scheduled.items():
-            old = self._scheduled.get(policy, {})
-            for volume, d in new.items():
-                if old.get(volume) is not d:
-                    candidates.setdefault((policy, volume), None)
         for (policy, volume), before in candidates.items():
             owner = self._state.get(policy)
-            after = scheduled.get(policy, {}).get(volume) or (
+            after = kept.get(policy, {}).get(volume) or (
                 owner.static.get(volume) if owner is not None else None
             )
             if after is None:
@@ -477,15 +517,14 @@ class IncrementalPlanner:
                     removed.append(before)
             elif after != before:
                 changes.append((before, after))
-        self._scheduled = scheduled
+        scheduled = kept
         self.changes = sorted(changes, key=lambda c: (c[1].policy, c[1].volume))
         self.removed = sorted(removed, key=lambda d: (d.policy, d.volume))
         plans = []
         for p in ordered:
             st = self._state[p.name]
-            own = st.static
-            if p.name in scheduled:
-                own = {**own, **scheduled[p.name]}
+            # The verdicts kept and the scheduled ones are disjoint: a wanted move is never kept as final.
+            own = tuple(st.static.values()) + tuple(scheduled.get(p.name, {}).values())
             counts = dict.fromkeys(p.tiers if isinstance(p, PolicyRules) else (), 0)
             if isinstance(p, PolicyRules):
                 counts.update(Counter(st.tier_of.values()))
@@ -496,7 +535,7 @@ class IncrementalPlanner:
                     problem=p if isinstance(p, PolicyProblem) else None,
                     enabled=p.enabled if isinstance(p, PolicyRules) else False,
                     dry_run=p.dry_run if isinstance(p, PolicyRules) else False,
-                    decisions=tuple(own.values()),
+                    decisions=own,
                     tier_counts=MappingProxyType(counts),
                     conflicts=MappingProxyType(dict(st.conflicts)),
                     in_flight=len(flying & st.selected),
@@ -520,6 +559,10 @@ class _Handles:
                 if v.volume_id is not None:
                     self._names.setdefault(v.volume_id, []).append(v.name)
         return self._names.get(handle, ())
+
+
+def _policy_of(move: _Wanted | _GroupWanted) -> str:
+    return move.members[0].rules.name if isinstance(move, _GroupWanted) else move.rules.name
 
 
 def _selects(rules: Policy, v: VolumeView) -> bool:

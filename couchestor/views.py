@@ -133,9 +133,12 @@ class ViewIndex:
             del self.views[name]
             return True
         view = volume_view(pv, self._claim, self._backends.get)
-        self.views[name] = view
+        if old is not None and view == old:
+            view = old  # (most PV and MayastorVolume updates change nothing a view holds: keep the old one)
+        else:
+            self.views[name] = view
         self._track(name, pv, view)
-        return old != view
+        return view is not old
 
     def _claim(self, key: tuple[str, str]) -> PersistentVolumeClaim | None:
         return self._pvcs.get_key(ObjectKey(key[0], key[1]))

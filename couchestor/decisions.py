@@ -43,11 +43,12 @@ two planned moves count the same free bytes.
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
+import msgspec
 from msgspec import UNSET
 
 from couchestor.durations import format_duration, parse_time
@@ -59,13 +60,14 @@ from k8s_schemas.mayastor import DiskPool, MayastorVolume
 from k8s_schemas.quantity import parse_quantity
 
 LAST_MIGRATION_ANNOTATION = "storage.billyronks.io/last-migration"
+#: One empty mapping for every view without PVC labels or topology (a view is kept per volume).
+_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 # --- Inputs -------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ReplicaView:
+class ReplicaView(msgspec.Struct, frozen=True, gc=False):
     pool: str
     node: str | None
     state: str
@@ -138,29 +140,31 @@ def build_volume_views(
         if c.metadata.namespace is not UNSET and c.metadata.name is not UNSET
     }
     backends = {v.metadata.name: v for v in mayastor_volumes if v.metadata.name is not UNSET}
-    views = [_volume_view(pv, claims, backends) for pv in pvs if pv.metadata.name is not UNSET]
+    views = [volume_view(pv, claims.get, backends.get) for pv in pvs if pv.metadata.name is not UNSET]
     return tuple(sorted(views, key=lambda v: v.name))
 
 
-def _volume_view(
+def volume_view(
     pv: PersistentVolume,
-    claims: Mapping[tuple[str, str], PersistentVolumeClaim],
-    backends: Mapping[str, MayastorVolume],
+    claim_of: Callable[[tuple[str, str]], PersistentVolumeClaim | None],
+    backend_of: Callable[[str], MayastorVolume | None],
 ) -> VolumeView:
+    """The view of one named PV; ``claim_of`` finds a PVC by (namespace, name), ``backend_of`` a
+    MayastorVolume by name (see :func:`build_volume_views`)."""
     name = pv.metadata.name
     assert name is not UNSET
     handle = pv.volume_handle
-    labels: Mapping[str, str] = {}
+    labels: Mapping[str, str] = _EMPTY
     ref = pv.spec.claim_ref
     if ref is not UNSET and ref.namespace is not UNSET and ref.name is not UNSET:
-        claim = claims.get((ref.namespace, ref.name))
+        claim = claim_of((ref.namespace, ref.name))
         stale = (
             claim is not None and UNSET not in (ref.uid, claim.metadata.uid) and ref.uid != claim.metadata.uid
         )
         if claim is not None and not stale and claim.metadata.labels is not UNSET:
-            labels = dict(claim.metadata.labels)
-    backend = backends.get(handle) if handle is not None else None
-    backend = backend or backends.get(name)
+            labels = claim.metadata.labels  # shared, not copied: a stored object is replaced, never changed
+    backend = backend_of(handle) if handle is not None else None
+    backend = backend or backend_of(name)
     size: int | None = None
     if backend is not None and backend.spec.size is not UNSET:
         size = backend.spec.size
@@ -184,7 +188,7 @@ def _volume_view(
         size_bytes=size,
         has_backend=backend is not None,
         backend_name=None if backend is None else str(backend.metadata.name),
-        inclusion={} if backend is None else dict(backend.spec.inclusion),
+        inclusion=_EMPTY if backend is None else (backend.spec.inclusion or _EMPTY),
         allowed_nodes=None if backend is None else backend.spec.allowed_nodes,
         num_replicas=None if backend is None else backend.spec.num_replicas,
         replicas=()
@@ -236,8 +240,7 @@ class Action(enum.StrEnum):
     SKIP = "skip"
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True, gc=False):
     """What was decided for one volume under one policy.
 
     ``action`` is the tier to move to (``hot``/``warm``/``cold``, a migration is planned), ``stay``, or
@@ -341,15 +344,21 @@ class _Pools(dict[str, PoolView]):
 
     def __init__(self, pools: Iterable[PoolView]) -> None:
         super().__init__((p.name, p) for p in sorted(pools, key=lambda p: p.name))
-        self._tiers: dict[tuple[str, str], frozenset[Tier]] = {}
+        self._tiers: dict[str, dict[str, frozenset[Tier]]] = {}
+
+    def tier_map(self, policy: PolicyRules) -> dict[str, frozenset[Tier]]:
+        """Pool name -> the tiers whose pool selectors of ``policy`` match the pool (more than one:
+        ambiguous), for every pool."""
+        found = self._tiers.get(policy.name)
+        if found is None:
+            found = self._tiers[policy.name] = {
+                name: policy.tiers_matching(pool.labels) for name, pool in self.items()
+            }
+        return found
 
     def tiers(self, policy: PolicyRules, pool: PoolView) -> frozenset[Tier]:
         """The tiers whose pool selectors of ``policy`` match ``pool`` (more than one: ambiguous)."""
-        key = (policy.name, pool.name)
-        found = self._tiers.get(key)
-        if found is None:
-            found = self._tiers[key] = policy.tiers_matching(pool.labels)
-        return found
+        return self.tier_map(policy)[pool.name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,17 +415,25 @@ def decide(
             for v in chosen:
                 claimants.setdefault(v.name, []).append(policy.name)
 
-    decisions: dict[tuple[str, str], Decision] = {}
+    decisions: dict[str, dict[str, Decision]] = {p.name: {} for p in ordered}
+    counts: dict[str, dict[Tier, int]] = {}
     wanted: list[_Wanted | _GroupWanted] = []
     for policy in ordered:
         groups_of = _groups(policy, selected[policy.name], groups or {})
         combined = {key: _group_score(policy, members, scores, opts) for key, members in groups_of.items()}
         member_of = {v.name: key for key, members in groups_of.items() for v in members}
         verdicts: dict[str, Decision | _Wanted] = {}
+        count = counts[policy.name] = dict.fromkeys(
+            policy.tiers if isinstance(policy, PolicyRules) else (), 0
+        )
         for v in selected[policy.name]:
             others = tuple(n for n in claimants.get(v.name, ()) if n != policy.name)
             key = member_of.get(v.name)
             group_score = combined.get(key) if key is not None else None
+            # The volume's tier, once per policy: its status counts and its judging both need it.
+            tier = _current_tier(policy, v, pools_by_name) if isinstance(policy, PolicyRules) else None
+            if tier is not None and tier[0] is not None:
+                count[tier[0]] += 1
             verdicts[v.name] = _judge(
                 policy,
                 v,
@@ -428,6 +445,7 @@ def decide(
                 now,
                 opts,
                 None if key is None or group_score is None else (key, group_score),
+                tier,
             )
         for key, members in groups_of.items():
             group_wants = _group_verdict(key, [(v, verdicts[v.name]) for v in members])
@@ -441,7 +459,7 @@ def decide(
             if isinstance(verdict, _Wanted):
                 wanted.append(verdict)
             else:
-                decisions[(policy.name, name)] = verdict
+                decisions[policy.name][name] = verdict
 
     slots = {
         p.name: p.max_concurrent_migrations - sum(v.name in in_flight for v in selected[p.name])
@@ -453,17 +471,19 @@ def decide(
     for want in sorted(wanted, key=lambda w: w.order):
         if isinstance(want, _GroupWanted):
             for decision, migration in _schedule_group(want, slots, pools_by_name, reserved):
-                decisions[(decision.policy, decision.volume)] = decision
+                decisions[decision.policy][decision.volume] = decision
                 if migration is not None:
                     started.append(migration)
             continue
         decision, migration = _schedule(want, slots, pools_by_name, reserved)
-        decisions[(want.rules.name, want.volume.name)] = decision
+        decisions[want.rules.name][want.volume.name] = decision
         if migration is not None:
             started.append(migration)
 
     plans = tuple(
-        _policy_plan(policy, selected[policy.name], decisions, pools_by_name, in_flight, started)
+        _policy_plan(
+            policy, selected[policy.name], decisions[policy.name], counts[policy.name], in_flight, started
+        )
         for policy in ordered
     )
     return Plan(policies=plans, migrations=tuple(started))
@@ -480,7 +500,11 @@ def _judge(
     now: datetime,
     opts: DecideOptions,
     group: tuple[str, float] | None = None,
+    tier: tuple[Tier | None, tuple[str, str] | None] | None = None,
 ) -> Decision | _Wanted:
+    """The verdict on ``v`` under ``policy`` before scheduling; ``tier`` is :func:`_current_tier`'s answer
+    when the caller has it already."""
+
     def skip(
         reason: str,
         detail: str,
@@ -504,7 +528,7 @@ def _judge(
     facts = _volume_problem(v, in_flight)
     if facts is not None:
         return skip(*facts)
-    current, problem = _current_tier(policy, v, pools)
+    current, problem = tier if tier is not None else _current_tier(policy, v, pools)
     if current is None:
         assert problem is not None
         return skip(*problem)
@@ -637,14 +661,17 @@ def _current_tier(
     synced = [r for r in v.replicas if r.synced]
     if not synced:
         return None, ("tier-unknown", "no Synced replica")
+    tier_of = pools.tier_map(policy)
     for replica in synced:
-        pool = pools.get(replica.pool)
-        if pool is None:
+        matched = tier_of.get(replica.pool)
+        if matched is None:
             return None, ("tier-unknown", f"pool {replica.pool} is not known")
-        matched = pools.tiers(policy, pool)
         if len(matched) != 1:
             which = " and ".join(sorted(matched)) or "no tier"
-            return None, ("tier-unknown", f"pool {pool.name} matches {which} of the policy's pool selectors")
+            return None, (
+                "tier-unknown",
+                f"pool {replica.pool} matches {which} of the policy's pool selectors",
+            )
         tiers |= matched
     if len(tiers) > 1:
         return None, ("mixed-tier", f"replicas on {' and '.join(sorted(tiers))} pools")
@@ -914,18 +941,12 @@ def tier_topology(rules: PolicyRules, tier: Tier, pool_labels: Mapping[str, str]
 def _policy_plan(
     policy: PolicyRules | PolicyProblem,
     chosen: Sequence[VolumeView],
-    decisions: Mapping[tuple[str, str], Decision],
-    pools: _Pools,
+    decisions: Mapping[str, Decision],
+    counts: dict[Tier, int],
     in_flight: Collection[str],
     started: Sequence[PlannedMigration],
 ) -> PolicyPlan:
-    own = tuple(decisions[(policy.name, v.name)] for v in chosen)
-    counts = dict.fromkeys(policy.tiers if isinstance(policy, PolicyRules) else (), 0)
-    if isinstance(policy, PolicyRules):
-        for v in chosen:
-            tier, _ = _current_tier(policy, v, pools)
-            if tier is not None:
-                counts[tier] += 1
+    own = tuple(decisions[v.name] for v in chosen)
     conflicts = {
         d.volume: tuple(d.reason.removeprefix("conflict:").split(","))
         for d in own

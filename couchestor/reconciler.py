@@ -1,9 +1,17 @@
 """The reconcile loop: read the stores, decide, start migrations, report status.
 
 One pass is :meth:`Reconciler.reconcile_once`: everything it reads comes from the watch stores and the score
-cache (no API reads), the decisions are the pure :func:`couchestor.decisions.decide`, and the only writes are
+cache (no API reads), the decisions are those of the pure :func:`couchestor.decisions.decide`, and the only
+writes are
 the StoragePolicy status patches that would change something visible, Events for decisions that changed, and
 the migrations handed to the runner. A steady cluster therefore costs no API writes per pass.
+
+While :meth:`Reconciler.run` runs, a pass is incremental: the keys each store reports changed are handed to a
+:class:`~couchestor.views.ViewIndex`, which rebuilds only the views they touch, and the
+:class:`~couchestor.incremental.IncrementalPlanner` re-judges only what changed; the decisions logged and
+published are the ones whose label changed. At least every ``full_pass_every`` seconds (and whenever passes
+run without :meth:`Reconciler.run`, as in tests) a pass rebuilds every view and re-judges everything: the
+floor that makes the result never depend on a missed change.
 
 :meth:`Reconciler.run` repeats passes when a store changes or the score cache refreshes (changes arriving
 together are coalesced into one pass) and at least every ``resync`` seconds (jittered), never in a busy loop.
@@ -29,21 +37,21 @@ from couchestor.decisions import (
     Decision,
     Plan,
     PlannedMigration,
-    build_pool_views,
-    build_volume_views,
-    decide,
 )
 from couchestor.endpoints import Feed, Health
+from couchestor.incremental import IncrementalPlanner
 from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.errors import KubeError, NotFound
 from couchestor.kube.events import EventRecorder
-from couchestor.kube.store import Store
+from couchestor.kube.objects import ObjectKey
+from couchestor.kube.store import Store, Subscription
 from couchestor.metrics import OperatorMetrics, overdue_migrations, scored_volumes, tier_fill
 from couchestor.migration.runner import MigrationRunner
 from couchestor.policy import PolicyProblem, PolicyRules, compile_policy
 from couchestor.scores import ScoreCache
 from couchestor.status import MetricsState, status_patch
+from couchestor.views import ViewIndex
 from k8s_schemas.annotations import TIER_LABEL
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
@@ -104,6 +112,8 @@ class ReconcilerOptions:
     dry_run: bool = False  # operator-wide: every policy behaves as dryRun
     decide: DecideOptions = field(default_factory=DecideOptions)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: Longest time between two full passes (every view rebuilt, every volume re-judged).
+    full_pass_every: float = 600.0
 
 
 class Reconciler:
@@ -133,8 +143,18 @@ class Reconciler:
         self.last_cpu_seconds = 0.0
         self.last_decide_cpu_seconds = 0.0
         self.last_plan: Plan | None = None
-        self._last_labels: dict[tuple[str, str], str] = {}
+        self.full_passes = 0
+        self._views = ViewIndex(stores.pvs, stores.pvcs, stores.volumes, stores.pools)
+        self._planner = IncrementalPlanner()
+        # Keys changed since the last pass, per store (only while run() follows the stores).
+        self._changed: dict[str, set[ObjectKey]] = {"pvs": set(), "pvcs": set(), "volumes": set()}
+        self._pools_changed = False
+        self._following = False
+        self._last_full = -float("inf")
+        # PV name -> the tier its label should say (from the one decision with a current tier: a volume two
+        # policies select is a conflict, decided without one); PVs whose label to check.
         self._wanted_labels: dict[str, str] = {}
+        self._labels_to_check: set[str] = set()
         self._labels_changed = trio.Event()
         self._wake = trio.Event()
         #: When each migration was first seen in flight (for the overdue gauge; a resumed one counts from
@@ -150,9 +170,21 @@ class Reconciler:
         self.health.gate("reconciler", None)
         self.health.expect("reconciler", max_silence=self.options.resync * 4 + 60)
         task_status.started()
+        # Subscribed before the first pass, so no change between its reads and the next pass is missed.
+        watched: dict[str, Store[Any]] = {
+            "pvs": self.stores.pvs,
+            "pvcs": self.stores.pvcs,
+            "volumes": self.stores.volumes,
+            "pools": self.stores.pools,
+        }
+        subscriptions = [(name, store.subscribe(initial=False)) for name, store in watched.items()]
+        others: list[Store[Any]] = [s for s in self.stores.all() if all(s is not w for w in watched.values())]
+        subscriptions += [("", store.subscribe(initial=False)) for store in others]
+        self._following = True
+        self._last_full = -float("inf")
         async with trio.open_nursery() as nursery:
-            for store in self.stores.all():
-                nursery.start_soon(self._follow, store)
+            for name, subscription in subscriptions:
+                nursery.start_soon(self._follow, name, subscription)
             nursery.start_soon(self._follow_scores)
             nursery.start_soon(self._label_pvs)
             while True:
@@ -163,10 +195,18 @@ class Reconciler:
                     await self._wake.wait()
                 self._wake = trio.Event()
 
-    async def _follow(self, store: Store[Any]) -> None:
+    async def _follow(self, name: str, subscription: Subscription) -> None:
         # Any change wakes the pass, so changes are taken in batches: one checkpoint per wake-up, not per change.
-        async for _ in store.subscribe(initial=False).batches():
-            self._wake.set()
+        try:
+            async for batch in subscription.batches():
+                if name == "pools":
+                    self._pools_changed = True
+                elif name:
+                    self._changed[name].update(change.key for change in batch)
+                self._wake.set()
+        finally:
+            self._following = False
+            subscription.close()
 
     async def _follow_scores(self) -> None:
         while True:
@@ -182,10 +222,17 @@ class Reconciler:
         while True:
             await self._labels_changed.wait()
             self._labels_changed = trio.Event()
-            for pv, tier in list(self._wanted_labels.items()):
+            check, self._labels_to_check = self._labels_to_check, set()
+            for pv in sorted(check):
+                tier = self._wanted_labels.get(pv)
+                if tier is None:
+                    continue
                 obj = self.stores.pvs.get(pv)
                 # A volume migrating, or whose migration ended after the plan was made, has a stale wanted tier.
-                if obj is None or pv in self.runner.in_flight or pv in self.runner.recent:
+                if obj is None:
+                    continue
+                if pv in self.runner.in_flight or pv in self.runner.recent:
+                    self._labels_to_check.add(pv)  # checked again once its migration is recorded
                     continue
                 labels = {} if obj.metadata.labels is UNSET else obj.metadata.labels
                 if labels.get(TIER_LABEL) == tier:
@@ -202,6 +249,10 @@ class Reconciler:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def request_full_pass(self) -> None:
+        """Make the next pass a full one (every view rebuilt, every volume re-judged)."""
+        self._last_full = -float("inf")
 
     async def reconcile_once(self) -> Plan:
         """One pass; errors writing status are logged and retried on the next pass, never raised."""
@@ -232,25 +283,42 @@ class Reconciler:
         return plan
 
     def plan(self, now: datetime) -> tuple[list[PolicyRules | PolicyProblem], Plan]:
-        """Compile the policies and decide, from the stores and the score cache (no I/O)."""
+        """Compile the policies and decide, from the stores and the score cache (no I/O): incrementally while
+        :meth:`run` follows the stores, in full otherwise and at least every ``full_pass_every`` seconds."""
         rules = [self._rules(p) for p in self.stores.policies.list()]
         self.scores.want({r.window_seconds for r in rules if isinstance(r, PolicyRules) and r.enabled})
-        volumes = build_volume_views(
-            self.stores.pvs.list(), self.stores.pvcs.list(), self.stores.volumes.list()
+        changed, self._changed = self._changed, {"pvs": set(), "pvcs": set(), "volumes": set()}
+        pools_changed, self._pools_changed = self._pools_changed, False
+        full = not self._following or time.monotonic() - self._last_full >= self.options.full_pass_every
+        changed_views: set[str] | None = None
+        if full:
+            self._views.rebuild()
+            self._last_full = time.monotonic()
+            self.full_passes += 1
+        else:
+            changed_views = self._views.update(
+                changed["pvs"], changed["pvcs"], changed["volumes"], pools=pools_changed
+            )
+        views = self._views.views
+        self._forget_recent(
+            volumes_annotated={pv: v.last_migration for pv in self.runner.recent if (v := views.get(pv))}
         )
-        pools = build_pool_views(self.stores.pools.list())
-        self._forget_recent(volumes_annotated={v.name: v.last_migration for v in volumes})
-        plan = decide(
+        plan = self._planner.plan(
             rules,
-            volumes,
-            pools,
+            views,
+            self._views.pools,
             self.scores.snapshots,
             in_flight=set(self.runner.in_flight),
             recent_migrations=self.runner.recent,
             now=now,
             options=self.options.decide,
             groups=self.stores.replication_groups(),
+            changed=changed_views,
+            handle_names=self._views.names_with_handle,
         )
+        if full:
+            self._labels_to_check.update(self._wanted_labels)
+            self._labels_changed.set()
         self.last_plan = plan
         return rules, plan
 
@@ -266,18 +334,28 @@ class Reconciler:
             seen = volumes_annotated.get(pv, finished)
             if pv not in volumes_annotated or (seen is not None and seen >= finished.replace(microsecond=0)):
                 del self.runner.recent[pv]
+                self._labels_changed.set()
 
     def _report_decisions(self, plan: Plan) -> None:
-        labels: dict[tuple[str, str], str] = {}
-        wanted = {d.volume: d.current_tier.value for d in plan.decisions if d.current_tier is not None}
-        if wanted != self._wanted_labels:
-            self._wanted_labels = wanted
-            self._labels_changed.set()
-        for decision in plan.decisions:
-            key = (decision.policy, decision.volume)
+        """Count, publish and log the decisions whose label changed since the last pass; keep the tier each
+        PV should be labelled with."""
+        wanted = self._wanted_labels
+        for gone in self._planner.removed:
+            if gone.current_tier is not None:
+                wanted.pop(gone.volume, None)
+        # Losses first, then gains: one policy's decision may lose the tier another's gains in the same pass.
+        for before, decision in self._planner.changes:
+            if decision.current_tier is None and before is not None and before.current_tier is not None:
+                wanted.pop(decision.volume, None)
+        for _, decision in self._planner.changes:
+            if decision.current_tier is not None:
+                tier = decision.current_tier.value
+                if wanted.get(decision.volume) != tier:
+                    wanted[decision.volume] = tier
+                    self._labels_to_check.add(decision.volume)
+        for before, decision in self._planner.changes:
             label = decision.label
-            labels[key] = label
-            if self._last_labels.get(key) == label:
+            if before is not None and before.label == label:
                 continue
             self.metrics.decisions.labels(policy=decision.policy, action=label).inc()
             if self.feed is not None:
@@ -316,7 +394,8 @@ class Reconciler:
             # Moves get their Events from the runner once the intent is written; dry runs get one here.
             if decision.action is Action.SKIP and decision.reason == "dry-run":
                 self._dry_run_event(decision)
-        self._last_labels = labels
+        if self._labels_to_check:
+            self._labels_changed.set()
 
     def _dry_run_event(self, decision: Decision) -> None:
         message = (

@@ -54,6 +54,8 @@ def structural_schema(struct: type) -> JSON:
                 out[key] = {name: convert(sub) for name, sub in value.items()}
             elif key in ("items", "additionalProperties") and isinstance(value, dict):
                 out[key] = convert(value)
+            elif isinstance(value, tuple):
+                out[key] = list(value)  # JSON's array, whether the CRD is sent over HTTP or handed in-process
             else:
                 out[key] = value
         if "enum" in out and "type" not in out:

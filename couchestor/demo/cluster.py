@@ -29,12 +29,13 @@ from couchestor.demo.scenario import DemoVolume
 from couchestor.kube import KubeClient, load_kubeconfig, resources
 from couchestor.kube.reflector import Reflector
 from couchestor.sim.apiserver import ApiServer, serve, write_kubeconfig
+from couchestor.sim.bulk import populate_local
 from couchestor.sim.mayastor.controller import MayastorSimulator
 from couchestor.sim.mayastor.invariant import InvariantChecker
 from couchestor.sim.mayastor.model import Cluster
 from couchestor.sim.mayastor_rest import RestSimulator
 from couchestor.sim.mayastor_rest.cluster import start_rest_cluster
-from couchestor.sim.populate import ClusterSpec, populate
+from couchestor.sim.populate import ClusterSpec
 from couchestor.sim.workload import ExportOptions, Workload, serve_workload
 from k8s_schemas.mayastor import MayastorVolume
 
@@ -44,8 +45,6 @@ BACKENDS = ("mayastor-crd", "mayastor-rest")
 SCRAPE_STEP = 1.0
 #: How long the simulator may take to place every new volume before the demo gives up.
 PLACEMENT_TIMEOUT = 30.0
-#: Requests at a time while filling the cluster.
-_CONCURRENCY = 16
 
 
 class ClusterStartError(Exception):
@@ -121,7 +120,8 @@ async def start_cluster(
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    url: str = await nursery.start(serve, ApiServer(bookmark_interval=5.0))
+    api = ApiServer(bookmark_interval=5.0)
+    url: str = await nursery.start(serve, api)
     write_kubeconfig(kubeconfig, url, context="couchestor-demo")
     client = KubeClient(load_kubeconfig([kubeconfig]), qps=0)
     try:
@@ -147,7 +147,7 @@ async def start_cluster(
             if backend == "mayastor-rest":
                 simulator = await _fill_rest(client, spec, nursery)
             else:
-                simulator = await _fill_crd(client, spec, nursery)
+                simulator = await _fill_crd(client, api, spec, nursery)
         return EmbeddedCluster(url, kubeconfig, backend, sources[0], client, simulator, workload, volumes)
     except BaseException:
         # Also when cancelled: closing pooled loopback connections is quick, so shield it (bounded).
@@ -173,10 +173,12 @@ async def _start_heat_source(
     started.append(source)
 
 
-async def _fill_crd(client: KubeClient, spec: ClusterSpec, nursery: trio.Nursery) -> MayastorSimulator:
-    """The seeds' Mayastor: create every object (MayastorVolumes included), start the simulator in
-    ``nursery`` and return it once it has placed every volume."""
-    await populate(client, spec, concurrency=_CONCURRENCY)
+async def _fill_crd(
+    client: KubeClient, api: ApiServer, spec: ClusterSpec, nursery: trio.Nursery
+) -> MayastorSimulator:
+    """The seeds' Mayastor: create every object (MayastorVolumes included) in the embedded emulator, start
+    the simulator in ``nursery`` and return it once it has placed every volume."""
+    await populate_local(api, spec)
     simulator = MayastorSimulator(
         client, namespace=spec.mayastor_namespace, time_scale=scenario.TIME_SCALE, tick=0.05
     )

@@ -174,11 +174,12 @@ async def _up_until_signal(args: argparse.Namespace) -> Any:
         kubeconfig = args.kubeconfig_out or Path(tmp) / "kubeconfig"
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
-            url: str = await nursery.start(serve, ApiServer())
+            api = ApiServer()
+            url: str = await nursery.start(serve, api)
             write_kubeconfig(kubeconfig, url)
             print(f"API server emulator listening on {url}", flush=True)
             async with KubeClient(load_kubeconfig([kubeconfig]), qps=0) as client:
-                checker = await _play_mayastor(nursery, args, client, f"--kubeconfig {kubeconfig}")
+                checker = await _play_mayastor(nursery, args, client, f"--kubeconfig {kubeconfig}", api)
                 if args.kubeconfig_out is None:
                     print("(the kubeconfig is removed on exit; --kubeconfig-out PATH keeps it)", flush=True)
                 await trio.sleep(math.inf)  # until a signal cancels the nursery
@@ -282,11 +283,15 @@ def _report_invariant(checker: Any) -> int:
     return 1 if checker.violations else 0
 
 
-async def _play_mayastor(nursery: trio.Nursery, args: argparse.Namespace, client: Any, where: str) -> Any:
-    """Create the cluster ``args`` describe through ``client``, start the Mayastor simulator (``args.backend``)
-    and the workload in ``nursery`` (they run until it is cancelled), and say how to look at it; ``where`` is
-    the kubeconfig flag to print in the example commands. Returns the simulator's invariant checker."""
+async def _play_mayastor(
+    nursery: trio.Nursery, args: argparse.Namespace, client: Any, where: str, api: Any = None
+) -> Any:
+    """Create the cluster ``args`` describe through ``client`` (or, given the emulator ``api`` of this
+    process, directly in it), start the Mayastor simulator (``args.backend``) and the workload in ``nursery``
+    (they run until it is cancelled), and say how to look at it; ``where`` is the kubeconfig flag to print in
+    the example commands. Returns the simulator's invariant checker."""
     from couchestor.kube.errors import KubeError
+    from couchestor.sim.bulk import populate_local
     from couchestor.sim.mayastor.controller import MayastorSimulator
     from couchestor.sim.mayastor_rest.cluster import start_rest_cluster
     from couchestor.sim.populate import GI, default_spec, populate
@@ -330,7 +335,10 @@ async def _play_mayastor(nursery: trio.Nursery, args: argparse.Namespace, client
             )
             nursery.start_soon(crd_simulator.run)
             checker = crd_simulator.checker
-            await populate(client, spec, progress=progress)
+            if api is not None:
+                await populate_local(api, spec, progress=progress)
+            else:
+                await populate(client, spec, progress=progress)
     except (KubeError, TimeoutError, RuntimeError) as exc:
         raise UserError(f"cannot create the simulated cluster: {exc}") from None
     workload = Workload(seed=args.seed, scale=args.time_scale)

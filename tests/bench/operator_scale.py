@@ -30,8 +30,9 @@ from couchestor.operator import Operator
 from couchestor.reconciler import Reconciler
 from couchestor.scores import ScoreCache
 from couchestor.sim.apiserver import ApiServer, serve, write_kubeconfig
+from couchestor.sim.bulk import populate_local
 from couchestor.sim.mayastor.controller import MayastorSimulator
-from couchestor.sim.populate import default_spec, populate
+from couchestor.sim.populate import default_spec
 from couchestor.sim.workload import ExportOptions, Kind, Pattern, Workload, serve_workload
 
 log = logging.getLogger("bench.operator")
@@ -68,11 +69,13 @@ async def cluster(n: int) -> AsyncIterator[Cluster]:
     with tempfile.TemporaryDirectory() as tmp:
         kubeconfig = Path(tmp) / "kubeconfig"
         async with trio.open_nursery() as nursery:
-            url = await nursery.start(serve, ApiServer())
+            api = ApiServer()
+            url = await nursery.start(serve, api)
             write_kubeconfig(kubeconfig, url)
             async with KubeClient(load_kubeconfig([kubeconfig]), qps=0) as client:
                 started = time.perf_counter()
-                await populate(client, spec, concurrency=32)
+                # The emulator is in this process: its objects are created in it, not over HTTP.
+                await populate_local(api, spec)
                 populate_seconds = time.perf_counter() - started
                 simulator = MayastorSimulator(client, namespace="mayastor", time_scale=60.0, tick=0.5)
                 await nursery.start(simulator.run)
@@ -120,6 +123,7 @@ class Steady:
     reconciler: Reconciler
     scores: ScoreCache
     writes: float  # API writes so far (the first start's)
+    first_pass_seconds: float  # from the operator's start to the end of its first reconcile pass
 
 
 async def steady_operator(
@@ -141,10 +145,12 @@ async def steady_operator(
     operator = Operator(
         settings_mod.resolve(argparse.Namespace(), environ), client, freeze_heap_after_sync=freeze_heap
     )
+    started = time.perf_counter()
     await nursery.start(operator.run)
     with _stage("the first reconcile pass and score refresh"):
         while operator.reconciler is None or operator.reconciler.passes < 1:
-            await trio.sleep(0.1)
+            await trio.sleep(0.05)
+        first_pass_seconds = time.perf_counter() - started
         reconciler = operator.reconciler
         scores = operator.scores
         assert scores is not None
@@ -168,13 +174,16 @@ async def steady_operator(
                 quiet_since, last = trio.current_time(), _writes(operator)
     if freeze_heap:
         couchestor_operator.freeze_heap()
-    return Steady(operator, reconciler, scores, last)
+    return Steady(operator, reconciler, scores, last, first_pass_seconds)
 
 
-async def reconcile_cpu(reconciler: Reconciler, passes: int) -> list[float]:
-    """CPU seconds of the decision part of ``passes`` explicit reconcile passes."""
+async def reconcile_cpu(reconciler: Reconciler, passes: int, *, full: bool = False) -> list[float]:
+    """CPU seconds of the decision part of ``passes`` explicit reconcile passes (``full``: each one a full
+    pass, every view rebuilt and every volume judged; else as they come, incremental in a steady cluster)."""
     cpu: list[float] = []
     for _ in range(passes):
+        if full:
+            reconciler.request_full_pass()
         await reconciler.reconcile_once()
         cpu.append(reconciler.last_decide_cpu_seconds)
     return cpu

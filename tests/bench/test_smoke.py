@@ -48,6 +48,10 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path, capsys):
     assert [r["volumes"] for r in results["decide"]["rows"]] == [100, 300]
     assert all(r["decisions"] == r["volumes"] for r in results["decide"]["rows"])
 
+    incremental = results["incremental"]["rows"]
+    assert [r["volumes"] for r in incremental] == [100, 300]
+    assert all(r["first_pass_cpu_seconds"] > 0 and r["every_score_cpu_seconds"] > 0 for r in incremental)
+
     scaling = results["scaling"]
     assert scaling["failed"] == []
     assert [p["volumes"] for p in scaling["points"]] == [50, 150]
@@ -65,6 +69,7 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path, capsys):
         "Watch throughput",
         "Heat-score refresh",
         "Decision pass",
+        "Incremental decisions",
         "Scaling curve",
     ):
         assert title in printed

@@ -119,7 +119,8 @@ def test_every_shipped_crd_is_installed_and_served(kubectl):
         assert conditions.get("NamesAccepted") == "True", crd["metadata"]["name"]
     resources = kubectl("api-resources", "--api-group=storage.billyronks.io", "-o", "name").stdout.split()
     shipped = sorted(c["metadata"]["name"] for c in crds if c["spec"]["group"] == "storage.billyronks.io")
-    assert shipped and sorted(resources) == shipped
+    assert shipped
+    assert sorted(resources) == shipped
 
 
 @pytest.mark.parametrize("path", _manifest_files(), ids=lambda p: str(p.relative_to(ROOT)))

@@ -1,0 +1,592 @@
+"""Incremental decisions: re-judge only the volumes whose inputs changed, keep every other verdict.
+
+:class:`IncrementalPlanner` gives the same :class:`~couchestor.decisions.Plan` as
+:func:`~couchestor.decisions.decide` over the same inputs (decisions compared per policy and volume; their
+order within a policy is not kept), but after its first call it re-judges a (policy, volume) pair only when
+something that verdict depends on changed:
+
+- the volume's view (the caller says which, from :class:`~couchestor.views.ViewIndex`);
+- its heat score or coverage in its policy's snapshot (found by comparing the old snapshot with the new one),
+  or the state of that snapshot as a whole (missing, unhealthy, too old, enough coverage anywhere): then
+  every volume of that window's policies;
+- whether it is in flight or recently migrated, its external group (VolumeGroupReplication);
+- another member of its volume group (a group is judged as a whole);
+- time: verdicts that depend on the clock (``cooldown``) are re-judged on every call;
+- pool capacity or health: ``dry-run`` verdicts (they name the pool a move would use).
+
+A change of the policies, of the pools' names, nodes or labels, or of the options, re-judges everything, as
+does ``changed=None`` (the caller's periodic full pass). Scheduling (slots, pool room) runs over all wanted
+moves on every call, as in :func:`~couchestor.decisions.decide`: the moves compete with each other.
+
+After each call, :attr:`IncrementalPlanner.changes` holds (before, after) for every decision that differs
+from the previous call's (before is None for a pair not decided then) and :attr:`IncrementalPlanner.removed`
+the last decisions of the (policy, volume) pairs no longer decided, so reporting is incremental too. Policy names are unique
+(StoragePolicies are cluster-scoped). The equality with a full :func:`~couchestor.decisions.decide` after any sequence of changes
+is a property test (``tests/unit/test_incremental.py``).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import datetime
+from types import MappingProxyType
+
+from couchestor.decisions import (
+    DecideOptions,
+    Decision,
+    Plan,
+    PlannedMigration,
+    PolicyPlan,
+    PoolView,
+    VolumeView,
+    _current_tier,
+    _group_score,
+    _group_verdict,
+    _GroupWanted,
+    _judge,
+    _metrics_problem,
+    _Pools,
+    _schedule,
+    _schedule_group,
+    _Wanted,
+)
+from couchestor.heat import ScoreSnapshot
+from couchestor.policy import PolicyProblem, PolicyRules, Tier
+
+Policy = PolicyRules | PolicyProblem
+#: (decide()'s order of a move, policy rank, group 0 / single 1, volume name or group key)
+_SortKey = tuple[tuple[int, float, str], int, int, str]
+_Verdict = Decision | _Wanted
+
+
+class _PolicyState:
+    """What is kept of one policy between calls."""
+
+    __slots__ = ("conflicts", "gwanted", "members", "rules", "selected", "static", "tier_of", "wanted")
+
+    def __init__(self, rules: Policy) -> None:
+        self.rules = rules
+        self.selected: set[str] = set()
+        #: Final decisions that scheduling does not touch (every verdict that is not a wanted move).
+        self.static: dict[str, Decision] = {}
+        self.wanted: dict[str, _Wanted] = {}
+        #: Group key -> a wanted group move; group key -> member names (groups of any size).
+        self.gwanted: dict[str, _GroupWanted] = {}
+        self.members: dict[str, set[str]] = {}
+        self.tier_of: dict[str, Tier] = {}
+        self.conflicts: dict[str, tuple[str, ...]] = {}
+
+    def group_key(self, v: VolumeView, external: Mapping[str, str]) -> str | None:
+        rules = self.rules
+        if not isinstance(rules, PolicyRules):
+            return None
+        value = external.get(v.name)
+        if not value and rules.group_label is not None:
+            value = v.pvc_labels.get(rules.group_label)
+        return value or None
+
+
+class IncrementalPlanner:
+    """See the module docstring. One instance per reconciler; not shared between tasks."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[Decision | None, Decision]] = []
+        self.removed: list[Decision] = []
+        self._policies: tuple[Policy, ...] | None = None
+        self._options: DecideOptions | None = None
+        self._state: dict[str, _PolicyState] = {}
+        self._pool_shape: tuple[tuple[str, str | None, tuple[tuple[str, str], ...]], ...] = ()
+        self._pool_room: tuple[tuple[str, str, int | None], ...] = ()
+        self._snapshots: dict[int, ScoreSnapshot] = {}
+        self._snapshot_state: dict[int, tuple[object, ...]] = {}
+        self._in_flight: frozenset[str] = frozenset()
+        self._recent: dict[str, datetime] = {}
+        self._groups: dict[str, str] = {}
+        #: (policy, volume) -> the volume's group key under that policy, for selected volumes that have one.
+        self._group_keys: dict[tuple[str, str], str] = {}
+        #: The final decisions, before this call, of the pairs re-judged in it (None: none then).
+        self._previous: dict[tuple[str, str], Decision | None] = {}
+        self._volatile: set[str] = set()  # volumes with a clock-dependent verdict (cooldown)
+        self._dry: set[str] = set()  # volumes with a dry-run verdict (they name a pool)
+        #: The last call's decisions from scheduling, by policy and volume.
+        self._scheduled: dict[str, dict[str, Decision]] = {}
+        self._pools = _Pools(())
+        # Every wanted move in decide()'s scheduling order, kept sorted as moves come and go, so a call
+        # does not sort them all again: sort key -> the move, and (policy, volume or group key) -> sort key.
+        self._order: list[_SortKey] = []
+        self._order_added: list[_SortKey] = []
+        self._order_dropped: list[_SortKey] = []
+        self._moves: dict[_SortKey, _Wanted | _GroupWanted] = {}
+        self._order_of: dict[tuple[str, str], _SortKey] = {}
+        self._rank: dict[str, int] = {}
+        # Moves held back by their policy's concurrency limit, with the decision(s) given them: a move that
+        # is still the same object and still held back gets the same decisions without building them again.
+        self._held: dict[_SortKey, tuple[_Wanted | _GroupWanted, list[Decision]]] = {}
+        self._moves_per_policy: Counter[str] = Counter()
+        #: The moves added since the last call's scheduling, and the first move of its tail (None: no tail).
+        self._added_now: list[_SortKey] = []
+        self._cut: _SortKey | None = None
+
+    def plan(
+        self,
+        policies: Sequence[Policy],
+        views: Mapping[str, VolumeView],
+        pools: Sequence[PoolView],
+        scores: Mapping[int, ScoreSnapshot],
+        in_flight: Collection[str],
+        recent_migrations: Mapping[str, datetime],
+        now: datetime,
+        options: DecideOptions | None = None,
+        groups: Mapping[str, str] | None = None,
+        *,
+        changed: Collection[str] | None = None,
+        handle_names: Callable[[str], Collection[str]] | None = None,
+    ) -> Plan:
+        """The plan for these inputs. ``views`` maps PV names to their views; ``changed`` names the volumes
+        whose view changed since the last call (None: unknown, re-judge everything); ``handle_names`` gives
+        the PV names of a volume handle (:meth:`ViewIndex.names_with_handle`; without it, a scan of the
+        views when a score labelled by handle changed)."""
+        opts = options or DecideOptions()
+        groups = dict(groups or {})
+        ordered = tuple(sorted(policies, key=lambda p: (p.name, p.generation or 0)))
+        shape = tuple((p.name, p.node, tuple(sorted(p.labels.items()))) for p in pools)
+        room = tuple((p.name, p.health, p.free_bytes) for p in pools)
+        full = (
+            changed is None or ordered != self._policies or opts != self._options or shape != self._pool_shape
+        )
+        self._pools = _Pools(pools)
+        # Volumes whose view (or external group) changed: their selection, groups and tiers are redone;
+        # volumes whose other inputs changed (score, flight, clock, ...) are only judged again.
+        reshaped: set[str]
+        rejudged: set[str] = set()
+        if full:
+            self._reset(ordered, opts)
+            reshaped = set(views)
+        else:
+            assert changed is not None
+            reshaped = set(changed)
+            reshaped |= {
+                k for k in groups.keys() | self._groups.keys() if groups.get(k) != self._groups.get(k)
+            }
+            rejudged |= self._volatile
+            if room != self._pool_room:
+                rejudged |= self._dry
+            rejudged |= frozenset(in_flight) ^ self._in_flight
+            rejudged |= {
+                k
+                for k in recent_migrations.keys() | self._recent.keys()
+                if recent_migrations.get(k) != self._recent.get(k)
+            }
+            rejudged |= self._score_changes(
+                ordered, scores, now, opts, views, handle_names or _Handles(views)
+            )
+        self._pool_shape, self._pool_room = shape, room
+        self._in_flight = frozenset(in_flight)
+        self._recent = dict(recent_migrations)
+        self._groups = groups
+        self._snapshots = dict(scores)
+        self._snapshot_state = {w: _snapshot_state(scores.get(w), w, now, opts) for w in _windows(ordered)}
+        old_final = self._judge_dirty(
+            ordered, reshaped, rejudged, views, scores, in_flight, recent_migrations, now, opts, groups
+        )
+        return self._finish(ordered, in_flight, old_final)
+
+    # -- what changed --------------------------------------------------------------------------------------
+
+    def _reset(self, ordered: tuple[Policy, ...], opts: DecideOptions) -> None:
+        old = self._state
+        self._policies, self._options = ordered, opts
+        self._state = {p.name: _PolicyState(p) for p in ordered}
+        self._volatile, self._dry = set(), set()
+        self._group_keys = {}
+        # Every decision of the old state is "removed" unless decided again (see _finish).
+        self._previous = {
+            (name, v): d
+            for name, st in old.items()
+            for v, d in {**st.static, **self._scheduled.get(name, {})}.items()
+        }
+        self._scheduled = {}
+        self._order, self._moves, self._order_of, self._held = [], {}, {}, {}
+        self._order_added, self._order_dropped = [], []
+        self._moves_per_policy, self._added_now, self._cut = Counter(), [], None
+        self._rank = {p.name: i for i, p in enumerate(ordered)}
+
+    def _add_move(self, policy: str, ident: str, move: _Wanted | _GroupWanted) -> None:
+        # decide() sorts stably a list built policy by policy, groups (by key) before single volumes (by
+        # name): the rank, kind and name in the key give ties that same order.
+        group = isinstance(move, _GroupWanted)
+        key: _SortKey = (move.order, self._rank[policy], 0 if group else 1, ident)
+        self._drop_move(policy, ident, group)
+        self._moves[key] = move
+        self._order_of[(policy, ("g:" if group else "v:") + ident)] = key
+        self._order_added.append(key)
+        self._moves_per_policy[policy] += 1
+
+    def _drop_move(self, policy: str, ident: str, group: bool) -> None:
+        key = self._order_of.pop((policy, ("g:" if group else "v:") + ident), None)
+        if key is not None:
+            del self._moves[key]
+            self._held.pop(key, None)
+            self._order_dropped.append(key)
+            self._moves_per_policy[policy] -= 1
+
+    def _sorted_moves(self) -> list[_SortKey]:
+        """The sort keys of every wanted move in order: a few changes are put in place, many re-sort."""
+        added, dropped = self._order_added, self._order_dropped
+        self._order_added, self._order_dropped = [], []
+        self._added_now = added
+        if len(added) + len(dropped) > 64:
+            self._order = sorted(self._moves)
+            return self._order
+        order = self._order
+        for key in set(dropped):
+            i = bisect.bisect_left(order, key)
+            if i < len(order) and order[i] == key:
+                del order[i]
+        for key in set(added):
+            if key in self._moves:
+                bisect.insort(order, key)
+        return order
+
+    def _score_changes(
+        self,
+        ordered: tuple[Policy, ...],
+        scores: Mapping[int, ScoreSnapshot],
+        now: datetime,
+        opts: DecideOptions,
+        views: Mapping[str, VolumeView],
+        handle_names: Callable[[str], Collection[str]],
+    ) -> set[str]:
+        out: set[str] = set()
+        for window in _windows(ordered):
+            new, old = scores.get(window), self._snapshots.get(window)
+            if _snapshot_state(new, window, now, opts) != self._snapshot_state.get(window):
+                return set(views) | {v for st in self._state.values() for v in st.selected}
+            if new is None or old is None or new is old:
+                continue
+            a, b = old.scores, new.scores
+            if list(a) == list(b):
+                # The same volumes in the same order (the usual refresh): compare side by side, no lookups.
+                for key, x, y in zip(a, a.values(), b.values(), strict=True):
+                    if x.score != y.score or x.coverage != y.coverage:
+                        out.add(key)
+                        out.update(handle_names(key))
+                continue
+            for key in a.keys() | b.keys():
+                was, now_ = a.get(key), b.get(key)
+                if was is None or now_ is None or was.score != now_.score or was.coverage != now_.coverage:
+                    out.add(key)
+                    out.update(handle_names(key))
+        return out
+
+    # -- judging -------------------------------------------------------------------------------------------
+
+    def _judge_dirty(
+        self,
+        ordered: tuple[Policy, ...],
+        reshaped: set[str],
+        rejudged: set[str],
+        views: Mapping[str, VolumeView],
+        scores: Mapping[int, ScoreSnapshot],
+        in_flight: Collection[str],
+        recent: Mapping[str, datetime],
+        now: datetime,
+        opts: DecideOptions,
+        external: Mapping[str, str],
+    ) -> dict[tuple[str, str], Decision | None]:
+        """Redo selection, groups and tiers of the ``reshaped`` volumes and judge them and the ``rejudged``
+        ones again under every policy; returns the final decisions the judged pairs had before."""
+        states = [self._state[p.name] for p in ordered]
+        previous, self._previous = self._previous, {}
+        selecting: dict[str, list[_PolicyState]] = {}
+
+        def selectors(name: str) -> list[_PolicyState]:
+            found = selecting.get(name)
+            if found is None:
+                v = views.get(name)
+                found = selecting[name] = [] if v is None else [s for s in states if _selects(s.rules, v)]
+            return found
+
+        touched = reshaped | rejudged
+        self._volatile -= touched
+        self._dry -= touched
+        for st in states:
+            name_of = st.rules.name
+            grouped = isinstance(st.rules, PolicyRules) and (
+                st.rules.group_label is not None or bool(external)
+            )
+            judge = rejudged & st.selected
+            touched_groups: set[str] = set()
+            if grouped:
+                for name in judge:
+                    key = self._group_key_of(st, name)
+                    if key is not None:
+                        touched_groups.add(key)
+            for name in reshaped:
+                now_in = st in selectors(name)
+                if not now_in and name not in st.selected:
+                    continue
+                judge.add(name)
+                st.tier_of.pop(name, None)
+                old_key = self._group_key_of(st, name)
+                if old_key is not None:
+                    touched_groups.add(old_key)
+                    st.members[old_key].discard(name)
+                    if not st.members[old_key]:
+                        del st.members[old_key]
+                if now_in:
+                    st.selected.add(name)
+                    v = views[name]
+                    new_key = st.group_key(v, external)
+                    if new_key is not None:
+                        st.members.setdefault(new_key, set()).add(name)
+                        touched_groups.add(new_key)
+                    if isinstance(st.rules, PolicyRules):
+                        tier, _ = _current_tier(st.rules, v, self._pools)
+                        if tier is not None:
+                            st.tier_of[name] = tier
+                else:
+                    st.selected.discard(name)
+            for key in touched_groups:
+                judge |= st.members.get(key, set())
+                if st.gwanted.pop(key, None) is not None:
+                    self._drop_move(name_of, key, True)
+            scheduled = self._scheduled.get(name_of, {})
+            for name in judge:
+                k = (name_of, name)
+                if k not in previous:
+                    previous[k] = scheduled.get(name) or st.static.get(name)
+                st.static.pop(name, None)
+                if st.wanted.pop(name, None) is not None:
+                    self._drop_move(name_of, name, False)
+                st.conflicts.pop(name, None)
+            self._group_index(st, judge & reshaped, views, external)
+            verdicts: dict[str, _Verdict] = {}
+            combined: dict[str, float | None] = {}
+            for name in judge:
+                if name not in st.selected:
+                    continue
+                v = views[name]
+                # A volume not reshaped is selected by the same policies as before: their sets say which.
+                claim = selectors(name) if name in reshaped else [o for o in states if name in o.selected]
+                others = tuple(o.rules.name for o in claim if o is not st and _claims(o.rules))
+                gkey = self._group_key_of(st, name) if grouped else None
+                group = None
+                if gkey is not None and len(st.members.get(gkey, ())) > 1:
+                    if gkey not in combined:
+                        # The members' scores are summed in name order, as decide() sums them.
+                        combined[gkey] = _group_score(
+                            st.rules, [views[n] for n in sorted(st.members[gkey])], scores, opts
+                        )
+                    score = combined[gkey]
+                    group = None if score is None else (gkey, score)
+                verdicts[name] = _judge(
+                    st.rules, v, others, self._pools, scores, in_flight, recent, now, opts, group
+                )
+            for key in sorted(touched_groups):
+                members = sorted(st.members.get(key, ()))
+                if len(members) < 2:
+                    continue
+                together = _group_verdict(key, [(views[n], verdicts[n]) for n in members])
+                if isinstance(together, _GroupWanted):
+                    st.gwanted[key] = together
+                    self._add_move(name_of, key, together)
+                    for n in members:
+                        del verdicts[n]
+                else:
+                    verdicts.update(together)
+            for name, verdict in verdicts.items():
+                if isinstance(verdict, _Wanted):
+                    st.wanted[name] = verdict
+                    self._add_move(name_of, name, verdict)
+                    continue
+                st.static[name] = verdict
+                reason = verdict.reason
+                if reason == "cooldown":
+                    self._volatile.add(name)
+                elif reason == "dry-run":
+                    self._dry.add(name)
+                elif reason.startswith("conflict:"):
+                    st.conflicts[name] = tuple(reason.removeprefix("conflict:").split(","))
+        return previous
+
+    def _group_key_of(self, st: _PolicyState, name: str) -> str | None:
+        return self._group_keys.get((st.rules.name, name))
+
+    def _group_index(
+        self, st: _PolicyState, names: set[str], views: Mapping[str, VolumeView], external: Mapping[str, str]
+    ) -> None:
+        keys = self._group_keys
+        for name in names:
+            k = (st.rules.name, name)
+            keys.pop(k, None)
+            if name in st.selected:
+                key = st.group_key(views[name], external)
+                if key is not None:
+                    keys[k] = key
+
+    # -- scheduling and the plan ---------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        ordered: tuple[Policy, ...],
+        in_flight: Collection[str],
+        previous: Mapping[tuple[str, str], Decision | None],
+    ) -> Plan:
+        flying = set(in_flight)
+        slots = {
+            p.name: p.max_concurrent_migrations - len(flying & self._state[p.name].selected)
+            for p in ordered
+            if isinstance(p, PolicyRules)
+        }
+        reserved: dict[str, int] = {}
+        started: list[PlannedMigration] = []
+        kept = self._scheduled
+        # Re-judged pairs are scheduled again below if they still want to move.
+        for policy, volume in previous:
+            kept.get(policy, {}).pop(volume, None)
+        candidates: dict[tuple[str, str], Decision | None] = dict(previous)
+
+        def record(policy: str, decision: Decision) -> None:
+            own = kept.setdefault(policy, {})
+            before = own.get(decision.volume)
+            if before is not decision:
+                candidates.setdefault((policy, decision.volume), before)
+                own[decision.volume] = decision
+
+        def schedule(key: _SortKey) -> None:
+            want = self._moves[key]
+            policy = _policy_of(want)
+            if slots[policy] <= 0:
+                cached = self._held.get(key)
+                if cached is not None and cached[0] is want:
+                    for decision in cached[1]:
+                        record(policy, decision)
+                    return
+            if isinstance(want, _GroupWanted):
+                results = _schedule_group(want, slots, self._pools, reserved)
+            else:
+                results = [_schedule(want, slots, self._pools, reserved)]
+            if all(m is None and d.reason == "concurrency-limit" for d, m in results):
+                self._held[key] = (want, [d for d, _ in results])
+            else:
+                self._held.pop(key, None)
+            for decision, migration in results:
+                record(policy, decision)
+                if migration is not None:
+                    started.append(migration)
+
+        # Moves in order until every policy is out of slots or of moves; every move after that point (the
+        # tail) is held back by its policy's limit, and keeps its decision from the last call unless it is
+        # new in the tail.
+        order = self._sorted_moves()
+        remaining = dict(self._moves_per_policy)
+        active = {p for p, n in remaining.items() if n > 0 and slots.get(p, 0) > 0}
+        cut = 0
+        while cut < len(order) and active:
+            key = order[cut]
+            policy = _policy_of(self._moves[key])
+            schedule(key)
+            remaining[policy] -= 1
+            if slots[policy] <= 0 or remaining[policy] == 0:
+                active.discard(policy)
+            cut += 1
+        old_cut = self._cut
+        end = len(order) if old_cut is None else bisect.bisect_left(order, old_cut)
+        for key in order[cut:end]:
+            schedule(key)  # held back now, scheduled further up the last time
+        if old_cut is not None and cut < len(order):
+            # New in the tail, beyond the range above: moves added since the last call.
+            first = max(order[cut], old_cut)
+            for key in set(self._added_now):
+                if key in self._moves and key >= first:
+                    schedule(key)
+        self._cut = order[cut] if cut < len(order) else None
+        # What differs from the last call: re-judged pairs, and pairs whose decision object was replaced.
+        changes: list[tuple[Decision | None, Decision]] = []
+        removed: list[Decision] = []
+        for (policy, volume), before in candidates.items():
+            owner = self._state.get(policy)
+            after = kept.get(policy, {}).get(volume) or (
+                owner.static.get(volume) if owner is not None else None
+            )
+            if after is None:
+                if before is not None:
+                    removed.append(before)
+            elif after != before:
+                changes.append((before, after))
+        scheduled = kept
+        self.changes = sorted(changes, key=lambda c: (c[1].policy, c[1].volume))
+        self.removed = sorted(removed, key=lambda d: (d.policy, d.volume))
+        plans = []
+        for p in ordered:
+            st = self._state[p.name]
+            # The verdicts kept and the scheduled ones are disjoint: a wanted move is never kept as final.
+            own = tuple(st.static.values()) + tuple(scheduled.get(p.name, {}).values())
+            counts = dict.fromkeys(p.tiers if isinstance(p, PolicyRules) else (), 0)
+            if isinstance(p, PolicyRules):
+                counts.update(Counter(st.tier_of.values()))
+            plans.append(
+                PolicyPlan(
+                    policy=p.name,
+                    generation=p.generation,
+                    problem=p if isinstance(p, PolicyProblem) else None,
+                    enabled=p.enabled if isinstance(p, PolicyRules) else False,
+                    dry_run=p.dry_run if isinstance(p, PolicyRules) else False,
+                    decisions=own,
+                    tier_counts=MappingProxyType(counts),
+                    conflicts=MappingProxyType(dict(st.conflicts)),
+                    in_flight=len(flying & st.selected),
+                    migrations=tuple(m for m in started if m.policy == p.name),
+                )
+            )
+        return Plan(policies=tuple(plans), migrations=tuple(started))
+
+
+class _Handles:
+    """PV names by volume handle, from a scan of the views made at the first question."""
+
+    def __init__(self, views: Mapping[str, VolumeView]) -> None:
+        self._views = views
+        self._names: dict[str, list[str]] | None = None
+
+    def __call__(self, handle: str) -> Collection[str]:
+        if self._names is None:
+            self._names = {}
+            for v in self._views.values():
+                if v.volume_id is not None:
+                    self._names.setdefault(v.volume_id, []).append(v.name)
+        return self._names.get(handle, ())
+
+
+def _policy_of(move: _Wanted | _GroupWanted) -> str:
+    return move.members[0].rules.name if isinstance(move, _GroupWanted) else move.rules.name
+
+
+def _selects(rules: Policy, v: VolumeView) -> bool:
+    scope = rules.scope
+    return scope is not None and scope.selects(v.storage_class, v.pvc_labels)
+
+
+def _claims(rules: Policy) -> bool:
+    """Whether a policy selecting a volume makes it a conflict for the others (enabled, or invalid)."""
+    return isinstance(rules, PolicyProblem) or rules.enabled
+
+
+def _windows(ordered: Sequence[Policy]) -> set[int]:
+    return {p.window_seconds for p in ordered if isinstance(p, PolicyRules)}
+
+
+def _snapshot_state(
+    snapshot: ScoreSnapshot | None, window: int, now: datetime, opts: DecideOptions
+) -> tuple[object, ...]:
+    """What every verdict of a window depends on besides each volume's own score."""
+    if snapshot is None:
+        return (None,)
+    problem = _metrics_problem(snapshot, window, now, opts)
+    return (problem, snapshot.max_coverage < opts.min_coverage)
+
+
+__all__ = ["IncrementalPlanner"]

@@ -317,6 +317,7 @@ class MigrationRunner:
                     preservation=self.options.preservation,
                     stop_reason=stop,
                     target_pools=self._pools_matching(intent.target_inclusion),
+                    source_tier_pools=self._pools_matching(intent.original_inclusion),
                 )
                 if grouped and barrier is not None:
                     if isinstance(step, plan.Abort):

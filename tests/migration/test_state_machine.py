@@ -172,6 +172,10 @@ class MigrationMachine(RuleBasedStateMachine):
     def healthy(self):
         return self.volume.synced
 
+    def pools_matching(self, labels):
+        # As the runner computes them from its DiskPool store.
+        return {name for name, p in self.cluster.pools.items() if p.labels == labels}
+
     def observe(self):
         v = self.volume
         self.checker.observe(
@@ -205,6 +209,8 @@ class MigrationMachine(RuleBasedStateMachine):
             pool_health=self.pool_health(),
             preservation=self.preservation,
             stop_reason=self.stop_reason,
+            target_pools=self.pools_matching(HOT),
+            source_tier_pools=self.pools_matching(COLD),
         )
         if isinstance(s, AddReplica):
             self.volume.num_replicas, self.volume.inclusion = s.count, dict(s.topology)
@@ -520,6 +526,25 @@ def test_rollback_after_an_old_replica_faulted_keeps_n_healthy():
     expect(m, "Abort")
     m.operate()  # the rollback scale-down
     m.teardown()
+
+
+def test_rollback_after_a_source_pool_faulted_keeps_the_healthy_new_replica():
+    # Issue 25, defect 1: c1's pool faults, so Mayastor's replacement lands on c3 (cold, not a source pool).
+    m = replay(SourceFaults, n=2)
+    expect(m, "AddReplica")
+    m.advance(60)  # h1 synced: c1, c2, h1 healthy
+    m.cluster.set_pool_state("c1", "Faulted")  # survivable: c2 and h1 remain
+    m.changed()
+    m.advance(100)  # past the timeout
+    expect(m, "Abort")
+    expect(m, "AddReplica")  # topology back to cold, three replicas kept
+    while not any(r.pool == "c3" for r in m.volume.replicas):
+        m.advance(20)  # the faulted replica's grace period ends: Mayastor replaces it on c3
+    assert [r.sync_state for r in m.volume.replicas if r.pool == "c3"] != ["Synced"]
+    m.operate()  # a scale-down now would make Mayastor drop h1, the healthy one off the topology
+    assert m.healthy() >= 2
+    m.teardown()
+    assert m.finished.outcome == "rolled-back"
 
 
 def test_rollback_with_another_writer_keeps_n_healthy():

@@ -253,16 +253,24 @@ class MigrationRunner:
                 continue
 
     async def _write_first_intent(self, draft: Intent) -> Intent | None:
-        """Analyze the freshly read volume and record the intent; None when the migration must not start."""
+        """Analyze the freshly read volume and record the intent; None when the migration must not start.
+
+        A write whose answer was lost may have been applied: a retry then meets its own write as a conflict.
+        So after any failed write the volume is read again, and an intent there that is the one just written
+        (this operator's, same start) is adopted rather than refused as someone else's.
+        """
+        attempted: Intent | None = None
         for _ in range(3):
             state = await self._retry(lambda: self.backend.read(draft.volume), draft.pv)
+            if attempted is not None and _same_migration(state.intent, attempted):
+                return self._started(attempted)
             problem = plan.start_problem(
                 state, draft.target_pool, tuple(draft.source_pools), self._pool_health()
             )
             if problem is not None:
                 log.info("Not migrating %s: %s", draft.pv, problem)
                 return None
-            intent = replace(
+            attempted = replace(
                 draft,
                 original_replicas=state.num_replicas,
                 original_inclusion=dict(state.inclusion),
@@ -270,18 +278,29 @@ class MigrationRunner:
             )
             try:
                 await self._retry(
-                    partial(self.backend.write_intent, draft.volume, intent, expected_version=state.version),
+                    partial(
+                        self.backend.write_intent, draft.volume, attempted, expected_version=state.version
+                    ),
                     draft.pv,
                 )
             except IntentConflict:
-                continue  # the volume changed between read and write: analyze again
-            log.info(
-                "Migrating %s %s -> %s", draft.pv, _tier_word(draft.from_tier), _tier_word(draft.to_tier)
-            )
-            self._event(intent, "Normal", "MigrationStarted", self._started_message(intent))
-            return intent
+                continue  # the volume changed between read and write (or the write was ours): look again
+            except BackendError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("Migration of %s: the intent write may not have landed: %s", draft.pv, exc)
+                continue
+            return self._started(attempted)
+        state = await self._retry(lambda: self.backend.read(draft.volume), draft.pv)
+        if attempted is not None and _same_migration(state.intent, attempted):
+            return self._started(attempted)
         log.warning("Not migrating %s: the volume keeps changing under us", draft.pv)
         return None
+
+    def _started(self, intent: Intent) -> Intent:
+        log.info("Migrating %s %s -> %s", intent.pv, _tier_word(intent.from_tier), _tier_word(intent.to_tier))
+        self._event(intent, "Normal", "MigrationStarted", self._started_message(intent))
+        return intent
 
     async def _drive(self, volume: str, intent: Intent, barrier: _Barrier | None = None) -> None:
         """Step the migration until it is finished and recorded. Returns early only if the volume vanished
@@ -607,6 +626,16 @@ class _Barrier:
 def _backoff(failures: int) -> float:
     base: float = min(0.5 * 2.0 ** max(failures - 1, 0), MAX_BACKOFF)
     return base * random.uniform(0.5, 1.0)
+
+
+def _same_migration(found: Intent | None, written: Intent) -> bool:
+    """True when ``found`` (read from the volume) is the intent ``written`` by this operator."""
+    return (
+        found is not None
+        and found.operator == written.operator
+        and found.started_at == written.started_at
+        and found.pv == written.pv
+    )
 
 
 def _tier_word(tier: str) -> str:

@@ -31,6 +31,7 @@ and report spec changes, not rebuild progress), so :meth:`RestBackend.wait_chang
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -56,6 +57,8 @@ log = logging.getLogger("couchestor.migration.rest")
 CORDON_RECORD = f"{GROUP}/migration-cordons"
 #: How long lifting cordons may take in a shielded scope before it is left to recovery.
 LIFT_TIMEOUT = 30.0
+#: Attempts at one pool cordon whose answers are lost.
+CORDON_ATTEMPTS = 3
 
 
 class CordonRecord(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
@@ -184,22 +187,16 @@ class RestBackend:
                 try:
                     foreign: set[str] = set()
                     for name in fence:
-                        try:
-                            await self.rest.cordon_pool(name)
-                        except NotFoundError as exc:
+                        placed = await self._cordon_pool(name)
+                        if placed is None:
                             # The pool was just listed, so the endpoint is missing: a release without pool
                             # cordons. Place unsteered; the check below undoes a replica that lands elsewhere.
-                            log.warning(
-                                "pool cordons unsupported by this Mayastor (%s); placing unsteered", exc
-                            )
+                            log.warning("pool cordons unsupported by this Mayastor; placing unsteered")
                             break
-                        except MayastorRestError as exc:
-                            if exc.kind != "AlreadyExists":
-                                raise _backend_error(f"cannot cordon pool {name}", exc) from None
-                            if name not in ours:
-                                # Cordoned by someone else since the listing: it blocks the replica all the
-                                # same, but lifting it is not ours to do.
-                                foreign.add(name)
+                        if not placed and name not in ours:
+                            # Cordoned by someone else since the listing: it blocks the replica all the
+                            # same, but lifting it is not ours to do.
+                            foreign.add(name)
                     if foreign:
                         record.pools = sorted(set(record.pools) - foreign)
                         await self._write_record(pv, record)
@@ -377,6 +374,31 @@ class RestBackend:
         if node is None or rules.predicted_victim(current, labels, cordoned | {node}) != pool:
             return None
         return node
+
+    async def _cordon_pool(self, pool: str) -> bool | None:
+        """Cordon ``pool`` (already in the record): True when this call placed the cordon, False when one
+        stood already (someone else's, or an earlier attempt's), None when this release has no pool cordons.
+
+        The request is sent again after an answer that was lost (the effect unknown), and an ``AlreadyExists``
+        then is our own cordon: the first request was applied. A cordon someone else placed in that instant
+        would be taken for ours and lifted with them; leaking ours forever would be worse.
+        """
+        unknown = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.rest.cordon_pool(pool)
+                return True
+            except NotFoundError:
+                return None
+            except MayastorRestError as exc:
+                if exc.kind == "AlreadyExists":
+                    return unknown
+                if not exc.retryable or attempt == CORDON_ATTEMPTS:
+                    raise _backend_error(f"cannot cordon pool {pool}", exc) from None
+                unknown = unknown or exc.status != 429  # a 429 was refused before it was processed
+                await trio.sleep(min(0.2 * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
 
     async def _lift(self, volume: str, pv_name: str) -> None:
         """Lift every cordon recorded for ``volume``, then clear them from the record."""

@@ -2,9 +2,11 @@
 
 Every call has a deadline (``timeout`` seconds per attempt, connect included) and raises
 :class:`MayastorRestError` (or a subclass) and nothing else for HTTP and transport failures. Idempotent calls
-(every GET, cordon and uncordon) are retried on transport errors and 502/503/504 answers, at most
+(every GET, uncordon, node cordon) are retried on transport errors and 502/503/504 answers, at most
 ``attempts`` times with jittered backoff; ``PUT .../replica_count/{n}`` is not retried here, because a lost
-answer leaves the count unknown: the caller re-reads the volume and decides again.
+answer leaves the count unknown: the caller re-reads the volume and decides again. Nor is a pool cordon: a
+resend after a lost answer meets its own cordon as ``AlreadyExists``, which only the caller can tell from
+someone else's.
 """
 
 from __future__ import annotations
@@ -126,9 +128,10 @@ class MayastorRestClient:
 
     async def cordon_pool(self, pool_id: str) -> wire.Pool:
         """Block new replicas on ``pool_id`` (``PUT /v0/pools/{id}/cordon``); raises an ``AlreadyExists``
-        :class:`MayastorRestError` when it already blocks them (whoever cordoned it)."""
+        :class:`MayastorRestError` when it already blocks them (whoever cordoned it). Sent once (see the
+        module docstring)."""
         body = msgspec.json.encode(wire.PoolCordonReq(replicas=True))
-        return await self._call("PUT", f"/v0/pools/{pool_id}/cordon", wire.Pool, body=body)
+        return await self._call("PUT", f"/v0/pools/{pool_id}/cordon", wire.Pool, body=body, idempotent=False)
 
     async def uncordon_pool(self, pool_id: str) -> wire.Pool:
         """Stop blocking new replicas on ``pool_id`` (``DELETE /v0/pools/{id}/cordon``); idempotent."""

@@ -1,12 +1,13 @@
 """RestBackend end to end on the API server emulator and the simulated Mayastor 2.x control plane."""
 
+import httpx
 import msgspec
 import pytest
 import trio
 from msgspec import UNSET
 
 from couchestor.kube import resources
-from couchestor.mayastor_rest import CORDON_RECORD
+from couchestor.mayastor_rest import CORDON_RECORD, MayastorRestClient
 from couchestor.migration.backend import BackendError, IntentConflict
 from k8s_schemas.annotations import MIGRATION_INTENT
 from k8s_schemas.mayastor import DiskPool
@@ -254,3 +255,38 @@ async def test_a_cordon_of_an_earlier_attempt_answers_already_exists_and_is_lift
     assert sorted(r.pool for r in state.replicas) == ["pool-cold-1", "pool-hot-2"]
     assert env.sim.plane.pool_cordons == {}, "its own cordons lifted"
     env.sim.checker.assert_clean()
+
+
+class LosingCordonReplies(httpx.AsyncBaseTransport):
+    """The network to the control plane: the first ``PUT .../cordon`` reaches it and is applied, then the
+    connection breaks before the answer arrives."""
+
+    def __init__(self):
+        self.inner = httpx.AsyncHTTPTransport()
+        self.lost: list[str] = []
+
+    async def handle_async_request(self, request):
+        response = await self.inner.handle_async_request(request)
+        if request.method == "PUT" and request.url.path.endswith("/cordon") and not self.lost:
+            await response.aread()
+            await response.aclose()
+            self.lost.append(request.url.path)
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+    async def aclose(self):
+        await self.inner.aclose()
+
+
+async def test_a_cordon_whose_reply_was_lost_is_still_lifted(env):
+    # Issue 25, defect 4: the retried cordon answered AlreadyExists, the backend took its own cordon for
+    # someone else's and dropped it from the record, and nothing ever lifted it.
+    await start(env)
+    network = LosingCordonReplies()
+    async with MayastorRestClient(env.sim.url, transport=network) as rest:
+        env.backend.rest = rest
+        state = await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    assert network.lost, "a cordon reply was lost"
+    assert sorted(r.pool for r in state.replicas) == ["pool-cold-1", "pool-hot-2"]
+    assert env.sim.plane.pool_cordons == {}, "the cordon whose reply was lost was lifted too"
+    assert (await env.pv()).metadata.annotation(CORDON_RECORD) is None

@@ -221,12 +221,23 @@ class RestBackend:
             return state
 
     async def remove_replica(
-        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+        self,
+        volume: str,
+        *,
+        count: int,
+        pool: str,
+        topology: Mapping[str, str],
+        expected_version: str = "",
     ) -> VolumeState:
         async with self._hold(volume):
             state, pv, current = await self._read(volume)
             if current.spec.num_replicas <= count:
                 return state
+            _, _, decided = expected_version.partition("/")
+            if decided and rules.digest(current) != decided:
+                # The volume changed since the removal was decided (a replica faulted?): decide again. The
+                # control plane's PUT takes no precondition, so this check right before it is the guard.
+                raise IntentConflict(f"volume {volume} changed since the step was decided")
             intent = state.intent
             repairing = intent is not None and intent.phase == "forward" and bool(pool)
             if repairing and state.healthy_count < count + 1:

@@ -88,12 +88,20 @@ class VolumeBackend(Protocol):
         ...
 
     async def remove_replica(
-        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+        self,
+        volume: str,
+        *,
+        count: int,
+        pool: str,
+        topology: Mapping[str, str],
+        expected_version: str = "",
     ) -> VolumeState:
         """Lower the replica count to ``count``, dropping the replica on ``pool``.
 
         ``topology`` is the topology the volume keeps afterwards. Storage systems may choose the victim
         themselves: the caller verifies which replicas remain and never trusts this call alone.
+        ``expected_version`` is the version of the state the removal was decided on: when the volume changed
+        since (a replica faulted, another writer), nothing is removed and :class:`IntentConflict` is raised.
         """
         ...
 

@@ -388,7 +388,11 @@ class MigrationRunner:
             what = f"removing the replica on {step.pool}" if step.pool else "removing the surplus replica"
             self._note(intent, what)
             await self.backend.remove_replica(
-                volume, count=step.count, pool=step.pool, topology=step.topology
+                volume,
+                count=step.count,
+                pool=step.pool,
+                topology=step.topology,
+                expected_version=state.version,
             )
         elif isinstance(step, plan.Abort):
             log.warning("Migration of %s aborted: %s; rolling back", intent.pv, step.reason)

@@ -290,3 +290,17 @@ async def test_a_cordon_whose_reply_was_lost_is_still_lifted(env):
     assert sorted(r.pool for r in state.replicas) == ["pool-cold-1", "pool-hot-2"]
     assert env.sim.plane.pool_cordons == {}, "the cordon whose reply was lost was lifted too"
     assert (await env.pv()).metadata.annotation(CORDON_RECORD) is None
+
+
+async def test_a_removal_decided_before_the_new_replica_faulted_is_not_made(env):
+    # Issue 25, defect 5 on Mayastor 2.x: the decision was made with both replicas healthy.
+    await start(env)
+    await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    decided = await env.wait_synced(2)
+    env.sim.fault_replica(VOL, "pool-hot-2")
+    with pytest.raises(IntentConflict):
+        await env.backend.remove_replica(
+            VOL, count=1, pool="pool-cold-1", topology=HOT, expected_version=decided.version
+        )
+    assert env.sim.plane.volume(VOL).num_replicas == 2
+    env.sim.checker.assert_clean()

@@ -14,8 +14,10 @@ Where things live:
 
 Steering. A new replica goes to the chosen pool because every other pool that could take it is cordoned for
 replicas just for the duration of ``PUT replica_count`` (:func:`rules.pools_to_cordon`); the cordons are
-lifted in a shielded ``finally`` (cancellation cannot skip it) and, if lifting fails or the process dies, by
-the next :meth:`RestBackend.read` of the volume or by :meth:`RestBackend.recover`. On scale-down Mayastor picks
+lifted in a ``finally`` shielded from the cancellation of the step but not past the leader's fence
+(:func:`couchestor.leader.fenced_cleanup`) and, if lifting fails, the step was cancelled or the process died,
+by the next :meth:`RestBackend.read` of the volume or by :meth:`RestBackend.recover` (which a new leader runs
+first). The record is written with the PV's resourceVersion, so a late writer can never wipe a newer record. On scale-down Mayastor picks
 the victim itself; when its rules (:func:`rules.predicted_victim`) would pick a replica other than the one to
 drop, the node of the one to drop is cordoned (a labelled node cordon, so nobody else's is touched) for the
 duration of the call, since 2.x removes replicas on cordoned nodes first. Afterwards the remaining replicas
@@ -44,6 +46,7 @@ from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.errors import Conflict, KubeError, NotFound
 from couchestor.kube.store import Store
+from couchestor.leader import fenced_cleanup
 from couchestor.mayastor_rest import rules, wire
 from couchestor.mayastor_rest.client import MayastorRestClient, MayastorRestError, NotFoundError
 from couchestor.migration import intent as intents
@@ -55,7 +58,8 @@ log = logging.getLogger("couchestor.migration.rest")
 
 #: PV annotation: the cordons this operator holds (or may hold) for the volume's migration, as JSON.
 CORDON_RECORD = f"{GROUP}/migration-cordons"
-#: How long lifting cordons may take in a shielded scope before it is left to recovery.
+#: How long lifting cordons may take in a shielded scope (never past the leader's fence) before it is left to
+#: recovery.
 LIFT_TIMEOUT = 30.0
 #: Attempts at one pool cordon whose answers are lost.
 CORDON_ATTEMPTS = 3
@@ -183,7 +187,7 @@ class RestBackend:
                 held = {r.pool for r in state.replicas}
                 ours = set(record.pools)  # cordoned by an earlier attempt (recorded before it cordoned)
                 record.pools = sorted(ours | set(fence))
-                await self._write_record(pv, record)
+                pv = await self._write_record(pv, record)
                 try:
                     foreign: set[str] = set()
                     for name in fence:
@@ -199,14 +203,14 @@ class RestBackend:
                             foreign.add(name)
                     if foreign:
                         record.pools = sorted(set(record.pools) - foreign)
-                        await self._write_record(pv, record)
+                        pv = await self._write_record(pv, record)
                     try:
                         await self.rest.set_replica_count(volume, count)
                     except MayastorRestError as exc:
                         if exc.kind != "AlreadyExists":
                             raise _backend_error(f"cannot add a replica to {volume}", exc) from None
                 finally:
-                    with trio.CancelScope(shield=True), trio.move_on_after(LIFT_TIMEOUT):
+                    with fenced_cleanup(LIFT_TIMEOUT):
                         await self._lift(volume, str(pv.metadata.name))
             state, _, current = await self._read(volume)
             landed = sorted({r.pool for r in state.replicas} - held)
@@ -253,7 +257,7 @@ class RestBackend:
                 record = _record(pv) or CordonRecord(volume=volume)
                 if steer is not None:
                     record.nodes = sorted(set(record.nodes) | {steer})
-                    await self._write_record(pv, record)
+                    pv = await self._write_record(pv, record)
                 try:
                     if steer is not None:
                         await self._call(self.rest.cordon_node(steer, node_cordon_label(volume)))
@@ -264,7 +268,7 @@ class RestBackend:
                             raise _backend_error(f"cannot remove a replica of {volume}", exc) from None
                 finally:
                     if steer is not None:
-                        with trio.CancelScope(shield=True), trio.move_on_after(LIFT_TIMEOUT):
+                        with fenced_cleanup(LIFT_TIMEOUT):
                             await self._lift(volume, str(pv.metadata.name))
             state, pv, _ = await self._read(volume)
             after = {r.pool for r in state.replicas}
@@ -412,7 +416,17 @@ class RestBackend:
                 await trio.sleep(min(0.2 * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
 
     async def _lift(self, volume: str, pv_name: str) -> None:
-        """Lift every cordon recorded for ``volume``, then clear them from the record."""
+        """Lift every cordon recorded for ``volume``, then clear them from the record (read again and lifted
+        again, both idempotent, when the PV changed in between)."""
+        for attempt in range(1, 4):
+            try:
+                await self._lift_once(volume, pv_name)
+                return
+            except IntentConflict:
+                if attempt == 3:
+                    raise
+
+    async def _lift_once(self, volume: str, pv_name: str) -> None:
         try:
             pv = await self.kube.get(resources.PERSISTENT_VOLUME, pv_name, type=PersistentVolume)
         except KubeError as exc:
@@ -437,16 +451,25 @@ class RestBackend:
         await self._write_record(pv, record)
         log.info("Lifted the migration cordons of %s", volume)
 
-    async def _write_record(self, pv: PersistentVolume, record: CordonRecord) -> None:
-        """Write (or clear, when empty) the record; the annotation is ours alone, so no precondition."""
+    async def _write_record(self, pv: PersistentVolume, record: CordonRecord) -> PersistentVolume:
+        """Write (or clear, when empty) the record over ``pv`` as read, and return the PV as written.
+
+        Conditional on ``pv``'s resourceVersion: a record changed since (by a later leader placing its own
+        cordons) is never overwritten, which would leak that leader's cordons (:class:`IntentConflict`).
+        """
         empty = not record.holds_cordons and record.repairs == 0
         value = None if empty else msgspec.json.encode(record).decode()
-        await self._patch_pv(pv, {"metadata": {"annotations": {CORDON_RECORD: value}}})
+        rv = str(pv.metadata.resource_version)
+        return await self._patch_pv(
+            pv, {"metadata": {"resourceVersion": rv, "annotations": {CORDON_RECORD: value}}}
+        )
 
-    async def _patch_pv(self, pv: PersistentVolume, patch: dict[str, Any]) -> None:
+    async def _patch_pv(self, pv: PersistentVolume, patch: dict[str, Any]) -> PersistentVolume:
         name = str(pv.metadata.name)
         try:
-            await self.kube.merge_patch(resources.PERSISTENT_VOLUME, name, patch, type=dict)
+            return await self.kube.merge_patch(
+                resources.PERSISTENT_VOLUME, name, patch, type=PersistentVolume
+            )
         except Conflict as exc:
             raise IntentConflict(f"PersistentVolume {name} changed concurrently: {exc}") from None
         except NotFound:

@@ -304,3 +304,21 @@ async def test_a_removal_decided_before_the_new_replica_faulted_is_not_made(env)
         )
     assert env.sim.plane.volume(VOL).num_replicas == 2
     env.sim.checker.assert_clean()
+
+
+async def test_a_late_record_write_never_wipes_a_newer_record(env):
+    # Issue 25, defect 2: the record was written without a precondition ("ours alone"), so a deposed leader's
+    # late clean-up could wipe the record of the leader after it, whose cordons then leaked.
+    from couchestor.mayastor_rest.backend import CordonRecord
+
+    stale = await env.pv()
+    newer = {"volume": VOL, "pools": ["pool-hot-1"]}
+    await env.client.merge_patch(
+        resources.PERSISTENT_VOLUME,
+        PV,
+        {"metadata": {"annotations": {CORDON_RECORD: msgspec.json.encode(newer).decode()}}},
+        type=dict,
+    )
+    with pytest.raises(IntentConflict):
+        await env.backend._write_record(stale, CordonRecord(volume=VOL))
+    assert msgspec.json.decode((await env.pv()).metadata.annotation(CORDON_RECORD)) == newer

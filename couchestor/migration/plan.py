@@ -217,8 +217,10 @@ def _rollback_step(
     n = intent.original_replicas
     original = intent.original_inclusion
     if state.num_replicas != n or dict(state.inclusion) != dict(original):
-        lost = healthy_victims(state.replicas, max(len(state.replicas) - n, 0), source_tier_pools)
-        if lost and state.healthy_count - lost < n:
+        excess = max(len(state.replicas) - n, 0)
+        lost = healthy_victims(state.replicas, excess, source_tier_pools)
+        # Never fewer than n healthy after a removal; replicas of unknown health may be the complete copies.
+        if excess and state.healthy_count - lost < n:
             if dict(state.inclusion) != dict(original):
                 # Restore the topology but keep every replica: replacements then go to the source tier, and
                 # the replicas the control plane drops first are the ones off it.

@@ -3,8 +3,11 @@ it applies): lost replies, unguarded scale-downs, rollbacks that cannot finish."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from couchestor.kube import resources
 from couchestor.migration.backend import BackendError
 from tests.operator.harness import WrappedBackend, policy_body
 
@@ -60,3 +63,68 @@ async def test_a_lost_reply_on_the_first_intent_write_does_not_orphan_the_intent
     assert backends[0].lost == 1
     assert [(e.volume_name, e.success) for e in entries] == [("pvc-heavy", True)]
     await assert_at_rest(env, "heavy", ["hot"])
+
+
+class UnpublishedDuringRollback(WrappedBackend):
+    """The first volume to migrate: its new replica is reported Faulted (the migration rolls back), then the
+    volume is unpublished, so every replica's sync state reads Unknown and the rollback can never proceed."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.volume = None
+
+    async def add_replica(self, volume, **kw):
+        self.volume = self.volume or volume
+        return await self.inner.add_replica(volume, **kw)
+
+    async def read(self, volume):
+        state = await self.inner.read(volume)
+        if volume != self.volume or state.intent is None:
+            return state
+        source = set(state.intent.source_pools)
+        if state.intent.phase == "forward":
+            replicas = tuple(r if r.pool in source else replace(r, state="Faulted") for r in state.replicas)
+        else:
+            replicas = tuple(replace(r, sync_state="Unknown") for r in state.replicas)
+        return replace(state, replicas=replicas)
+
+
+@pytest.mark.parametrize("loads", [{"first": ("cold", 8000.0), "second": ("cold", 8000.0)}])
+async def test_a_rollback_that_cannot_finish_is_reported_and_gives_its_slot_back(env):
+    # Issue 25, defect 6: the rollback had no deadline and held the global slot: with one slot, nothing else
+    # ever migrated again.
+    await env.apply_policy(policy_body(migrationTimeout="10s"))
+    operator, backends = await env.start_operator_with_backend(
+        lambda operator, inner: UnpublishedDuringRollback(inner), max_concurrent_migrations="1"
+    )
+    await env.eventually(lambda: _true(backends and backends[0].volume), what="a first migration")
+    entries = await wait_recorded(env, timeout=90)
+    moved_pv = entries[0].volume_name
+    stuck_pv = "pvc-second" if moved_pv == "pvc-first" else "pvc-first"
+    assert [(e.volume_name, e.success) for e in entries] == [(moved_pv, True)]
+    assert await env.tiers(moved_pv.removeprefix("pvc-")) == ["hot"]
+    runner = operator.runner
+    assert stuck_pv in runner.stuck
+    assert runner.metrics.stuck_migrations._value.get() == 1
+    assert await env.intent(stuck_pv.removeprefix("pvc-")) is not None, "the rollback goes on"
+
+    async def stuck_event():
+        events = await env.client.list_all(resources.EVENT, "default", type=dict)
+        return [e for e in events.items if e.get("reason") == "MigrationStuck"]
+
+    reported = await env.eventually(stuck_event, what="a MigrationStuck Event")
+    assert "rollback" in reported[0]["message"]
+
+    async def stuck_condition():
+        status = await env.status()
+        conditions = {c.type: c for c in status.conditions} if status and status.conditions else {}
+        return conditions.get("MigrationsStuck")
+
+    condition = await env.eventually(stuck_condition, what="a MigrationsStuck condition")
+    assert condition.status == "True"
+    assert stuck_pv in condition.message
+    assert env.simulator.checker.violations == []
+
+
+async def _true(value):
+    return bool(value)

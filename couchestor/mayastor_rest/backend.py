@@ -161,13 +161,20 @@ class RestBackend:
         return state
 
     async def add_replica(
-        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+        self,
+        volume: str,
+        *,
+        count: int,
+        pool: str,
+        topology: Mapping[str, str],
+        expected_version: str = "",
     ) -> VolumeState:
         async with self._hold(volume):
             state, pv, current = await self._read(volume)
             if current.spec.num_replicas >= count:
                 await self._lift(volume, str(pv.metadata.name))
                 return state
+            _check_unchanged(volume, current, expected_version)
             record = _record(pv) or CordonRecord(volume=volume)
             forward = state.intent is not None and state.intent.phase == "forward"
             if forward and record.repairs > self.max_repairs:
@@ -237,11 +244,7 @@ class RestBackend:
             state, pv, current = await self._read(volume)
             if current.spec.num_replicas <= count:
                 return state
-            _, _, decided = expected_version.partition("/")
-            if decided and rules.digest(current) != decided:
-                # The volume changed since the removal was decided (a replica faulted?): decide again. The
-                # control plane's PUT takes no precondition, so this check right before it is the guard.
-                raise IntentConflict(f"volume {volume} changed since the step was decided")
+            _check_unchanged(volume, current, expected_version)
             intent = state.intent
             repairing = intent is not None and intent.phase == "forward" and bool(pool)
             if repairing and state.healthy_count < count + 1:
@@ -488,6 +491,15 @@ class RestBackend:
             return await call
         except MayastorRestError as exc:
             raise _backend_error("Mayastor REST call failed", exc) from None
+
+
+def _check_unchanged(volume: str, current: wire.Volume, expected_version: str) -> None:
+    """Raise :class:`IntentConflict` when ``current`` is not the volume a step was decided on (a replica
+    faulted since?). The control plane's ``PUT replica_count`` takes no precondition, so this check right
+    before it is the guard."""
+    _, _, decided = expected_version.partition("/")
+    if decided and rules.digest(current) != decided:
+        raise IntentConflict(f"volume {volume} changed since the step was decided")
 
 
 def _backend_error(what: str, exc: MayastorRestError) -> BackendError:

@@ -77,13 +77,19 @@ class VolumeBackend(Protocol):
         ...
 
     async def add_replica(
-        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+        self,
+        volume: str,
+        *,
+        count: int,
+        pool: str,
+        topology: Mapping[str, str],
+        expected_version: str = "",
     ) -> VolumeState:
         """Raise the replica count to ``count``, the new replica going to ``pool``.
 
         ``topology`` is the pool-label topology the volume should carry (the target tier's labels); a backend
         that cannot pin the exact pool places the replica on some pool matching ``topology`` — the caller reads
-        back where it went.
+        back where it went. ``expected_version`` as for :meth:`remove_replica`.
         """
         ...
 

@@ -100,10 +100,16 @@ class CrdBackend:
         return await self._patch(volume, patch)
 
     async def add_replica(
-        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+        self,
+        volume: str,
+        *,
+        count: int,
+        pool: str,
+        topology: Mapping[str, str],
+        expected_version: str = "",
     ) -> VolumeState:
         # The resource can only steer placement by pool labels: the replica lands on a pool of the tier.
-        return await self._scale(volume, count, topology, "")
+        return await self._scale(volume, count, topology, expected_version)
 
     async def remove_replica(
         self,

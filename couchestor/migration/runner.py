@@ -409,7 +409,11 @@ class MigrationRunner:
         elif isinstance(step, plan.AddReplica):
             self._note(intent, f"adding replica {step.count} on the {intent.to_tier} tier")
             await self.backend.add_replica(
-                volume, count=step.count, pool=intent.target_pool, topology=step.topology
+                volume,
+                count=step.count,
+                pool=intent.target_pool,
+                topology=step.topology,
+                expected_version=state.version,
             )
         elif isinstance(step, plan.RemoveReplica):
             what = f"removing the replica on {step.pool}" if step.pool else "removing the surplus replica"

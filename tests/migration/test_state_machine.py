@@ -23,10 +23,14 @@ sequence replayed through the same machine at the end of this module, marked as 
 """
 
 import contextlib
+import json
+import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
+import trio
 from hypothesis import HealthCheck, event, settings, strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import (
@@ -38,9 +42,16 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from msgspec.structs import replace
+from trio.testing import MockClock
 
 from couchestor.durations import format_time
-from couchestor.migration.backend import ReplicaInfo, VolumeState
+from couchestor.kube.client import KubeClient
+from couchestor.kube.config import ClusterConfig
+from couchestor.kube.store import Store
+from couchestor.leader import fenced_cleanup
+from couchestor.migration import intent as intents
+from couchestor.migration.backend import BackendError, IntentConflict, ReplicaInfo, VolumeState
+from couchestor.migration.crd import CrdBackend
 from couchestor.migration.intent import Intent
 from couchestor.migration.plan import (
     Abort,
@@ -51,9 +62,10 @@ from couchestor.migration.plan import (
     next_step,
     start_problem,
 )
-from couchestor.sim.mayastor.controller import pool_status
+from couchestor.sim.mayastor.controller import pool_status, volume_status
 from couchestor.sim.mayastor.invariant import InvariantChecker
 from couchestor.sim.mayastor.model import Cluster, Pool, Replica, Volume, choose_victims
+from k8s_schemas.annotations import MIGRATION_INTENT
 
 GI = 2**30
 SIZE = 10 * GI  # about 51 simulated seconds to rebuild at the model's default bandwidth
@@ -74,11 +86,93 @@ SETTINGS = settings(
 )
 
 
+CONFIG = ClusterConfig(server="https://kube.test", verify=False)
+
+
+async def write_step(backend, state, s):
+    """What the runner writes for step ``s`` decided on ``state`` (:meth:`MigrationRunner._perform`)."""
+    if isinstance(s, AddReplica):
+        await backend.add_replica(
+            "vol-1", count=s.count, pool="h1", topology=s.topology, expected_version=state.version
+        )
+    elif isinstance(s, RemoveReplica):
+        await backend.remove_replica(
+            "vol-1", count=s.count, pool=s.pool, topology=s.topology, expected_version=state.version
+        )
+    elif isinstance(s, Abort):
+        rolled = replace(state.intent, phase="rolling-back", abort_reason=s.reason, failed=s.failed)
+        await backend.write_intent("vol-1", rolled, expected_version=state.version)
+    elif isinstance(s, Finished):
+        await backend.write_intent("vol-1", None, expected_version=state.version)
+
+
+class VolumeApi:
+    """The API server as the operator's client reaches it, serving the one MayastorVolume of a machine.
+
+    Its spec and the intent annotation are the operator's writes (merge-patch, optimistic concurrency on the
+    resourceVersion, which is the machine's version counter, bumped on every change); its status is the
+    control plane's, read from the model. The control plane reacts to a spec change at once. A write can be
+    applied and its answer lost (``lose_next_reply``), as when a connection breaks after the server acted.
+    """
+
+    def __init__(self, machine):
+        self.m = machine
+        self.lose_next_reply = False
+        self.writes = 0
+
+    def object(self):
+        m, v = self.m, self.m.volume
+        metadata = {"name": v.name, "namespace": "mayastor", "resourceVersion": str(m.version)}
+        if m.intent is not None:
+            metadata["annotations"] = {MIGRATION_INTENT: intents.encode(m.intent)}
+        return {
+            "apiVersion": "openebs.io/v1",
+            "kind": "MayastorVolume",
+            "metadata": metadata,
+            "spec": {
+                "numReplicas": v.num_replicas,
+                "size": v.size,
+                "topology": {"pool": {"labelled": {"inclusion": dict(v.inclusion)}}},
+            },
+            "status": volume_status(v),
+        }
+
+    def handler(self, request):
+        if request.method == "GET":
+            return httpx.Response(200, json=self.object())
+        assert request.method == "PATCH", request
+        self.writes += 1
+        m, v = self.m, self.m.volume
+        patch = json.loads(request.content)
+        meta = patch.get("metadata") or {}
+        if "resourceVersion" in meta and meta["resourceVersion"] != str(m.version):
+            return httpx.Response(409, json={"kind": "Status", "code": 409, "reason": "Conflict"})
+        if "annotations" in meta:
+            text = meta["annotations"].get(MIGRATION_INTENT)
+            m.intent = None if text is None else intents.decode(text)
+        spec = patch.get("spec")
+        if spec is not None:
+            v.num_replicas = spec.get("numReplicas", v.num_replicas)
+            labelled = ((spec.get("topology") or {}).get("pool") or {}).get("labelled") or {}
+            if "inclusion" in labelled:
+                inclusion = {**v.inclusion, **labelled["inclusion"]}
+                v.inclusion = {k: val for k, val in inclusion.items() if val is not None}
+            m.changed()
+        else:
+            m.version += 1
+            m.observe()
+        if self.lose_next_reply:
+            self.lose_next_reply = False
+            m.stats["lost replies"] += 1
+            raise httpx.ReadError("connection reset after the server applied the write", request=request)
+        return httpx.Response(200, json=self.object())
+
+
 class MigrationMachine(RuleBasedStateMachine):
     #: Also fault source pools, source replicas' nodes (still only survivable faults).
-    SOURCE_FAULTS = False
+    SOURCE_FAULTS = True
     #: Let the other writer also act while the migration rolls back (not only while it goes forward).
-    WRITER_WHILE_ROLLING_BACK = False
+    WRITER_WHILE_ROLLING_BACK = True
     #: Also require that "completed" and "preserved" mean every replica (or a healthy one) is on the target tier.
     CHECK_PLACEMENT = True
     #: Also require that "rolled-back" leaves the volume with a replica on the source tier.
@@ -96,16 +190,23 @@ class MigrationMachine(RuleBasedStateMachine):
         timeout=st.sampled_from([120, 900, 3600, 3600]),
         preservation=st.sampled_from([False, False, False, True]),
         shared_nodes=st.booleans(),
+        placement=st.none() | st.integers(0, 2**32 - 1),
+        chaos=st.none() | st.integers(0, 2**32 - 1),
     )
-    def setup(self, n, extra_hot, timeout, preservation, shared_nodes):
+    def setup(self, n, extra_hot, timeout, preservation, shared_nodes, placement=None, chaos=None):
         self.n = n
+        self.chaos = None if chaos is None else random.Random(chaos)
+        self.api = VolumeApi(self)
+        self.pending = None  # a step decided on a read, not yet written
         self.preservation = preservation
         self.now = 0.0
         self.version = 0
         self.stop_reason = None
         self.finished = None
         self.checker = InvariantChecker(keep_transitions=False)
-        self.cluster = Cluster()
+        # Mayastor's replicas (its own replacements included) land on any eligible pool, or where the
+        # simulator prefers.
+        self.cluster = Cluster(placement_rng=None if placement is None else random.Random(placement))
         for i in range(1, 5):
             self.cluster.pools[f"c{i}"] = Pool(f"c{i}", f"node{i}", dict(COLD), 100 * GI)
         for i in range(1, max(n + extra_hot, 1) + 1):
@@ -195,16 +296,13 @@ class MigrationMachine(RuleBasedStateMachine):
 
     # --- the operator -------------------------------------------------------------------------------------
 
-    def operate(self):
-        """One runner iteration: read, decide, perform. Returns the step taken."""
-        if self.finished is not None:
-            return self.finished
-        n = self.n
-        before = self.healthy()
-        phase = self.intent.phase
-        s = next_step(
-            self.state(),
-            self.intent,
+    def decide(self):
+        """The runner's read (through the real backend and client) and its decision."""
+        state = self.call(lambda backend: backend.read("vol-1"))
+        assert state.intent is not None
+        return state, next_step(
+            state,
+            state.intent,
             now=T0 + timedelta(seconds=self.now),
             pool_health=self.pool_health(),
             preservation=self.preservation,
@@ -212,33 +310,91 @@ class MigrationMachine(RuleBasedStateMachine):
             target_pools=self.pools_matching(HOT),
             source_tier_pools=self.pools_matching(COLD),
         )
+
+    def perform(self, state, s):
+        """Write step ``s``, decided on ``state``, as the runner does; the world may have moved on since.
+
+        Returns False when the backend refused or failed (the runner then reads and decides again)."""
+        n = self.n
+        before = self.healthy()
+        phase = state.intent.phase
+        try:
+            self.call(lambda backend: write_step(backend, state, s))
+        except (IntentConflict, BackendError) as exc:
+            self.stats["writes refused"] += 1
+            self.stats[f"refused: {type(exc).__name__}"] += 1
+            return False
         if isinstance(s, AddReplica):
-            self.volume.num_replicas, self.volume.inclusion = s.count, dict(s.topology)
-            self.changed()
             assert self.healthy() >= before, f"{s} lowered healthy replicas {before} -> {self.healthy()}"
         elif isinstance(s, RemoveReplica):
             if phase == "forward":
                 assert before >= n + 1, f"{s} issued with only {before} healthy replicas"
-            self.volume.num_replicas, self.volume.inclusion = s.count, dict(s.topology)
-            self.changed()
             after = self.healthy()
             assert after >= min(before, n), f"{s} ({phase}) lowered healthy replicas {before} -> {after}"
         elif isinstance(s, Abort):
-            self.intent = replace(self.intent, phase="rolling-back", abort_reason=s.reason, failed=s.failed)
-            self.version += 1
             self.stats["aborts"] += 1
             self.stats[f"abort: {' '.join(s.reason.split()[:2])}"] += 1
         elif isinstance(s, Finished):
             self.finish(s)
-        else:
-            assert isinstance(s, Wait)
+        return True
+
+    def operate(self):
+        """One runner iteration: read, decide, perform. Returns the step taken.
+
+        With ``self.chaos`` set, something may happen between the read and the write (the window every step
+        has): a survivable replica fault, another writer's edit, or the write's answer is lost."""
+        if self.finished is not None:
+            return self.finished
+        state, s = self.decide()
+        if not isinstance(s, Wait):
+            if self.chaos is not None and self.chaos.random() < 0.5:
+                self.between_read_and_write(self.chaos.choice(["fault", "fault", "writer", "lost reply"]))
+            self.perform(state, s)
         return s
+
+    def between_read_and_write(self, what):
+        v = self.volume
+        if what == "fault" and v.replicas:
+            victim = self.chaos.choice(v.replicas)
+            if self.survivable([victim]):
+                self.cluster.fault_replica(v.name, victim.pool, self.now)
+                self.changed()
+                self.stats["faults between read and write"] += 1
+        elif what == "writer" and self.finished is None:
+            self.another_writer_sets_num_replicas(self.chaos.choice([-1, 1]), react=False)
+            self.stats["writer edits between read and write"] += 1
+        elif what == "lost reply":
+            self.api.lose_next_reply = True
+
+    def call(self, use):
+        """Run ``use(backend)``: the real CrdBackend over the real KubeClient, whose transport reaches this
+        machine's API server (simulated time: backoff pauses take none)."""
+
+        async def main():
+            async with KubeClient(CONFIG, transport=httpx.MockTransport(self.api.handler), qps=0) as client:
+                return await use(CrdBackend(client, "mayastor", Store()))
+
+        return trio.run(main, clock=MockClock(autojump_threshold=0))
+
+    def call_after_fence(self, state, s):
+        """Perform ``s`` as a clean-up that follows the operator's work after its fence fired (its Lease was
+        taken): shielded from that cancellation, as the REST backend lifts its cordons."""
+
+        async def main():
+            async with KubeClient(CONFIG, transport=httpx.MockTransport(self.api.handler), qps=0) as client:
+                backend = CrdBackend(client, "mayastor", Store())
+                with trio.CancelScope() as fence:
+                    fence.cancel()
+                    try:
+                        await trio.lowlevel.checkpoint()
+                    finally:
+                        with fenced_cleanup(30.0):
+                            await write_step(backend, state, s)
+
+        trio.run(main, clock=MockClock(autojump_threshold=0))
 
     def finish(self, s):
         self.finished = s
-        self.intent = None  # the runner clears the intent last
-        self.version += 1
-        self.observe()
         v, n = self.volume, self.n
         pools = self.cluster.pools
         on_hot = [r for r in v.replicas if pools[r.pool].labels == HOT]
@@ -282,11 +438,49 @@ class MigrationMachine(RuleBasedStateMachine):
     def operator_rechecks(self):
         self.operate()
 
+    @precondition(lambda self: self.operator_up and self.finished is None and self.pending is None)
+    @rule()
+    def operator_reads(self):
+        # The read and the decision; the write comes as a separate step, with anything in between.
+        state, s = self.decide()
+        if isinstance(s, Wait):
+            return
+        self.pending = (state, s)
+
+    @precondition(lambda self: self.operator_up and self.pending is not None)
+    @rule()
+    def operator_writes(self):
+        state, s = self.pending
+        self.pending = None
+        if self.finished is None:
+            self.perform(state, s)
+            self.stats["separate reads and writes"] += 1
+
+    @precondition(lambda self: self.finished is None)
+    @rule()
+    def next_write_loses_its_reply(self):
+        # Applied by the server, answer lost: the client must not misread its own success.
+        self.api.lose_next_reply = True
+
+    @precondition(lambda self: self.pending is not None)
+    @rule()
+    def lease_taken_while_cleaning_up(self):
+        # Another operator took the Lease: the first one's fence has fired, and what it had decided runs as a
+        # shielded clean-up. No write may leave it any more; its successor starts from the volume.
+        state, s = self.pending
+        self.pending = None
+        writes = self.api.writes
+        self.call_after_fence(state, s)
+        assert self.api.writes == writes, f"{s} was written after the operator's fence"
+        self.stats["lease taken during clean-up"] += 1
+        self.react()
+
     @precondition(lambda self: self.operator_up)
     @rule()
     def operator_crashes(self):
         # Whatever it was about to do is lost; its successor starts from the volume and the intent alone.
         self.operator_up = False
+        self.pending = None
         self.stats["crashes"] += 1
 
     @precondition(lambda self: self.operator_up and self.finished is None)
@@ -303,6 +497,7 @@ class MigrationMachine(RuleBasedStateMachine):
     @rule()
     def operator_restarts(self):
         self.operator_up = True
+        self.pending = None
         self.react()
 
     # --- time -----------------------------------------------------------------------------------------------
@@ -321,10 +516,11 @@ class MigrationMachine(RuleBasedStateMachine):
         # Faults take effect when injected; time alone never destroys a healthy replica.
         assert self.healthy() >= before
 
-    @rule(dt=st.floats(0.5, 200))
-    def time_passes(self, dt):
+    @rule(dt=st.floats(0.5, 200), noticed=st.booleans())
+    def time_passes(self, dt, noticed):
         self.advance(dt)
-        self.react()
+        if noticed:  # else the watch event is late: the next rule sees the volume before the operator does
+            self.react()
 
     @rule(dt=st.floats(600, 4000))
     def operator_down_for_a_while(self, dt):
@@ -363,7 +559,9 @@ class MigrationMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.finished is None)
     @rule(data=st.data(), state=st.sampled_from(["Faulted", "Offline", "Degraded"]))
     def pool_fails(self, data, state):
-        name = data.draw(st.sampled_from(self.fault_pools()))
+        # Mostly a pool holding one of the volume's replicas: faults elsewhere change little.
+        holding = sorted({r.pool for r in self.volume.replicas} & set(self.fault_pools()))
+        name = data.draw(st.sampled_from(holding or self.fault_pools()) | st.sampled_from(self.fault_pools()))
         if not self.survivable([r for r in self.volume.replicas if r.pool == name]):
             event("fault skipped: not survivable")
             return
@@ -432,7 +630,7 @@ class MigrationMachine(RuleBasedStateMachine):
         )
     )
     @rule(delta=st.integers(-1, 2))
-    def another_writer_sets_num_replicas(self, delta):
+    def another_writer_sets_num_replicas(self, delta, react=True):
         count = max(self.volume.num_replicas + delta, 0)
         if count < self.volume.num_replicas:
             # Dropping replicas is the writer's own data loss: only allowed when it stays survivable.
@@ -442,8 +640,15 @@ class MigrationMachine(RuleBasedStateMachine):
                 return
         self.volume.num_replicas = count
         self.changed()
-        self.react()
+        if react:
+            self.react()
         self.stats["writer edits"] += 1
+
+    def heal(self):
+        self.cluster.down_nodes.clear()
+        for pool in self.cluster.pools.values():
+            pool.state, pool.rebuild_bandwidth = "Online", 200 * 2**20
+        self.changed()
 
     @invariant()
     def healthy_never_below_n(self):
@@ -455,9 +660,14 @@ class MigrationMachine(RuleBasedStateMachine):
         if not hasattr(self, "checker"):
             return
         # Drain: the policy and the operator stay as they are; time runs until the migration is finished.
-        for _ in range(DRAIN_ROUNDS):
+        # Halfway, faults are repaired (a rollback may rightly wait for that).
+        self.api.lose_next_reply = False
+        self.chaos = None
+        for round in range(DRAIN_ROUNDS):
             if isinstance(self.operate(), Finished):
                 break
+            if round == DRAIN_ROUNDS // 2:
+                self.heal()
             self.advance(DRAIN_TICK)
         assert self.finished is not None, f"not finished after draining: {self.state()}"
         self.checker.assert_clean()

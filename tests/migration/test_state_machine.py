@@ -91,19 +91,24 @@ CONFIG = ClusterConfig(server="https://kube.test", verify=False)
 
 async def write_step(backend, state, s):
     """What the runner writes for step ``s`` decided on ``state`` (:meth:`MigrationRunner._perform`)."""
+    volume, version = state.name, state.version
     if isinstance(s, AddReplica):
         await backend.add_replica(
-            "vol-1", count=s.count, pool="h1", topology=s.topology, expected_version=state.version
+            volume,
+            count=s.count,
+            pool=state.intent.target_pool,
+            topology=s.topology,
+            expected_version=version,
         )
     elif isinstance(s, RemoveReplica):
         await backend.remove_replica(
-            "vol-1", count=s.count, pool=s.pool, topology=s.topology, expected_version=state.version
+            volume, count=s.count, pool=s.pool, topology=s.topology, expected_version=version
         )
     elif isinstance(s, Abort):
         rolled = replace(state.intent, phase="rolling-back", abort_reason=s.reason, failed=s.failed)
-        await backend.write_intent("vol-1", rolled, expected_version=state.version)
+        await backend.write_intent(volume, rolled, expected_version=version)
     elif isinstance(s, Finished):
-        await backend.write_intent("vol-1", None, expected_version=state.version)
+        await backend.write_intent(volume, None, expected_version=version)
 
 
 class VolumeApi:
@@ -190,12 +195,17 @@ class MigrationMachine(RuleBasedStateMachine):
         timeout=st.sampled_from([120, 900, 3600, 3600]),
         preservation=st.sampled_from([False, False, False, True]),
         shared_nodes=st.booleans(),
-        placement=st.none() | st.integers(0, 2**32 - 1),
-        chaos=st.none() | st.integers(0, 2**32 - 1),
+        seed=st.integers(0, 2**32 - 1),
+        placement=st.sampled_from(["anywhere", "preferred"]),
+        chaos=st.sampled_from([0.5, 0.0, 0.25]),
     )
-    def setup(self, n, extra_hot, timeout, preservation, shared_nodes, placement=None, chaos=None):
+    def setup(
+        self, n, extra_hot, timeout, preservation, shared_nodes, seed=0, placement="preferred", chaos=0.0
+    ):
         self.n = n
-        self.chaos = None if chaos is None else random.Random(chaos)
+        # How often something happens between an operator's read and its write (see operate).
+        self.chaos = random.Random(seed) if chaos else None
+        self.chaos_rate = chaos
         self.api = VolumeApi(self)
         self.pending = None  # a step decided on a read, not yet written
         self.preservation = preservation
@@ -206,7 +216,7 @@ class MigrationMachine(RuleBasedStateMachine):
         self.checker = InvariantChecker(keep_transitions=False)
         # Mayastor's replicas (its own replacements included) land on any eligible pool, or where the
         # simulator prefers.
-        self.cluster = Cluster(placement_rng=None if placement is None else random.Random(placement))
+        self.cluster = Cluster(placement_rng=random.Random(seed) if placement == "anywhere" else None)
         for i in range(1, 5):
             self.cluster.pools[f"c{i}"] = Pool(f"c{i}", f"node{i}", dict(COLD), 100 * GI)
         for i in range(1, max(n + extra_hot, 1) + 1):
@@ -347,7 +357,9 @@ class MigrationMachine(RuleBasedStateMachine):
             return self.finished
         state, s = self.decide()
         if not isinstance(s, Wait):
-            if self.chaos is not None and self.chaos.random() < 0.5:
+            # Most often where it matters most: between deciding a removal and writing it.
+            rate = min(2 * self.chaos_rate, 0.9) if isinstance(s, RemoveReplica) else self.chaos_rate
+            if self.chaos is not None and self.chaos.random() < rate:
                 self.between_read_and_write(self.chaos.choice(["fault", "fault", "writer", "lost reply"]))
             self.perform(state, s)
         return s
@@ -357,7 +369,10 @@ class MigrationMachine(RuleBasedStateMachine):
         if what == "fault" and v.replicas:
             victim = self.chaos.choice(v.replicas)
             if self.survivable([victim]):
-                self.cluster.fault_replica(v.name, victim.pool, self.now)
+                if self.chaos.random() < 0.5:
+                    self.cluster.fault_replica(v.name, victim.pool, self.now)
+                else:  # its pool: Mayastor's replacement must then go to another pool
+                    self.cluster.set_pool_state(victim.pool, "Faulted")
                 self.changed()
                 self.stats["faults between read and write"] += 1
         elif what == "writer" and self.finished is None:

@@ -11,6 +11,10 @@ candidate can only take over ``lease_duration`` > ``renew_deadline`` after it sa
 act at once. A renewal that finds another holder in the Lease (it was taken over or deleted and re-created)
 cancels the work at once instead of waiting for the deadline.
 
+Clean-ups that must survive a cancellation run in :func:`fenced_cleanup`: shielded, yet closed by the same
+deadline, so no write of any kind leaves a leader after its fence; and ``leading`` turns False as soon as the
+work has stopped, never later than the fence plus the time to unwind.
+
 Release: when ``run`` ends for any reason (``lead`` returned or raised, or ``run`` was cancelled for a clean
 shutdown), after the work has stopped, the Lease is handed back (empty holder) so a standby takes over at once
 instead of waiting for it to expire. The release is shielded from cancellation and bounded by ``retry_period``;
@@ -23,7 +27,8 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -85,6 +90,20 @@ def next_spec(
         renew_time=stamp,
         lease_transitions=transitions,
     )
+
+
+@contextmanager
+def fenced_cleanup(limit: float) -> Iterator[trio.CancelScope]:
+    """A scope for the clean-up after work that may be cancelled: shielded, so a cancellation of the work
+    cannot skip it, but never open past the deadline of the scopes around it, the leader's fence included.
+
+    Work already cancelled (fenced, stopping) gets no time at all: whatever its clean-up would have written is
+    left to the recovery of the next leader, which cannot start before this one's fence. Otherwise the
+    clean-up has at most ``limit`` seconds, and no more than the fence allows.
+    """
+    deadline = min(trio.current_effective_deadline(), trio.current_time() + limit)
+    with trio.CancelScope(shield=True, deadline=deadline) as scope:
+        yield scope
 
 
 class LeaderElector:

@@ -40,6 +40,11 @@ class OperatorMetrics:
             f"{_PREFIX}_migrations", "Migrations finished, by outcome.", ["status"], registry=r
         )
         self.active_migrations = Gauge(f"{_PREFIX}_active_migrations", "Migrations in progress.", registry=r)
+        self.stuck_migrations = Gauge(
+            f"{_PREFIX}_stuck_migrations",
+            "Rollbacks past their deadline, still waiting for the volume (their concurrency slot given back).",
+            registry=r,
+        )
         self.migration_duration = Histogram(
             f"{_PREFIX}_migration_duration_seconds",
             "Wall time of finished migrations.",

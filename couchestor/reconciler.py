@@ -433,6 +433,7 @@ class Reconciler:
                 metrics=metrics,
                 active=self.runner.active_for(policy_plan.policy),
                 now=now,
+                stuck=self.runner.stuck_for(policy_plan.policy),
             )
             if patch is None:
                 continue

@@ -48,8 +48,12 @@ class MetricsState:
     error: str | None = None
 
 
-def conditions_for(plan: PolicyPlan, metrics: MetricsState) -> list[Wanted]:
-    """(type, status, reason, message) of every condition the operator maintains, in a fixed order."""
+def conditions_for(plan: PolicyPlan, metrics: MetricsState, stuck: Sequence[str] = ()) -> list[Wanted]:
+    """(type, status, reason, message) of every condition the operator maintains, in a fixed order.
+
+    ``stuck`` names the policy's volumes whose rollback passed its deadline: while there are any, a
+    ``MigrationsStuck`` condition says so (and disappears once they finish).
+    """
     ready: Wanted
     metric: Wanted
     conflict: Wanted
@@ -83,7 +87,15 @@ def conditions_for(plan: PolicyPlan, metrics: MetricsState) -> list[Wanted]:
         )
     else:
         conflict = Wanted("Conflicts", "False", "NoOverlap", "no volume is selected by another policy")
-    return [ready, metric, conflict]
+    if not stuck:
+        return [ready, metric, conflict]
+    names = sorted(stuck)
+    more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
+    message = (
+        f"rollback past its deadline, waiting for the volume to be healthy: {', '.join(names[:_MAX_LISTED])}"
+        f"{more}"
+    )
+    return [ready, metric, conflict, Wanted("MigrationsStuck", "True", "RollbackStuck", message)]
 
 
 def merge_conditions(
@@ -134,13 +146,14 @@ def status_patch(
     active: int,
     now: datetime,
     heartbeat: float = HEARTBEAT_SECONDS,
+    stuck: Sequence[str] = (),
 ) -> dict[str, Any] | None:
     """The ``{"status": {...}}`` merge-patch to send, or None when the visible status would not change."""
     current = current or StoragePolicyStatus()
     stamp = format_time(now)
     conditions = merge_conditions(
         [] if current.conditions is UNSET else current.conditions,
-        conditions_for(plan, metrics),
+        conditions_for(plan, metrics, stuck),
         stamp,
         plan.generation,
     )

@@ -45,9 +45,11 @@ from couchestor.kube.config import ClusterConfig
 from couchestor.kube.errors import (
     ApiError,
     CallTimeout,
+    Conflict,
     ConnectionFailed,
     KubeError,
     NotFound,
+    OutcomeUnknown,
     TLSFailure,
     TransportError,
     WatchStalled,
@@ -58,8 +60,8 @@ from couchestor.kube.patch import JsonPatchOp, is_guarded
 from couchestor.kube.proxy import proxy_for
 from couchestor.kube.ratelimit import TokenBucket
 from couchestor.kube.resources import Resource
-from couchestor.kube.retry import Idempotency, RetryPolicy, is_retryable, parse_retry_after
-from k8s_schemas.meta import ListMeta, ObjectList, RawWatchEvent
+from couchestor.kube.retry import Idempotency, RetryPolicy, is_retryable, outcome_unknown, parse_retry_after
+from k8s_schemas.meta import ListMeta, ObjectList, RawWatchEvent, Status
 
 T = TypeVar("T")
 
@@ -366,18 +368,24 @@ class KubeClient:
         timeout: float | None = None,  # noqa: ASYNC109 - per attempt, inside the retry loop
     ) -> T:
         """PUT the whole object. With ``metadata.resourceVersion`` set it is a guarded update
-        (:class:`~couchestor.kube.errors.Conflict` when the object changed) and safe to retry."""
+        (:class:`~couchestor.kube.errors.Conflict` when the object changed), handled after a lost answer as
+        :meth:`merge_patch` describes; without, it is sent again only when certainly not processed."""
         key = objects.object_key(body)
         ns = self._namespace_for(res, namespace, key.namespace)
-        guarded = bool(objects.resource_version(body))
-        resp = await self._call(
-            "PUT",
-            res.path(ns, key.name, subresource),
-            Idempotency.IDEMPOTENT if guarded else Idempotency.UNSAFE,
-            body=objects.encode_object(body, res.api_version, res.kind),
-            content_type=JSON,
-            timeout=timeout,
-        )
+        rv = objects.resource_version(body)
+        encoded = objects.encode_object(body, res.api_version, res.kind)
+        path = res.path(ns, key.name, subresource)
+        if rv:
+            applied = _contains_write(_put_content(encoded), rv)
+            confirmed = await self._write_preconditioned(
+                "PUT", path, res.path(ns, key.name), encoded, JSON, timeout, applied
+            )
+            assert confirmed is not None  # only a delete is confirmed by the object being gone
+            resp = confirmed
+        else:
+            resp = await self._call(
+                "PUT", path, Idempotency.UNSAFE, body=encoded, content_type=JSON, timeout=timeout
+            )
         return self._decode(resp, type)
 
     async def merge_patch(
@@ -395,16 +403,27 @@ class KubeClient:
         ``None`` for fields to remove. Absolute values make it idempotent, so it is retried.
 
         To guard against concurrent writers, put ``metadata.resourceVersion`` in the patch: the server then
-        answers :class:`~couchestor.kube.errors.Conflict` if the object changed.
+        answers :class:`~couchestor.kube.errors.Conflict` if the object changed. Such a patch is never sent
+        again blindly: after a failure that leaves its effect unknown (answer lost, timeout, 5xx) the object
+        is read back; if the patch is in it, the call succeeds with the object as read; if the object is
+        still at the precondition's version, the patch is sent again; otherwise someone else changed it
+        (:class:`~couchestor.kube.errors.Conflict`). If the read-back fails too,
+        :class:`~couchestor.kube.errors.OutcomeUnknown` is raised.
         """
-        resp = await self._call(
-            "PATCH",
-            res.path(namespace, name, subresource),
-            Idempotency.IDEMPOTENT,
-            body=objects.encode(patch),
-            content_type=MERGE_PATCH,
-            timeout=timeout,
-        )
+        body = objects.encode(patch)
+        path = res.path(namespace, name, subresource)
+        rv = _patch_precondition(body)
+        if rv:
+            applied = _contains_write(msgspec.json.decode(body), rv)
+            confirmed = await self._write_preconditioned(
+                "PATCH", path, res.path(namespace, name), body, MERGE_PATCH, timeout, applied
+            )
+            assert confirmed is not None  # only a delete is confirmed by the object being gone
+            resp = confirmed
+        else:
+            resp = await self._call(
+                "PATCH", path, Idempotency.IDEMPOTENT, body=body, content_type=MERGE_PATCH, timeout=timeout
+            )
         return self._decode(resp, type)
 
     async def patch_status(
@@ -466,9 +485,10 @@ class KubeClient:
         timeout: float | None = None,  # noqa: ASYNC109 - per attempt, inside the retry loop
     ) -> None:
         """DELETE an object, optionally only if it still has ``resource_version``/``uid`` (preconditions,
-        :class:`~couchestor.kube.errors.Conflict` otherwise). Objects with finalizers are only marked for
-        deletion. ``missing_ok`` turns :class:`NotFound` into a no-op (useful because a retried DELETE whose
-        first attempt succeeded finds nothing)."""
+        :class:`~couchestor.kube.errors.Conflict` otherwise; after a lost answer the object is read back as
+        :meth:`merge_patch` describes: gone or terminating means deleted). Objects with finalizers are only
+        marked for deletion. ``missing_ok`` turns :class:`NotFound` into a no-op (useful because a retried
+        DELETE whose first attempt succeeded finds nothing)."""
         options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
         preconditions = {
             k: v for k, v in (("resourceVersion", resource_version), ("uid", uid)) if v is not None
@@ -479,15 +499,22 @@ class KubeClient:
             options["propagationPolicy"] = propagation_policy
         if grace_period_seconds is not None:
             options["gracePeriodSeconds"] = grace_period_seconds
+        path = res.path(namespace, name)
         try:
-            await self._call(
-                "DELETE",
-                res.path(namespace, name),
-                Idempotency.IDEMPOTENT,
-                body=objects.encode(options),
-                content_type=JSON,
-                timeout=timeout,
-            )
+            if preconditions:
+                deleted = _deleted(resource_version, uid)
+                await self._write_preconditioned(
+                    "DELETE", path, path, objects.encode(options), JSON, timeout, deleted
+                )
+            else:
+                await self._call(
+                    "DELETE",
+                    path,
+                    Idempotency.IDEMPOTENT,
+                    body=objects.encode(options),
+                    content_type=JSON,
+                    timeout=timeout,
+                )
         except NotFound:
             if not missing_ok:
                 raise
@@ -600,6 +627,65 @@ class KubeClient:
                 delay = min(retry_after, self.retry.max_retry_after)
             await trio.sleep(delay)
 
+    async def _write_preconditioned(
+        self,
+        method: str,
+        path: str,
+        read_path: str,
+        body: bytes,
+        content_type: str,
+        timeout: float | None,  # noqa: ASYNC109 - per attempt, inside the retry loop
+        applied: Callable[[Any], bool | None],
+    ) -> httpx.Response | None:
+        """A write the server applies at most once (it carries a precondition), never resent blindly.
+
+        After a failure whose effect is unknown, and after a 409 that follows one, ``read_path`` is read back
+        and ``applied`` judges the object (decoded JSON, None when it is gone): True when the write is in it
+        (the read-back response is returned, None when the object is gone), False when it certainly is not
+        (the write is sent again), None when someone else changed it (:class:`Conflict`) or it vanished
+        (:class:`NotFound`).
+        """
+        call = f"{method} {path}"
+        backoff = Backoff(self.retry.backoff, rng=self._rng)
+        unknown: KubeError | None = None
+        for _ in range(self.retry.max_attempts):
+            try:
+                return await self._call(
+                    method,
+                    path,
+                    Idempotency.PRECONDITIONED,
+                    body=body,
+                    content_type=content_type,
+                    timeout=timeout,
+                )
+            except Conflict as exc:
+                if unknown is None:
+                    raise  # a plain conflict: another writer came first
+                conflict: Conflict | None = exc
+            except KubeError as exc:
+                if not outcome_unknown(exc):
+                    raise
+                unknown, conflict = exc, None
+            current: httpx.Response | None = None
+            try:
+                current = await self._call("GET", read_path, Idempotency.IDEMPOTENT, timeout=timeout)
+                verdict = applied(msgspec.json.decode(current.content))
+            except NotFound:
+                current, verdict = None, applied(None)
+            except (KubeError, msgspec.DecodeError) as exc:
+                raise OutcomeUnknown(call, f"{unknown}; reading it back failed too: {exc}") from None
+            if verdict is True:
+                return current
+            if verdict is None:
+                why = f"after a lost answer ({unknown})"
+                if current is None:
+                    raise NotFound(call, Status(code=404, reason="NotFound", message=f"gone {why}"))
+                raise conflict or Conflict(
+                    call, Status(code=409, reason="Conflict", message=f"changed by another writer {why}")
+                )
+            await trio.sleep(backoff.next_delay())
+        raise OutcomeUnknown(call, f"not confirmed after {self.retry.max_attempts} attempts: {unknown}")
+
     async def _send_once(
         self,
         call: str,
@@ -669,6 +755,77 @@ class UndecodedPage:
         """The whole page with its items as ``type``; :class:`KubeError` if it does not match."""
         page: ObjectList[T] = _decode(self.call, self.body, objects.list_decoder(type))
         return page
+
+
+def _patch_precondition(body: bytes) -> str:
+    """The ``metadata.resourceVersion`` a merge-patch carries ("" when unguarded)."""
+    raw = msgspec.json.decode(body)
+    meta = raw.get("metadata") if isinstance(raw, dict) else None
+    rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+    return rv if isinstance(rv, str) else ""
+
+
+def _put_content(body: bytes) -> dict[str, Any]:
+    """What a PUT sets that a read-back can show: everything but ``status`` (a separate subresource) and the
+    metadata the server owns; of metadata, the labels and annotations."""
+    raw: dict[str, Any] = msgspec.json.decode(body)
+    content = {k: v for k, v in raw.items() if k not in ("metadata", "status")}
+    meta = raw.get("metadata") or {}
+    kept = {k: meta[k] for k in ("labels", "annotations") if k in meta}
+    if kept:
+        content["metadata"] = kept
+    return content
+
+
+def _contains_write(write: Any, rv: str) -> Callable[[Any], bool | None]:
+    """The judge of a read-back after a lost answer to a write preconditioned on ``rv``."""
+    if isinstance(write, dict) and isinstance(write.get("metadata"), dict):
+        write = {**write, "metadata": {k: v for k, v in write["metadata"].items() if k != "resourceVersion"}}
+
+    def applied(current: Any) -> bool | None:
+        if not isinstance(current, dict):
+            return None
+        if (current.get("metadata") or {}).get("resourceVersion") == rv:
+            return False  # unchanged since the precondition: the write was not applied
+        return True if _merged(current, write) else None
+
+    return applied
+
+
+def _deleted(rv: str | None, uid: str | None) -> Callable[[Any], bool | None]:
+    """The judge of a read-back after a lost answer to a DELETE with preconditions."""
+
+    def applied(current: Any) -> bool | None:
+        if not isinstance(current, dict):
+            return True  # gone
+        meta = current.get("metadata") or {}
+        if uid is not None and meta.get("uid") != uid:
+            return None  # deleted and created again: not ours to judge
+        if meta.get("deletionTimestamp"):
+            return True  # terminating (finalizers hold it)
+        if rv is None or meta.get("resourceVersion") == rv:
+            return False
+        return None
+
+    return applied
+
+
+def _merged(current: Any, patch: Any) -> bool:
+    """True when applying merge-patch ``patch`` to ``current`` would change nothing.
+
+    A zero value (``""``, 0, false, empty) in the patch matches an absent field: the API server omits them
+    (Go's ``omitempty``).
+    """
+    if not isinstance(patch, dict):
+        return bool(current == patch or (current is None and not patch and patch is not None))
+    here = current if isinstance(current, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            if here.get(key) is not None:
+                return False
+        elif not _merged(here.get(key), value):
+            return False
+    return True
 
 
 def _sent_tracer(on_sent: Callable[[], None]) -> Callable[[str, dict[str, Any]], Awaitable[None]]:

@@ -76,6 +76,11 @@ class TLSFailure(KubeError, UserError):
         self.detail = detail
 
 
+class OutcomeUnknown(TransportError):
+    """A preconditioned write got no answer and reading the object back failed too, so whether it was
+    applied is unknown: read the object and look for the write before deciding again."""
+
+
 class ApiError(KubeError):
     """The API server answered ``code`` >= 400 with a ``Status`` body (or something it was turned into)."""
 

@@ -2,8 +2,13 @@
 
 The rules, from the HTTP semantics of each verb and what Kubernetes guarantees:
 
-- Reads, DELETE, merge-patches of absolute values, guarded JSON patches and PUTs carrying a resourceVersion
-  are *idempotent*: retried on 429, 5xx, timeouts and broken connections.
+- Reads, DELETE, merge-patches of absolute values and guarded JSON patches are *idempotent*: retried on 429,
+  5xx, timeouts and broken connections.
+- Writes carrying a resourceVersion (or a DELETE with preconditions) are *preconditioned*: applied at most
+  once, so a resend after a lost answer would meet its own write as a 409 Conflict. They are resent blindly
+  only when the server certainly did not act; after a failure whose effect is unknown
+  (:func:`outcome_unknown`) the client reads the object back and decides (see
+  :meth:`couchestor.kube.client.KubeClient.merge_patch`).
 - Anything else (POST create, unguarded JSON patch) is retried only when the server certainly did not act:
   a connection that was never established, or a 429 (API priority and fairness rejects before processing).
 - 429 and 503 carry ``Retry-After``; it replaces the computed backoff, capped at ``max_retry_after``.
@@ -23,6 +28,7 @@ from couchestor.kube.errors import ConnectionFailed, KubeError, ServerError, Too
 
 class Idempotency(Enum):
     IDEMPOTENT = "idempotent"
+    PRECONDITIONED = "preconditioned"  # resent only when certainly not processed, else read back
     UNSAFE = "unsafe"  # retried only when certainly not processed
 
 
@@ -46,8 +52,17 @@ def is_retryable(error: KubeError, idempotency: Idempotency) -> bool:
         return True
     if isinstance(error, ConnectionFailed) and not error.sent:
         return True
-    if idempotency is Idempotency.UNSAFE:
+    if idempotency is not Idempotency.IDEMPOTENT:
         return False
+    return isinstance(error, ServerError | TransportError)
+
+
+def outcome_unknown(error: KubeError) -> bool:
+    """True when the server may or may not have acted on the request that failed with ``error``: the
+    connection broke after sending, the answer did not come in time, or a 5xx (an apiserver may answer 500 or
+    504 after etcd applied the write)."""
+    if isinstance(error, ConnectionFailed):
+        return error.sent
     return isinstance(error, ServerError | TransportError)
 
 

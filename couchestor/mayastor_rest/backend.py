@@ -14,8 +14,10 @@ Where things live:
 
 Steering. A new replica goes to the chosen pool because every other pool that could take it is cordoned for
 replicas just for the duration of ``PUT replica_count`` (:func:`rules.pools_to_cordon`); the cordons are
-lifted in a shielded ``finally`` (cancellation cannot skip it) and, if lifting fails or the process dies, by
-the next :meth:`RestBackend.read` of the volume or by :meth:`RestBackend.recover`. On scale-down Mayastor picks
+lifted in a ``finally`` shielded from the cancellation of the step but not past the leader's fence
+(:func:`couchestor.leader.fenced_cleanup`) and, if lifting fails, the step was cancelled or the process died,
+by the next :meth:`RestBackend.read` of the volume or by :meth:`RestBackend.recover` (which a new leader runs
+first). The record is written with the PV's resourceVersion, so a late writer can never wipe a newer record. On scale-down Mayastor picks
 the victim itself; when its rules (:func:`rules.predicted_victim`) would pick a replica other than the one to
 drop, the node of the one to drop is cordoned (a labelled node cordon, so nobody else's is touched) for the
 duration of the call, since 2.x removes replicas on cordoned nodes first. Afterwards the remaining replicas
@@ -31,6 +33,7 @@ and report spec changes, not rebuild progress), so :meth:`RestBackend.wait_chang
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -43,6 +46,7 @@ from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.errors import Conflict, KubeError, NotFound
 from couchestor.kube.store import Store
+from couchestor.leader import fenced_cleanup
 from couchestor.mayastor_rest import rules, wire
 from couchestor.mayastor_rest.client import (
     AlreadyExistsError,
@@ -50,6 +54,7 @@ from couchestor.mayastor_rest.client import (
     MayastorRestClient,
     MayastorRestError,
     NotFoundError,
+    PoolCordonUnsupported,
 )
 from couchestor.migration import intent as intents
 from couchestor.migration.backend import BackendError, IntentConflict, VolumeState
@@ -60,8 +65,11 @@ log = logging.getLogger("couchestor.migration.rest")
 
 #: PV annotation: the cordons this operator holds (or may hold) for the volume's migration, as JSON.
 CORDON_RECORD = f"{GROUP}/migration-cordons"
-#: How long lifting cordons may take in a shielded scope before it is left to recovery.
+#: How long lifting cordons may take in a shielded scope (never past the leader's fence) before it is left to
+#: recovery.
 LIFT_TIMEOUT = 30.0
+#: Attempts at one pool cordon whose answers are lost.
+CORDON_ATTEMPTS = 3
 
 
 class CordonRecord(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
@@ -160,13 +168,20 @@ class RestBackend:
         return state
 
     async def add_replica(
-        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+        self,
+        volume: str,
+        *,
+        count: int,
+        pool: str,
+        topology: Mapping[str, str],
+        expected_version: str = "",
     ) -> VolumeState:
         async with self._hold(volume):
             state, pv, current = await self._read(volume)
             if current.spec.num_replicas >= count:
                 await self._lift(volume, str(pv.metadata.name))
                 return state
+            _check_unchanged(volume, current, expected_version)
             _require_online(volume, current)
             record = _record(pv) or CordonRecord(volume=volume)
             forward = state.intent is not None and state.intent.phase == "forward"
@@ -187,32 +202,26 @@ class RestBackend:
                 held = {r.pool for r in state.replicas}
                 ours = set(record.pools)  # cordoned by an earlier attempt (recorded before it cordoned)
                 record.pools = sorted(ours | set(fence))
-                await self._write_record(pv, record)
+                pv = await self._write_record(pv, record)
                 try:
                     foreign: set[str] = set()
                     for name in fence:
-                        try:
-                            await self.rest.cordon_pool(name)
-                        except NotFoundError as exc:
+                        placed = await self._cordon_pool(name)
+                        if placed is None:
                             # The pool was just listed, so the endpoint is missing: a release without pool
                             # cordons. Place unsteered; the check below undoes a replica that lands elsewhere.
-                            log.warning(
-                                "pool cordons unsupported by this Mayastor (%s); placing unsteered", exc
-                            )
+                            log.warning("pool cordons unsupported by this Mayastor; placing unsteered")
                             break
-                        except MayastorRestError as exc:
-                            if exc.kind != "AlreadyExists":
-                                raise _backend_error(f"cannot cordon pool {name}", exc) from None
-                            if name not in ours:
-                                # Cordoned by someone else since the listing: it blocks the replica all the
-                                # same, but lifting it is not ours to do.
-                                foreign.add(name)
+                        if not placed and name not in ours:
+                            # Cordoned by someone else since the listing: it blocks the replica all the
+                            # same, but lifting it is not ours to do.
+                            foreign.add(name)
                     if foreign:
                         record.pools = sorted(set(record.pools) - foreign)
-                        await self._write_record(pv, record)
+                        pv = await self._write_record(pv, record)
                     await self._set_replica_count(volume, count, "cannot add a replica to")
                 finally:
-                    with trio.CancelScope(shield=True), trio.move_on_after(LIFT_TIMEOUT):
+                    with fenced_cleanup(LIFT_TIMEOUT):
                         await self._lift(volume, str(pv.metadata.name))
             state, _, current = await self._read(volume)
             landed = sorted({r.pool for r in state.replicas} - held)
@@ -227,12 +236,19 @@ class RestBackend:
             return state
 
     async def remove_replica(
-        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+        self,
+        volume: str,
+        *,
+        count: int,
+        pool: str,
+        topology: Mapping[str, str],
+        expected_version: str = "",
     ) -> VolumeState:
         async with self._hold(volume):
             state, pv, current = await self._read(volume)
             if current.spec.num_replicas <= count:
                 return state
+            _check_unchanged(volume, current, expected_version)
             intent = state.intent
             repairing = intent is not None and intent.phase == "forward" and bool(pool)
             if repairing and state.healthy_count < count + 1:
@@ -248,14 +264,14 @@ class RestBackend:
                 record = _record(pv) or CordonRecord(volume=volume)
                 if steer is not None:
                     record.nodes = sorted(set(record.nodes) | {steer})
-                    await self._write_record(pv, record)
+                    pv = await self._write_record(pv, record)
                 try:
                     if steer is not None:
                         await self._call(self.rest.cordon_node(steer, node_cordon_label(volume)))
                     await self._set_replica_count(volume, count, "cannot remove a replica of")
                 finally:
                     if steer is not None:
-                        with trio.CancelScope(shield=True), trio.move_on_after(LIFT_TIMEOUT):
+                        with fenced_cleanup(LIFT_TIMEOUT):
                             await self._lift(volume, str(pv.metadata.name))
             state, pv, _ = await self._read(volume)
             after = {r.pool for r in state.replicas}
@@ -377,8 +393,43 @@ class RestBackend:
             return None
         return node
 
+    async def _cordon_pool(self, pool: str) -> bool | None:
+        """Cordon ``pool`` (already in the record): True when this call placed the cordon, False when one
+        stood already (someone else's, or an earlier attempt's), None when this release has no pool cordons.
+
+        The request is sent again after an answer that was lost (the effect unknown), and an ``AlreadyExists``
+        then is our own cordon: the first request was applied. A cordon someone else placed in that instant
+        would be taken for ours and lifted with them; leaking ours forever would be worse.
+        """
+        unknown = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.rest.cordon_pool(pool)
+                return True
+            except PoolCordonUnsupported:
+                return None
+            except MayastorRestError as exc:
+                if exc.kind == "AlreadyExists":
+                    return unknown
+                if not exc.retryable or attempt == CORDON_ATTEMPTS:
+                    raise _backend_error(f"cannot cordon pool {pool}", exc) from None
+                unknown = unknown or exc.status != 429  # a 429 was refused before it was processed
+                await trio.sleep(min(0.2 * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
+
     async def _lift(self, volume: str, pv_name: str) -> None:
-        """Lift every cordon recorded for ``volume``, then clear them from the record."""
+        """Lift every cordon recorded for ``volume``, then clear them from the record (read again and lifted
+        again, both idempotent, when the PV changed in between)."""
+        for attempt in range(1, 4):
+            try:
+                await self._lift_once(volume, pv_name)
+                return
+            except IntentConflict:
+                if attempt == 3:
+                    raise
+
+    async def _lift_once(self, volume: str, pv_name: str) -> None:
         try:
             pv = await self.kube.get(resources.PERSISTENT_VOLUME, pv_name, type=PersistentVolume)
         except KubeError as exc:
@@ -403,16 +454,25 @@ class RestBackend:
         await self._write_record(pv, record)
         log.info("Lifted the migration cordons of %s", volume)
 
-    async def _write_record(self, pv: PersistentVolume, record: CordonRecord) -> None:
-        """Write (or clear, when empty) the record; the annotation is ours alone, so no precondition."""
+    async def _write_record(self, pv: PersistentVolume, record: CordonRecord) -> PersistentVolume:
+        """Write (or clear, when empty) the record over ``pv`` as read, and return the PV as written.
+
+        Conditional on ``pv``'s resourceVersion: a record changed since (by a later leader placing its own
+        cordons) is never overwritten, which would leak that leader's cordons (:class:`IntentConflict`).
+        """
         empty = not record.holds_cordons and record.repairs == 0
         value = None if empty else msgspec.json.encode(record).decode()
-        await self._patch_pv(pv, {"metadata": {"annotations": {CORDON_RECORD: value}}})
+        rv = str(pv.metadata.resource_version)
+        return await self._patch_pv(
+            pv, {"metadata": {"resourceVersion": rv, "annotations": {CORDON_RECORD: value}}}
+        )
 
-    async def _patch_pv(self, pv: PersistentVolume, patch: dict[str, Any]) -> None:
+    async def _patch_pv(self, pv: PersistentVolume, patch: dict[str, Any]) -> PersistentVolume:
         name = str(pv.metadata.name)
         try:
-            await self.kube.merge_patch(resources.PERSISTENT_VOLUME, name, patch, type=dict)
+            return await self.kube.merge_patch(
+                resources.PERSISTENT_VOLUME, name, patch, type=PersistentVolume
+            )
         except Conflict as exc:
             raise IntentConflict(f"PersistentVolume {name} changed concurrently: {exc}") from None
         except NotFound:
@@ -459,6 +519,15 @@ def _require_online(volume: str, current: wire.Volume) -> None:
             f"volume {volume} is {status} (Mayastor is rebuilding or repairing it); waiting until it is Online",
             retryable=True,
         )
+
+
+def _check_unchanged(volume: str, current: wire.Volume, expected_version: str) -> None:
+    """Raise :class:`IntentConflict` when ``current`` is not the volume a step was decided on (a replica
+    faulted since?). The control plane's ``PUT replica_count`` takes no precondition, so this check right
+    before it is the guard."""
+    _, _, decided = expected_version.partition("/")
+    if decided and rules.digest(current) != decided:
+        raise IntentConflict(f"volume {volume} changed since the step was decided")
 
 
 def _backend_error(what: str, exc: MayastorRestError) -> BackendError:

@@ -2,9 +2,11 @@
 
 Every call has a deadline (``timeout`` seconds per attempt, connect included) and raises
 :class:`MayastorRestError` (or a subclass) and nothing else for HTTP and transport failures. Idempotent calls
-(every GET, cordon and uncordon) are retried on transport errors and 502/503/504 answers, at most
+(every GET, uncordon, node cordon) are retried on transport errors and 502/503/504 answers, at most
 ``attempts`` times with jittered backoff; ``PUT .../replica_count/{n}`` is not retried here, because a lost
-answer leaves the count unknown: the caller re-reads the volume and decides again.
+answer leaves the count unknown: the caller re-reads the volume and decides again. Nor is a pool cordon: a
+resend after a lost answer meets its own cordon as ``AlreadyExists``, which only the caller can tell from
+someone else's.
 
 Errors are typed as the control plane means them (its error kinds map to HTTP statuses): 412
 :class:`FailedPreconditionError` (e.g. the replica count is already the one asked for, or the volume is not
@@ -177,7 +179,7 @@ class MayastorRestClient:
     async def cordon_pool(self, pool_id: str) -> wire.Pool:
         """Block new replicas on ``pool_id`` (``PUT /v0/pools/{id}/cordon``); raises
         :class:`AlreadyExistsError` when it already blocks them (whoever cordoned it), and
-        :class:`PoolCordonUnsupported` on a release without pool cordon."""
+        :class:`PoolCordonUnsupported` on a release without pool cordon. Sent once (see the module docstring)."""
         return await self._pool_cordon("PUT", pool_id)
 
     async def uncordon_pool(self, pool_id: str) -> wire.Pool:
@@ -205,7 +207,9 @@ class MayastorRestClient:
     async def _pool_cordon(self, method: str, pool_id: str) -> wire.Pool:
         body = msgspec.json.encode(wire.PoolCordonReq(replicas=True))
         try:
-            pool = await self._call(method, f"/v0/pools/{pool_id}/cordon", wire.Pool, body=body)
+            pool = await self._call(
+                method, f"/v0/pools/{pool_id}/cordon", wire.Pool, body=body, idempotent=method == "DELETE"
+            )
         except NotFoundError as exc:
             if not exc.route_missing:
                 self.pool_cordon = True

@@ -77,23 +77,37 @@ class VolumeBackend(Protocol):
         ...
 
     async def add_replica(
-        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+        self,
+        volume: str,
+        *,
+        count: int,
+        pool: str,
+        topology: Mapping[str, str],
+        expected_version: str = "",
     ) -> VolumeState:
         """Raise the replica count to ``count``, the new replica going to ``pool``.
 
         ``topology`` is the pool-label topology the volume should carry (the target tier's labels); a backend
         that cannot pin the exact pool places the replica on some pool matching ``topology`` — the caller reads
-        back where it went.
+        back where it went. ``expected_version`` as for :meth:`remove_replica`.
         """
         ...
 
     async def remove_replica(
-        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+        self,
+        volume: str,
+        *,
+        count: int,
+        pool: str,
+        topology: Mapping[str, str],
+        expected_version: str = "",
     ) -> VolumeState:
         """Lower the replica count to ``count``, dropping the replica on ``pool``.
 
         ``topology`` is the topology the volume keeps afterwards. Storage systems may choose the victim
         themselves: the caller verifies which replicas remain and never trusts this call alone.
+        ``expected_version`` is the version of the state the removal was decided on: when the volume changed
+        since (a replica faulted, another writer), nothing is removed and :class:`IntentConflict` is raised.
         """
         ...
 

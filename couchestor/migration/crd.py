@@ -100,25 +100,45 @@ class CrdBackend:
         return await self._patch(volume, patch)
 
     async def add_replica(
-        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+        self,
+        volume: str,
+        *,
+        count: int,
+        pool: str,
+        topology: Mapping[str, str],
+        expected_version: str = "",
     ) -> VolumeState:
         # The resource can only steer placement by pool labels: the replica lands on a pool of the tier.
-        return await self._scale(volume, count, topology)
+        return await self._scale(volume, count, topology, expected_version)
 
     async def remove_replica(
-        self, volume: str, *, count: int, pool: str, topology: Mapping[str, str]
+        self,
+        volume: str,
+        *,
+        count: int,
+        pool: str,
+        topology: Mapping[str, str],
+        expected_version: str = "",
     ) -> VolumeState:
-        # Mayastor drops replicas outside the topology first, so the topology names what stays.
-        return await self._scale(volume, count, topology)
+        # Mayastor drops replicas outside the topology first, so the topology names what stays. The patch is
+        # conditional on the state the removal was decided on: if a replica faulted since, the control plane
+        # could drop a healthy one and keep the faulted one.
+        return await self._scale(volume, count, topology, expected_version)
 
-    async def _scale(self, volume: str, replicas: int, inclusion: Mapping[str, str]) -> VolumeState:
+    async def _scale(
+        self, volume: str, replicas: int, inclusion: Mapping[str, str], expected_version: str
+    ) -> VolumeState:
         current = await self.read(volume)
+        if expected_version and current.version != expected_version:
+            raise IntentConflict(f"MayastorVolume {volume} changed since the step was decided")
         # Merge-patch merges maps: keys of the old inclusion that the new one lacks must be set to null.
         labelled: dict[str, Any] = {key: None for key in current.inclusion if key not in inclusion}
         labelled.update(inclusion)
-        patch = {
+        patch: dict[str, Any] = {
             "spec": {"numReplicas": replicas, "topology": {"pool": {"labelled": {"inclusion": labelled}}}}
         }
+        if expected_version:
+            patch["metadata"] = {"resourceVersion": expected_version}
         return await self._patch(volume, patch)
 
     async def _patch(self, volume: str, patch: dict[str, Any]) -> VolumeState:

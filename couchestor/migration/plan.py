@@ -99,6 +99,7 @@ def next_step(
     preservation: bool = False,
     stop_reason: str | None = None,
     target_pools: Collection[str] | None = None,
+    source_tier_pools: Collection[str] | None = None,
 ) -> Step:
     """The next step for ``state`` under ``intent``.
 
@@ -106,9 +107,11 @@ def next_step(
     given, asks to abort (the policy was disabled or deleted); ``preservation`` keeps the old replicas.
     ``target_pools`` names the pools of the target tier; without it a replica is on the target tier when the
     volume's topology is the target's (storage whose topology can change, like the MayastorVolume resource).
+    ``source_tier_pools`` names the pools matching the original topology, which a rollback restores; without
+    it a rollback assumes the control plane may drop any replica, healthy ones first.
     """
     if intent.phase == "rolling-back":
-        return _rollback_step(state, intent)
+        return _rollback_step(state, intent, target_pools, source_tier_pools)
     n = intent.original_replicas
     source = set(intent.source_pools)
     new = [r for r in state.replicas if r.pool not in source]
@@ -205,22 +208,30 @@ def _preserving_step(state: VolumeState, intent: Intent, new: list[ReplicaInfo])
     return Wait("new replica syncing", _progress([r for r in new if not r.healthy]))
 
 
-def _rollback_step(state: VolumeState, intent: Intent) -> Step:
+def _rollback_step(
+    state: VolumeState,
+    intent: Intent,
+    target_pools: Collection[str] | None,
+    source_tier_pools: Collection[str] | None,
+) -> Step:
     n = intent.original_replicas
     original = intent.original_inclusion
     if state.num_replicas != n or dict(state.inclusion) != dict(original):
+        excess = max(len(state.replicas) - n, 0)
+        lost = healthy_victims(state.replicas, excess, source_tier_pools)
+        # Never fewer than n healthy after a removal; replicas of unknown health may be the complete copies.
+        if excess and state.healthy_count - lost < n:
+            if dict(state.inclusion) != dict(original):
+                # Restore the topology but keep every replica: replacements then go to the source tier, and
+                # the replicas the control plane drops first are the ones off it.
+                return AddReplica(max(state.num_replicas, len(state.replicas)), original)
+            return Wait("waiting for enough healthy replicas before removing the new one")
         source = set(intent.source_pools)
-        surplus = sorted((r for r in state.replicas if r.pool not in source), key=_removal_order)
-        # The control plane chooses the victims itself, replicas off the topology first (healthy or not):
-        # scale down only when what it will drop still leaves n healthy replicas.
-        order = sorted(state.replicas, key=lambda r: (r.pool in source, r.healthy, r.pool))
-        victims = order[: max(len(state.replicas) - n, 0)]
-        unsafe = state.num_replicas > n and state.healthy_count - sum(r.healthy for r in victims) < n
-        if unsafe and dict(state.inclusion) != dict(original):
-            # Restore the topology but keep the count: replacements then go to the source tier first.
-            return AddReplica(state.num_replicas, original)
-        if unsafe:
-            return Wait("waiting for the old replicas to be healthy before removing the new one")
+        target = set(target_pools) if target_pools is not None else set()
+        surplus = sorted(
+            (r for r in state.replicas if r.pool not in source),
+            key=lambda r: (r.healthy, r.pool not in target, r.pool),
+        )
         return RemoveReplica(n, surplus[0].pool if surplus else "", original)
     if len(state.replicas) > n:
         return Wait("waiting for the new replica to be removed")
@@ -228,9 +239,21 @@ def _rollback_step(state: VolumeState, intent: Intent) -> Step:
     return Finished("rolled-back", f"{len(left)} replica(s) left on {', '.join(left) or 'no pool'}")
 
 
-def _removal_order(replica: ReplicaInfo) -> tuple[bool, str]:
-    # The least useful replica first: one that is not a complete copy.
-    return (replica.healthy, replica.pool)
+def healthy_victims(
+    replicas: Collection[ReplicaInfo], excess: int, kept_pools: Collection[str] | None
+) -> int:
+    """How many healthy replicas a scale-down removing ``excess`` of ``replicas`` may take, at worst.
+
+    Both control planes drop unhealthy replicas before healthy ones of equal standing, but the MayastorVolume
+    one drops replicas off the volume's topology (pools outside ``kept_pools``) first, healthy or not; 2.x
+    never drops a healthy one while fewer than the new count are healthy. Without ``kept_pools`` any replica
+    may be off the topology, so healthy ones are counted first.
+    """
+    if kept_pools is None:
+        return min(excess, sum(1 for r in replicas if r.healthy))
+    kept = set(kept_pools)
+    order = sorted(replicas, key=lambda r: (r.pool in kept, r.healthy))
+    return sum(1 for r in order[:excess] if r.healthy)
 
 
 def _progress(replicas: list[ReplicaInfo]) -> int | None:
@@ -246,6 +269,7 @@ __all__ = [
     "Step",
     "Wait",
     "elapsed_seconds",
+    "healthy_victims",
     "next_step",
     "start_problem",
 ]

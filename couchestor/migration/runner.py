@@ -8,11 +8,16 @@ next one cannot finish: on start, :meth:`run` first resumes every intent it find
 and only then accepts new migrations.
 
 Cancellation (shutdown, lost leadership) stops the tasks wherever they wait; the intent stays on the volume.
+
+Every wait is bounded: a forward migration by its ``migrationTimeout`` (then it rolls back), a rollback by as
+long again from the moment this operator saw it begin. A rollback past that deadline that still has to wait
+(the volume never becomes healthy enough to remove the new replica safely) is reported stuck (log, Event,
+metric, policy condition) and gives its concurrency slot back; it keeps following the volume and finishes when
+it can.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -109,6 +114,8 @@ class MigrationRunner:
         self._policy_limiters: dict[str, trio.CapacityLimiter] = {}
         self._nursery: trio.Nursery | None = None
         self._progress_labels: set[str] = set()
+        #: Rollbacks past their deadline, by PV name: why they wait.
+        self.stuck: dict[str, str] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -189,6 +196,10 @@ class MigrationRunner:
     def active_for(self, policy: str) -> int:
         return sum(1 for m in self.in_flight.values() if m.policy == policy)
 
+    def stuck_for(self, policy: str) -> list[str]:
+        """The PVs of ``policy`` whose rollback is past its deadline."""
+        return sorted(pv for pv in self.stuck if pv in self.in_flight and self.in_flight[pv].policy == policy)
+
     # -- one migration ---------------------------------------------------------------------------------------
 
     def _track(self, pv: str, volume: str, policy: str, from_tier: str, to_tier: str) -> None:
@@ -198,6 +209,8 @@ class MigrationRunner:
     def _untrack(self, pv: str) -> None:
         self.in_flight.pop(pv, None)
         self.metrics.active_migrations.set(len(self.in_flight))
+        if self.stuck.pop(pv, None) is not None:
+            self.metrics.stuck_migrations.set(len(self.stuck))
         if pv in self._progress_labels:
             self._progress_labels.discard(pv)
             self.metrics.rebuild_progress.remove(pv)
@@ -211,9 +224,10 @@ class MigrationRunner:
     ) -> None:
         """Run one migration or one group's (one concurrency slot either way). ``new`` batches first record
         their intents — all of them, or none: a member that cannot start releases the others."""
+        # Recovered batches skip the policy limiter: they already ran under it before the restart.
+        slot = _Slot([self._limiter] if limiter is None else [self._limiter, limiter])
         try:
-            # Recovered batches skip the policy limiter: they already ran under it before the restart.
-            async with self._limiter, limiter or contextlib.nullcontext():
+            async with slot:
                 if new:
                     written: list[Intent] = []
                     for draft in intents:
@@ -228,7 +242,7 @@ class MigrationRunner:
                     intents = written
                 async with trio.open_nursery() as nursery:
                     for intent in intents:
-                        nursery.start_soon(self._drive, intent.volume, intent, barrier)
+                        nursery.start_soon(self._drive, intent.volume, intent, barrier, slot)
         except BackendError as exc:
             log.warning("Not migrating %s: %s", ", ".join(i.pv for i in intents), exc)
         except Exception:
@@ -255,9 +269,17 @@ class MigrationRunner:
                 continue
 
     async def _write_first_intent(self, draft: Intent) -> Intent | None:
-        """Analyze the freshly read volume and record the intent; None when the migration must not start."""
+        """Analyze the freshly read volume and record the intent; None when the migration must not start.
+
+        A write whose answer was lost may have been applied: a retry then meets its own write as a conflict.
+        So after any failed write the volume is read again, and an intent there that is the one just written
+        (this operator's, same start) is adopted rather than refused as someone else's.
+        """
+        attempted: Intent | None = None
         for _ in range(3):
             state = await self._retry(lambda: self.backend.read(draft.volume), draft.pv)
+            if attempted is not None and _same_migration(state.intent, attempted):
+                return self._started(attempted)
             problem = plan.start_problem(
                 state, draft.target_pool, tuple(draft.source_pools), self._pool_health()
             )
@@ -269,7 +291,7 @@ class MigrationRunner:
                     extra=logs.fields(volume=draft.pv, policy=draft.policy),
                 )
                 return None
-            intent = replace(
+            attempted = replace(
                 draft,
                 original_replicas=state.num_replicas,
                 original_inclusion=dict(state.inclusion),
@@ -277,20 +299,27 @@ class MigrationRunner:
             )
             try:
                 await self._retry(
-                    partial(self.backend.write_intent, draft.volume, intent, expected_version=state.version),
+                    partial(
+                        self.backend.write_intent, draft.volume, attempted, expected_version=state.version
+                    ),
                     draft.pv,
                 )
             except IntentConflict:
-                continue  # the volume changed between read and write: analyze again
-            log.info(
-                "Migrating %s %s -> %s",
-                draft.pv,
-                _tier_word(draft.from_tier),
-                _tier_word(draft.to_tier),
-                extra=logs.migration(intent, "started"),
-            )
-            self._event(intent, "Normal", "MigrationStarted", self._started_message(intent))
-            return intent
+                continue  # the volume changed between read and write (or the write was ours): look again
+            except BackendError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning(
+                    "Migration of %s: the intent write may not have landed: %s",
+                    draft.pv,
+                    exc,
+                    extra=logs.fields(volume=draft.pv, policy=draft.policy),
+                )
+                continue
+            return self._started(attempted)
+        state = await self._retry(lambda: self.backend.read(draft.volume), draft.pv)
+        if attempted is not None and _same_migration(state.intent, attempted):
+            return self._started(attempted)
         log.warning(
             "Not migrating %s: the volume keeps changing under us",
             draft.pv,
@@ -298,15 +327,30 @@ class MigrationRunner:
         )
         return None
 
-    async def _drive(self, volume: str, intent: Intent, barrier: _Barrier | None = None) -> None:
+    def _started(self, intent: Intent) -> Intent:
+        log.info(
+            "Migrating %s %s -> %s",
+            intent.pv,
+            _tier_word(intent.from_tier),
+            _tier_word(intent.to_tier),
+            extra=logs.migration(intent, "started"),
+        )
+        self._event(intent, "Normal", "MigrationStarted", self._started_message(intent))
+        return intent
+
+    async def _drive(
+        self, volume: str, intent: Intent, barrier: _Barrier | None = None, slot: _Slot | None = None
+    ) -> None:
         """Step the migration until it is finished and recorded. Returns early only if the volume vanished
         or another operator took the intent away.
 
         A group member (``barrier`` given) stops before its first removal until every member reached that
-        point — the group's commit — and rolls back if any member aborts before it.
+        point — the group's commit — and rolls back if any member aborts before it. A rollback that still
+        waits past its deadline is reported stuck and gives ``slot`` back.
         """
         failures = 0
         forced_abort: str | None = None
+        rollback_since: datetime | None = None
         while True:
             try:
                 state = await self.backend.read(volume)
@@ -336,6 +380,7 @@ class MigrationRunner:
                     preservation=self.options.preservation,
                     stop_reason=stop,
                     target_pools=self._pools_matching(intent.target_inclusion),
+                    source_tier_pools=self._pools_matching(intent.original_inclusion),
                 )
                 if grouped and barrier is not None:
                     if isinstance(step, plan.Abort):
@@ -346,6 +391,15 @@ class MigrationRunner:
                             self._note(intent, f"synced; waiting for the rest of group {intent.group}")
                             await barrier.wait_changed(RECHECK_INTERVAL)
                         continue  # committed: record it on the intent first (top of the loop)
+                if intent.phase == "rolling-back":
+                    rollback_since = rollback_since or self.options.clock()
+                    # As long again as the migration had, from when this operator saw the rollback begin.
+                    waited = (self.options.clock() - rollback_since).total_seconds()
+                    overdue = waited >= intent.timeout_seconds
+                    if overdue and isinstance(step, plan.Wait) and intent.pv not in self.stuck:
+                        self._report_stuck(intent, step.reason)
+                        if slot is not None:
+                            slot.release()
                 if isinstance(step, plan.Finished):
                     await self._finish(volume, state, intent, step)
                     return
@@ -396,13 +450,21 @@ class MigrationRunner:
         elif isinstance(step, plan.AddReplica):
             self._note(intent, f"adding replica {step.count} on the {intent.to_tier} tier")
             await self.backend.add_replica(
-                volume, count=step.count, pool=intent.target_pool, topology=step.topology
+                volume,
+                count=step.count,
+                pool=intent.target_pool,
+                topology=step.topology,
+                expected_version=state.version,
             )
         elif isinstance(step, plan.RemoveReplica):
             what = f"removing the replica on {step.pool}" if step.pool else "removing the surplus replica"
             self._note(intent, what)
             await self.backend.remove_replica(
-                volume, count=step.count, pool=step.pool, topology=step.topology
+                volume,
+                count=step.count,
+                pool=step.pool,
+                topology=step.topology,
+                expected_version=state.version,
             )
         elif isinstance(step, plan.Abort):
             log.warning(
@@ -413,6 +475,18 @@ class MigrationRunner:
             )
             rolled = replace(intent, phase="rolling-back", abort_reason=step.reason, failed=step.failed)
             await self.backend.write_intent(volume, rolled, expected_version=state.version)
+
+    def _report_stuck(self, intent: Intent, reason: str) -> None:
+        why = f"rollback still {reason} after {format_duration(intent.timeout_seconds)}"
+        self.stuck[intent.pv] = why
+        self.metrics.stuck_migrations.set(len(self.stuck))
+        log.error(
+            "Migration of %s stuck: %s; its slot is given back, the rollback goes on",
+            intent.pv,
+            why,
+            extra=logs.migration(intent, "stuck"),
+        )
+        self._event(intent, "Warning", "MigrationStuck", f"{why}; the volume needs attention")
 
     async def _finish(self, volume: str, state: VolumeState, intent: Intent, step: plan.Finished) -> None:
         if step.outcome == "rolled-back":
@@ -612,6 +686,32 @@ class MigrationRunner:
         )
 
 
+class _Slot:
+    """A batch's places in the concurrency limiters: taken on entry, given back on exit or earlier by
+    :meth:`release` (a stuck rollback), whichever comes first."""
+
+    def __init__(self, limiters: list[trio.CapacityLimiter]) -> None:
+        self._limiters = limiters
+        self._held: list[trio.CapacityLimiter] = []
+
+    async def __aenter__(self) -> _Slot:
+        try:
+            for limiter in self._limiters:
+                await limiter.acquire_on_behalf_of(self)
+                self._held.append(limiter)
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        while self._held:
+            self._held.pop().release_on_behalf_of(self)
+
+
 class _Barrier:
     """The commit point of a volume group: no member removes an old replica until every member's new
     replicas are synced; any member aborting before that aborts them all."""
@@ -663,6 +763,16 @@ class _Barrier:
 def _backoff(failures: int) -> float:
     base: float = min(0.5 * 2.0 ** max(failures - 1, 0), MAX_BACKOFF)
     return base * random.uniform(0.5, 1.0)
+
+
+def _same_migration(found: Intent | None, written: Intent) -> bool:
+    """True when ``found`` (read from the volume) is the intent ``written`` by this operator."""
+    return (
+        found is not None
+        and found.operator == written.operator
+        and found.started_at == written.started_at
+        and found.pv == written.pv
+    )
 
 
 def _tier_word(tier: str) -> str:

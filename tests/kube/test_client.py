@@ -393,3 +393,202 @@ async def test_create_fills_type_meta_and_default_namespace() -> None:
     }  # fmt: skip
     assert seen[0].url.path == "/apis/coordination.k8s.io/v1/namespaces/default/leases"
     assert seen[1].url.path == "/apis/coordination.k8s.io/v1/namespaces/ops/leases"
+
+
+# --- preconditioned writes whose reply was lost ------------------------------------------------------------
+
+
+class OneObject:
+    """A server holding one object with optimistic concurrency; it can apply a write and lose its reply, or
+    lose a write entirely, and another writer can change the object in between."""
+
+    def __init__(self, **fields: object) -> None:
+        self.obj: dict[str, object] | None = {
+            "apiVersion": "v1",
+            "kind": "Thing",
+            "metadata": {"name": "t", "namespace": "ns", "uid": "u-1", "resourceVersion": "5"},
+            **fields,
+        }
+        self.writes: list[str] = []  # the method of every write that reached the server
+        self.lose_reply = 0  # the next this-many writes are applied, then their connection breaks
+        self.lose_request = 0  # the next this-many writes break before the server acts
+        self.fail_reads = False
+        self.other_writer_first = False  # another writer changes the object before the next write
+
+    def _bump(self) -> None:
+        assert self.obj is not None
+        meta = self.obj["metadata"]
+        assert isinstance(meta, dict)
+        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
+
+    def handler(self, req: httpx.Request) -> httpx.Response:
+        if req.method == "GET":
+            if self.fail_reads:
+                raise httpx.ReadError("reset", request=req)
+            if self.obj is None:
+                return status(404, "NotFound")
+            return httpx.Response(200, json=self.obj)
+        self.writes.append(req.method)
+        if self.other_writer_first:
+            self.other_writer_first = False
+            assert self.obj is not None
+            self.obj["spec"] = {"holder": "someone-else"}
+            self._bump()
+        if self.lose_request:
+            self.lose_request -= 1
+            raise httpx.ReadError("reset before the server read the request", request=req)
+        if self.obj is None:
+            return status(404, "NotFound")
+        body = json.loads(req.content) if req.content else {}
+        meta = self.obj["metadata"]
+        assert isinstance(meta, dict)
+        precondition = (
+            body.get("preconditions", {}).get("resourceVersion")
+            if req.method == "DELETE"
+            else body.get("metadata", {}).get("resourceVersion")
+        )
+        if precondition is not None and precondition != meta["resourceVersion"]:
+            return status(409, "Conflict", "the object has been modified")
+        if req.method == "PATCH":
+            for key, value in body.items():
+                if key == "metadata":
+                    annotations = meta.setdefault("annotations", {})
+                    assert isinstance(annotations, dict)
+                    for k, v in value.get("annotations", {}).items():
+                        if v is None:
+                            annotations.pop(k, None)
+                        else:
+                            annotations[k] = v
+                else:
+                    self.obj[key] = value
+            self._bump()
+        elif req.method == "PUT":
+            self.obj = {**body, "metadata": {**meta, "resourceVersion": meta["resourceVersion"]}}
+            self._bump()
+        elif req.method == "DELETE":
+            meta["deletionTimestamp"] = "2026-02-01T10:00:00Z"  # a finalizer keeps it, terminating
+            self._bump()
+        if self.lose_reply:
+            self.lose_reply -= 1
+            raise httpx.ReadError("reset after the server applied the write", request=req)
+        return httpx.Response(200, json=self.obj)
+
+
+INTENT_PATCH = {"metadata": {"resourceVersion": "5", "annotations": {"example.io/intent": "mine"}}}
+
+
+async def test_preconditioned_merge_patch_whose_reply_was_lost_reports_its_own_success(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Issue 26 item 3 / issue 25 defect 3: a resend would get 409 against its own write.
+    server = OneObject()
+    server.lose_reply = 1
+    async with make_client(server.handler) as client:
+        got = await client.merge_patch(MAYASTOR_VOLUME, "t", INTENT_PATCH, "ns", type=dict)
+    assert got["metadata"]["annotations"] == {"example.io/intent": "mine"}
+    assert server.writes == ["PATCH"], "read back, not sent again"
+
+
+async def test_preconditioned_merge_patch_that_never_arrived_is_sent_again(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    server = OneObject()
+    server.lose_request = 1
+    async with make_client(server.handler) as client:
+        got = await client.merge_patch(MAYASTOR_VOLUME, "t", INTENT_PATCH, "ns", type=dict)
+    assert got["metadata"]["annotations"] == {"example.io/intent": "mine"}
+    assert server.writes == ["PATCH", "PATCH"]
+
+
+async def test_preconditioned_merge_patch_overtaken_by_another_writer_is_a_conflict(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    server = OneObject()
+    server.other_writer_first = True
+    server.lose_request = 1
+    async with make_client(server.handler) as client:
+        with pytest.raises(errors.Conflict):
+            await client.merge_patch(MAYASTOR_VOLUME, "t", INTENT_PATCH, "ns", type=dict)
+    assert server.writes == ["PATCH"], "the read-back shows someone else's change: never resent"
+    assert server.obj is not None
+    assert "annotations" not in server.obj["metadata"]  # type: ignore[operator]
+
+
+async def test_lost_reply_whose_read_back_fails_is_outcome_unknown(autojump_clock: trio.abc.Clock) -> None:
+    server = OneObject()
+    server.lose_reply = 1
+    server.fail_reads = True
+    async with make_client(server.handler) as client:
+        with pytest.raises(errors.OutcomeUnknown) as info:
+            await client.merge_patch(MAYASTOR_VOLUME, "t", INTENT_PATCH, "ns", type=dict)
+    assert server.writes == ["PATCH"]
+    assert "PATCH" in str(info.value)
+
+
+async def test_unguarded_merge_patch_is_still_retried_as_idempotent(autojump_clock: trio.abc.Clock) -> None:
+    server = OneObject()
+    server.lose_reply = 1
+    patch = {"metadata": {"annotations": {"example.io/seen": "yes"}}}
+    async with make_client(server.handler) as client:
+        got = await client.merge_patch(MAYASTOR_VOLUME, "t", patch, "ns", type=dict)
+    assert got["metadata"]["annotations"] == {"example.io/seen": "yes"}
+    assert server.writes == ["PATCH", "PATCH"]
+
+
+async def test_guarded_put_renewal_whose_reply_was_lost_reports_its_own_success(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # A Lease renewal (or release): PUT with the resourceVersion last seen; an empty holder is omitted by
+    # the server, as Go's omitempty does, and still counts as written.
+    server = OneObject(spec={"holderIdentity": "a", "renewTime": "2026-02-01T10:00:00.000000Z"})
+    server.lose_reply = 1
+    body = {
+        "metadata": {"name": "t", "namespace": "ns", "resourceVersion": "5"},
+        "spec": {"holderIdentity": "", "renewTime": "2026-02-01T10:00:02.000000Z", "leaseTransitions": 0},
+    }
+
+    def omitting_empty(req: httpx.Request) -> httpx.Response:
+        resp = server.handler(req)
+        assert server.obj is not None
+        spec = server.obj.get("spec")
+        if isinstance(spec, dict):
+            server.obj["spec"] = {k: v for k, v in spec.items() if v not in ("", 0)}
+        return resp
+
+    async with make_client(omitting_empty) as client:
+        got = await client.replace(LEASE, body, "ns", type=dict)
+    assert got["spec"]["renewTime"] == "2026-02-01T10:00:02.000000Z"
+    assert server.writes == ["PUT"]
+
+
+async def test_delete_with_precondition_whose_reply_was_lost_is_not_a_conflict(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    server = OneObject()
+    server.lose_reply = 1
+    async with make_client(server.handler) as client:
+        await client.delete(MAYASTOR_VOLUME, "t", "ns", resource_version="5")
+    assert server.writes == ["DELETE"], "terminating: the delete is ours"
+    server = OneObject()
+    server.lose_request = 1
+    async with make_client(server.handler) as client:
+        await client.delete(MAYASTOR_VOLUME, "t", "ns", resource_version="5", uid="u-1")
+    assert server.writes == ["DELETE", "DELETE"], "still at the precondition: sent again"
+
+
+async def test_delete_with_precondition_whose_object_then_vanished_is_done(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    server = OneObject()
+    server.lose_reply = 1
+
+    def no_finalizer(req: httpx.Request) -> httpx.Response:
+        try:
+            return server.handler(req)
+        finally:
+            if req.method == "DELETE":
+                server.obj = None
+
+    async with make_client(no_finalizer) as client:
+        await client.delete(MAYASTOR_VOLUME, "t", "ns", resource_version="5")
+    assert server.writes == ["DELETE"]

@@ -23,7 +23,7 @@ from couchestor.kube.client import KubeClient
 from couchestor.kube.config import load_kubeconfig
 from couchestor.kube.resources import CONFIG_MAP, LEASE
 from couchestor.kube.retry import RetryPolicy
-from couchestor.leader import LeaderElector, Observation, may_acquire, next_spec
+from couchestor.leader import LeaderElector, Observation, fenced_cleanup, may_acquire, next_spec
 from k8s_schemas.core import Lease, LeaseSpec
 from k8s_schemas.meta import ObjectMeta
 from tests.kube.mock import wait_for
@@ -222,6 +222,64 @@ async def test_cut_off_leader_stops_by_renew_deadline_then_standby_takes_over(cl
     assert not a.elector.leading
     assert a.terms == 1
     assert (await lease(cluster.admin)).spec.holder_identity == "b"
+
+
+class CleaningInstance(Instance):
+    """An instance whose work ends with a long clean-up that must not be skipped by a cancellation (as the
+    REST backend lifts its pool cordons), writing all the while."""
+
+    async def lead(self) -> None:
+        try:
+            await super().lead()
+        finally:
+            with fenced_cleanup(30.0):
+                for _ in range(15):
+                    await self.client.merge_patch(
+                        CONFIG_MAP, "work", {"data": {"cleanup": self.name}}, NS, type=dict, timeout=1.0
+                    )
+                    await trio.sleep(0.2)
+
+
+@pytest.mark.slow
+async def test_shielded_clean_up_of_a_cut_off_leader_writes_nothing_after_the_fence(cluster):
+    # Issue 25, defect 2: the clean-up was shielded for up to 30 s, longer than lease_duration - renew_deadline,
+    # and the elector waited for it: the deposed leader kept writing after the other had taken the Lease.
+    timing = {"lease_duration": 4.0, "renew_deadline": 2.5, "retry_period": 0.3}
+    a = CleaningInstance(cluster.apiserver, "a", cluster.stage, **timing)
+    a.start(cluster.nursery)
+    cluster.made.append(a)
+    await wait_for(lambda: a.elector.leading, limit=20)
+    b = cluster("b", **timing)
+    await wait_for(lambda: len(a.link.work_writes) >= 5 and len(a.link.lease_writes) >= 2, limit=20)
+
+    a.link.cut = True  # A's renewals hang; its work and its clean-up could still write.
+    await wait_for(lambda: not a.elector.leading, limit=20)
+    fence = a.link.lease_writes[-1] + timing["renew_deadline"]
+    assert trio.current_time() <= fence + 1.0, "leadership ends at the fence, not after the clean-up"
+    await wait_for(lambda: b.elector.leading, limit=30)
+    await wait_for(lambda: len(b.link.work_writes) >= 1, limit=10)
+    await trio.sleep(1.0)
+    assert max(a.link.work_writes) <= fence + 1.0
+    assert max(a.link.work_writes) < min(b.link.work_writes)
+    assert cluster.stage.overlaps == []
+
+
+async def test_fenced_cleanup_runs_whole_when_not_cancelled_and_not_at_all_once_fenced():
+    ran: list[str] = []
+    with trio.CancelScope(deadline=trio.current_time() + 5.0):
+        with fenced_cleanup(1.0) as scope:
+            await trio.sleep(0.01)
+            ran.append("whole")
+        assert not scope.cancelled_caught
+    with trio.CancelScope() as fence:
+        fence.cancel()
+        try:
+            await trio.sleep(1)
+        finally:
+            with fenced_cleanup(30.0):
+                await trio.lowlevel.checkpoint()
+                ran.append("after the fence")
+    assert ran == ["whole"]
 
 
 async def test_takes_over_an_expired_lease_only_after_lease_duration(cluster):

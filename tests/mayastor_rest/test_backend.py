@@ -1,12 +1,13 @@
 """RestBackend end to end on the API server emulator and the simulated Mayastor 2.x control plane."""
 
+import httpx
 import msgspec
 import pytest
 import trio
 from msgspec import UNSET
 
 from couchestor.kube import resources
-from couchestor.mayastor_rest import CORDON_RECORD, MayastorRestError
+from couchestor.mayastor_rest import CORDON_RECORD, MayastorRestClient, MayastorRestError
 from couchestor.migration.backend import BackendError, IntentConflict
 from k8s_schemas.annotations import MIGRATION_INTENT
 from k8s_schemas.mayastor import DiskPool
@@ -317,3 +318,70 @@ async def test_a_volume_that_degrades_before_the_call_is_waited_for(env):
     assert "waiting until it is Online" in str(err.value)
     assert env.sim.plane.volume(VOL).num_replicas == 1
     assert env.sim.plane.pool_cordons == {}
+
+
+class LosingCordonReplies(httpx.AsyncBaseTransport):
+    """The network to the control plane: the first ``PUT .../cordon`` reaches it and is applied, then the
+    connection breaks before the answer arrives."""
+
+    def __init__(self):
+        self.inner = httpx.AsyncHTTPTransport()
+        self.lost: list[str] = []
+
+    async def handle_async_request(self, request):
+        response = await self.inner.handle_async_request(request)
+        if request.method == "PUT" and request.url.path.endswith("/cordon") and not self.lost:
+            await response.aread()
+            await response.aclose()
+            self.lost.append(request.url.path)
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+    async def aclose(self):
+        await self.inner.aclose()
+
+
+async def test_a_cordon_whose_reply_was_lost_is_still_lifted(env):
+    # Issue 25, defect 4: the retried cordon answered AlreadyExists, the backend took its own cordon for
+    # someone else's and dropped it from the record, and nothing ever lifted it.
+    await start(env)
+    network = LosingCordonReplies()
+    async with MayastorRestClient(env.sim.url, transport=network) as rest:
+        env.backend.rest = rest
+        state = await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    assert network.lost, "a cordon reply was lost"
+    assert sorted(r.pool for r in state.replicas) == ["pool-cold-1", "pool-hot-2"]
+    assert env.sim.plane.pool_cordons == {}, "the cordon whose reply was lost was lifted too"
+    assert (await env.pv()).metadata.annotation(CORDON_RECORD) is None
+
+
+async def test_a_removal_decided_before_the_new_replica_faulted_is_not_made(env):
+    # Issue 25, defect 5 on Mayastor 2.x: the decision was made with both replicas healthy.
+    await start(env)
+    await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    decided = await env.wait_synced(2)
+    env.sim.fault_replica(VOL, "pool-hot-2")
+    with pytest.raises(IntentConflict):
+        await env.backend.remove_replica(
+            VOL, count=1, pool="pool-cold-1", topology=HOT, expected_version=decided.version
+        )
+    assert env.sim.plane.volume(VOL).num_replicas == 2
+    env.sim.checker.assert_clean()
+
+
+async def test_a_late_record_write_never_wipes_a_newer_record(env):
+    # Issue 25, defect 2: the record was written without a precondition ("ours alone"), so a deposed leader's
+    # late clean-up could wipe the record of the leader after it, whose cordons then leaked.
+    from couchestor.mayastor_rest.backend import CordonRecord
+
+    stale = await env.pv()
+    newer = {"volume": VOL, "pools": ["pool-hot-1"]}
+    await env.client.merge_patch(
+        resources.PERSISTENT_VOLUME,
+        PV,
+        {"metadata": {"annotations": {CORDON_RECORD: msgspec.json.encode(newer).decode()}}},
+        type=dict,
+    )
+    with pytest.raises(IntentConflict):
+        await env.backend._write_record(stale, CordonRecord(volume=VOL))
+    assert msgspec.json.decode((await env.pv()).metadata.annotation(CORDON_RECORD)) == newer

@@ -328,7 +328,27 @@ def rolling(n=1, **kw):
 
 def test_rollback_removes_the_least_useful_new_replica_and_restores_the_topology():
     state = volume(3, [ok("c1"), ok("h2"), syncing("h3", 5), ok("c2")])
-    assert step(state, rolling(2)) == RemoveReplica(2, "h3", COLD)
+    assert step(state, rolling(2), source_tier_pools=COLD_POOLS) == RemoveReplica(2, "h3", COLD)
+
+
+def test_rollback_without_the_pool_topology_assumes_healthy_replicas_go_first():
+    # Which pools fit the topology is unknown: the control plane may drop h2 and c1, leaving one healthy.
+    state = volume(3, [ok("c1"), ok("h2"), syncing("h3", 5), ok("c2")])
+    assert step(state, rolling(2)) == AddReplica(4, COLD)
+    assert step(volume(4, state.replicas, inclusion=COLD), rolling(2)) == Wait(
+        "waiting for enough healthy replicas before removing the new one"
+    )
+
+
+def test_rollback_waits_while_the_replacement_off_the_source_pools_syncs():
+    # Issue 25, defect 1: c1 was replaced on c3 (cold, not a source pool), still syncing. The control plane
+    # drops h1 first (off the cold topology, healthy or not): scaling down now leaves one healthy replica.
+    state = volume(3, [ok("c2"), ok("h1"), syncing("c3", 40)], inclusion=COLD)
+    s = step(state, rolling(2), source_tier_pools=COLD_POOLS, target_pools=HOT_POOLS)
+    assert s == Wait("waiting for enough healthy replicas before removing the new one")
+    synced = volume(3, [ok("c2"), ok("h1"), ok("c3")], inclusion=COLD)
+    s = step(synced, rolling(2), source_tier_pools=COLD_POOLS, target_pools=HOT_POOLS)
+    assert s == RemoveReplica(2, "h1", COLD)
 
 
 def test_rollback_restores_the_topology_even_at_n_replicas():

@@ -7,7 +7,8 @@ Rules (MOAC-era MayastorVolume backend, as the seeds describe it):
 
 - **Scale-up** places each missing replica on an Online pool whose topology labels include the volume's
   ``topology.pool.labelled.inclusion``, with free space for the whole volume, holding no replica of this volume
-  yet; among those, a node without a replica of the volume first, then the most free space, then the name.
+  yet; among those, a node without a replica of the volume first, then the most free space, then the name
+  (or, with ``Cluster.placement_rng``, any of them: tests must not depend on the simulator's preference).
 - A new replica starts ``Unknown``; once opened it is ``Online``/``Syncing`` and copies from a Synced replica
   at its pool's rebuild bandwidth; at 100 % it is ``Synced``. With no Synced source the rebuild cannot progress.
 - **Scale-down** removes, in order: replicas that do not satisfy the topology, then the least healthy
@@ -18,6 +19,7 @@ Rules (MOAC-era MayastorVolume backend, as the seeds describe it):
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -110,17 +112,29 @@ def matches_topology(pool: Pool, inclusion: Mapping[str, str]) -> bool:
     return includes(pool.labels, inclusion)
 
 
-def choose_pool(volume: Volume, pools: Iterable[Pool]) -> Pool | None:
-    """The pool a new replica of ``volume`` goes to, or None when no pool qualifies."""
+def eligible_pools(volume: Volume, pools: Iterable[Pool]) -> list[Pool]:
+    """Every pool that may take a new replica of ``volume``: usable, room for it, none of its replicas yet,
+    matching its topology."""
     held = {r.pool for r in volume.replicas}
-    nodes = {r.node for r in volume.replicas}
-    candidates = [
+    return [
         p
         for p in pools
         if p.usable and p.name not in held and p.free >= volume.size and matches_topology(p, volume.inclusion)
     ]
+
+
+def choose_pool(volume: Volume, pools: Iterable[Pool], rng: random.Random | None = None) -> Pool | None:
+    """The pool a new replica of ``volume`` goes to, or None when no pool qualifies.
+
+    Without ``rng``, the simulator's preference (a node without a replica of the volume, the most free space,
+    the name); with it, any eligible pool, since the real control plane's choice is not a contract.
+    """
+    candidates = eligible_pools(volume, pools)
     if not candidates:
         return None
+    if rng is not None:
+        return rng.choice(sorted(candidates, key=lambda p: p.name))
+    nodes = {r.node for r in volume.replicas}
     return min(candidates, key=lambda p: (p.node in nodes, -p.free, p.name))
 
 
@@ -188,6 +202,8 @@ class Cluster:
     pools: dict[str, Pool] = field(default_factory=dict)
     volumes: dict[str, Volume] = field(default_factory=dict)
     down_nodes: set[str] = field(default_factory=set)
+    #: When set, new replicas (Mayastor's own replacements included) land on any eligible pool, drawn from it.
+    placement_rng: random.Random | None = None
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def new_uuid(self, volume: str) -> str:
@@ -203,7 +219,7 @@ class Cluster:
         # A Faulted replica keeps its slot until its grace period ends (it may come back), then is replaced.
         missing = volume.num_replicas - len(volume.replicas)
         for _ in range(max(missing, 0)):
-            pool = choose_pool(volume, self.pools.values())
+            pool = choose_pool(volume, self.pools.values(), self.placement_rng)
             if pool is None:
                 break
             replica = Replica(self.new_uuid(volume.name), pool.name, pool.node, created_at=now)

@@ -23,8 +23,15 @@ import trio
 from msgspec import UNSET
 
 from couchestor import inspection
-from couchestor.decisions import Action, DecideOptions, Decision, VolumeView, decide
-from couchestor.durations import format_duration, format_time
+from couchestor.decisions import (
+    LAST_MIGRATION_ANNOTATION,
+    Action,
+    DecideOptions,
+    Decision,
+    VolumeView,
+    decide,
+)
+from couchestor.durations import format_duration, format_time, parse_time
 from couchestor.errors import UserError
 from couchestor.heat import ScoreSnapshot, lookup
 from couchestor.policy import PolicyProblem, PolicyRules, Tier, compile_policy
@@ -186,6 +193,7 @@ def build_report(
         "decision": _decision(decision),
         "cooldown": None,
         "lastMigration": None if view.last_migration is None else format_time(view.last_migration),
+        "lastMigrationError": _unreadable_last_migration(pv, state),
         "history": _history(pv, state.policies),
         "wouldChange": [],
     }
@@ -222,6 +230,19 @@ def build_report(
         changes.append(f"not before {blocker}")
     report["wouldChange"] = changes
     return report
+
+
+def _unreadable_last_migration(pv: str, state: inspection.ClusterState) -> str | None:
+    """Why the PV's last-migration annotation cannot be read, or None when it is absent or readable."""
+    obj = next(p for p in state.pvs if p.metadata.name == pv)
+    text = obj.metadata.annotation(LAST_MIGRATION_ANNOTATION)
+    if text is None:
+        return None
+    try:
+        parse_time(text)
+    except ValueError as exc:
+        return f"annotation {LAST_MIGRATION_ANNOTATION}: {exc}"
+    return None
 
 
 def _decision(decision: Decision) -> dict[str, Any]:
@@ -318,7 +339,9 @@ def render(report: Mapping[str, Any]) -> str:
         )
     lines.append(f"Decision:   {report['decision']['label']}: {report['decision']['words']}")
     cooldown = report["cooldown"]
-    if cooldown is not None:
+    if report["lastMigrationError"]:
+        lines.append(f"Cooldown:   unknown, {report['lastMigrationError']}")
+    elif cooldown is not None:
         left = f"{cooldown['left']} left" if cooldown["leftSeconds"] else "over"
         lines.append(f"Cooldown:   {cooldown['period']} after {report['lastMigration']}: {left}")
     else:

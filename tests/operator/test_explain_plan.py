@@ -129,6 +129,17 @@ async def test_explain_reports_cooldown_history_and_an_overlapping_policy(env, a
     assert 40 * 60 < heavy["cooldown"]["leftSeconds"] <= 50 * 60
     assert heavy["wouldChange"][-1] == "not before the cooldown ending"
 
+    # An annotation that cannot be read is reported, not taken for "never migrated".
+    await env.client.merge_patch(
+        resources.PERSISTENT_VOLUME,
+        "pvc-middle",
+        {"metadata": {"annotations": {"storage.billyronks.io/last-migration": "last tuesday"}}},
+        type=dict,
+    )
+    middle = await explained(env, apiserver, "apps/data-middle")
+    assert "invalid timestamp 'last tuesday'" in middle["lastMigrationError"]
+    assert heavy["lastMigrationError"] is None
+
     await env.apply_policy(policy_body("second", volumeSelector={"matchLabels": {"app": "heavy"}}))
     proc = await run(env, apiserver, "explain", "apps/data-heavy", "-o", "json")
     report = json.loads(proc.stdout)

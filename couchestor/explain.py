@@ -370,9 +370,7 @@ async def gather(args: argparse.Namespace) -> dict[str, Any]:
     windows = {p.window_seconds for p in compiled if isinstance(p, PolicyRules) and p.enabled}
     now = datetime.now(UTC)
     scores = await inspection.read_scores(settings, windows, now) if windows else {}
-    return build_report(
-        pv, claim, compiled, state, scores, now, DecideOptions(min_coverage=settings.min_coverage)
-    )
+    return build_report(pv, claim, compiled, state, scores, now, inspection.decide_options(settings))
 
 
 def _claim_of(pv: str, state: inspection.ClusterState) -> str | None:

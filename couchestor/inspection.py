@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from couchestor import settings as settings_mod
-from couchestor.decisions import PoolView, VolumeView, build_pool_views, build_volume_views
+from couchestor.decisions import DecideOptions, PoolView, VolumeView, build_pool_views, build_volume_views
 from couchestor.endpoints import Health
 from couchestor.errors import UserError
 from couchestor.heat import ScoreSnapshot, build_queries, build_snapshot, metric_source
@@ -25,6 +25,8 @@ from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.config import load_config
 from couchestor.kube.errors import KubeError, NotFound
+from couchestor.mayastor_rest.client import MayastorRestClient, MayastorRestError
+from couchestor.mayastor_rest.mirror import to_mayastor_volume
 from couchestor.metrics import OperatorMetrics
 from couchestor.scores import PrometheusClient, PrometheusUnavailable, ScoreCache
 from couchestor.settings import Settings
@@ -46,6 +48,10 @@ FLAGS = (
     "metric-selector",
     "min-coverage",
     "scrape-interval",
+    "backend",
+    "mayastor-rest-url",
+    "mayastor-rest-token-file",
+    "mayastor-rest-ca",
 )
 #: Seconds for all reads of one command (the LISTs and the Prometheus queries).
 READ_TIMEOUT = 60.0
@@ -92,15 +98,18 @@ async def read_cluster(settings: Settings) -> ClusterState:
         config = load_config(settings.kubeconfig, settings.context)
     except (KubeError, OSError) as exc:
         raise UserError(f"cannot load the Kubernetes configuration: {exc}") from None
+    found: dict[str, tuple[object, ...]] = {}
     ns = settings.mayastor_namespace
     kinds: list[tuple[resources.Resource, type[Any], str | None]] = [
         (resources.STORAGE_POLICY, StoragePolicy, None),
         (resources.PERSISTENT_VOLUME, PersistentVolume, None),
         (resources.PERSISTENT_VOLUME_CLAIM, PersistentVolumeClaim, None),
-        (resources.MAYASTOR_VOLUME, MayastorVolume, ns),
         (resources.DISK_POOL, DiskPool, ns),
     ]
-    found: dict[str, tuple[object, ...]] = {}
+    if settings.backend == "mayastor-rest":
+        found["MayastorVolume"] = await _rest_volumes(settings)
+    else:
+        kinds.append((resources.MAYASTOR_VOLUME, MayastorVolume, ns))
     failures: list[str] = []
     async with KubeClient(config) as client:
 
@@ -131,6 +140,36 @@ async def read_cluster(settings: Settings) -> ClusterState:
         pvcs=found["PersistentVolumeClaim"],  # type: ignore[arg-type]
         volumes=found["MayastorVolume"],  # type: ignore[arg-type]
         pools=found["DiskPool"],  # type: ignore[arg-type]
+    )
+
+
+async def _rest_volumes(settings: Settings) -> tuple[MayastorVolume, ...]:
+    """Mayastor 2.x's volumes from its REST API, as the operator's ``--backend mayastor-rest`` mirrors them."""
+    try:
+        client = MayastorRestClient(
+            settings.mayastor_rest_url,
+            token_file=settings.mayastor_rest_token_file,
+            ca_file=settings.mayastor_rest_ca,
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    async with client as rest:
+        try:
+            with trio.fail_after(READ_TIMEOUT):
+                volumes = await rest.list_volumes()
+        except MayastorRestError as exc:
+            raise UserError(f"cannot list Mayastor volumes: {exc}") from None
+        except trio.TooSlowError:
+            raise UserError(
+                f"Mayastor's REST API at {settings.mayastor_rest_url} did not answer within {READ_TIMEOUT:.0f}s"
+            ) from None
+    return tuple(to_mayastor_volume(v, settings.mayastor_namespace) for v in volumes)
+
+
+def decide_options(settings: Settings) -> DecideOptions:
+    """The operator's :class:`DecideOptions` for these settings (Mayastor 2.x cannot change a topology)."""
+    return DecideOptions(
+        min_coverage=settings.min_coverage, fixed_topology=settings.backend == "mayastor-rest"
     )
 
 

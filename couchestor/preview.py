@@ -232,7 +232,7 @@ async def gather(args: argparse.Namespace, body: dict[str, Any]) -> dict[str, An
     windows = {p.window_seconds for p in (rules, *others) if isinstance(p, PolicyRules) and p.enabled}
     now = datetime.now(UTC)
     scores = await inspection.read_scores(settings, windows, now)
-    report = build_plan(rules, others, state, scores, now, DecideOptions(min_coverage=settings.min_coverage))
+    report = build_plan(rules, others, state, scores, now, inspection.decide_options(settings))
     report["dryRunIgnored"] = compiled.dry_run
     report["enabled"] = compiled.enabled
     return report

@@ -54,14 +54,18 @@ def _environ(**extra: str) -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT), **extra)
 
 
-async def explained(env: Any, apiserver: Any, volume: str, *extra: str) -> dict[str, Any]:
-    """``explain -o json`` once the volume's heat covers enough of the window to be judged."""
+async def explained(
+    env: Any, apiserver: Any, volume: str, *extra: str, coverage: float = 0.0
+) -> dict[str, Any]:
+    """``explain -o json`` once the volume's heat covers enough of the window to be judged (and ``coverage``)."""
 
     async def ready() -> dict[str, Any] | None:
         proc = await run(env, apiserver, "explain", volume, "-o", "json", *extra)
         assert proc.returncode == 0, proc.stderr
         report = json.loads(proc.stdout)
-        return report if report["decision"]["reason"] != "low-coverage" else None
+        if report["decision"]["reason"] == "low-coverage" or report["heat"]["coverage"] < coverage:
+            return None
+        return report
 
     return await env.eventually(ready, timeout=60, interval=1.0, what=f"{volume} judged")
 
@@ -206,9 +210,9 @@ async def test_kubectl_plugin_explains_a_pvc(env, apiserver, tmp_path):
     assert missing.stderr.decode().startswith("kubectl couchestor: error: PersistentVolumeClaim apps/absent")
 
 
-def write_policy(tmp_path: Path, **spec: Any) -> Path:
+def write_policy(tmp_path: Path, name: str = "candidate", **spec: Any) -> Path:
     path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(policy_body("candidate", **spec)))
+    path.write_text(yaml.safe_dump(policy_body(name, **spec)))
     return path
 
 
@@ -244,6 +248,17 @@ async def test_plan_lists_moves_bytes_fill_and_what_cannot_be_placed(env, apiser
     assert reasons["pvc-heavy"] == "no-capacity"
     assert reasons["pvc-idle"] == "tier-unknown"
 
+    # lowWatermarkIOPS 0: nothing is colder than that, so only the promotion moves, and the fill shifts by it.
+    proc = await run(
+        env, apiserver, "plan", "-f", str(write_policy(tmp_path, lowWatermarkIOPS=0)), "-o", "json"
+    )
+    report = json.loads(proc.stdout)
+    assert [(m["volume"], m["to"]) for m in report["moves"]] == [("pvc-heavy", "hot")]
+    fill = report["fill"]
+    assert fill["hot"]["usedBytesAfter"] == fill["hot"]["usedBytes"] + 10 * 2**30
+    assert fill["cold"]["usedBytesAfter"] == fill["cold"]["usedBytes"] - 10 * 2**30
+    assert fill["hot"]["fillAfter"] == fill["hot"]["usedBytesAfter"] / fill["hot"]["capacityBytes"]
+
     text = await run(env, apiserver, "plan", "-f", str(write_policy(tmp_path)))
     assert text.returncode == 0, text.stderr
     assert "pvc-heavy  cold  hot" in text.stdout
@@ -270,3 +285,24 @@ def test_plan_of_an_invalid_policy_exits_non_zero_naming_the_field(tmp_path, spe
     assert proc.returncode == 1, proc.stderr
     assert field in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("backend", ["rest"])
+async def test_explain_and_plan_on_mayastor_2x_read_volumes_from_its_rest_api(env, apiserver, tmp_path):
+    """With ``--backend mayastor-rest`` (no MayastorVolume resource) volumes come from the REST API and heat from
+    io-engine's counters, as the operator reads them."""
+    rest = ("--backend", "mayastor-rest", "--mayastor-rest-url", env.simulator.url)
+    await env.apply_policy(policy_body())
+    # A rate over a window only partly scraped yet reads low (as the operator would read it): wait for all of it.
+    heavy = await explained(env, apiserver, "apps/data-heavy", *rest, coverage=1.0)
+    assert heavy["tier"] == "cold"
+    assert heavy["decision"]["action"] == "hot"
+    assert 7000 < heavy["heat"]["iops"] < 9000
+    # The file's policy stands in for the cluster's of the same name (no conflict with it), here with a warm tier.
+    path = write_policy(tmp_path, "tiering", warmWatermarkIOPS=2000)
+    proc = await run(env, apiserver, "plan", "-f", str(path), "-o", "json", *rest)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert {m["volume"] for m in report["moves"]} == {"pvc-heavy", "pvc-idle"}
+    # No pool is labelled tier: warm, and the middle volume (2,000 IOPS, on hot) does not cross the warm mark.
+    assert report["fill"]["warm"]["capacityBytes"] == 0

@@ -1,5 +1,6 @@
-"""One rule for the warm tier, held alike by the CRD (schema + CEL, as the emulated API server evaluates it), and
-the policy compiler; tests/envtest/test_manifests.py holds the real API server to the same table.
+"""One rule for the warm tier, held alike by the CRD (schema + CEL, as the emulated API server evaluates it, and
+through its HTTP API) and the policy compiler; tests/envtest/test_manifests.py holds the real API server to the
+same table.
 
 The rule: ``warmWatermarkIOPS`` unset or ``0`` means no warm tier; otherwise it lies strictly between the low
 and high watermarks. ``warmPoolSelector`` needs a warm tier (a non-zero ``warmWatermarkIOPS``); a warm tier
@@ -9,6 +10,7 @@ without it selects the pools labelled ``tier: warm``.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -110,3 +112,20 @@ def test_the_crd_description_table_is_the_engines_rule(low, gaps, score, on):
         column = "above high"
     wanted = _table()[(on, column)]
     assert (rules.target_tier(score, on) or on) is wanted
+
+
+async def test_the_emulated_api_server_admits_what_the_table_says(apiserver):
+    """The same table through the emulator's HTTP API (admission as ``kubectl apply`` meets it)."""
+    from couchestor.kube import KubeClient, load_kubeconfig, resources
+    from couchestor.kube.errors import ApiError
+    from couchestor.sim.populate import install_crds
+
+    async with KubeClient(load_kubeconfig([apiserver.kubeconfig]), qps=0) as client:
+        await install_crds(client)
+        for i, (spec, refused, _) in enumerate(CASES):
+            create = client.create(resources.STORAGE_POLICY, body(spec, f"warm-{i}"), type=dict)
+            if refused is None:
+                await create
+                continue
+            with pytest.raises(ApiError, match=re.escape(f"{refused}: Invalid value")):
+                await create

@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import trio
 import yaml
 
@@ -30,6 +31,7 @@ from couchestor.heat import ScoreSnapshot
 from couchestor.policy import PolicyProblem, PolicyRules, Tier, compile_policy
 from couchestor.sim.apiserver.schema import apply_defaults, validate
 from k8s_schemas.crds import storage_policy_crd
+from k8s_schemas.meta import ObjectMeta
 from k8s_schemas.storage_policy import GROUP, StoragePolicy
 
 #: Exit status of an invalid policy (a UserError, e.g. an unreadable cluster, exits 2).
@@ -74,12 +76,11 @@ def problems(body: Mapping[str, Any]) -> list[str]:
     return []
 
 
-def _meta(obj: Mapping[str, Any]) -> Any:
-    import msgspec
-
-    from k8s_schemas.meta import ObjectMeta
-
-    return msgspec.convert(obj["metadata"], ObjectMeta)
+def _meta(obj: Mapping[str, Any]) -> ObjectMeta:
+    try:
+        return msgspec.convert(obj.get("metadata") or {}, ObjectMeta)
+    except msgspec.ValidationError as exc:
+        raise UserError(f"metadata: {exc}") from None
 
 
 def build_plan(
@@ -107,7 +108,6 @@ def build_plan(
 def _report(rules: PolicyRules, plan: Plan, state: inspection.ClusterState) -> dict[str, Any]:
     own = plan.policy(rules.name)
     assert own is not None
-    sizes = {v.name: v.size_bytes for v in state.volume_views()}
     moves = [
         {
             "volume": m.volume,
@@ -142,9 +142,6 @@ def _report(rules: PolicyRules, plan: Plan, state: inspection.ClusterState) -> d
         "fill": fill,
         "blocked": blocked,
         "staying": sum(d.action is Action.STAY for d in own.decisions),
-        "unsized": sorted(
-            v for v, s in sizes.items() if s is None and v in {d.volume for d in own.decisions}
-        ),
     }
 
 

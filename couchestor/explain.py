@@ -54,7 +54,10 @@ class Target:
 
 
 def parse_target(text: str, namespace: str | None) -> Target:
-    """``pv/NAME``, ``pvc/NAME``, ``NAMESPACE/NAME`` (a PVC) or ``NAME`` (a PV, else a PVC in ``namespace``)."""
+    """``pv/NAME``, ``pvc/NAME``, ``NAMESPACE/NAME`` (a PVC) or ``NAME`` (a PV, else a PVC in ``namespace``).
+
+    A PVC's namespace is None when neither the text nor ``namespace`` gives one: then the kubeconfig context's
+    namespace applies, as with kubectl."""
     kind, sep, rest = text.partition("/")
     if sep and kind.lower() in ("pv", "persistentvolume", "persistentvolumes"):
         if not rest or "/" in rest:
@@ -64,18 +67,20 @@ def parse_target(text: str, namespace: str | None) -> Target:
         ns, sep2, name = rest.rpartition("/")
         if not name or (sep2 and not ns):
             raise UserError(f"{text!r}: expected pvc/NAME or pvc/NAMESPACE/NAME")
-        return Target("pvc", name, ns or namespace or "default")
+        return Target("pvc", name, ns or namespace)
     if sep:
         if not kind or not rest or "/" in rest:
             raise UserError(f"{text!r}: expected NAME, pv/NAME, pvc/NAME or NAMESPACE/NAME")
         return Target("pvc", rest, kind)
     if not text:
         raise UserError("no volume given: expected NAME, pv/NAME, pvc/NAME or NAMESPACE/NAME")
-    return Target("any", text, namespace or "default")
+    return Target("any", text, namespace)
 
 
 def resolve_target(target: Target, state: inspection.ClusterState) -> str:
     """The PV name of ``target``; a UserError when there is no such PV or PVC, or the PVC is not bound."""
+    if target.namespace is None:
+        target = Target(target.kind, target.name, state.namespace)
     pv_names = {str(pv.metadata.name) for pv in state.pvs}
     if target.kind in ("pv", "any") and target.name in pv_names:
         return target.name
@@ -401,7 +406,11 @@ def add_parser(sub: Any) -> None:
         "volume", metavar="VOLUME", help="PV name, pv/NAME, pvc/NAME or NAMESPACE/NAME (a PVC)"
     )
     parser.add_argument(
-        "-n", "--namespace", dest="pvc_namespace", default=None, help="namespace of a PVC (default: default)"
+        "-n",
+        "--namespace",
+        dest="pvc_namespace",
+        default=None,
+        help="namespace of a PVC (default: the kubeconfig context's, as with kubectl)",
     )
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
     inspection.add_arguments(parser)

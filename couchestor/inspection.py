@@ -71,6 +71,8 @@ class ClusterState:
     pvcs: tuple[PersistentVolumeClaim, ...]
     volumes: tuple[MayastorVolume, ...]
     pools: tuple[DiskPool, ...]
+    #: The kubeconfig context's namespace (as kubectl uses it when no -n is given).
+    namespace: str = "default"
 
     def volume_views(self) -> tuple[VolumeView, ...]:
         return build_volume_views(self.pvs, self.pvcs, self.volumes)
@@ -140,6 +142,7 @@ async def read_cluster(settings: Settings) -> ClusterState:
         pvcs=found["PersistentVolumeClaim"],  # type: ignore[arg-type]
         volumes=found["MayastorVolume"],  # type: ignore[arg-type]
         pools=found["DiskPool"],  # type: ignore[arg-type]
+        namespace=config.namespace,
     )
 
 

@@ -190,8 +190,17 @@ async def test_kubectl_plugin_explains_a_pvc(env, apiserver, tmp_path):
         ["kubectl", "plugin", "list"], capture_stdout=True, check=False, env=environ
     )
     assert str(plugin) in listed.stdout.decode()
+    # Without -n the kubeconfig context's namespace applies, as for kubectl itself.
+    kubeconfig = tmp_path / "kubeconfig-apps"
+    shutil.copy(apiserver.kubeconfig, kubeconfig)
+    environ["KUBECONFIG"] = str(kubeconfig)
+    await trio.run_process(
+        ["kubectl", "config", "set-context", "--current", "--namespace=apps"],
+        env=environ,
+        capture_stdout=True,
+    )
     proc = await trio.run_process(
-        ["kubectl", "couchestor", "explain", "pvc/data-heavy", "-n", "apps", "-o", "json"],
+        ["kubectl", "couchestor", "explain", "pvc/data-heavy", "-o", "json"],
         capture_stdout=True,
         capture_stderr=True,
         check=False,

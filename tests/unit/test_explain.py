@@ -17,10 +17,10 @@ from k8s_schemas.storage_policy import StoragePolicy
 @pytest.mark.parametrize(
     ("text", "namespace", "target"),
     [
-        ("pvc-1", None, Target("any", "pvc-1", "default")),
+        ("pvc-1", None, Target("any", "pvc-1", None)),
         ("pv/pvc-1", "apps", Target("pv", "pvc-1")),
         ("pvc/data", "apps", Target("pvc", "data", "apps")),
-        ("pvc/data", None, Target("pvc", "data", "default")),
+        ("pvc/data", None, Target("pvc", "data", None)),
         ("pvc/other/data", "apps", Target("pvc", "data", "other")),
         ("apps/data", None, Target("pvc", "data", "apps")),
         ("persistentvolumeclaim/data", "x", Target("pvc", "data", "x")),

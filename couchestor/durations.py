@@ -7,7 +7,7 @@
   (``Migration completed pvc-x in 4m12s``).
 - Timestamps (the ``storage.billyronks.io/last-migration`` annotation, status times) are RFC 3339 in UTC with
   whole seconds, like Kubernetes' ``metav1.Time``: :func:`format_time` writes them, :func:`parse_time` reads
-  any RFC 3339 timestamp (fractional seconds and offsets included).
+  any RFC 3339 timestamp (fractional seconds, offsets and a space for the ``T`` included).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ _DURATION = re.compile(r"(?:[0-9]+[dhms])+")
 _PART = re.compile(r"([0-9]+)([dhms])")
 _ACCEPTED = "a positive duration of whole numbers with units d, h, m or s, e.g. 30s, 15m, 1h30m or 7d"
 
-# RFC 3339 "date-time": full date, "T", time, optional fraction, mandatory offset. datetime.fromisoformat alone would also accept dates without a time or an offset.
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+# RFC 3339 "date-time": full date, "T" (or a space, which section 5.6 allows), time, optional fraction, mandatory
+# offset. datetime.fromisoformat alone would also accept dates without a time or an offset.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
 def parse_duration(text: str) -> float:
@@ -67,7 +68,8 @@ def format_duration(seconds: float) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    """An aware UTC datetime from an RFC 3339 timestamp (``2026-02-01T10:00:00Z``, with or without fraction).
+    """An aware UTC datetime from an RFC 3339 timestamp (``2026-02-01T10:00:00Z``, with or without fraction,
+    ``2026-02-01 10:00:00Z`` too).
 
     Raises :class:`ValueError` naming the text for anything else (dates alone, missing offsets, garbage).
     """

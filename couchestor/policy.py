@@ -283,7 +283,7 @@ class _Compiler:
                 f"must lie strictly between lowWatermarkIOPS and highWatermarkIOPS ({warm} is not in ({low}, {high}))",
             )
         if warm is None and spec.warm_pool_selector is not None:
-            self.fail("warmPoolSelector", "is set but warmWatermarkIOPS is not; set both to use a warm tier")
+            self.fail("warmPoolSelector", "needs a warm tier: set warmWatermarkIOPS (above 0) too")
         window = self.duration("samplingWindow", spec.sampling_window)
         cooldown = self.duration("cooldownPeriod", spec.cooldown_period)
         timeout = self.duration("migrationTimeout", spec.migration_timeout)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,9 +207,12 @@ FLAGS: tuple[_Flag, ...] = (
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add every flag; defaults are resolved later by :func:`resolve` so env vars can be reported precisely."""
+def add_arguments(parser: argparse.ArgumentParser, only: Collection[str] | None = None) -> None:
+    """Add every flag (or those named in ``only``); defaults are resolved later by :func:`resolve` so env vars
+    can be reported precisely (a flag left out still reads its environment variable)."""
     for flag in FLAGS:
+        if only is not None and flag.name not in only:
+            continue
         help_text = f"{flag.help} [env {flag.env}; default {flag.default!r}]"
         if flag.is_bool:
             parser.add_argument(

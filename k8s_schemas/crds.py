@@ -176,10 +176,17 @@ STORAGE_POLICY_RULES = [
         "fieldPath": ".lowWatermarkIOPS",
     },
     {
-        "rule": "!has(self.warmWatermarkIOPS) || (self.warmWatermarkIOPS > self.lowWatermarkIOPS"
-        " && self.warmWatermarkIOPS < self.highWatermarkIOPS)",
-        "message": "warmWatermarkIOPS must lie between lowWatermarkIOPS and highWatermarkIOPS",
+        # Unset or 0: no warm tier (0 as in the seeds); the compiler reads it the same way.
+        "rule": "!has(self.warmWatermarkIOPS) || self.warmWatermarkIOPS == 0 || (self.warmWatermarkIOPS >"
+        " self.lowWatermarkIOPS && self.warmWatermarkIOPS < self.highWatermarkIOPS)",
+        "message": "warmWatermarkIOPS must be 0 (no warm tier) or lie between lowWatermarkIOPS and"
+        " highWatermarkIOPS",
         "fieldPath": ".warmWatermarkIOPS",
+    },
+    {
+        "rule": "!has(self.warmPoolSelector) || (has(self.warmWatermarkIOPS) && self.warmWatermarkIOPS > 0)",
+        "message": "warmPoolSelector needs a warm tier: set warmWatermarkIOPS (above 0) too",
+        "fieldPath": ".warmPoolSelector",
     },
 ]
 

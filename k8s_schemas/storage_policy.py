@@ -100,6 +100,21 @@ class Blackout(Base):
     reason: Annotated[str, Meta(max_length=256)] | None = None
 
 
+# The engine's rule (PolicyRules.target_tier), with hysteresis: between the watermarks a volume's move depends
+# on the tier it is on, so no two opposite moves share a threshold.
+WARM_WATERMARK_DESCRIPTION = """Optional; unset or 0 means no warm tier. Otherwise it must lie strictly between \
+lowWatermarkIOPS and highWatermarkIOPS, and where a volume goes depends on its average IOPS and on the tier \
+it is on (hysteresis):
+
+  on \\ IOPS    below low   low to warm   warm to high   above high
+  hot          cold        warm          stays hot      stays hot
+  warm         cold        stays warm    stays warm     hot
+  cold         stays cold  stays cold    warm           hot
+
+A score exactly on a watermark does not cross it. Without a warm tier, a volume between low and high stays \
+where it is."""
+
+
 class StoragePolicySpec(Base):
     """What to tier and how. Defaults are those of the seeds' operator."""
 
@@ -112,10 +127,9 @@ class StoragePolicySpec(Base):
     low_watermark_iops: Annotated[
         Iops, Meta(description="Below this average IOPS a volume belongs on the cold tier.")
     ] = msgspec.field(default=500, name="lowWatermarkIOPS")
-    warm_watermark_iops: (
-        Annotated[Iops, Meta(description="Optional: volumes between low and this go to the warm tier.")]
-        | None
-    ) = msgspec.field(default=None, name="warmWatermarkIOPS")
+    warm_watermark_iops: Annotated[Iops, Meta(description=WARM_WATERMARK_DESCRIPTION)] | None = msgspec.field(
+        default=None, name="warmWatermarkIOPS"
+    )
     sampling_window: Duration = "1h"
     cooldown_period: Duration = "24h"
     nvme_pool_selector: LabelSelector | None = None

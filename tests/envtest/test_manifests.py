@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.unit.test_warm_rule import CASES as WARM_CASES, body as warm_body
+
 pytestmark = pytest.mark.kubectl
 
 ROOT = Path(__file__).resolve().parents[2] / "manifests"
@@ -180,7 +182,7 @@ def test_a_policy_without_spec_gets_every_default(kubectl):
         ),
         (
             {"highWatermarkIOPS": 1000, "lowWatermarkIOPS": 100, "warmWatermarkIOPS": 5000},
-            "warmWatermarkIOPS must lie between lowWatermarkIOPS and highWatermarkIOPS",
+            "warmWatermarkIOPS must be 0 (no warm tier) or lie between lowWatermarkIOPS and highWatermarkIOPS",
         ),
         ({"highWatermarkIOPS": -5}, "spec.highWatermarkIOPS: Invalid value: -5"),
         ({"maxConcurrentMigrations": 0}, "spec.maxConcurrentMigrations: Invalid value: 0"),
@@ -193,3 +195,18 @@ def test_a_policy_breaking_a_rule_is_refused(kubectl, spec, message):
     assert proc.returncode != 0, proc.stdout
     assert 'The StoragePolicy "bad" is invalid' in proc.stderr
     assert message in proc.stderr
+
+
+@pytest.mark.parametrize(("spec", "refused", "labels"), WARM_CASES)
+def test_the_warm_tier_rule_is_the_compilers(kubectl, spec, refused, labels):
+    """The real server accepts and refuses exactly what the compiler and the emulator do (tests/unit/test_warm_rule.py)."""
+    name = f"warm-{uuid.uuid4().hex[:6]}"
+    proc = kubectl("apply", "-f", "-", stdin=yaml.safe_dump(warm_body(spec, name)), check=False)
+    try:
+        if refused is None:
+            assert proc.returncode == 0, proc.stderr
+        else:
+            assert proc.returncode != 0, proc.stdout
+            assert f"{refused}: Invalid value" in proc.stderr
+    finally:
+        kubectl("delete", "sp", name, "--wait=false", "--ignore-not-found", check=False)

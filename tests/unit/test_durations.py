@@ -2,10 +2,13 @@
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
 import pytest
 from hypothesis import given, strategies as st
 
+from couchestor.decisions import LAST_MIGRATION_ANNOTATION, build_volume_views
 from couchestor.durations import format_duration, format_time, parse_duration, parse_time
+from k8s_schemas.core import PersistentVolume
 
 
 @pytest.mark.parametrize(
@@ -86,6 +89,9 @@ def test_parts_add_up_in_any_order(hours, minutes):
         ("2026-02-01T10:00:00.5Z", datetime(2026, 2, 1, 10, 0, 0, 500_000, tzinfo=UTC)),
         ("2026-02-01T10:00:00.123456789Z", datetime(2026, 2, 1, 10, 0, 0, 123_456, tzinfo=UTC)),
         ("2026-02-01T12:00:00+02:00", datetime(2026, 2, 1, 10, tzinfo=UTC)),
+        # RFC 3339 section 5.6 lets a space stand for the "T".
+        ("2026-02-01 13:00:00Z", datetime(2026, 2, 1, 13, tzinfo=UTC)),
+        ("2026-02-01 15:00:00.25+02:00", datetime(2026, 2, 1, 13, 0, 0, 250_000, tzinfo=UTC)),
     ],
 )
 def test_parse_time_reads_rfc3339_into_utc(text, expected):
@@ -96,7 +102,16 @@ def test_parse_time_reads_rfc3339_into_utc(text, expected):
 
 @pytest.mark.parametrize(
     "text",
-    ["", "2026-02-01", "2026-02-01T10:00:00", "2026-02-01 10:00:00Z", "2026-02-30T10:00:00Z", "yesterday"],
+    [
+        "",
+        "2026-02-01",
+        "2026-02-01T10:00:00",
+        "2026-02-01 10:00:00",
+        "2026-02-01  10:00:00Z",
+        " 2026-02-01T10:00:00Z",
+        "2026-02-30T10:00:00Z",
+        "yesterday",
+    ],
 )
 def test_parse_time_refuses_anything_else(text):
     with pytest.raises(ValueError, match="timestamp"):
@@ -116,3 +131,19 @@ def test_format_time_refuses_naive_datetimes():
 @given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 1, 1), timezones=st.just(UTC)))
 def test_timestamps_round_trip_to_the_second(moment):
     assert parse_time(format_time(moment)) == moment.replace(microsecond=0)
+
+
+def test_a_last_migration_written_with_a_space_counts_for_the_cooldown():
+    """The PV annotation the decisions read: a space-separated timestamp is a migration, not "never migrated"."""
+    pv = msgspec.convert(
+        {
+            "metadata": {
+                "name": "pvc-a",
+                "annotations": {LAST_MIGRATION_ANNOTATION: "2026-02-01 13:00:00Z"},
+            },
+            "spec": {"storageClassName": "mayastor"},
+        },
+        PersistentVolume,
+    )
+    (view,) = build_volume_views([pv], [], [])
+    assert view.last_migration == datetime(2026, 2, 1, 13, tzinfo=UTC)

@@ -415,14 +415,20 @@ class _Soak:
             await trio.sleep(_RSS_EVERY)
 
     async def _kill(self, replica: _Replica, hold: float) -> None:
-        """SIGKILL ``replica``'s operator, start it again ``hold`` seconds later."""
+        """SIGKILL ``replica``'s operator and return; it starts again ``hold`` seconds later (in the background,
+        so recovery is timed from the kill: the standby's takeover)."""
         process = replica.process
         assert process is not None
+        assert self.nursery is not None
         replica.stopping = True
         process.send_signal(signal.SIGKILL)
         await process.wait()
-        await trio.sleep(hold)
-        replica.restart.set()
+
+        async def restart_later() -> None:
+            await trio.sleep(hold)
+            replica.restart.set()
+
+        self.nursery.start_soon(restart_later)
 
     # --- schedule -------------------------------------------------------------------------------------------
 

@@ -152,3 +152,33 @@ def test_each_failed_check_is_reported(spoil, expected):
     assert len(found) == 1
     assert expected in found[0]
     assert "FAIL" in render(report)
+
+
+def test_soak_without_assets_says_how_to_enable_them_in_one_line(monkeypatch, capsys):
+    from couchestor.cli import main
+
+    monkeypatch.delenv("KUBEBUILDER_ASSETS", raising=False)
+    assert main(["soak", "--duration", "5m"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "KUBEBUILDER_ASSETS" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--backend", "ceph"], "--backend must be one of mayastor-crd, mayastor-rest"),
+        (["--kinds", "compaction,meteor"], "'meteor' is not a valid"),
+        (["--duration", "3m", "--warmup", "2m", "--quiet", "1m"], "--duration must be longer"),
+        (["--kinds", "compaction", "--faults", "0"], "--faults must be at least"),
+        (["--duration", "soon"], "--duration:"),
+    ],
+)
+def test_bad_soak_options_are_one_line_errors(monkeypatch, capsys, args, expected):
+    from couchestor.cli import main
+    from couchestor.sim.controlplane import find_assets
+
+    if find_assets() is None:
+        pytest.skip("the options are checked after the assets (KUBEBUILDER_ASSETS unset)")
+    assert main(["soak", *args]) == 2
+    assert expected in capsys.readouterr().err

@@ -63,6 +63,7 @@ class Report:
     rss_warmup_seconds: float = RSS_WARMUP
     faults: list[FaultRecord] = field(default_factory=list)
     api_writes_per_hour: dict[str, float] = field(default_factory=dict)
+    api_writes_per_hour_quiet: dict[str, float] = field(default_factory=dict)
     events_not_recorded: dict[str, float] = field(default_factory=dict)
     watch_restarts: dict[str, float] = field(default_factory=dict)
     leadership_changes: int = 0
@@ -138,8 +139,10 @@ def render(report: Report) -> str:
         f" cordons {len(r.cordons_at_end)}",
         f"  leadership changes {r.leadership_changes}, operator starts {r.operator_starts},"
         f" longest time two operators both led {r.leader_overlap_seconds:.3f}s",
-        "  API writes per hour after warm-up (operator-counted): "
+        "  API writes per hour, operator-counted, from warm-up to the end: "
         + (", ".join(f"{k} {v:.0f}" for k, v in sorted(r.api_writes_per_hour.items())) or "none"),
+        "  API writes per hour in steady state (second half of the quiet period): "
+        + (", ".join(f"{k} {v:.0f}" for k, v in sorted(r.api_writes_per_hour_quiet.items())) or "none"),
         "  Events not recorded: "
         + (", ".join(f"{k} {v:.0f}" for k, v in sorted(r.events_not_recorded.items())) or "none"),
         "  watch restarts: "

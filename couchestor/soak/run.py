@@ -559,7 +559,17 @@ class _Soak:
         await trio.sleep_until(self.t0 + quiet_from)
         for info in self.workload.volumes():
             self.workload.set_pattern(info.name, QUIET)
-        await trio.sleep_until(self.t0 + max(self.o.duration, quiet_from + 30))
+        end = max(self.o.duration, quiet_from + 30)
+        # Steady state: the second half of the quiet period, once in-flight migrations have settled.
+        settled = (quiet_from + end) / 2
+        await trio.sleep_until(self.t0 + settled)
+        writes_settled = self.counters.by_label("storage_operator_api_writes", "kind")
+        await trio.sleep_until(self.t0 + end)
+        quiet_hours = (self.now() - settled) / 3600
+        self.report.api_writes_per_hour_quiet = {
+            k: round((v - writes_settled.get(k, 0.0)) / quiet_hours, 1)
+            for k, v in self.counters.by_label("storage_operator_api_writes", "kind").items()
+        }
         self.report.quiet_seconds = round(self.now() - quiet_from, 1)
         await self._leftovers(client)
         self.report.wall_seconds = round(self.now(), 1)

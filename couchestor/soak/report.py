@@ -32,7 +32,13 @@ class FaultRecord:
 
 @dataclass
 class RssSegment:
-    """One operator process lifetime's RSS after warm-up."""
+    """One operator process lifetime's RSS after warm-up.
+
+    ``slope_mib_per_hour`` is judged: the least-squares slope over the *second half* of the samples after
+    warm-up, so growth that levels off (allocator arenas, caches filling, the first migrations) is not taken
+    for a leak, while a leak, which grows at a steady rate, shows the same there as anywhere.
+    ``slope_all_mib_per_hour`` is over all of them, for comparison. ``samples`` are (run seconds, MiB).
+    """
 
     identity: str
     life: int
@@ -40,6 +46,8 @@ class RssSegment:
     first_mib: float
     last_mib: float
     slope_mib_per_hour: float | None
+    slope_all_mib_per_hour: float | None = None
+    samples: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -109,7 +117,8 @@ def problems(report: Report) -> list[str]:
         assert seg.slope_mib_per_hour is not None
         if seg.slope_mib_per_hour > report.rss_bound_mib_per_hour:
             out.append(
-                f"RSS of {seg.identity} (life {seg.life}) grew {seg.slope_mib_per_hour:.1f} MiB/h after warm-up"
+                f"RSS of {seg.identity} (life {seg.life}) grew {seg.slope_mib_per_hour:.1f} MiB/h in the second half"
+                " of its life after warm-up"
                 f" (bound {report.rss_bound_mib_per_hour:g})"
             )
     for fault in report.faults:
@@ -152,10 +161,12 @@ def render(report: Report) -> str:
     ]
     for seg in r.rss:
         slope = "n/a" if seg.slope_mib_per_hour is None else f"{seg.slope_mib_per_hour:+.1f} MiB/h"
+        if seg.slope_all_mib_per_hour is not None:
+            slope += f" (over all of it {seg.slope_all_mib_per_hour:+.1f})"
         judged = "" if seg in r.rss_judged else " (too short to judge)"
         lines.append(
             f"    {seg.identity} life {seg.life}: {seg.first_mib:.1f} -> {seg.last_mib:.1f} MiB over"
-            f" {seg.span:.0f}s, slope {slope}{judged}"
+            f" {seg.span:.0f}s, slope of the second half {slope}{judged}"
         )
     lines.append("  faults (recovery from the end of each fault: store == server / next decision):")
     for f in r.faults:

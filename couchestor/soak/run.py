@@ -649,7 +649,8 @@ class _Soak:
 
 def _rss_segment(life: _Life, warmup: float) -> RssSegment:
     points = [(t, mib) for t, mib in life.rss if t >= life.started + warmup]
-    slope = observe.slope(points)
+    late = points[len(points) // 2 :]
+    slope, slope_all = observe.slope(late), observe.slope(points)
     return RssSegment(
         life.identity,
         life.number,
@@ -657,6 +658,8 @@ def _rss_segment(life: _Life, warmup: float) -> RssSegment:
         round(points[0][1], 1) if points else 0.0,
         round(points[-1][1], 1) if points else 0.0,
         None if slope is None else round(slope * 3600, 2),
+        None if slope_all is None else round(slope_all * 3600, 2),
+        [(round(t, 1), round(mib, 2)) for t, mib in life.rss],
     )
 
 

@@ -74,7 +74,8 @@ def make_schedule(
     seed: int, *, start: float, end: float, count: int, kinds: tuple[FaultKind, ...] = tuple(FaultKind)
 ) -> tuple[Fault, ...]:
     """``count`` faults between ``start`` and ``end`` (wall seconds), one per equal slot at a random offset in
-    its first third, so faults never overlap when each is over within two thirds of a slot.
+    its first third. Holds are capped at half a slot (three quarters for a slow rebuild, so that it can outlast
+    a migration timeout); the soak runs faults one after another, so one still held delays the next.
 
     Every kind in ``kinds`` comes once, in a seeded order, before any comes twice; the rest are drawn at random.
     Raises :class:`ValueError` when ``count`` cannot cover every kind or the window is empty.
@@ -95,7 +96,7 @@ def make_schedule(
     faults = []
     for i, kind in enumerate(order):
         low, high = HOLD[kind]
-        hold = min(rng.uniform(low, high), slot / 2)
+        hold = min(rng.uniform(low, high), slot * (0.75 if kind is FaultKind.SLOW_REBUILD else 0.5))
         faults.append(Fault(round(start + i * slot + rng.uniform(0, slot / 3), 1), kind, round(hold, 1)))
     return tuple(faults)
 

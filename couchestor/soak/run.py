@@ -633,9 +633,14 @@ class _Soak:
             for life in replica.lives:
                 lines = list(observe.read_log(life.log_path))
                 died = self.wall(life.died if life.died is not None else self.now())
-                intervals[replica.identity] += observe.leadership(lines, died)
+                led = observe.leadership(lines, died)
+                intervals[replica.identity] += led
                 decided += observe.decisions(lines)
-                r.rss.append(_rss_segment(life, self.o.rss_warmup))
+                # A standby holds little; a new leader lists everything and fills its caches: warm-up counts
+                # from the first time this lifetime led.
+                since = min((a for a, _ in led), default=None)
+                leading_from = life.started if since is None else max(life.started, since - self.wall0)
+                r.rss.append(_rss_segment(life, self.o.rss_warmup, leading_from))
         r.leadership_changes = sum(len(v) for v in intervals.values())
         a, b = (intervals[x.identity] for x in self.replicas)
         r.leader_overlap_seconds = round(max(0.0, observe.longest_overlap(a, b)), 3)
@@ -647,8 +652,10 @@ class _Soak:
         r.rss_warmup_seconds = self.o.rss_warmup
 
 
-def _rss_segment(life: _Life, warmup: float) -> RssSegment:
-    points = [(t, mib) for t, mib in life.rss if t >= life.started + warmup]
+def _rss_segment(life: _Life, warmup: float, since: float | None = None) -> RssSegment:
+    """The lifetime's RSS judged from ``warmup`` seconds after ``since`` (its start by default)."""
+    start = life.started if since is None else since
+    points = [(t, mib) for t, mib in life.rss if t >= start + warmup]
     late = points[len(points) // 2 :]
     slope, slope_all = observe.slope(late), observe.slope(points)
     return RssSegment(

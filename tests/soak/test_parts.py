@@ -199,3 +199,16 @@ def test_rss_is_judged_on_the_second_half_after_warm_up(tmp_path):
     leaking = _rss_segment(life(lambda t: 50 + t / 360), warmup=120)  # 10 MiB per hour, steadily
     assert leaking.slope_mib_per_hour == pytest.approx(10.0)
     assert leaking.span == pytest.approx(1078.0)
+
+
+def test_rss_warm_up_counts_from_when_the_lifetime_began_to_lead(tmp_path):
+    from couchestor.soak.run import _Life, _rss_segment
+
+    lived = _Life("soak-a", 1, 1, started=0.0, log_path=tmp_path / "x.log")
+    # Standby at 49 MiB for 800 s, then leads: +3 MiB over its first minute, flat afterwards.
+    lived.rss = [(float(t), 49.0 + (0 if t < 800 else min(t - 800, 60) / 20)) for t in range(0, 1200, 2)]
+    from_start = _rss_segment(lived, warmup=120)
+    from_leading = _rss_segment(lived, warmup=120, since=800.0)
+    assert from_start.slope_mib_per_hour is not None
+    assert from_start.slope_mib_per_hour > 10  # the step of becoming leader, taken for growth
+    assert from_leading.slope_mib_per_hour == pytest.approx(0.0, abs=1e-6)

@@ -23,13 +23,14 @@ def build_parser(prog: str = "couchestor") -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"couchestor {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    from couchestor import approvals, demo, explain, operator, preview
+    from couchestor import approvals, demo, explain, operator, preview, soak
     from couchestor.sim import cli as sim_cli
     from couchestor.volumes import cli as volumes_cli
 
     operator.add_parser(sub)
     demo.add_parser(sub)
     sim_cli.add_parser(sub)
+    soak.add_parser(sub)
     volumes_cli.add_parser(sub)
     approvals.add_parser(sub)
     explain.add_parser(sub)

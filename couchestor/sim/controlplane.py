@@ -9,7 +9,7 @@ Every component listens on a free loopback port; the API server authenticates a 
 ``system:masters``) and authorizes with RBAC, so ServiceAccount tokens (``TokenRequest``) are checked against
 the shipped RBAC for real. :meth:`ControlPlane.stop_component` and :meth:`ControlPlane.start_component` restart
 one component in place (same ports, same data), which is what an API server or etcd restart looks like to a
-client.
+client; their ``_async`` twins do the same from a trio task without blocking its event loop (``couchestor soak``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import trio
 
 ASSETS_ENV = "KUBEBUILDER_ASSETS"
 
@@ -74,6 +75,12 @@ def find_assets(environ: Mapping[str, str] = os.environ) -> Assets | None:
 
 def _executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
+
+
+async def _exited(proc: subprocess.Popen[bytes]) -> None:
+    """Return once ``proc`` has exited (a Popen offers nothing to await, so poll it)."""
+    while proc.poll() is None:  # noqa: ASYNC110
+        await trio.sleep(0.05)
 
 
 def _free_port() -> int:
@@ -156,14 +163,25 @@ class ControlPlane:
     def start_component(self, name: str) -> None:
         """(Re)start one component with its original ports and flags; returns once it is healthy."""
         component = self._components[name]
+        if self._launch(component):
+            self._wait_healthy(component)
+
+    async def start_component_async(self, name: str) -> None:
+        """:meth:`start_component` for a trio caller: waits for health without blocking the event loop."""
+        component = self._components[name]
+        if self._launch(component):
+            await self._await_healthy(component)
+
+    def _launch(self, component: _Component) -> bool:
+        """Start ``component``'s process; False when it is already running."""
         if component.process is not None and component.process.poll() is None:
-            return
-        log = (self.directory / f"{name}.log").open("ab")
+            return False
+        log = (self.directory / f"{component.name}.log").open("ab")
         component.log = log
         component.process = subprocess.Popen(
             component.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
         )
-        self._wait_healthy(component)
+        return True
 
     def stop_component(self, name: str, *, kill: bool = False) -> None:
         """Stop one component: SIGTERM (or SIGKILL with ``kill``), SIGKILL after a grace period."""
@@ -178,6 +196,24 @@ class ControlPlane:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=_STOP_TIMEOUT)
+        self._forget(component)
+
+    async def stop_component_async(self, name: str, *, kill: bool = False) -> None:
+        """:meth:`stop_component` for a trio caller: waits for the exit without blocking the event loop."""
+        component = self._components.get(name)
+        if component is None or component.process is None:
+            return
+        proc = component.process
+        if proc.poll() is None:
+            proc.kill() if kill else proc.terminate()
+            with trio.move_on_after(_STOP_TIMEOUT):
+                await _exited(proc)
+            if proc.poll() is None:
+                proc.kill()
+                await _exited(proc)
+        self._forget(component)
+
+    def _forget(self, component: _Component) -> None:
         component.process = None
         if component.log is not None:
             component.log.close()
@@ -249,13 +285,37 @@ class ControlPlane:
                 health_url=f"https://127.0.0.1:{port}/healthz",
             )
 
-    def _wait_healthy(self, component: _Component) -> None:
-        deadline = time.monotonic() + _READY_TIMEOUT
-        verify: ssl.SSLContext | bool = False
-        headers = {}
+    def _probe_options(self, component: _Component) -> tuple[ssl.SSLContext | bool, dict[str, str]]:
+        """TLS verification and headers of ``component``'s health probe."""
         if component.name == "kube-apiserver":
             verify = ssl.create_default_context(cafile=str(self.ca_path))
-            headers = {"Authorization": f"Bearer {self.token}"}
+            return verify, {"Authorization": f"Bearer {self.token}"}
+        return False, {}
+
+    async def _await_healthy(self, component: _Component) -> None:
+        verify, headers = self._probe_options(component)
+        async with httpx.AsyncClient(verify=verify, headers=headers, timeout=2.0) as client:
+            with trio.move_on_after(_READY_TIMEOUT):
+                while True:
+                    assert component.process is not None
+                    if component.process.poll() is not None:
+                        raise ControlPlaneError(
+                            f"{component.name} exited with {component.process.returncode}: "
+                            f"{self._log_tail(component)}"
+                        )
+                    try:
+                        if (await client.get(component.health_url)).status_code == 200:
+                            return
+                    except httpx.HTTPError:
+                        pass
+                    await trio.sleep(0.2)
+        raise ControlPlaneError(
+            f"{component.name} not healthy after {_READY_TIMEOUT:.0f} s: {self._log_tail(component)}"
+        )
+
+    def _wait_healthy(self, component: _Component) -> None:
+        deadline = time.monotonic() + _READY_TIMEOUT
+        verify, headers = self._probe_options(component)
         with httpx.Client(verify=verify, headers=headers, timeout=2.0) as client:
             while time.monotonic() < deadline:
                 assert component.process is not None

@@ -134,6 +134,7 @@ async def open_prometheus(
     wait_for_scrape: bool = True,
     extra_args: Sequence[str] = (),
     ready_timeout: float = READY_TIMEOUT,
+    port: int | None = None,
 ) -> AsyncIterator[RunningPrometheus]:
     """Run Prometheus scraping ``targets`` for the duration of the ``async with`` block.
 
@@ -142,7 +143,8 @@ async def open_prometheus(
     is backfilled into the TSDB first with the ``promtool`` beside the binary, so queries find it at once;
     ``bare_series`` (see :func:`prometheus_config`) makes the scraped series continue the backfilled ones.
     With ``wait_for_scrape`` (and targets) it returns only once each target has answered a scrape, so a
-    query finds data. Raises :class:`PrometheusStartError` when the binary (or promtool, for ``history``) is
+    query finds data. ``port`` fixes the loopback port (a restarted Prometheus keeps its URL: ``couchestor
+    soak``); by default a free one is picked. Raises :class:`PrometheusStartError` when the binary (or promtool, for ``history``) is
     missing or fails, or Prometheus is not ready within ``ready_timeout`` seconds.
     """
     path = find_prometheus(binary)
@@ -156,7 +158,7 @@ async def open_prometheus(
             await backfill(history, data_dir, promtool=find_promtool(path) or "promtool")
         config = root / "prometheus.yml"
         config.write_text(prometheus_config(targets, scrape_interval, bare_series=bare_series))
-        server = await _start(path, root, config, data_dir, extra_args, ready_timeout)
+        server = await _start(path, root, config, data_dir, extra_args, ready_timeout, port)
         try:
             if wait_for_scrape and targets:
                 await _wait_scraped(server, len(targets), ready_timeout)
@@ -179,11 +181,18 @@ async def stop_process(process: trio.Process, grace: float = STOP_TIMEOUT) -> No
 
 
 async def _start(
-    binary: str, home: Path, config: Path, data_dir: Path, extra_args: Sequence[str], ready_timeout: float
+    binary: str,
+    home: Path,
+    config: Path,
+    data_dir: Path,
+    extra_args: Sequence[str],
+    ready_timeout: float,
+    fixed_port: int | None = None,
 ) -> RunningPrometheus:
     log_path = home / "prometheus.log"
-    for _attempt in range(_PORT_ATTEMPTS):  # the free port can be taken between probing and binding
-        port = _free_port()
+    # A free port can be taken between probing and binding: try another; a fixed port gets one attempt.
+    for _attempt in range(1 if fixed_port else _PORT_ATTEMPTS):
+        port = fixed_port or _free_port()
         with log_path.open("wb") as log:
             process = await trio.lowlevel.open_process(
                 [
@@ -210,7 +219,7 @@ async def _start(
         exited = process.poll()
         with trio.CancelScope(shield=True):
             await stop_process(process)
-        if "address already in use" not in _tail(log_path, 100):
+        if fixed_port or "address already in use" not in _tail(log_path, 100):
             why = (
                 f"exited with status {exited}"
                 if exited is not None

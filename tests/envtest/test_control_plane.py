@@ -35,3 +35,28 @@ def test_apiserver_restart_keeps_the_data(real_cluster):
     real_cluster.start_component("kube-apiserver")
     got = _kubectl(real_cluster, "get", "namespace", "envtest-restart", "-o", "name")
     assert got.stdout.strip() == "namespace/envtest-restart", got.stderr
+
+
+async def test_a_restart_from_trio_keeps_the_data_and_the_loop_running(real_cluster):
+    import trio
+
+    created = _kubectl(real_cluster, "create", "namespace", "envtest-async-restart")
+    assert created.returncode == 0, created.stderr
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await trio.sleep(0.05)
+            ticks += 1
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(tick)
+        await real_cluster.stop_component_async("etcd", kill=True)
+        await real_cluster.start_component_async("etcd")
+        await real_cluster.stop_component_async("kube-apiserver")
+        await real_cluster.start_component_async("kube-apiserver")
+        nursery.cancel_scope.cancel()
+    assert ticks > 10  # the event loop ran meanwhile
+    got = _kubectl(real_cluster, "get", "namespace", "envtest-async-restart", "-o", "name")
+    assert got.stdout.strip() == "namespace/envtest-async-restart", got.stderr

@@ -112,3 +112,27 @@ async def test_backfilled_history_and_bare_scrapes_form_one_series_per_volume(nu
     # One series (no job/instance labels on the scraped samples), holding the backfilled samples and the scrape.
     assert [r["metric"] for r in result] == [{"volume_id": "pvc-a"}]
     assert float(result[0]["value"][1]) >= 20
+
+
+@pytest.mark.prometheus
+async def test_a_restart_on_a_fixed_port_keeps_the_url_and_the_samples(nursery, tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = await _workload(nursery)
+
+    async def scraped_at(base: str) -> set[float]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(f"{base}/api/v1/query", data={"query": "openebs_volume_iops[10m]"})
+        return {value[0] for series in answer.json()["data"]["result"] for value in series["values"]}
+
+    async with open_prometheus([f"{url}/metrics"], home=tmp_path, port=port) as first:
+        await trio.sleep(2.5)
+        before = await scraped_at(first.url)
+    async with open_prometheus([f"{url}/metrics"], home=tmp_path, port=port) as second:
+        assert second.url == first.url == f"http://127.0.0.1:{port}"
+        after = await scraped_at(second.url)
+    assert len(before) >= 2
+    assert before <= after  # the first run's samples survive the restart

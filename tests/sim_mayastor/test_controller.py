@@ -128,3 +128,27 @@ async def test_fault_knobs_show_in_status(sim):
             await trio.sleep(0.05)
     raw = await client.get(resources.DISK_POOL, "pool-hot-2", NS, type=dict)
     assert msgspec.convert(raw["status"], dict)["state"] == "Offline"
+
+
+async def test_a_status_write_the_api_server_refused_is_written_again(sim, apiserver):
+    # A real control plane keeps trying to publish a volume's state; an API server restart mid-rebuild must not
+    # leave the MayastorVolume showing a rebuild that finished long ago (the operator would wait on it forever).
+    client, simulator = sim
+    await wait_for(client, "vol-2", lambda v: v.replicas and v.replicas[0].healthy)
+    chaos = apiserver.api.chaos
+    chaos.add_fault(status=403, method="PATCH", path_regex="mayastorvolumes/vol-2/status", count=-1)
+    await client.merge_patch(
+        resources.MAYASTOR_VOLUME, "vol-2",
+        {"spec": {"numReplicas": 2, "topology": {"pool": {"labelled": {"inclusion": {"tier": "hot"}}}}}},
+        NS, type=dict,
+    )  # fmt: skip
+    model = simulator.cluster.volumes["vol-2"]
+    with trio.fail_after(10):
+        while not (len(model.replicas) == 2 and all(r.healthy for r in model.replicas)):
+            await trio.sleep(0.05)
+    await trio.sleep(0.3)  # several ticks with nothing left to change
+    chaos.clear()
+    vol = await wait_for(
+        client, "vol-2", lambda v: len(v.replicas) == 2 and all(r.healthy for r in v.replicas)
+    )
+    assert vol.status.state == "Online"

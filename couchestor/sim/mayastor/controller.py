@@ -38,6 +38,9 @@ from k8s_schemas.quantity import parse_quantity
 
 log = logging.getLogger("couchestor.sim.mayastor")
 
+#: Pause after a refused status write, so an unreachable API server is not asked again at every tick.
+_RETRY_PAUSE = 0.5
+
 
 @dataclass
 class MayastorSimulator:
@@ -263,23 +266,43 @@ class MayastorSimulator:
         pools, self._dirty_pools = self._dirty_pools, set()
         for name in sorted(volumes):
             volume = self.cluster.volumes.get(name)
-            if volume is None:
-                continue
-            self._observe(volume)
-            await self._write(resources.MAYASTOR_VOLUME, name, {"status": volume_status(volume)})
-        for name in sorted(pools):
-            pool = self.cluster.pools.get(name)
-            if pool is not None:
-                await self._write(resources.DISK_POOL, name, {"status": pool_status(pool)})
+            if volume is not None:
+                self._observe(volume)
+        # A refused write is written again at a later flush, as a controller requeues: a status lost to an API
+        # server restart would otherwise show a rebuild that finished long ago until the volume changes again.
+        pending = [(resources.MAYASTOR_VOLUME, n) for n in sorted(volumes)]
+        pending += [(resources.DISK_POOL, n) for n in sorted(pools)]
+        for i, (res, name) in enumerate(pending):
+            if not await self._write(res, name):
+                for later_res, later in pending[i:]:
+                    dirty = (
+                        self._dirty_volumes if later_res is resources.MAYASTOR_VOLUME else self._dirty_pools
+                    )
+                    dirty.add(later)
+                await trio.sleep(_RETRY_PAUSE)
+                return
 
-    async def _write(self, res: resources.Resource, name: str, patch: dict[str, Any]) -> None:
+    async def _write(self, res: resources.Resource, name: str) -> bool:
+        """Write the current status of ``name``; False when the API server refused it (try again later)."""
+        if res is resources.MAYASTOR_VOLUME:
+            volume = self.cluster.volumes.get(name)
+            if volume is None:
+                return True
+            patch = {"status": volume_status(volume)}
+        else:
+            pool = self.cluster.pools.get(name)
+            if pool is None:
+                return True
+            patch = {"status": pool_status(pool)}
         try:
             await self.client.patch_status(res, name, patch, self.namespace, type=dict)
             self.status_writes += 1
         except NotFound:
             pass
         except KubeError as exc:
-            log.warning("status of %s %s not written: %s", res.kind, name, exc)
+            log.warning("status of %s %s not written (will retry): %s", res.kind, name, exc)
+            return False
+        return True
 
     def _observe(self, volume: Volume) -> None:
         self.checker.observe(

@@ -149,9 +149,14 @@ async def test_the_example_policies_are_accepted_by_the_shipped_crd(applier):
     policies = _served("examples/storage-policy.yaml")
     assert policies
     await applier.apply(policies)
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    defaults = {name: prop["default"] for name, prop in schema.items() if "default" in prop}
     for policy in policies:
         stored = await _stored(applier, policy)
-        assert stored["spec"] == policy["spec"]
+        sent = policy["spec"]
+        assert {name: stored["spec"].get(name) for name in sent} == sent  # nothing pruned or changed
+        added = {name: value for name, value in stored["spec"].items() if name not in sent}
+        assert added == {name: defaults[name] for name in added}  # only the CRD's defaults were filled in
 
 
 async def test_the_suites_served_objects_are_accepted(applier):

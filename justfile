@@ -4,9 +4,10 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Run the whole test suite (installs the real Prometheus first when it is missing and we are root).
 # Tests run in 4 worker processes (pytest-xdist): most of the suite waits on real processes and sampling
-# windows, not on the CPU. COUCHESTOR_TEST_WORKERS=0 runs them in this process.
+# windows, not on the CPU; tests of one xdist_group (the soaks) share a worker. COUCHESTOR_TEST_WORKERS=0 runs
+# them in this process.
 test *ARGS: ensure-tools
-    python3 -m pytest -n "${COUCHESTOR_TEST_WORKERS:-4}" {{ARGS}}
+    python3 -m pytest -n "${COUCHESTOR_TEST_WORKERS:-4}" --dist loadgroup {{ARGS}}
 
 # ruff (lint + format check) and mypy --strict.
 lint:

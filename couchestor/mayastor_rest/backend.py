@@ -130,8 +130,12 @@ class RestBackend:
     # --- lifecycle ----------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Lift cordons left by a crashed operator once the PV store is synced, then every minute; runs until
-        cancelled."""
+        """Find out how this cluster is steered, lift cordons left by a crashed operator once the PV store is
+        synced, then every minute; runs until cancelled."""
+        try:
+            await self._steering()
+        except BackendError as exc:
+            log.warning("%s; asking again at the first placement", exc)
         await self.pvs.wait_synced()
         while True:
             await self.recover()

@@ -13,7 +13,9 @@ Where things live:
   crash between the two leaves a record of every cordon that may exist, and cleared after lifting.
 
 Steering. A new replica goes to the chosen pool because every other pool that could take it is cordoned for
-replicas just for the duration of ``PUT replica_count`` (:func:`rules.pools_to_cordon`); the cordons are
+replicas just for the duration of ``PUT replica_count`` (:func:`rules.pools_to_cordon`) or, on a release
+without pool cordon (2.7 and earlier), the nodes of those pools are, under the volume's own label
+(:func:`rules.nodes_to_cordon`; :attr:`RestBackend.steering` says which); the cordons are
 lifted in a ``finally`` shielded from the cancellation of the step but not past the leader's fence
 (:func:`couchestor.leader.fenced_cleanup`) and, if lifting fails, the step was cancelled or the process died,
 by the next :meth:`RestBackend.read` of the volume or by :meth:`RestBackend.recover` (which a new leader runs
@@ -92,7 +94,7 @@ class CordonRecord(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=T
 
 
 def node_cordon_label(volume: str) -> str:
-    """The label of the node cordon steering ``volume``'s scale-down (one per volume, so ours alone)."""
+    """The label of the node cordons steering ``volume``'s replicas (one per volume, so ours alone)."""
     return f"couchestor-{volume}"
 
 

@@ -283,6 +283,25 @@ async def test_a_crash_at_any_step_of_node_cordon_steering_leaves_no_cordon_afte
     env.sim.checker.assert_clean()
 
 
+async def test_recovery_lifts_only_our_node_cordon_label(env):
+    env.sim.plane.release = "2.7"
+    await start(env)
+    await env.rest.cordon_node("node-1", "maintenance")  # an administrator's
+    await env.rest.cordon_node("node-1", f"couchestor-{VOL}")  # ours, left by a crash and recorded
+    record = msgspec.json.encode(
+        {"volume": VOL, "nodes": ["node-1", "node-4"]}
+    ).decode()  # node-4: never placed
+    await env.client.merge_patch(
+        resources.PERSISTENT_VOLUME, PV, {"metadata": {"annotations": {CORDON_RECORD: record}}}, type=dict
+    )
+    with trio.fail_after(10):
+        while CORDON_RECORD not in (env.pvs.get(PV).metadata.annotations or {}):
+            await trio.sleep(0.02)
+    assert await env.new_backend().recover() == 1
+    assert env.sim.plane.node_cordons == {"node-1": {"maintenance"}}
+    assert (await env.pv()).metadata.annotation(CORDON_RECORD) is None
+
+
 async def test_run_lifts_cordons_left_by_a_dead_operator(env):
     await env.rest.cordon_pool("pool-hot-1")
     record = msgspec.json.encode({"volume": VOL, "pools": ["pool-hot-1"]}).decode()

@@ -411,10 +411,10 @@ class RestBackend:
             for name in fence:
                 placed = await self._cordon_pool(name)
                 if placed is None:
-                    # The pool was just listed, so the endpoint is missing: the release changed under us.
-                    # Place unsteered; the caller's check undoes a replica that lands elsewhere.
+                    # The pool was just listed, so the endpoint is missing: the release changed under us (the
+                    # client now knows, so the next placement steers by node cordon). Place unsteered; the
+                    # caller's check undoes a replica that lands elsewhere.
                     log.warning("pool cordons unsupported by this Mayastor; placing unsteered")
-                    self.rest.pool_cordon = None  # ask again next time
                     break
                 if not placed and name not in ours:
                     # Cordoned by someone else since the listing: it blocks the replica all the

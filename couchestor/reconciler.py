@@ -434,6 +434,8 @@ class Reconciler:
                 active=self.runner.active_for(policy_plan.policy),
                 now=now,
                 stuck=self.runner.stuck_for(policy_plan.policy),
+                # Only the Mayastor 2.x backend steers placement, and knows how once it first placed a replica.
+                steering=getattr(self.runner.backend, "steering", None),
             )
             if patch is None:
                 continue

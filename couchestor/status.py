@@ -48,11 +48,15 @@ class MetricsState:
     error: str | None = None
 
 
-def conditions_for(plan: PolicyPlan, metrics: MetricsState, stuck: Sequence[str] = ()) -> list[Wanted]:
+def conditions_for(
+    plan: PolicyPlan, metrics: MetricsState, stuck: Sequence[str] = (), steering: str | None = None
+) -> list[Wanted]:
     """(type, status, reason, message) of every condition the operator maintains, in a fixed order.
 
     ``stuck`` names the policy's volumes whose rollback passed its deadline: while there are any, a
-    ``MigrationsStuck`` condition says so (and disappears once they finish).
+    ``MigrationsStuck`` condition says so (and disappears once they finish). ``steering``: how the backend steers
+    a new replica to its pool (Mayastor 2.x: ``pool cordon`` or ``node cordon``), once it knows; a
+    ``Steering`` condition says so.
     """
     ready: Wanted
     metric: Wanted
@@ -87,15 +91,21 @@ def conditions_for(plan: PolicyPlan, metrics: MetricsState, stuck: Sequence[str]
         )
     else:
         conflict = Wanted("Conflicts", "False", "NoOverlap", "no volume is selected by another policy")
+    out = [ready, metric, conflict]
+    if steering is not None:
+        reason = "".join(word.capitalize() for word in steering.split())
+        out.append(
+            Wanted("Steering", "True", reason, f"new replicas are steered to their pool by {steering}")
+        )
     if not stuck:
-        return [ready, metric, conflict]
+        return out
     names = sorted(stuck)
     more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
     message = (
         f"rollback past its deadline, waiting for the volume to be healthy: {', '.join(names[:_MAX_LISTED])}"
         f"{more}"
     )
-    return [ready, metric, conflict, Wanted("MigrationsStuck", "True", "RollbackStuck", message)]
+    return [*out, Wanted("MigrationsStuck", "True", "RollbackStuck", message)]
 
 
 def merge_conditions(
@@ -147,13 +157,14 @@ def status_patch(
     now: datetime,
     heartbeat: float = HEARTBEAT_SECONDS,
     stuck: Sequence[str] = (),
+    steering: str | None = None,
 ) -> dict[str, Any] | None:
     """The ``{"status": {...}}`` merge-patch to send, or None when the visible status would not change."""
     current = current or StoragePolicyStatus()
     stamp = format_time(now)
     conditions = merge_conditions(
         [] if current.conditions is UNSET else current.conditions,
-        conditions_for(plan, metrics, stuck),
+        conditions_for(plan, metrics, stuck, steering),
         stamp,
         plan.generation,
     )

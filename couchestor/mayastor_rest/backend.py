@@ -13,7 +13,9 @@ Where things live:
   crash between the two leaves a record of every cordon that may exist, and cleared after lifting.
 
 Steering. A new replica goes to the chosen pool because every other pool that could take it is cordoned for
-replicas just for the duration of ``PUT replica_count`` (:func:`rules.pools_to_cordon`); the cordons are
+replicas just for the duration of ``PUT replica_count`` (:func:`rules.pools_to_cordon`) or, on a release
+without pool cordon (2.7 and earlier), the nodes of those pools are, under the volume's own label
+(:func:`rules.nodes_to_cordon`; :attr:`RestBackend.steering` says which); the cordons are
 lifted in a ``finally`` shielded from the cancellation of the step but not past the leader's fence
 (:func:`couchestor.leader.fenced_cleanup`) and, if lifting fails, the step was cancelled or the process died,
 by the next :meth:`RestBackend.read` of the volume or by :meth:`RestBackend.recover` (which a new leader runs
@@ -36,7 +38,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import trio
@@ -71,6 +73,12 @@ LIFT_TIMEOUT = 30.0
 #: Attempts at one pool cordon whose answers are lost.
 CORDON_ATTEMPTS = 3
 
+Steering = Literal["pool cordon", "node cordon"]
+#: How a new replica is steered to its pool: cordoning the other pools (releases that have pool cordon) ...
+POOL_CORDON: Steering = "pool cordon"
+#: ... or the nodes of the other pools (2.7 and earlier).
+NODE_CORDON: Steering = "node cordon"
+
 
 class CordonRecord(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
     """The cordons held for a volume's migration, and how often a wrong removal was repaired."""
@@ -86,7 +94,7 @@ class CordonRecord(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=T
 
 
 def node_cordon_label(volume: str) -> str:
-    """The label of the node cordon steering ``volume``'s scale-down (one per volume, so ours alone)."""
+    """The label of the node cordons steering ``volume``'s replicas (one per volume, so ours alone)."""
     return f"couchestor-{volume}"
 
 
@@ -111,6 +119,9 @@ class RestBackend:
         self.pvs = pvs
         self.poll_interval = poll_interval
         self.max_repairs = max_repairs
+        #: How new replicas are steered on this cluster (:data:`POOL_CORDON` or :data:`NODE_CORDON`), None until
+        #: the first placement found out.
+        self.steering: Steering | None = None
         self._holding: set[str] = set()
         self._last: dict[str, VolumeState] = {}
         # Cordon-steered changes of different volumes must not overlap: one volume's fence would block the
@@ -121,8 +132,12 @@ class RestBackend:
     # --- lifecycle ----------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Lift cordons left by a crashed operator once the PV store is synced, then every minute; runs until
-        cancelled."""
+        """Find out how this cluster is steered, lift cordons left by a crashed operator once the PV store is
+        synced, then every minute; runs until cancelled."""
+        try:
+            await self._steering()
+        except BackendError as exc:
+            log.warning("%s; asking again at the first placement", exc)
         await self.pvs.wait_synced()
         while True:
             await self.recover()
@@ -198,35 +213,15 @@ class RestBackend:
                     raise BackendError(
                         f"target pool {pool} is {chosen.status if chosen else 'gone'}", retryable=True
                     )
-                fence = rules.pools_to_cordon(current, pools, pool)
                 held = {r.pool for r in state.replicas}
-                ours = set(record.pools)  # cordoned by an earlier attempt (recorded before it cordoned)
-                record.pools = sorted(ours | set(fence))
-                pv = await self._write_record(pv, record)
-                try:
-                    foreign: set[str] = set()
-                    for name in fence:
-                        placed = await self._cordon_pool(name)
-                        if placed is None:
-                            # The pool was just listed, so the endpoint is missing: a release without pool
-                            # cordons. Place unsteered; the check below undoes a replica that lands elsewhere.
-                            log.warning("pool cordons unsupported by this Mayastor; placing unsteered")
-                            break
-                        if not placed and name not in ours:
-                            # Cordoned by someone else since the listing: it blocks the replica all the
-                            # same, but lifting it is not ours to do.
-                            foreign.add(name)
-                    if foreign:
-                        record.pools = sorted(set(record.pools) - foreign)
-                        pv = await self._write_record(pv, record)
-                    await self._set_replica_count(volume, count, "cannot add a replica to")
-                finally:
-                    with fenced_cleanup(LIFT_TIMEOUT):
-                        await self._lift(volume, str(pv.metadata.name))
+                if await self._steering() == POOL_CORDON:
+                    await self._place_by_pool_cordon(volume, pv, record, current, pools, pool, count)
+                else:
+                    await self._place_by_node_cordon(volume, pv, record, current, pools, pool, count)
             state, _, current = await self._read(volume)
             landed = sorted({r.pool for r in state.replicas} - held)
             if landed and pool not in landed:
-                # Placement went elsewhere (cordons unsupported, or a race): undo it while it is the least
+                # Placement went elsewhere (placed unsteered, or a race): undo it while it is the least
                 # healthy replica, which is the one Mayastor drops first.
                 await self._scale_back(volume, count - 1)
                 raise BackendError(
@@ -377,6 +372,95 @@ class RestBackend:
         if pv is None:
             raise BackendError(f"no PersistentVolume has volume handle {volume}", retryable=True)
         return str(pv.metadata.name)
+
+    async def _steering(self) -> Steering:
+        """How this cluster steers a new replica: by pool cordon where the release has it, else by node cordon
+        (asked once, without changing anything, then remembered by the client). Logged when it is learnt."""
+        if self.rest.pool_cordon is None:
+            try:
+                await self.rest.probe_pool_cordon()
+            except MayastorRestError as exc:
+                raise _backend_error("cannot tell whether this Mayastor has pool cordon", exc) from None
+        steering: Steering = POOL_CORDON if self.rest.pool_cordon else NODE_CORDON
+        if steering != self.steering:
+            log.info(
+                "Steering new replicas by %s: this Mayastor release %s pool cordon",
+                steering,
+                "has" if steering == POOL_CORDON else "has no",
+            )
+            self.steering = steering
+        return steering
+
+    async def _place_by_pool_cordon(
+        self,
+        volume: str,
+        pv: PersistentVolume,
+        record: CordonRecord,
+        current: wire.Volume,
+        pools: list[wire.Pool],
+        pool: str,
+        count: int,
+    ) -> None:
+        """Raise the count to ``count`` with every other eligible pool cordoned (recorded first)."""
+        fence = rules.pools_to_cordon(current, pools, pool)
+        ours = set(record.pools)  # cordoned by an earlier attempt (recorded before it cordoned)
+        record.pools = sorted(ours | set(fence))
+        pv = await self._write_record(pv, record)
+        try:
+            foreign: set[str] = set()
+            for name in fence:
+                placed = await self._cordon_pool(name)
+                if placed is None:
+                    # The pool was just listed, so the endpoint is missing: the release changed under us (the
+                    # client now knows, so the next placement steers by node cordon). Place unsteered; the
+                    # caller's check undoes a replica that lands elsewhere.
+                    log.warning("pool cordons unsupported by this Mayastor; placing unsteered")
+                    break
+                if not placed and name not in ours:
+                    # Cordoned by someone else since the listing: it blocks the replica all the
+                    # same, but lifting it is not ours to do.
+                    foreign.add(name)
+            if foreign:
+                record.pools = sorted(set(record.pools) - foreign)
+                pv = await self._write_record(pv, record)
+            await self._set_replica_count(volume, count, "cannot add a replica to")
+        finally:
+            with fenced_cleanup(LIFT_TIMEOUT):
+                await self._lift(volume, str(pv.metadata.name))
+
+    async def _place_by_node_cordon(
+        self,
+        volume: str,
+        pv: PersistentVolume,
+        record: CordonRecord,
+        current: wire.Volume,
+        pools: list[wire.Pool],
+        pool: str,
+        count: int,
+    ) -> None:
+        """As :meth:`_place_by_pool_cordon`, fencing by node: the node of every other eligible pool is cordoned
+        under this volume's own label (so no one else's cordon is ever touched), recorded first, and held only
+        for the ``PUT replica_count``. Where the target's node holds another eligible pool the replica is placed
+        unsteered, and the caller's check undoes it if it lands elsewhere."""
+        fence = rules.nodes_to_cordon(current, pools, pool)
+        if fence is None:
+            log.warning(
+                "cannot steer the new replica of %s by node cordon: the node of %s holds another pool that "
+                "could take it; placing unsteered",
+                volume,
+                pool,
+            )
+            fence = []
+        if fence:
+            record.nodes = sorted(set(record.nodes) | set(fence))
+            pv = await self._write_record(pv, record)
+        try:
+            for node in fence:
+                await self._call(self.rest.cordon_node(node, node_cordon_label(volume)))
+            await self._set_replica_count(volume, count, "cannot add a replica to")
+        finally:
+            with fenced_cleanup(LIFT_TIMEOUT):
+                await self._lift(volume, str(pv.metadata.name))
 
     async def _steering_node(self, current: wire.Volume, pool: str) -> str | None:
         """The node to cordon so that Mayastor drops the replica on ``pool``, or None when it would anyway

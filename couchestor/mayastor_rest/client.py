@@ -193,10 +193,11 @@ class MayastorRestClient:
 
     async def probe_pool_cordon(self) -> bool:
         """Whether this release has pool cordon, asked without changing anything: cordoning a pool that does not
-        exist answers 404 NotFound (a ``RestJsonError``) where the route exists, a bare 404 where it does not."""
+        exist answers 404 NotFound (a ``RestJsonError``) where the route exists, a bare 404 where it does not.
+        Changing nothing, it is retried as an idempotent call is."""
         if self.pool_cordon is None:
             try:
-                await self._pool_cordon("PUT", f"couchestor-probe-{uuid.uuid4()}")
+                await self._pool_cordon("PUT", f"couchestor-probe-{uuid.uuid4()}", idempotent=True)
             except PoolCordonUnsupported:
                 pass
             except MayastorRestError as exc:
@@ -204,11 +205,15 @@ class MayastorRestClient:
                     raise
         return bool(self.pool_cordon)
 
-    async def _pool_cordon(self, method: str, pool_id: str) -> wire.Pool:
+    async def _pool_cordon(self, method: str, pool_id: str, *, idempotent: bool = False) -> wire.Pool:
         body = msgspec.json.encode(wire.PoolCordonReq(replicas=True))
         try:
             pool = await self._call(
-                method, f"/v0/pools/{pool_id}/cordon", wire.Pool, body=body, idempotent=method == "DELETE"
+                method,
+                f"/v0/pools/{pool_id}/cordon",
+                wire.Pool,
+                body=body,
+                idempotent=idempotent or method == "DELETE",
             )
         except NotFoundError as exc:
             if not exc.route_missing:

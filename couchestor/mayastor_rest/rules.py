@@ -3,6 +3,7 @@
 - :func:`replicas` turns a volume's ``replica_topology`` into the backend interface's replicas;
 - :func:`pools_to_cordon`: the pools that could receive a new replica of a volume other than the chosen
   one (those are cordoned while the replica is placed, and only those);
+- :func:`nodes_to_cordon`: the same fence by node, for releases without pool cordon;
 - :func:`predicted_victim`: the replica the control plane would drop on scale-down.
 
 Whether a volume's creation topology pins it to a tier is the decisions' rule (``skip:topology-pinned`` in
@@ -96,6 +97,27 @@ def pools_to_cordon(volume: wire.Volume, pools: Iterable[wire.Pool], target: str
     return sorted(out)
 
 
+def pool_node(pool: wire.Pool) -> str:
+    """The node a pool lives on (its state's, else its spec's; empty when neither says)."""
+    if pool.state is not UNSET:
+        return pool.state.node
+    return pool.spec.node if pool.spec is not UNSET else ""
+
+
+def nodes_to_cordon(volume: wire.Volume, pools: Iterable[wire.Pool], target: str) -> list[str] | None:
+    """The nodes to cordon so that a new replica of ``volume`` can only go to ``target``, on a release without
+    pool cordon: the node of every pool :func:`pools_to_cordon` names. None when one of them is ``target``'s own
+    node (a node cordon blocks every pool of the node, the target too), or a pool's node is unknown: the replica
+    cannot be steered then.
+    """
+    pools = list(pools)
+    node_of = {p.id: pool_node(p) for p in pools}
+    nodes = {node_of[p] for p in pools_to_cordon(volume, pools, target)}
+    if "" in nodes or node_of.get(target, "") in nodes:
+        return None
+    return sorted(nodes)
+
+
 def cordoned_nodes(nodes: Iterable[wire.Node]) -> set[str]:
     out = set()
     for node in nodes:
@@ -143,6 +165,8 @@ __all__ = [
     "USABLE_POOL_STATES",
     "cordoned_nodes",
     "digest",
+    "nodes_to_cordon",
+    "pool_node",
     "pools_to_cordon",
     "predicted_victim",
     "published",

@@ -9,6 +9,7 @@ from msgspec import UNSET
 from couchestor.kube import resources
 from couchestor.mayastor_rest import CORDON_RECORD, MayastorRestClient, MayastorRestError
 from couchestor.migration.backend import BackendError, IntentConflict
+from couchestor.sim.populate import PoolSpec, diskpool
 from k8s_schemas.annotations import MIGRATION_INTENT
 from k8s_schemas.mayastor import DiskPool
 from tests.mayastor_rest.harness import GI, HOT, NS, PV, VOL, Patched, intent
@@ -170,16 +171,135 @@ async def test_removal_refused_while_the_new_replica_is_not_yet_synced(env):
     assert len((await env.backend.read(VOL)).replicas) == 2
 
 
-async def test_without_pool_cordons_a_misplaced_replica_is_removed_again(env):
-    env.sim.plane.release = "2.7"  # a release without pool cordoning
+async def test_without_pool_cordon_the_replica_is_steered_by_node_cordon(env):
+    env.sim.plane.release = "2.7"  # a release without pool cordon
     await start(env)
-    with pytest.raises(BackendError, match="landed on pool-hot-1 instead of pool-hot-2"):
+    await env.rest.cordon_node("node-1", "maintenance")  # an administrator's, on a node the fence needs
+    placing = []
+
+    async def scale(volume, count):
+        placing.append({n: sorted(labels) for n, labels in env.sim.plane.node_cordons.items()})
+        return await env.rest.set_replica_count(volume, count)
+
+    env.backend.rest = Patched(env.rest, set_replica_count=scale)
+    state = await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    assert sorted(r.pool for r in state.replicas) == ["pool-cold-1", "pool-hot-2"]
+    # While the count was raised: the nodes of every other pool that could take it, under the volume's label.
+    ours = f"couchestor-{VOL}"
+    assert placing == [{"node-1": sorted(["maintenance", ours]), "node-4": [ours]}]
+    assert env.backend.steering == "node cordon"
+    assert env.sim.plane.node_cordons == {"node-1": {"maintenance"}}, "ours lifted, the administrator's kept"
+    assert (await env.pv()).metadata.annotation(CORDON_RECORD) is None
+    env.sim.checker.assert_clean()
+
+
+async def test_with_pool_cordon_the_replica_is_steered_by_pool_cordon(env):
+    await start(env)
+    await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    assert env.backend.steering == "pool cordon"
+    assert env.sim.plane.node_cordons == {}
+
+
+async def test_without_pool_cordon_a_target_sharing_its_node_is_placed_unsteered_and_undone(env):
+    env.sim.plane.release = "2.7"
+    # The roomiest pool, on the target's node: a node cordon cannot fence it off without fencing the target.
+    await env.client.create(
+        resources.DISK_POOL, diskpool(PoolSpec("pool-hot-3", "node-2", "hot", 900 * GI), NS), type=dict
+    )
+    with trio.fail_after(10):
+        while "pool-hot-3" not in {p.id for p in await env.rest.list_pools()}:
+            await trio.sleep(0.05)
+    await start(env)
+    with pytest.raises(BackendError, match="landed on pool-hot-3 instead of pool-hot-2"):
         await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
     state = await env.backend.read(VOL)
     assert state.num_replicas == 1
     assert [r.pool for r in state.replicas] == ["pool-cold-1"]
+    assert env.sim.plane.node_cordons == {}
     assert (await env.pv()).metadata.annotation(CORDON_RECORD) is None
     env.sim.checker.assert_clean()
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("step", [0, 1, 2])  # cordon node-1, cordon node-4, raise the count
+async def test_a_crash_at_any_step_of_node_cordon_steering_leaves_no_cordon_after_restart(env, step, when):
+    env.sim.plane.release = "2.7"
+    await start(env)
+    calls = []
+    crashed = trio.Event()
+
+    def crashing(name, real):
+        async def call(*args):
+            n = len(calls)
+            calls.append(name)
+            if n == step and when == "before":
+                crashed.set()
+                await trio.sleep_forever()
+            result = await real(*args)
+            if n == step and when == "after":
+                crashed.set()
+                await trio.sleep_forever()
+            return result
+
+        return call
+
+    async def killed(*args):
+        pass  # a killed process runs no cleanup at all
+
+    env.backend.rest = Patched(
+        env.rest,
+        cordon_node=crashing("cordon", env.rest.cordon_node),
+        set_replica_count=crashing("scale", env.rest.set_replica_count),
+    )
+    env.backend._lift = killed
+    cancel = trio.CancelScope()
+
+    async def migrate():
+        with cancel:
+            await env.backend.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+
+    env.nursery.start_soon(migrate)
+    with trio.fail_after(10):
+        await crashed.wait()
+    cancel.cancel()
+    assert calls == ["cordon", "cordon", "scale"][: step + 1]
+    cordoned = {n for n, labels in env.sim.plane.node_cordons.items() if labels}
+    expected = ["node-1", "node-4"][: min(step + (when == "after"), 2)]
+    assert sorted(cordoned) == expected
+    # The record names every node that may be cordoned, written before the first cordon.
+    record = msgspec.json.decode((await env.pv()).metadata.annotation(CORDON_RECORD))
+    assert record["nodes"] == ["node-1", "node-4"]
+    with trio.fail_after(10):
+        while CORDON_RECORD not in (env.pvs.get(PV).metadata.annotations or {}):
+            await trio.sleep(0.02)
+
+    restarted = env.new_backend()
+    assert await restarted.recover() == 1
+    assert env.sim.plane.node_cordons == {}
+    assert (await env.pv()).metadata.annotation(CORDON_RECORD) is None
+    state = await restarted.add_replica(VOL, count=2, pool="pool-hot-2", topology=HOT)
+    assert sorted(r.pool for r in state.replicas) == ["pool-cold-1", "pool-hot-2"]
+    assert env.sim.plane.node_cordons == {}
+    env.sim.checker.assert_clean()
+
+
+async def test_recovery_lifts_only_our_node_cordon_label(env):
+    env.sim.plane.release = "2.7"
+    await start(env)
+    await env.rest.cordon_node("node-1", "maintenance")  # an administrator's
+    await env.rest.cordon_node("node-1", f"couchestor-{VOL}")  # ours, left by a crash and recorded
+    record = msgspec.json.encode(
+        {"volume": VOL, "nodes": ["node-1", "node-4"]}
+    ).decode()  # node-4: never placed
+    await env.client.merge_patch(
+        resources.PERSISTENT_VOLUME, PV, {"metadata": {"annotations": {CORDON_RECORD: record}}}, type=dict
+    )
+    with trio.fail_after(10):
+        while CORDON_RECORD not in (env.pvs.get(PV).metadata.annotations or {}):
+            await trio.sleep(0.02)
+    assert await env.new_backend().recover() == 1
+    assert env.sim.plane.node_cordons == {"node-1": {"maintenance"}}
+    assert (await env.pv()).metadata.annotation(CORDON_RECORD) is None
 
 
 async def test_run_lifts_cordons_left_by_a_dead_operator(env):
@@ -330,7 +450,9 @@ class LosingCordonReplies(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request):
         response = await self.inner.handle_async_request(request)
-        if request.method == "PUT" and request.url.path.endswith("/cordon") and not self.lost:
+        path = request.url.path
+        real = path.endswith("/cordon") and "couchestor-probe" not in path  # not the release probe
+        if request.method == "PUT" and real and not self.lost:
             await response.aread()
             await response.aclose()
             self.lost.append(request.url.path)

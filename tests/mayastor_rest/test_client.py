@@ -83,6 +83,17 @@ async def test_reads_are_retried_on_503_but_replica_count_is_not(sim):
     assert sim.plane.volume("v").num_replicas == 1
 
 
+@pytest.mark.parametrize("release", ["2.7", "2.8+"])
+async def test_the_pool_cordon_probe_rides_out_a_failed_answer_and_changes_nothing(sim, release):
+    sim.plane.release = release
+    async with MayastorRestClient(sim.url, attempts=3) as rest:
+        sim.app.fail_next[:] = [503]  # the probe changes nothing, so it is retried as a read is
+        assert await rest.probe_pool_cordon() == (release == "2.8+")
+        assert rest.pool_cordon == (release == "2.8+")
+    assert sim.plane.pool_cordons == {}
+    assert sim.app.fail_next == []
+
+
 async def test_every_call_has_a_deadline():
     async def never(request):
         await trio.sleep_forever()

@@ -47,6 +47,29 @@ def test_only_pools_that_could_take_the_replica_are_cordoned():
     assert rules.pools_to_cordon(pinned, pools, "hot-2") == ["hot-6"]
 
 
+def test_without_pool_cordon_the_nodes_of_the_other_eligible_pools_are_cordoned():
+    pools = [
+        pool("hot-1", "n1", {"tier": "hot"}),
+        pool("hot-2", "n2", {"tier": "hot"}),  # the target
+        pool("hot-3", "n3", {"tier": "hot"}, used=95 * GI),  # no room: its node stays open
+        pool("cold-1", "n-cold-1", {"tier": "cold"}),  # holds the volume: its node stays open
+        pool("cold-2", "n1", {"tier": "cold"}),  # shares n1 with hot-1: one cordon for both
+        pool("cold-3", "n4", {"tier": "cold"}),
+    ]
+    vol = volume(["cold-1"])
+    assert rules.nodes_to_cordon(vol, pools, "hot-2") == ["n1", "n4"]
+    # Another eligible pool on the target's own node: a node cordon would block the target too.
+    pools.append(pool("hot-7", "n2", {"tier": "hot"}))
+    assert rules.nodes_to_cordon(vol, pools, "hot-2") is None
+    # ... unless the volume's topology rules that pool out anyway.
+    pinned = volume(["cold-1"], inclusion={"tier": "hot", "zone": "a"})
+    zoned = [
+        pool("hot-1", "n1", {"tier": "hot", "zone": "a"}),
+        pool("hot-2", "n2", {"tier": "hot", "zone": "a"}),
+    ]
+    assert rules.nodes_to_cordon(pinned, [*zoned, pool("hot-7", "n2", {"tier": "hot"})], "hot-2") == ["n1"]
+
+
 def test_the_mirror_carries_the_creation_topology_for_the_decisions():
     vol = volume(["hot-1"], inclusion={"tier": "hot"})
     vol.spec.topology.node_topology = wire.NodeTopology(

@@ -39,7 +39,7 @@ from couchestor.migration.plan import Finished, Wait, next_step
 from couchestor.sim.mayastor.invariant import InvariantChecker
 from couchestor.sim.mayastor.model import Pool
 from couchestor.sim.mayastor_rest.app import RestApp
-from couchestor.sim.mayastor_rest.state import ControlPlane
+from couchestor.sim.mayastor_rest.state import RELEASES, ControlPlane
 from k8s_schemas.annotations import MAYASTOR_CSI_DRIVER, MIGRATION_INTENT
 from k8s_schemas.core import PersistentVolume
 from tests.migration.test_state_machine import write_step
@@ -116,7 +116,10 @@ class LossyControlPlane(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request):
         response = await self.inner.handle_async_request(request)
-        what = request.url.path.split("/")[-1 if "replica_count" not in request.url.path else -2]
+        parts = request.url.path.split(
+            "/"
+        )  # .../replica_count/{n} and nodes' .../cordon/{label}: the verb is [-2]
+        what = parts[-2] if parts[-2] in ("replica_count", "cordon") else parts[-1]
         if request.method != "GET":
             self.m.observe()
             if self.lose is not None and self.lose == what:
@@ -129,6 +132,8 @@ class LossyControlPlane(httpx.AsyncBaseTransport):
 
 class RestMigrationMachine(RuleBasedStateMachine):
     stats: Counter[str] = Counter()
+    #: The release the control plane plays: 2.7 steers by node cordon, 2.8+ by pool cordon.
+    release = "2.8+"
 
     @initialize(
         n=st.integers(1, 2),
@@ -140,7 +145,7 @@ class RestMigrationMachine(RuleBasedStateMachine):
         self.now = 0.0
         self.finished = None
         self.checker = InvariantChecker(keep_transitions=False)
-        self.plane = ControlPlane()
+        self.plane = ControlPlane(release=self.release)
         self.plane.cluster.placement_rng = None if placement is None else random.Random(placement)
         for i in range(1, 4):
             self.plane.add_pool(Pool(f"c{i}", f"node{i}", dict(COLD), 100 * GI))
@@ -309,10 +314,12 @@ class RestMigrationMachine(RuleBasedStateMachine):
 
 
 @pytest.mark.slow
-def test_rest_migrations_leave_no_cordon_and_no_data_loss_under_lost_replies():
-    RestMigrationMachine.stats = Counter()
-    run_state_machine_as_test(RestMigrationMachine, settings=SETTINGS)
-    stats = RestMigrationMachine.stats
+@pytest.mark.parametrize("release", RELEASES)
+def test_rest_migrations_leave_no_cordon_and_no_data_loss_under_lost_replies(release):
+    machine = type(f"RestMigrationMachine{release}", (RestMigrationMachine,), {"release": release})
+    machine.stats = Counter()
+    run_state_machine_as_test(machine, settings=SETTINGS)
+    stats = machine.stats
     print(f"\nREST migration state machine: {dict(stats)}")
     assert stats["completed"] + stats["rolled-back"] == stats["examples"]
     assert stats["lost replies (cordon)"] > 0

@@ -46,6 +46,36 @@ async def test_rest_backend_promotes_and_demotes(env, tmp_path):
     await env.eventually(settled, what="the intents removed from the PVs and their tier labels set")
     assert not sim.plane.pool_cordons, "every cordon lifted"
     assert sim.checker.violations == []
+    assert await _steering(env) == ("PoolCordon", "new replicas are steered to their pool by pool cordon")
+
+
+async def test_rest_backend_on_a_release_without_pool_cordon_steers_by_node_cordon(env):
+    sim = env.simulator
+    sim.plane.release = "2.7"
+    await env.apply_policy(policy_body())
+    await env.start_operator(backend="mayastor-rest", mayastor_rest_url=sim.url)
+
+    async def recorded():
+        entries = await history(env)
+        return len(entries) >= 2 and entries
+
+    entries = await env.eventually(recorded, timeout=90, what="two migrations recorded")
+    assert {(e.volume_name, e.success) for e in entries} == {("pvc-heavy", True), ("pvc-idle", True)}
+    assert await env.tiers("heavy") == ["hot"]
+    assert await env.tiers("idle") == ["cold"]
+    await env.eventually(lambda: _no_intent(env, "heavy"), what="the intent removed")
+    assert not sim.plane.node_cordons, "every node cordon lifted"
+    assert sim.checker.violations == []
+    assert await _steering(env) == ("NodeCordon", "new replicas are steered to their pool by node cordon")
+
+
+async def _steering(env):
+    async def condition():
+        status = await env.status()
+        found = [c for c in (status.conditions or []) if c.type == "Steering"] if status else []
+        return found and (found[0].reason, found[0].message)
+
+    return await env.eventually(condition, what="the Steering condition")
 
 
 @pytest.mark.parametrize("loads", [{"heavy": ("cold", 8000.0), "middle": ("hot", 2000.0)}])

@@ -23,13 +23,19 @@ from __future__ import annotations
 import builtins
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
+import msgspec
 import trio
 
-from couchestor.kube.objects import ObjectKey, key_and_version, object_key, resource_version
-from couchestor.kube.watcher import Apply, Delete, Init, InitApply, InitDone, WatchEvent
+from couchestor.kube.objects import (
+    ObjectKey,
+    key_and_version,
+    keys_and_last_version,
+    object_key,
+    resource_version,
+)
+from couchestor.kube.watcher import Apply, ApplyAll, Delete, Init, InitApply, InitDone, WatchEvent
 
 T = TypeVar("T")
 
@@ -37,9 +43,11 @@ ChangeKind = Literal["added", "modified", "deleted"]
 IndexFunc = Callable[[T], Iterable[str]]
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """``key`` was added, modified or deleted; read the store for its current state."""
+class Change(msgspec.Struct, frozen=True, gc=False):
+    """``key`` was added, modified or deleted; read the store for its current state.
+
+    (An untracked Struct: one is built per change a subscriber takes, ten times faster than a dataclass.)
+    """
 
     key: ObjectKey
     kind: ChangeKind
@@ -86,6 +94,21 @@ class Subscription:
                 del pending[key]
             else:
                 pending[key] = merged
+        self._wakeup.set()
+
+    def _push_run(self, keys: builtins.list[ObjectKey], added: set[ObjectKey]) -> None:
+        """:meth:`_push` each of ``keys``, in order: as "added" if in ``added``, else as "modified"."""
+        if self._closed:
+            return
+        if added:
+            for key in keys:
+                self._push(key, "added" if key in added else "modified")
+            return
+        pending = self._pending
+        for key in keys:
+            # A "modified" leaves an "added" or "modified" waiting as it is, and turns a "deleted" into one.
+            if pending.setdefault(key, "modified") == "deleted":
+                pending[key] = "modified"
         self._wakeup.set()
 
     async def receive(self) -> Change:
@@ -239,8 +262,10 @@ class Store(Generic[T]):
 
     def apply(self, event: WatchEvent[T]) -> None:
         """Fold one watcher event into the store (see the module doc for the relist protocol)."""
-        # Most frequent first: Apply in steady state, InitApply while listing.
-        if isinstance(event, Apply):
+        # Most frequent first: ApplyAll or Apply in steady state, InitApply while listing.
+        if isinstance(event, ApplyAll):
+            self._apply_all(event.objs)
+        elif isinstance(event, Apply):
             obj = event.obj
             key, rv = key_and_version(obj)
             objects = self._objects
@@ -273,6 +298,22 @@ class Store(Generic[T]):
                 for index in self._index_list:
                     index.remove(key)
                 self._notify(key, "deleted")
+
+    def _apply_all(self, objs: builtins.list[T]) -> None:
+        """``apply(Apply(obj))`` for each of ``objs``, with the per-event bookkeeping done once per run: the
+        objects are stored in one update, the latest resourceVersion is kept once, and each subscriber takes
+        the run in one call."""
+        objects = self._objects
+        keys, latest = keys_and_last_version(objs)
+        # Keys not held yet are additions; in a steady watch there are none, and every key is a modification.
+        added = {key for key in keys if key not in objects}
+        objects.update(zip(keys, objs, strict=True))
+        for index in self._index_list:
+            index.put_all(keys, objs)
+        if latest:
+            self.resource_version = latest
+        for sub in self._subscribers:
+            sub._push_run(keys, added)
 
     def _swap(self, new: dict[ObjectKey, T]) -> None:
         old = self._objects
@@ -331,6 +372,12 @@ class _Index(Generic[T]):
                 _add(buckets, value, key)
         else:
             del values_of[key]
+
+    def put_all(self, keys: builtins.list[ObjectKey], objs: builtins.list[T]) -> None:
+        """:meth:`put` each object under its key, in order."""
+        put = self.put
+        for key, obj in zip(keys, objs, strict=True):
+            put(key, obj)
 
     def remove(self, key: ObjectKey) -> None:
         for value in self.values_of.pop(key, ()):

@@ -342,34 +342,42 @@ class Store(Generic[T]):
 
 
 class _Index(Generic[T]):
-    """One secondary index: the keys of the objects per value of ``func``, and each key's values."""
+    """One secondary index: the keys of the objects per value of ``func``, and each key's values.
 
-    __slots__ = ("buckets", "func", "values_of")
+    A key indexed under one value holds the one shared tuple of that value (``single``), so that telling
+    an unchanged object (the common modification) reads no memory of the object it replaces.
+    """
+
+    __slots__ = ("buckets", "func", "single", "values_of")
 
     def __init__(self, func: IndexFunc[T]) -> None:
         self.func = func
         self.buckets: dict[str, set[ObjectKey]] = {}
         self.values_of: dict[ObjectKey, tuple[str, ...]] = {}
+        self.single: dict[str, tuple[str]] = {}  # value -> its shared 1-tuple, while its bucket exists
 
     def put(self, key: ObjectKey, obj: T) -> None:
         """Index ``obj`` under ``key``, replacing what ``key`` was indexed under before."""
         values = tuple(self.func(obj))
-        if len(values) > 1:
+        if len(values) == 1:
+            values = self.single.get(values[0], values)
+        elif len(values) > 1:
             values = tuple(dict.fromkeys(values))  # distinct, in first-seen order
         values_of = self.values_of
         old = values_of.get(key, ())
         # A modification rarely moves an object between index values (a PV keeps its storage class):
         # then the index is already right.
-        if values == old:
+        if values is old or values == old:
             return
-        buckets = self.buckets
         for value in old:
             if value not in values:
-                _discard(buckets, value, key)
+                self._discard(value, key)
         if values:
-            values_of[key] = values
             for value in values:
-                _add(buckets, value, key)
+                self._add(value, key)
+            if len(values) == 1:
+                values = self.single[values[0]]
+            values_of[key] = values
         else:
             del values_of[key]
 
@@ -381,25 +389,26 @@ class _Index(Generic[T]):
 
     def remove(self, key: ObjectKey) -> None:
         for value in self.values_of.pop(key, ()):
-            _discard(self.buckets, value, key)
+            self._discard(value, key)
 
     def clear(self) -> None:
         self.buckets = {}
         self.values_of = {}
+        self.single = {}
 
+    def _add(self, value: str, key: ObjectKey) -> None:
+        """Add ``key`` to the bucket of ``value``, creating the bucket (and its shared tuple) if needed."""
+        bucket = self.buckets.get(value)
+        if bucket is None:
+            self.buckets[value] = {key}
+            self.single[value] = (value,)
+        else:
+            bucket.add(key)
 
-def _add(index: dict[str, set[ObjectKey]], value: str, key: ObjectKey) -> None:
-    """Add ``key`` to the bucket of ``value``, creating the bucket if needed."""
-    bucket = index.get(value)
-    if bucket is None:
-        index[value] = {key}
-    else:
-        bucket.add(key)
-
-
-def _discard(index: dict[str, set[ObjectKey]], value: str, key: ObjectKey) -> None:
-    """Remove ``key`` from the bucket of ``value``, and the bucket once empty."""
-    bucket = index[value]
-    bucket.discard(key)
-    if not bucket:
-        del index[value]
+    def _discard(self, value: str, key: ObjectKey) -> None:
+        """Remove ``key`` from the bucket of ``value``, and the bucket once empty."""
+        bucket = self.buckets[value]
+        bucket.discard(key)
+        if not bucket:
+            del self.buckets[value]
+            del self.single[value]

@@ -306,7 +306,7 @@ class Store(Generic[T]):
         objects = self._objects
         keys, latest = keys_and_last_version(objs)
         # Keys not held yet are additions; in a steady watch there are none, and every key is a modification.
-        added = {key for key in keys if key not in objects}
+        added = set(keys).difference(objects)
         objects.update(zip(keys, objs, strict=True))
         for index in self._index_list:
             index.put_all(keys, objs)

@@ -48,6 +48,7 @@ class Reflector(Generic[T]):
             field_selector=field_selector,
             page_size=page_size,
             on_error=on_error,
+            batch=True,  # a store takes a chunk's objects at once
         )
         return cls(watcher, Store(indexers))
 

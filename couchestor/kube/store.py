@@ -23,13 +23,19 @@ from __future__ import annotations
 import builtins
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
+import msgspec
 import trio
 
-from couchestor.kube.objects import ObjectKey, key_and_version, object_key, resource_version
-from couchestor.kube.watcher import Apply, Delete, Init, InitApply, InitDone, WatchEvent
+from couchestor.kube.objects import (
+    ObjectKey,
+    key_and_version,
+    keys_and_last_version,
+    object_key,
+    resource_version,
+)
+from couchestor.kube.watcher import Apply, ApplyAll, Delete, Init, InitApply, InitDone, WatchEvent
 
 T = TypeVar("T")
 
@@ -37,9 +43,11 @@ ChangeKind = Literal["added", "modified", "deleted"]
 IndexFunc = Callable[[T], Iterable[str]]
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """``key`` was added, modified or deleted; read the store for its current state."""
+class Change(msgspec.Struct, frozen=True, gc=False):
+    """``key`` was added, modified or deleted; read the store for its current state.
+
+    (An untracked Struct: one is built per change a subscriber takes, ten times faster than a dataclass.)
+    """
 
     key: ObjectKey
     kind: ChangeKind
@@ -86,6 +94,21 @@ class Subscription:
                 del pending[key]
             else:
                 pending[key] = merged
+        self._wakeup.set()
+
+    def _push_run(self, keys: builtins.list[ObjectKey], added: set[ObjectKey]) -> None:
+        """:meth:`_push` each of ``keys``, in order: as "added" if in ``added``, else as "modified"."""
+        if self._closed:
+            return
+        if added:
+            for key in keys:
+                self._push(key, "added" if key in added else "modified")
+            return
+        pending = self._pending
+        for key in keys:
+            # A "modified" leaves an "added" or "modified" waiting as it is, and turns a "deleted" into one.
+            if pending.setdefault(key, "modified") == "deleted":
+                pending[key] = "modified"
         self._wakeup.set()
 
     async def receive(self) -> Change:
@@ -239,8 +262,10 @@ class Store(Generic[T]):
 
     def apply(self, event: WatchEvent[T]) -> None:
         """Fold one watcher event into the store (see the module doc for the relist protocol)."""
-        # Most frequent first: Apply in steady state, InitApply while listing.
-        if isinstance(event, Apply):
+        # Most frequent first: ApplyAll or Apply in steady state, InitApply while listing.
+        if isinstance(event, ApplyAll):
+            self._apply_all(event.objs)
+        elif isinstance(event, Apply):
             obj = event.obj
             key, rv = key_and_version(obj)
             objects = self._objects
@@ -274,6 +299,22 @@ class Store(Generic[T]):
                     index.remove(key)
                 self._notify(key, "deleted")
 
+    def _apply_all(self, objs: builtins.list[T]) -> None:
+        """``apply(Apply(obj))`` for each of ``objs``, with the per-event bookkeeping done once per run: the
+        objects are stored in one update, the latest resourceVersion is kept once, and each subscriber takes
+        the run in one call."""
+        objects = self._objects
+        keys, latest = keys_and_last_version(objs)
+        # Keys not held yet are additions; in a steady watch there are none, and every key is a modification.
+        added = set(keys).difference(objects)
+        objects.update(zip(keys, objs, strict=True))
+        for index in self._index_list:
+            index.put_all(keys, objs)
+        if latest:
+            self.resource_version = latest
+        for sub in self._subscribers:
+            sub._push_run(keys, added)
+
     def _swap(self, new: dict[ObjectKey, T]) -> None:
         old = self._objects
         subscribers = self._subscribers
@@ -301,58 +342,73 @@ class Store(Generic[T]):
 
 
 class _Index(Generic[T]):
-    """One secondary index: the keys of the objects per value of ``func``, and each key's values."""
+    """One secondary index: the keys of the objects per value of ``func``, and each key's values.
 
-    __slots__ = ("buckets", "func", "values_of")
+    A key indexed under one value holds the one shared tuple of that value (``single``), so that telling
+    an unchanged object (the common modification) reads no memory of the object it replaces.
+    """
+
+    __slots__ = ("buckets", "func", "single", "values_of")
 
     def __init__(self, func: IndexFunc[T]) -> None:
         self.func = func
         self.buckets: dict[str, set[ObjectKey]] = {}
         self.values_of: dict[ObjectKey, tuple[str, ...]] = {}
+        self.single: dict[str, tuple[str]] = {}  # value -> its shared 1-tuple, while its bucket exists
 
     def put(self, key: ObjectKey, obj: T) -> None:
         """Index ``obj`` under ``key``, replacing what ``key`` was indexed under before."""
         values = tuple(self.func(obj))
-        if len(values) > 1:
+        if len(values) == 1:
+            values = self.single.get(values[0], values)
+        elif len(values) > 1:
             values = tuple(dict.fromkeys(values))  # distinct, in first-seen order
         values_of = self.values_of
         old = values_of.get(key, ())
         # A modification rarely moves an object between index values (a PV keeps its storage class):
         # then the index is already right.
-        if values == old:
+        if values is old or values == old:
             return
-        buckets = self.buckets
         for value in old:
             if value not in values:
-                _discard(buckets, value, key)
+                self._discard(value, key)
         if values:
-            values_of[key] = values
             for value in values:
-                _add(buckets, value, key)
+                self._add(value, key)
+            if len(values) == 1:
+                values = self.single[values[0]]
+            values_of[key] = values
         else:
             del values_of[key]
 
+    def put_all(self, keys: builtins.list[ObjectKey], objs: builtins.list[T]) -> None:
+        """:meth:`put` each object under its key, in order."""
+        put = self.put
+        for key, obj in zip(keys, objs, strict=True):
+            put(key, obj)
+
     def remove(self, key: ObjectKey) -> None:
         for value in self.values_of.pop(key, ()):
-            _discard(self.buckets, value, key)
+            self._discard(value, key)
 
     def clear(self) -> None:
         self.buckets = {}
         self.values_of = {}
+        self.single = {}
 
+    def _add(self, value: str, key: ObjectKey) -> None:
+        """Add ``key`` to the bucket of ``value``, creating the bucket (and its shared tuple) if needed."""
+        bucket = self.buckets.get(value)
+        if bucket is None:
+            self.buckets[value] = {key}
+            self.single[value] = (value,)
+        else:
+            bucket.add(key)
 
-def _add(index: dict[str, set[ObjectKey]], value: str, key: ObjectKey) -> None:
-    """Add ``key`` to the bucket of ``value``, creating the bucket if needed."""
-    bucket = index.get(value)
-    if bucket is None:
-        index[value] = {key}
-    else:
-        bucket.add(key)
-
-
-def _discard(index: dict[str, set[ObjectKey]], value: str, key: ObjectKey) -> None:
-    """Remove ``key`` from the bucket of ``value``, and the bucket once empty."""
-    bucket = index[value]
-    bucket.discard(key)
-    if not bucket:
-        del index[value]
+    def _discard(self, value: str, key: ObjectKey) -> None:
+        """Remove ``key`` from the bucket of ``value``, and the bucket once empty."""
+        bucket = self.buckets[value]
+        bucket.discard(key)
+        if not bucket:
+            del self.buckets[value]
+            del self.single[value]

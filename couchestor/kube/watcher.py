@@ -13,7 +13,9 @@ States, and what moves the machine on:
   Watching. The server timeout is random, to spread reconnects: in [``min_timeout``, ``max_timeout``) like
   client-go while the resource is busy, shorter while it is idle (see *Liveness*).
 - :class:`Watching`: ADDED/MODIFIED become :class:`Apply`, DELETED :class:`Delete`; every event, bookmarks
-  included, advances the resourceVersion. When the server ends the stream (its timeout) the machine goes
+  included, advances the resourceVersion. With ``batch`` set (what a reflector does), the ADDED/MODIFIED
+  events that follow one another in one network chunk become one :class:`ApplyAll` instead, so that the
+  consumer does its per-event bookkeeping once per run of events (a busy watch's chunk holds tens of them). When the server ends the stream (its timeout) the machine goes
   back to InitListed at the last resourceVersion and watches again at once.
 
 Liveness. A connection can die without a FIN (a NAT or load balancer forgetting an idle flow, a frozen
@@ -108,7 +110,15 @@ class Delete(Generic[T]):
     obj: T
 
 
-WatchEvent = Init | InitApply[T] | InitDone | Apply[T] | Delete[T]
+@dataclass(frozen=True, slots=True)
+class ApplyAll(Generic[T]):
+    """Objects were added or modified, in stream order: the same as one :class:`Apply` per object (only from
+    a watcher with ``batch`` set)."""
+
+    objs: list[T]
+
+
+WatchEvent = Init | InitApply[T] | InitDone | Apply[T] | ApplyAll[T] | Delete[T]
 
 # --- states --------------------------------------------------------------------------------------------
 
@@ -195,7 +205,8 @@ class Watcher(Generic[T]):
     """Lists and watches ``resource`` (in ``namespace``, or all), decoding objects as ``type``.
 
     Run it with :meth:`run`; ``state`` and ``stats`` may be read at any time. ``on_error`` is called with
-    each :class:`WatcherError` before the backoff (for logs and metrics); it must not block.
+    each :class:`WatcherError` before the backoff (for logs and metrics); it must not block. ``batch``: emit
+    :class:`ApplyAll` for consecutive ADDED/MODIFIED events of one chunk instead of one :class:`Apply` each.
     """
 
     client: KubeClient
@@ -209,6 +220,7 @@ class Watcher(Generic[T]):
     min_timeout: int = 300
     max_timeout: int = 600
     progress_timeout: float | None = 40.0
+    batch: bool = False
     backoff: BackoffPolicy = WATCH_BACKOFF
     on_error: Callable[[WatcherError], None] | None = None
     rng: random.Random = field(default_factory=random.Random)
@@ -364,29 +376,28 @@ class Watcher(Generic[T]):
                         if not changes:
                             changes = any(raw.type != "BOOKMARK" for raw in batch)
                         stats.events += len(batch)
-                        # The object applied last whose resourceVersion is not in ``rv`` yet: reading it once
-                        # per batch rather than per event, as nothing can observe ``rv`` in between.
-                        last: T | None = None
+                        # The objects decoded but not yet passed on (as one ApplyAll, or one Apply each); their
+                        # last one's resourceVersion is read once per run, as nothing can observe ``rv`` in between.
+                        run: list[T] = []
                         try:
                             for raw in batch:
                                 kind = raw.type
                                 if kind == "MODIFIED" or kind == "ADDED":
                                     # The bulk of a watch, inline (this loop is the hot path): see _handle.
                                     try:
-                                        obj = decoder.decode(raw.object)
+                                        run.append(decoder.decode(raw.object))
                                     except msgspec.DecodeError as exc:
                                         raise self._decode_error(kind, exc) from exc
-                                    on_event(Apply(obj))
-                                    last = obj
                                 else:
-                                    if last is not None:
-                                        rv = objects.resource_version(last) or rv
-                                        last = None
+                                    if run:
+                                        rv = self._emit(run, rv, on_event)
+                                        run = []
                                     rv = self._handle(raw, rv, decoder, on_event)
                         finally:
-                            # Also on failure mid-batch: the resume position is the last event applied.
-                            if last is not None:
-                                rv = objects.resource_version(last) or rv
+                            # Also on failure mid-batch: what was decoded is applied, and the resume position is
+                            # the last event applied.
+                            if run:
+                                rv = self._emit(run, rv, on_event)
                         self.state = Watching(rv)
                 except WatcherError:
                     raise
@@ -448,6 +459,15 @@ class Watcher(Generic[T]):
             raise WatcherError(self.resource, "server error event", error, relist=is_gone(status))
         on_event(Delete(obj) if raw.type == "DELETED" else Apply(obj))
         return objects.resource_version(obj) or rv
+
+    def _emit(self, objs: list[T], rv: str, on_event: Callable[[WatchEvent[T]], None]) -> str:
+        """Pass on decoded ADDED/MODIFIED objects; return the resourceVersion to resume from afterwards."""
+        if self.batch:
+            on_event(ApplyAll(objs))
+        else:
+            for obj in objs:
+                on_event(Apply(obj))
+        return objects.resource_version(objs[-1]) or rv
 
     def _decode_error(self, event_type: str, exc: msgspec.DecodeError) -> WatcherError:
         return WatcherError(self.resource, "decode", KubeError(f"{event_type} event: {exc}"), relist=False)

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from couchestor.kube.objects import ObjectKey
 from couchestor.kube.store import Change, Store
-from couchestor.kube.watcher import Apply, Delete, Init, InitApply, InitDone
+from couchestor.kube.watcher import Apply, ApplyAll, Delete, Init, InitApply, InitDone
 from tests.kube.mock import obj
 
 
@@ -196,6 +196,65 @@ def test_store_and_subscriber_view_match_a_model(ops: list[tuple[str, str | None
         assert sorted(o["metadata"]["name"] for o in store.by_index("class", cls)) == sorted(
             n for n, c in model.items() if c == cls
         )
+
+
+def snapshot(store: Store[dict[str, Any]], sub: Any) -> tuple[Any, ...]:
+    classes = {c: sorted(o["metadata"]["name"] for o in store.by_index("class", c)) for c in ("hot", "cold")}
+    return (
+        [(str(k), o) for k, o in zip(store.keys(), store.list(), strict=True)],
+        classes,
+        sorted(store.index_values("class")),
+        store.resource_version,
+        list(sub._pending.items()),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(_OPS, st.lists(st.integers(1, 5), min_size=1, max_size=10))
+def test_apply_all_is_one_apply_per_object(
+    ops: list[tuple[str, str | None, str | None]], runs: list[int]
+) -> None:
+    """A watcher with ``batch`` set passes a chunk's run of objects as one ApplyAll: the store, its index,
+    its resourceVersion and every subscriber's pending changes end as with one Apply per object."""
+    one_by_one: Store[dict[str, Any]] = Store({"class": by_class})
+    batched: Store[dict[str, Any]] = Store({"class": by_class})
+    subs = []
+    for store in (one_by_one, batched):
+        listed(store, pv("a", 1, "hot"))
+        subs.append(store.subscribe())
+    model: dict[str, str | None] = {"a": "hot"}
+    run: list[dict[str, Any]] = []
+    sizes = iter(runs * len(ops))
+
+    def flush() -> None:
+        if run:
+            batched.apply(ApplyAll(list(run)))
+            run.clear()
+
+    for rv, (op, name, sc) in enumerate(ops, start=2):
+        if op == "put":
+            assert name is not None
+            model[name] = sc
+            one_by_one.apply(Apply(pv(name, rv, sc)))
+            run.append(pv(name, rv, sc))
+            if len(run) >= next(sizes):
+                flush()
+        elif op == "del" and name in model:
+            flush()
+            for store in (one_by_one, batched):
+                store.apply(Delete(pv(name, rv, model[name])))
+            del model[name]
+        elif op == "relist":
+            flush()
+            for store in (one_by_one, batched):
+                listed(store, *(pv(n, rv, c) for n, c in model.items()), rv=str(rv))
+        if rv % 4 == 0:
+            flush()
+            assert snapshot(one_by_one, subs[0]) == snapshot(batched, subs[1])
+            for sub in subs:
+                drain(sub)
+    flush()
+    assert snapshot(one_by_one, subs[0]) == snapshot(batched, subs[1])
 
 
 async def test_forward_into_memory_channel_never_blocks_the_store() -> None:

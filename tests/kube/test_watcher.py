@@ -15,6 +15,7 @@ from couchestor.kube.reflector import Reflector
 from couchestor.kube.resources import PERSISTENT_VOLUME
 from couchestor.kube.watcher import (
     Apply,
+    ApplyAll,
     Delete,
     Init,
     InitApply,
@@ -84,6 +85,8 @@ async def run_watcher(
 
 
 def names(events: list[Any], kind: type) -> list[str]:
+    if kind is ApplyAll:
+        return [o.metadata.name for e in events if isinstance(e, ApplyAll) for o in e.objs]
     return [e.obj.metadata.name for e in events if isinstance(e, kind)]
 
 
@@ -124,6 +127,22 @@ async def test_events_are_the_same_whatever_the_chunk_boundaries(
     assert [e.obj.spec["n"] for e in seen if isinstance(e, Apply)] == list(range(6))
     assert errors == []
     assert watcher.state in (Watching("16"), InitListed("16"))
+
+
+async def test_batch_passes_each_chunks_run_of_objects_at_once(autojump_clock: trio.abc.Clock) -> None:
+    # Chunk one: three objects, a deletion, one more; chunk two: a bookmark between two objects.
+    first = events_body(("ADDED", obj("a", 11)), ("MODIFIED", obj("b", 12)), ("ADDED", obj("c", 13)))
+    first += events_body(("DELETED", obj("c", 14)), ("MODIFIED", obj("a", 15)))
+    second = events_body(("MODIFIED", obj("b", 16)), ("BOOKMARK", {"metadata": {"resourceVersion": "17"}}))
+    second += events_body(("ADDED", obj("d", 18)))
+    script = Script([list_answer(10)], [watch_answer(first, second)])
+    seen, errors, watcher = await run_watcher(script, lambda s: "d" in names(s, ApplyAll), batch=True)
+    assert [type(e) for e in seen] == [Init, InitDone, ApplyAll, Delete, ApplyAll, ApplyAll, ApplyAll]
+    runs = [[o.metadata.name for o in e.objs] for e in seen if isinstance(e, ApplyAll)]
+    assert runs == [["a", "b", "c"], ["a"], ["b"], ["d"]]
+    assert not any(isinstance(e, Apply) for e in seen)
+    assert errors == []
+    assert watcher.state in (Watching("18"), InitListed("18"))
 
 
 async def test_an_undecodable_object_mid_chunk_resumes_after_the_last_one_applied(

@@ -13,6 +13,7 @@ Pure core (plain data in, plain data out, no I/O):
 
 At the edges: :mod:`.scores` (Prometheus, cached snapshots) and :mod:`.reconcile` (the operator's reconcile
 loop over the watched stores). Infrastructure (endpoints, metrics, settings, leader election, logs, the
-Kubernetes client) lives beside this package in :mod:`couchestor`, and this package imports it, never the
-other way round except for the types the operator metrics report.
+Kubernetes client) lives beside this package in :mod:`couchestor`; this package imports it, and it imports
+this package only for the types :mod:`couchestor.metrics` reports. The CLI commands over this core
+(:mod:`couchestor.explain`, :mod:`couchestor.preview`) stay beside :mod:`couchestor.cli`.
 """

@@ -2,7 +2,7 @@
 
 VOLUME is a PV name, ``pv/NAME``, ``pvc/NAME`` (with ``-n NAMESPACE``), or ``NAMESPACE/NAME`` of a PVC. The
 command lists the cluster once, asks Prometheus once per sampling window and runs
-:func:`~couchestor.decisions.decide` over all of it (so concurrency and pool room are judged as the operator
+:func:`~couchestor.tiering.decide.decide` over all of it (so concurrency and pool room are judged as the operator
 would), then reports for the one volume: the policy selecting it (and any overlapping), its heat with sample
 coverage and window, its tier, replicas and pools, the decision in words, cooldown left, the last migrations
 and what would change the decision. It needs no running operator. Installed as ``kubectl-couchestor`` too, so
@@ -23,18 +23,13 @@ import trio
 from msgspec import UNSET
 
 from couchestor import inspection
-from couchestor.decisions import (
-    LAST_MIGRATION_ANNOTATION,
-    Action,
-    DecideOptions,
-    Decision,
-    VolumeView,
-    decide,
-)
 from couchestor.durations import format_duration, format_time, parse_time
 from couchestor.errors import UserError
-from couchestor.heat import ScoreSnapshot, lookup
-from couchestor.policy import PolicyProblem, PolicyRules, Tier, compile_policy
+from couchestor.tiering.decide import decide
+from couchestor.tiering.heat import ScoreSnapshot, lookup
+from couchestor.tiering.plan import Action, DecideOptions, Decision
+from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier, compile_policy
+from couchestor.tiering.views import LAST_MIGRATION_ANNOTATION, VolumeView
 from k8s_schemas.storage_policy import StoragePolicy
 
 #: How many migrations of the volume the report lists, newest first.

@@ -2,7 +2,7 @@
 
 Both commands answer from the same inputs the operator decides from, without the operator: one LIST of each
 kind (no watch), one refresh of the heat scores per sampling window (the score cache's queries and decoding),
-then the pure :func:`~couchestor.decisions.decide`. Everything that cannot be read is a
+then the pure :func:`~couchestor.tiering.decide.decide`. Everything that cannot be read is a
 :class:`~couchestor.errors.UserError` naming what and where, never a traceback.
 """
 
@@ -17,10 +17,8 @@ from typing import Any
 import trio
 
 from couchestor import settings as settings_mod
-from couchestor.decisions import DecideOptions, PoolView, VolumeView, build_pool_views, build_volume_views
 from couchestor.endpoints import Health
 from couchestor.errors import UserError
-from couchestor.heat import ScoreSnapshot, build_queries, build_snapshot, metric_source
 from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.config import load_config
@@ -28,8 +26,11 @@ from couchestor.kube.errors import KubeError, NotFound
 from couchestor.mayastor_rest.client import MayastorRestClient, MayastorRestError
 from couchestor.mayastor_rest.mirror import to_mayastor_volume
 from couchestor.metrics import OperatorMetrics
-from couchestor.scores import PrometheusClient, PrometheusUnavailable, ScoreCache
 from couchestor.settings import Settings
+from couchestor.tiering.heat import ScoreSnapshot, build_queries, build_snapshot, metric_source
+from couchestor.tiering.plan import DecideOptions
+from couchestor.tiering.scores import PrometheusClient, PrometheusUnavailable, ScoreCache
+from couchestor.tiering.views import PoolView, VolumeView, build_pool_views, build_volume_views
 from k8s_schemas.annotations import MIGRATION_INTENT
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume

@@ -13,8 +13,8 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from couchestor.decisions import Action, Decision
-from couchestor.policy import PolicyProblem, PolicyRules
+from couchestor.tiering.plan import Action, Decision
+from couchestor.tiering.policy import PolicyProblem, PolicyRules
 from k8s_schemas.mayastor import DiskPool
 
 _PREFIX = "storage_operator"

@@ -34,10 +34,8 @@ from typing import Any, Protocol
 import trio
 
 from couchestor import settings as settings_mod
-from couchestor.decisions import DecideOptions
 from couchestor.endpoints import EndpointsApp, Feed, Health, serve_asgi
 from couchestor.errors import UserError
-from couchestor.heat import metric_source
 from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.config import load_config
@@ -54,11 +52,13 @@ from couchestor.migration.backend import VolumeBackend
 from couchestor.migration.crd import CrdBackend
 from couchestor.migration.runner import MigrationRunner, RunnerOptions
 from couchestor.preflight import check_cluster
-from couchestor.reconciler import Reconciler, ReconcilerOptions, Stores
 from couchestor.replication import run_replication
 from couchestor.replication.resources import VOLUME_GROUP_REPLICATION
-from couchestor.scores import PrometheusClient, ScoreCache
 from couchestor.settings import Settings
+from couchestor.tiering.heat import metric_source
+from couchestor.tiering.plan import DecideOptions
+from couchestor.tiering.reconcile import Reconciler, ReconcilerOptions, Stores
+from couchestor.tiering.scores import PrometheusClient, ScoreCache
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
 from k8s_schemas.replication import VolumeGroupReplication

@@ -3,7 +3,7 @@
 The file's policy is checked as the API server would check it (the CRD's schema and CEL rules, by the same
 structural-schema code the emulated API server runs) and then by the policy compiler; any problem is printed
 and the exit status is 1. A valid policy replaces the cluster's policy of the same name (or joins the others)
-and :func:`~couchestor.decisions.decide` runs over the cluster as listed now and the current heat scores:
+and :func:`~couchestor.tiering.decide.decide` runs over the cluster as listed now and the current heat scores:
 the report lists the volumes that would move (from, to, pool, bytes to copy), each tier's pool fill before
 and after those moves, and the volumes that want to move but cannot, with the reason. ``dryRun`` in the file
 is ignored (the plan shows what the policy would do with it off).
@@ -25,11 +25,12 @@ import trio
 import yaml
 
 from couchestor import inspection
-from couchestor.decisions import Action, DecideOptions, Plan, decide
 from couchestor.errors import UserError
-from couchestor.heat import ScoreSnapshot
-from couchestor.policy import PolicyProblem, PolicyRules, Tier, compile_policy
 from couchestor.sim.apiserver.schema import apply_defaults, validate
+from couchestor.tiering.decide import decide
+from couchestor.tiering.heat import ScoreSnapshot
+from couchestor.tiering.plan import Action, DecideOptions, Plan
+from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier, compile_policy
 from k8s_schemas.crds import storage_policy_crd
 from k8s_schemas.meta import ObjectMeta
 from k8s_schemas.storage_policy import GROUP, StoragePolicy

@@ -1,7 +1,7 @@
 """What the demo shows, folded from what the operator publishes: its plans and its migration feed.
 
 :class:`Progress` is plain state with no I/O. :meth:`Progress.on_plan` takes the reconciler's latest
-:class:`~couchestor.decisions.Plan`, :meth:`Progress.on_feed` one JSON message of the operator's feed; both
+:class:`~couchestor.tiering.plan.Plan`, :meth:`Progress.on_feed` one JSON message of the operator's feed; both
 return the lines worth narrating (volumes held back, a migration's start, steps and outcome);
 :meth:`Progress.on_scores` keeps the latest heat of every volume.
 :meth:`Progress.rows` gives one :class:`VolumeRow` per volume; :func:`overview` sums them up (volumes by
@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from couchestor.decisions import Action, Decision, Plan
 from couchestor.demo.scenario import DemoVolume
-from couchestor.heat import ScoreSnapshot
+from couchestor.tiering.heat import ScoreSnapshot
+from couchestor.tiering.plan import Action, Decision, Plan
 
 #: Feed steps that end a migration, and whether the volume moved.
 OUTCOMES = {"success": True, "failed": False, "aborted": False}

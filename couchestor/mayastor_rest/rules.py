@@ -7,7 +7,7 @@
 - :func:`predicted_victim`: the replica the control plane would drop on scale-down.
 
 Whether a volume's creation topology pins it to a tier is the decisions' rule (``skip:topology-pinned`` in
-:mod:`couchestor.decisions`, with ``fixed_topology``), fed by :mod:`.mirror`.
+:mod:`couchestor.tiering.decide`, with ``fixed_topology``), fed by :mod:`.mirror`.
 """
 
 from __future__ import annotations

@@ -30,7 +30,6 @@ import trio
 from msgspec.structs import replace
 
 from couchestor import logs
-from couchestor.decisions import PlannedMigration
 from couchestor.durations import format_duration, format_time
 from couchestor.endpoints import Feed
 from couchestor.kube import resources
@@ -44,7 +43,8 @@ from couchestor.migration import plan
 from couchestor.migration.backend import BackendError, IntentConflict, VolumeBackend, VolumeState
 from couchestor.migration.intent import Intent
 from couchestor.migration.record import Status, history_entry, history_patch, pv_patch
-from couchestor.policy import PolicyRules, compile_policy
+from couchestor.tiering.plan import PlannedMigration
+from couchestor.tiering.policy import PolicyRules, compile_policy
 from k8s_schemas.mayastor import DiskPool
 from k8s_schemas.storage_policy import StoragePolicy
 

@@ -17,7 +17,7 @@ from msgspec import UNSET
 from couchestor.replication.model import Phase
 from couchestor.replication.resources import VOLUME_REPLICATION_OWNER
 from couchestor.replication.status import Summary
-from couchestor.status import Wanted
+from couchestor.tiering.status import Wanted
 from k8s_schemas.replication import State, VolumeGroupReplication, VolumeReplication
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from msgspec import UNSET
 
 from couchestor.replication.model import MemberStatus, Phase
-from couchestor.status import Wanted, merge_conditions
+from couchestor.tiering.status import Wanted, merge_conditions
 from k8s_schemas.replication import (
     LocalObjectReference,
     ReplicationState,

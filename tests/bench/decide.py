@@ -1,4 +1,4 @@
-"""CPU time of one full decision pass (:func:`couchestor.decisions.decide`) at growing volume counts.
+"""CPU time of one full decision pass (:func:`couchestor.tiering.decide.decide`) at growing volume counts.
 
 Inputs are built once per size, outside the timing: 3 policies selecting disjoint thirds of the volumes by a
 PVC label, 12 pools (6 hot, 6 cold) with room, one Synced replica per volume, and a healthy 1h score snapshot
@@ -14,9 +14,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from couchestor.decisions import DecideOptions, PoolView, ReplicaView, VolumeView, decide
-from couchestor.heat import HeatScore, ScoreSnapshot
-from couchestor.policy import PolicyRules, compile_policy
+from couchestor.tiering.decide import decide
+from couchestor.tiering.heat import HeatScore, ScoreSnapshot
+from couchestor.tiering.plan import DecideOptions
+from couchestor.tiering.policy import PolicyRules, compile_policy
+from couchestor.tiering.views import PoolView, ReplicaView, VolumeView
 from k8s_schemas.meta import ObjectMeta
 from k8s_schemas.storage_policy import StoragePolicy
 

@@ -4,11 +4,11 @@ Setup (not timed): the workload simulator writes an hour of ``openebs_volume_iop
 ``volumes`` volumes at a 15 s step, ``promtool`` backfills it into a fresh TSDB, and ``prometheus`` serves it
 with no scrape targets. Then, against the same server:
 
-- **one batched query**: the score query of :func:`couchestor.heat.build_queries` for a 1h window,
-  ``sum by (volume_id) (avg_over_time(...[1h]))``, through :class:`couchestor.scores.PrometheusClient`: the
+- **one batched query**: the score query of :func:`couchestor.tiering.heat.build_queries` for a 1h window,
+  ``sum by (volume_id) (avg_over_time(...[1h]))``, through :class:`couchestor.tiering.scores.PrometheusClient`: the
   same answer as the per-volume queries, for every volume at once (the issue's comparison);
 - **the operator's refresh**: that query plus the coverage query for all volumes, sent at once as the score
-  cache does (:meth:`couchestor.scores.ScoreCache.query_all`), then :func:`couchestor.heat.build_snapshot`;
+  cache does (:meth:`couchestor.tiering.scores.ScoreCache.query_all`), then :func:`couchestor.tiering.heat.build_snapshot`;
 - **per volume** (the seeds' design): ``avg_over_time(openebs_volume_iops{volume_id="<pv>"}[1h])`` once per
   volume, one after the other, through the same client.
 
@@ -36,11 +36,11 @@ import httpx
 import trio
 
 from couchestor.endpoints import Health
-from couchestor.heat import build_queries, build_snapshot, metric_source, promql_string
 from couchestor.metrics import OperatorMetrics
-from couchestor.scores import PrometheusClient, ScoreCache
 from couchestor.sim.prometheus import open_prometheus
 from couchestor.sim.workload import ExportOptions, Workload, generate_volumes, write_history
+from couchestor.tiering.heat import build_queries, build_snapshot, metric_source, promql_string
+from couchestor.tiering.scores import PrometheusClient, ScoreCache
 
 STEP = 15.0
 WINDOW = 3600

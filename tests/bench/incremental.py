@@ -3,8 +3,8 @@ change costs after it.
 
 For each size, the watched objects (PV, PVC, MayastorVolume per volume; 12 pools; 3 policies selecting
 disjoint thirds by a PVC label, with about a fifth of the volumes wanting to move) are built once, outside
-the timing, in plain stores. Then, as the reconciler does it (:class:`~couchestor.views.ViewIndex` and
-:class:`~couchestor.incremental.IncrementalPlanner`):
+the timing, in plain stores. Then, as the reconciler does it (:class:`~couchestor.tiering.views.ViewIndex` and
+:class:`~couchestor.tiering.incremental.IncrementalPlanner`):
 
 - **first pass**: every view built and every volume judged (the full pass);
 - **one volume's heat**: a new score snapshot in which one volume's score crossed a watermark;
@@ -27,12 +27,12 @@ from typing import Any
 
 import msgspec
 
-from couchestor.decisions import DecideOptions
-from couchestor.heat import HeatScore, ScoreSnapshot
-from couchestor.incremental import IncrementalPlanner
 from couchestor.kube.objects import ObjectKey
-from couchestor.policy import PolicyRules
-from couchestor.views import ViewIndex
+from couchestor.tiering.heat import HeatScore, ScoreSnapshot
+from couchestor.tiering.incremental import IncrementalPlanner
+from couchestor.tiering.plan import DecideOptions
+from couchestor.tiering.policy import PolicyRules
+from couchestor.tiering.views import ViewIndex
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
 from tests.bench.decide import NOW, TEAMS, WINDOW, _policies

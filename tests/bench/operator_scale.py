@@ -27,13 +27,13 @@ import trio
 from couchestor import operator as couchestor_operator, settings as settings_mod
 from couchestor.kube import KubeClient, load_kubeconfig, resources
 from couchestor.operator import Operator
-from couchestor.reconciler import Reconciler
-from couchestor.scores import ScoreCache
 from couchestor.sim.apiserver import ApiServer, serve, write_kubeconfig
 from couchestor.sim.bulk import populate_local
 from couchestor.sim.mayastor.controller import MayastorSimulator
 from couchestor.sim.populate import default_spec
 from couchestor.sim.workload import ExportOptions, Kind, Pattern, Workload, serve_workload
+from couchestor.tiering.reconcile import Reconciler
+from couchestor.tiering.scores import ScoreCache
 
 log = logging.getLogger("bench.operator")
 

@@ -436,14 +436,14 @@ def test_rows_show_the_running_migration_else_the_last_one():
 
 
 def _plan(*decisions, policy=scenario.POLICY_NAME):
-    from couchestor.decisions import Plan, PolicyPlan
+    from couchestor.tiering.plan import Plan, PolicyPlan
 
     policy_plan = PolicyPlan(policy, 1, None, True, False, tuple(decisions), {}, {}, 0, ())
     return Plan((policy_plan,), ())
 
 
 def _decision(volume, action, reason, detail="", score=None):
-    from couchestor.decisions import Action, Decision
+    from couchestor.tiering.plan import Action, Decision
 
     return Decision(volume, scenario.POLICY_NAME, Action(action), reason, score=score, detail=detail)
 
@@ -562,7 +562,7 @@ def _crowd():
     """The story's volumes and some background ones with heat from their loads, one background one migrating."""
     from datetime import UTC, datetime
 
-    from couchestor.heat import HeatScore, ScoreSnapshot
+    from couchestor.tiering.heat import HeatScore, ScoreSnapshot
 
     volumes = scenario.population(40)
     now = datetime.now(UTC)

@@ -271,7 +271,7 @@ def test_deployment_args_and_environment_are_settings_the_operator_accepts():
     assert settings.namespace == _operator()["Role/couchestor-leader-election"]["metadata"]["namespace"]
 
 
-# What the operator calls, by API group, resource and verb (see couchestor/operator.py, reconciler.py,
+# What the operator calls, by API group, resource and verb (see couchestor/operator.py, tiering/reconcile.py,
 # migration/, mayastor_rest/, kube/events.py, leader.py and preflight.py). The replication controllers
 # (--enable-replication, off in the shipped Deployment) are not covered.
 REQUIRED_CLUSTER = {

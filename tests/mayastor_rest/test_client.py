@@ -9,13 +9,13 @@ import msgspec
 import pytest
 import trio
 
-from couchestor.decisions import build_volume_views
 from couchestor.errors import UserError
 from couchestor.mayastor_rest import MayastorRestClient, MayastorRestError, NotFoundError, RestVolumeReflector
 from couchestor.mayastor_rest.client import FailedPreconditionError
 from couchestor.settings import add_arguments, resolve
 from couchestor.sim.mayastor.model import Pool
 from couchestor.sim.mayastor_rest import RestSimulator
+from couchestor.tiering.views import build_volume_views
 from k8s_schemas.core import PersistentVolume
 
 GI = 2**30

@@ -2,13 +2,13 @@
 
 import trio
 
-from couchestor.decisions import PlannedMigration
 from couchestor.kube import resources
 from couchestor.kube.events import EventRecorder
 from couchestor.kube.reflector import Reflector
 from couchestor.metrics import OperatorMetrics
 from couchestor.migration.runner import MigrationRunner, RunnerOptions
-from couchestor.policy import PolicyRules, Tier, compile_policy
+from couchestor.tiering.plan import PlannedMigration
+from couchestor.tiering.policy import PolicyRules, Tier, compile_policy
 from k8s_schemas.annotations import LAST_MIGRATION, MIGRATION_INTENT
 from k8s_schemas.mayastor import DiskPool
 from k8s_schemas.storage_policy import StoragePolicy

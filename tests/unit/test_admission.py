@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from hypothesis import given, settings, strategies as st
 
-from couchestor.admission import (
+from couchestor.tiering.admission import (
     AWAITING_APPROVAL,
     GLOBAL_LIMIT,
     NO_POLICY,
@@ -25,8 +25,8 @@ from couchestor.admission import (
     gate_of,
     reason_word,
 )
-from couchestor.policy import PolicyRules, compile_policy
-from couchestor.windows import Schedule, compile_blackout, compile_window
+from couchestor.tiering.policy import PolicyRules, compile_policy
+from couchestor.tiering.windows import Schedule, compile_blackout, compile_window
 from k8s_schemas.meta import ObjectMeta
 from k8s_schemas.storage_policy import StoragePolicy
 

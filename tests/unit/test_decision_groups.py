@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from couchestor.decisions import Action
+from couchestor.tiering.plan import Action
 from tests.unit.test_decisions import NOW, GiB, only, pool, rules, run, snapshot, volume
 
 GROUPED = {"groupLabel": "app"}
@@ -77,7 +77,7 @@ def test_unlabelled_volumes_and_single_members_are_tiered_alone():
 
 
 def test_invalid_group_label_is_a_field_problem():
-    from couchestor.policy import PolicyProblem, compile_policy
+    from couchestor.tiering.policy import PolicyProblem, compile_policy
     from k8s_schemas.meta import ObjectMeta
     from k8s_schemas.storage_policy import StoragePolicy
 

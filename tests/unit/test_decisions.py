@@ -7,20 +7,18 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from couchestor.decisions import (
+from couchestor.tiering.decide import decide
+from couchestor.tiering.heat import HeatScore, ScoreSnapshot
+from couchestor.tiering.plan import Action, DecideOptions, Plan
+from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier, compile_policy
+from couchestor.tiering.views import (
     LAST_MIGRATION_ANNOTATION,
-    Action,
-    DecideOptions,
-    Plan,
     PoolView,
     ReplicaView,
     VolumeView,
     build_pool_views,
     build_volume_views,
-    decide,
 )
-from couchestor.heat import HeatScore, ScoreSnapshot
-from couchestor.policy import PolicyProblem, PolicyRules, Tier, compile_policy
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
 from k8s_schemas.meta import ObjectMeta

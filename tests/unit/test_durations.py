@@ -6,8 +6,8 @@ import msgspec
 import pytest
 from hypothesis import given, strategies as st
 
-from couchestor.decisions import LAST_MIGRATION_ANNOTATION, build_volume_views
 from couchestor.durations import format_duration, format_time, parse_duration, parse_time
+from couchestor.tiering.views import LAST_MIGRATION_ANNOTATION, build_volume_views
 from k8s_schemas.core import PersistentVolume
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 
 from couchestor.errors import UserError
 from couchestor.explain import Target, change_conditions, parse_target
-from couchestor.policy import PolicyRules, Tier, compile_policy
+from couchestor.tiering.policy import PolicyRules, Tier, compile_policy
 from k8s_schemas.storage_policy import StoragePolicy
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given, strategies as st
 
-from couchestor.heat import (
+from couchestor.tiering.heat import (
     PRESETS,
     HeatQuery,
     Matcher,

@@ -18,21 +18,19 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from couchestor import incremental
-from couchestor.decisions import (
+from couchestor.kube.objects import ObjectKey
+from couchestor.tiering import incremental
+from couchestor.tiering.decide import decide
+from couchestor.tiering.heat import HeatScore, ScoreSnapshot
+from couchestor.tiering.incremental import IncrementalPlanner
+from couchestor.tiering.plan import DecideOptions, Decision, Plan
+from couchestor.tiering.policy import PolicyProblem, PolicyRules, compile_policy
+from couchestor.tiering.views import (
     LAST_MIGRATION_ANNOTATION,
-    DecideOptions,
-    Decision,
-    Plan,
+    ViewIndex,
     build_pool_views,
     build_volume_views,
-    decide,
 )
-from couchestor.heat import HeatScore, ScoreSnapshot
-from couchestor.incremental import IncrementalPlanner
-from couchestor.kube.objects import ObjectKey
-from couchestor.policy import PolicyProblem, PolicyRules, compile_policy
-from couchestor.views import ViewIndex
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
 from k8s_schemas.storage_policy import StoragePolicy

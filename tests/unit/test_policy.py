@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from couchestor.policy import DEFAULT_POOL_SELECTORS, PolicyProblem, PolicyRules, Tier, compile_policy
+from couchestor.tiering.policy import DEFAULT_POOL_SELECTORS, PolicyProblem, PolicyRules, Tier, compile_policy
 from k8s_schemas.meta import ObjectMeta
 from k8s_schemas.storage_policy import StoragePolicy
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from couchestor.policy import PolicyProblem, PolicyRules, compile_policy
+from couchestor.tiering.policy import PolicyProblem, PolicyRules, compile_policy
 from k8s_schemas.annotations import PAUSED
 from k8s_schemas.meta import ObjectMeta
 from k8s_schemas.storage_policy import StoragePolicy

@@ -2,7 +2,7 @@
 
 import pytest
 
-from couchestor.reconciler import MIN_INTERVAL, pause_after
+from couchestor.tiering.reconcile import MIN_INTERVAL, pause_after
 
 
 @pytest.mark.parametrize(

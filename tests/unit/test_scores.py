@@ -6,9 +6,9 @@ import pytest
 import trio
 
 from couchestor.endpoints import Health
-from couchestor.heat import PRESETS, QueryResult, build_queries
 from couchestor.metrics import OperatorMetrics
-from couchestor.scores import PrometheusUnavailable, ScoreCache
+from couchestor.tiering.heat import PRESETS, QueryResult, build_queries
+from couchestor.tiering.scores import PrometheusUnavailable, ScoreCache
 
 AT = datetime(2026, 2, 1, 12, tzinfo=UTC)
 

@@ -11,11 +11,11 @@ import msgspec
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from couchestor.admission import Hold
 from couchestor.migration import plan
 from couchestor.migration.backend import ReplicaInfo, VolumeState
 from couchestor.migration.intent import Intent
-from couchestor.tiermigration import (
+from couchestor.tiering.admission import Hold
+from couchestor.tiering.tiermigration import (
     AwaitApproval,
     Cancel,
     Facts,

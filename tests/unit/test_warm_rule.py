@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from hypothesis import given, strategies as st
 
-from couchestor.policy import PolicyProblem, PolicyRules, Tier, compile_policy
 from couchestor.sim.apiserver.schema import apply_defaults, validate
+from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier, compile_policy
 from k8s_schemas.crds import storage_policy_crd
 from k8s_schemas.storage_policy import WARM_WATERMARK_DESCRIPTION, StoragePolicy
 

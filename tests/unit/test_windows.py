@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
-from couchestor.windows import (
+from couchestor.tiering.windows import (
     Schedule,
     WindowError,
     compile_blackout,

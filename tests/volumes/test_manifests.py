@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from couchestor.errors import UserError
-from couchestor.policy import PolicyRules, compile_policy
+from couchestor.tiering.policy import PolicyRules, compile_policy
 from couchestor.volumes import attachment, suite
 from couchestor.volumes.thresholds import default_thresholds, parse_thresholds
 from k8s_schemas.quantity import parse_quantity

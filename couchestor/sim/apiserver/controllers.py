@@ -1,6 +1,7 @@
 """The built-in controllers a real cluster always runs around the served objects, as synchronous reactions.
 
-Each reacts to one committed change and may write more (through :class:`~.core.Cluster`):
+Each reacts to one committed change and may write more, through the :class:`Host` it is given (the
+:class:`~.core.Cluster`, which owns the controllers: this module does not import it, so the two form no cycle):
 
 - CRD establishment: a new CRD's resources are served at once; its status gets ``NamesAccepted`` and
   ``Established``. A deleted CRD's objects are deleted, then the CRD itself, then its resources vanish.
@@ -17,22 +18,40 @@ Each reacts to one committed change and may write more (through :class:`~.core.C
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from couchestor.sim.apiserver import objects
 from couchestor.sim.apiserver.errors import ApiError
-from couchestor.sim.apiserver.resources import ResourceType, crd_types
-from couchestor.sim.apiserver.store import Change, Key, Record, decode
-
-if TYPE_CHECKING:
-    from couchestor.sim.apiserver.core import Cluster
+from couchestor.sim.apiserver.resources import Registry, ResourceType, crd_types
+from couchestor.sim.apiserver.store import Change, EventType, Key, Record, Store, decode
 
 JSON = dict[str, Any]
 CRD_BUCKET = "customresourcedefinitions.apiextensions.k8s.io"
 
 
+class Host(Protocol):
+    """What the controllers read and write of the cluster that runs them."""
+
+    store: Store
+    registry: Registry
+    #: Storage-version type of each bucket.
+    bucket_types: dict[str, ResourceType]
+    #: uid -> (bucket, key) of every live object.
+    uids: dict[str, tuple[str, Key]]
+
+    def commit(self, rt: ResourceType, type: EventType, key: Key, obj: JSON) -> Record: ...
+
+    def delete(
+        self, rt: ResourceType, namespace: str, name: str, options: JSON | None = None, dry_run: bool = False
+    ) -> tuple[JSON, bool]: ...
+
+    def dependents(self, uid: str) -> list[tuple[str, Key]]: ...
+
+    def remove_finalizer(self, rt: ResourceType, key: Key, finalizer: str) -> None: ...
+
+
 class Controllers:
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Host) -> None:
         self.c = cluster
 
     def _rt(self, bucket: str) -> ResourceType | None:

@@ -18,6 +18,7 @@ import yaml
 from couchestor.labels import Selector, matches as labels_match
 from couchestor.sim.apiserver import errors as E, objects
 from couchestor.sim.apiserver.continuation import decode_continue, encode_continue
+from couchestor.sim.apiserver.controllers import Controllers
 from couchestor.sim.apiserver.errors import ApiError, FieldError
 from couchestor.sim.apiserver.fieldsel import FieldSelector, matches as fields_match, object_fields
 from couchestor.sim.apiserver.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
@@ -74,8 +75,6 @@ class Cluster:
         # uid -> (bucket, key) of every live object: owner lookups for the garbage collector.
         self.uids: dict[str, tuple[str, Key]] = {}
         self.warnings: list[str] = []
-        from couchestor.sim.apiserver.controllers import Controllers
-
         self._controllers = Controllers(self)
         ns = self.registry.get("", "v1", "namespaces")
         assert ns is not None

@@ -1,14 +1,14 @@
 """The reconcile loop: read the stores, decide, start migrations, report status.
 
 One pass is :meth:`Reconciler.reconcile_once`: everything it reads comes from the watch stores and the score
-cache (no API reads), the decisions are those of the pure :func:`couchestor.decisions.decide`, and the only
+cache (no API reads), the decisions are those of the pure :func:`couchestor.tiering.decide.decide`, and the only
 writes are
 the StoragePolicy status patches that would change something visible, Events for decisions that changed, and
 the migrations handed to the runner. A steady cluster therefore costs no API writes per pass.
 
 While :meth:`Reconciler.run` runs, a pass is incremental: the keys each store reports changed are handed to a
-:class:`~couchestor.views.ViewIndex`, which rebuilds only the views they touch, and the
-:class:`~couchestor.incremental.IncrementalPlanner` re-judges only what changed; the decisions logged and
+:class:`~couchestor.tiering.views.ViewIndex`, which rebuilds only the views they touch, and the
+:class:`~couchestor.tiering.incremental.IncrementalPlanner` re-judges only what changed; the decisions logged and
 published are the ones whose label changed. At least every ``full_pass_every`` seconds (and whenever passes
 run without :meth:`Reconciler.run`, as in tests) a pass rebuilds every view and re-judges everything: the
 floor that makes the result never depend on a missed change.
@@ -31,15 +31,7 @@ import trio
 from msgspec import UNSET
 
 from couchestor import logs
-from couchestor.decisions import (
-    Action,
-    DecideOptions,
-    Decision,
-    Plan,
-    PlannedMigration,
-)
 from couchestor.endpoints import Feed, Health
-from couchestor.incremental import IncrementalPlanner
 from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.errors import KubeError, NotFound
@@ -48,17 +40,19 @@ from couchestor.kube.objects import ObjectKey
 from couchestor.kube.store import Store, Subscription
 from couchestor.metrics import OperatorMetrics, overdue_migrations, scored_volumes, tier_fill
 from couchestor.migration.runner import MigrationRunner
-from couchestor.policy import PolicyProblem, PolicyRules, compile_policy
-from couchestor.scores import ScoreCache
-from couchestor.status import MetricsState, status_patch
-from couchestor.views import ViewIndex
+from couchestor.tiering.incremental import IncrementalPlanner
+from couchestor.tiering.plan import Action, DecideOptions, Decision, Plan, PlannedMigration
+from couchestor.tiering.policy import PolicyProblem, PolicyRules, compile_policy
+from couchestor.tiering.scores import ScoreCache
+from couchestor.tiering.status import MetricsState, status_patch
+from couchestor.tiering.views import ViewIndex
 from k8s_schemas.annotations import TIER_LABEL
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
 from k8s_schemas.replication import VolumeGroupReplication
 from k8s_schemas.storage_policy import StoragePolicy
 
-log = logging.getLogger("couchestor.reconciler")
+log = logging.getLogger("couchestor.tiering.reconcile")
 
 #: Shortest gap between two passes: a burst of watch events makes one pass, not hundreds.
 MIN_INTERVAL = 0.2

@@ -14,7 +14,7 @@ How the reconciler and the runner are expected to call this (wiring, see docs/de
   create one named :func:`object_name` with :data:`~k8s_schemas.annotations.POLICY_LABEL`,
   :data:`~k8s_schemas.annotations.POLICY_GENERATION` and :data:`FINALIZER`; for every unfinished one without an intent, :func:`approval_verdict` — ``Cancel`` is
   written with :func:`finished_status` (phase Cancelled) and the finalizer removed, ``Ready`` moves go to
-  :func:`couchestor.admission.admit`, and every waiting one gets :func:`waiting_status`;
+  :func:`couchestor.tiering.admission.admit`, and every waiting one gets :func:`waiting_status`;
 - runner, each step of a migration: :func:`running_status` from the intent and the state it just read;
   :func:`stop_reason` of the move's TierMigration joins the policy-derived stop reason it passes to
   ``next_step``; at the end, :func:`finished_status` with the outcome;
@@ -35,10 +35,10 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
-from couchestor.admission import AWAITING_APPROVAL, Hold, reason_word
 from couchestor.durations import format_duration, format_time, parse_time
 from couchestor.migration.backend import VolumeState
 from couchestor.migration.intent import Intent
+from couchestor.tiering.admission import AWAITING_APPROVAL, Hold, reason_word
 from k8s_schemas.annotations import GROUP
 from k8s_schemas.tier_migration import TERMINAL_PHASES, MigrationPreview, TierMigration, TierMigrationStatus
 

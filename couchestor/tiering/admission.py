@@ -37,12 +37,12 @@ So a policy with a long queue cannot take every global slot while another one wa
 
 Running moves are never stopped here: a move that started inside a window finishes after it closes.
 
-How the operator is expected to call it (wiring): on each reconcile pass, after :func:`couchestor.decisions.
-decide` and before starting migrations, build one :class:`Waiting` per planned (or user-requested) move
+How the operator is expected to call it (wiring): on each reconcile pass, after
+:func:`couchestor.tiering.decide.decide` and before starting migrations, build one :class:`Waiting` per planned (or user-requested) move
 that is not running, with ``order`` from its TierMigration's creation (creationTimestamp, then name), one
 :class:`Running` per intent found on a volume (source pools and nodes from the intent, target from its
 target pool), and one :class:`PolicyGate` per compiled policy (:func:`gate_of`); start exactly
-``Admission.start`` and write each hold on its TierMigration (:mod:`couchestor.tiermigration`).
+``Admission.start`` and write each hold on its TierMigration (:mod:`couchestor.tiering.tiermigration`).
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ from datetime import datetime
 from types import MappingProxyType
 
 from couchestor.durations import format_time
-from couchestor.policy import PolicyRules
-from couchestor.windows import ALWAYS, Schedule
+from couchestor.tiering.policy import PolicyRules
+from couchestor.tiering.windows import ALWAYS, Schedule
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,9 @@
-"""Volume and pool views kept up to date from store changes, so a pass rebuilds only what changed.
+"""What the decisions need of the watched objects: one view per volume and per pool, built whole or kept up to date.
 
-:class:`ViewIndex` holds one :class:`~couchestor.decisions.VolumeView` per PV and the pool views. It is fed
+:func:`build_volume_views` and :func:`build_pool_views` make every view from the PVs, PVCs, MayastorVolumes
+and DiskPools; :func:`volume_view` makes one.
+
+:class:`ViewIndex` keeps them up to date from store changes, so a pass rebuilds only what changed. It is fed
 the keys that changed in the PV, PVC, MayastorVolume and DiskPool stores (as store subscriptions report
 them) and rebuilds the view of every PV such a key touches: the PV itself, the PVs whose ``claimRef`` names a
 changed PVC, the PVs whose volume handle or name is a changed MayastorVolume's name. It answers which views
@@ -9,20 +12,182 @@ really changed (a rebuilt view equal to the old one is not a change), so the dec
 :meth:`ViewIndex.rebuild` makes everything again from the stores (the first pass and the periodic full pass);
 after any sequence of changes fed to :meth:`ViewIndex.update`, the views equal those of a rebuild
 (``tests/unit/test_incremental.py`` checks it). Views are built by the same function as
-:func:`~couchestor.decisions.build_volume_views`.
+:func:`build_volume_views`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
 from typing import Protocol, TypeVar
 
+import msgspec
 from msgspec import UNSET
 
-from couchestor.decisions import PoolView, VolumeView, build_pool_views, volume_view
+from couchestor.durations import parse_time
 from couchestor.kube.objects import ObjectKey
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
+from k8s_schemas.quantity import parse_quantity
+
+LAST_MIGRATION_ANNOTATION = "storage.billyronks.io/last-migration"
+
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class ReplicaView(msgspec.Struct, frozen=True, gc=False):
+    pool: str
+    node: str | None
+    state: str
+    sync_state: str
+
+    @property
+    def synced(self) -> bool:
+        return self.sync_state == "Synced"
+
+    @property
+    def healthy(self) -> bool:
+        """Online and Synced: a complete copy of the data."""
+        return self.state == "Online" and self.sync_state == "Synced"
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeView:
+    """What the decisions need of one PV, its bound PVC and its MayastorVolume.
+
+    ``pvc_labels`` is empty when the PV is not bound (or its claimRef points at another PVC of that name);
+    ``has_backend`` is False, with no replicas, when no MayastorVolume was found; ``size_bytes`` is the
+    MayastorVolume's ``spec.size``, else the PV's ``capacity.storage``, else None.
+    """
+
+    name: str
+    volume_id: str | None
+    storage_class: str | None
+    pvc_labels: Mapping[str, str] = field(default_factory=dict)
+    size_bytes: int | None = None
+    has_backend: bool = True
+    num_replicas: int | None = None
+    replicas: tuple[ReplicaView, ...] = ()
+    last_migration: datetime | None = None
+    deleting: bool = False
+    #: The MayastorVolume's name (the volume handle, or the PV name as seed 001 shows), when one was found.
+    backend_name: str | None = None
+    #: The pool-label topology the volume's replicas must satisfy.
+    inclusion: Mapping[str, str] = field(default_factory=dict)
+    #: The only nodes the volume's replicas may be on (an explicit node topology), or None for any node.
+    allowed_nodes: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolView:
+    name: str
+    node: str | None
+    labels: Mapping[str, str]
+    health: str
+    free_bytes: int | None
+
+    @property
+    def online(self) -> bool:
+        return self.health == "Online"
+
+
+def build_volume_views(
+    pvs: Iterable[PersistentVolume],
+    pvcs: Iterable[PersistentVolumeClaim],
+    mayastor_volumes: Iterable[MayastorVolume],
+) -> tuple[VolumeView, ...]:
+    """One view per named PV, sorted by name.
+
+    The PVC is the one ``spec.claimRef`` names (and, when both carry a UID, has that UID); the MayastorVolume
+    is the one named by ``spec.csi.volumeHandle``, else by the PV name. An unparsable last-migration
+    annotation is ignored (treated as never migrated).
+    """
+    claims = {
+        (c.metadata.namespace, c.metadata.name): c
+        for c in pvcs
+        if c.metadata.namespace is not UNSET and c.metadata.name is not UNSET
+    }
+    backends = {v.metadata.name: v for v in mayastor_volumes if v.metadata.name is not UNSET}
+    views = [volume_view(pv, claims.get, backends.get) for pv in pvs if pv.metadata.name is not UNSET]
+    return tuple(sorted(views, key=lambda v: v.name))
+
+
+def volume_view(
+    pv: PersistentVolume,
+    claim_of: Callable[[tuple[str, str]], PersistentVolumeClaim | None],
+    backend_of: Callable[[str], MayastorVolume | None],
+) -> VolumeView:
+    """The view of one named PV; ``claim_of`` finds a PVC by (namespace, name), ``backend_of`` a
+    MayastorVolume by name (see :func:`build_volume_views`)."""
+    name = pv.metadata.name
+    assert name is not UNSET
+    handle = pv.volume_handle
+    labels: Mapping[str, str] = _EMPTY
+    ref = pv.spec.claim_ref
+    if ref is not UNSET and ref.namespace is not UNSET and ref.name is not UNSET:
+        claim = claim_of((ref.namespace, ref.name))
+        stale = (
+            claim is not None and UNSET not in (ref.uid, claim.metadata.uid) and ref.uid != claim.metadata.uid
+        )
+        if claim is not None and not stale and claim.metadata.labels is not UNSET:
+            labels = claim.metadata.labels  # shared, not copied: a stored object is replaced, never changed
+    backend = backend_of(handle) if handle is not None else None
+    backend = backend or backend_of(name)
+    size: int | None = None
+    if backend is not None and backend.spec.size is not UNSET:
+        size = backend.spec.size
+    elif pv.spec.capacity is not UNSET and "storage" in pv.spec.capacity:
+        try:
+            size = parse_quantity(pv.spec.capacity["storage"])
+        except ValueError:
+            size = None
+    last: datetime | None = None
+    annotations = {} if pv.metadata.annotations is UNSET else pv.metadata.annotations
+    if LAST_MIGRATION_ANNOTATION in annotations:
+        try:
+            last = parse_time(annotations[LAST_MIGRATION_ANNOTATION])
+        except ValueError:
+            last = None
+    return VolumeView(
+        name=name,
+        volume_id=handle,
+        storage_class=None if pv.spec.storage_class_name is UNSET else pv.spec.storage_class_name,
+        pvc_labels=labels,
+        size_bytes=size,
+        has_backend=backend is not None,
+        backend_name=None if backend is None else str(backend.metadata.name),
+        inclusion=_EMPTY if backend is None else (backend.spec.inclusion or _EMPTY),
+        allowed_nodes=None if backend is None else backend.spec.allowed_nodes,
+        num_replicas=None if backend is None else backend.spec.num_replicas,
+        replicas=()
+        if backend is None
+        else tuple(
+            ReplicaView(r.pool, None if r.node is UNSET else r.node, r.state, r.sync_state)
+            for r in backend.replicas
+        ),
+        last_migration=last,
+        deleting=pv.metadata.deletion_timestamp is not UNSET,
+    )
+
+
+def build_pool_views(pools: Iterable[DiskPool]) -> tuple[PoolView, ...]:
+    """One view per named DiskPool, sorted by name; labels are those Mayastor's topology matching sees."""
+    views = [
+        PoolView(
+            name=p.metadata.name,
+            node=p.spec.node or None,
+            labels=p.topology_labels,
+            health=p.health,
+            free_bytes=p.free_bytes,
+        )
+        for p in pools
+        if p.metadata.name is not UNSET
+    ]
+    return tuple(sorted(views, key=lambda p: p.name))
+
 
 T = TypeVar("T")
 

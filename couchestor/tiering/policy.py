@@ -28,7 +28,7 @@ from msgspec import UNSET
 
 from couchestor.durations import parse_duration
 from couchestor.labels import Requirement, Selector, SelectorError, check_key, from_label_selector, matches
-from couchestor.windows import (
+from couchestor.tiering.windows import (
     ALWAYS,
     Blackout,
     Schedule,

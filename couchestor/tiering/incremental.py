@@ -1,11 +1,11 @@
 """Incremental decisions: re-judge only the volumes whose inputs changed, keep every other verdict.
 
-:class:`IncrementalPlanner` gives the same :class:`~couchestor.decisions.Plan` as
-:func:`~couchestor.decisions.decide` over the same inputs (decisions compared per policy and volume; their
+:class:`IncrementalPlanner` gives the same :class:`~couchestor.tiering.plan.Plan` as
+:func:`~couchestor.tiering.decide.decide` over the same inputs (decisions compared per policy and volume; their
 order within a policy is not kept), but after its first call it re-judges a (policy, volume) pair only when
 something that verdict depends on changed:
 
-- the volume's view (the caller says which, from :class:`~couchestor.views.ViewIndex`);
+- the volume's view (the caller says which, from :class:`~couchestor.tiering.views.ViewIndex`);
 - its heat score or coverage in its policy's snapshot (found by comparing the old snapshot with the new one),
   or the state of that snapshot as a whole (missing, unhealthy, too old, enough coverage anywhere): then
   every volume of that window's policies;
@@ -16,12 +16,12 @@ something that verdict depends on changed:
 
 A change of the policies, of the pools' names, nodes or labels, or of the options, re-judges everything, as
 does ``changed=None`` (the caller's periodic full pass). Scheduling (slots, pool room) runs over all wanted
-moves on every call, as in :func:`~couchestor.decisions.decide`: the moves compete with each other.
+moves on every call, as in :func:`~couchestor.tiering.decide.decide`: the moves compete with each other.
 
 After each call, :attr:`IncrementalPlanner.changes` holds (before, after) for every decision that differs
 from the previous call's (before is None for a pair not decided then) and :attr:`IncrementalPlanner.removed`
 the last decisions of the (policy, volume) pairs no longer decided, so reporting is incremental too. Policy names are unique
-(StoragePolicies are cluster-scoped). The equality with a full :func:`~couchestor.decisions.decide` after any sequence of changes
+(StoragePolicies are cluster-scoped). The equality with a full :func:`~couchestor.tiering.decide.decide` after any sequence of changes
 is a property test (``tests/unit/test_incremental.py``).
 """
 
@@ -33,32 +33,23 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 
-from couchestor.decisions import (
-    DecideOptions,
-    Decision,
-    Plan,
-    PlannedMigration,
-    PolicyPlan,
-    PoolView,
-    VolumeView,
-    _current_tier,
-    _group_score,
-    _group_verdict,
-    _GroupWanted,
-    _judge,
-    _metrics_problem,
-    _Pools,
-    _schedule,
-    _schedule_group,
-    _Wanted,
+from couchestor.tiering.groups import GroupWanted, group_score, group_verdict, schedule_group
+from couchestor.tiering.heat import ScoreSnapshot
+from couchestor.tiering.judge import (
+    current_tier,
+    judge as _judge,  # a module attribute, so a test can count who is re-judged
+    metrics_problem,
 )
-from couchestor.heat import ScoreSnapshot
-from couchestor.policy import PolicyProblem, PolicyRules, Tier
+from couchestor.tiering.placement import Pools, Wanted
+from couchestor.tiering.plan import DecideOptions, Decision, Plan, PlannedMigration, PolicyPlan
+from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier
+from couchestor.tiering.schedule import schedule
+from couchestor.tiering.views import PoolView, VolumeView
 
 Policy = PolicyRules | PolicyProblem
 #: (decide()'s order of a move, policy rank, group 0 / single 1, volume name or group key)
 _SortKey = tuple[tuple[int, float, str], int, int, str]
-_Verdict = Decision | _Wanted
+_Verdict = Decision | Wanted
 
 
 class _PolicyState:
@@ -71,9 +62,9 @@ class _PolicyState:
         self.selected: set[str] = set()
         #: Final decisions that scheduling does not touch (every verdict that is not a wanted move).
         self.static: dict[str, Decision] = {}
-        self.wanted: dict[str, _Wanted] = {}
+        self.wanted: dict[str, Wanted] = {}
         #: Group key -> a wanted group move; group key -> member names (groups of any size).
-        self.gwanted: dict[str, _GroupWanted] = {}
+        self.gwanted: dict[str, GroupWanted] = {}
         self.members: dict[str, set[str]] = {}
         self.tier_of: dict[str, Tier] = {}
         self.conflicts: dict[str, tuple[str, ...]] = {}
@@ -112,18 +103,18 @@ class IncrementalPlanner:
         self._dry: set[str] = set()  # volumes with a dry-run verdict (they name a pool)
         #: The last call's decisions from scheduling, by policy and volume.
         self._scheduled: dict[str, dict[str, Decision]] = {}
-        self._pools = _Pools(())
+        self._pools = Pools(())
         # Every wanted move in decide()'s scheduling order, kept sorted as moves come and go, so a call
         # does not sort them all again: sort key -> the move, and (policy, volume or group key) -> sort key.
         self._order: list[_SortKey] = []
         self._order_added: list[_SortKey] = []
         self._order_dropped: list[_SortKey] = []
-        self._moves: dict[_SortKey, _Wanted | _GroupWanted] = {}
+        self._moves: dict[_SortKey, Wanted | GroupWanted] = {}
         self._order_of: dict[tuple[str, str], _SortKey] = {}
         self._rank: dict[str, int] = {}
         # Moves held back by their policy's concurrency limit, with the decision(s) given them: a move that
         # is still the same object and still held back gets the same decisions without building them again.
-        self._held: dict[_SortKey, tuple[_Wanted | _GroupWanted, list[Decision]]] = {}
+        self._held: dict[_SortKey, tuple[Wanted | GroupWanted, list[Decision]]] = {}
         self._moves_per_policy: Counter[str] = Counter()
         #: The moves added since the last call's scheduling, and the first move of its tail (None: no tail).
         self._added_now: list[_SortKey] = []
@@ -156,7 +147,7 @@ class IncrementalPlanner:
         full = (
             changed is None or ordered != self._policies or opts != self._options or shape != self._pool_shape
         )
-        self._pools = _Pools(pools)
+        self._pools = Pools(pools)
         # Volumes whose view (or external group) changed: their selection, groups and tiers are redone;
         # volumes whose other inputs changed (score, flight, clock, ...) are only judged again.
         reshaped: set[str]
@@ -213,10 +204,10 @@ class IncrementalPlanner:
         self._moves_per_policy, self._added_now, self._cut = Counter(), [], None
         self._rank = {p.name: i for i, p in enumerate(ordered)}
 
-    def _add_move(self, policy: str, ident: str, move: _Wanted | _GroupWanted) -> None:
+    def _add_move(self, policy: str, ident: str, move: Wanted | GroupWanted) -> None:
         # decide() sorts stably a list built policy by policy, groups (by key) before single volumes (by
         # name): the rank, kind and name in the key give ties that same order.
-        group = isinstance(move, _GroupWanted)
+        group = isinstance(move, GroupWanted)
         key: _SortKey = (move.order, self._rank[policy], 0 if group else 1, ident)
         self._drop_move(policy, ident, group)
         self._moves[key] = move
@@ -344,7 +335,7 @@ class IncrementalPlanner:
                         st.members.setdefault(new_key, set()).add(name)
                         touched_groups.add(new_key)
                     if isinstance(st.rules, PolicyRules):
-                        tier, _ = _current_tier(st.rules, v, self._pools)
+                        tier, _ = current_tier(st.rules, v, self._pools)
                         if tier is not None:
                             st.tier_of[name] = tier
                 else:
@@ -377,7 +368,7 @@ class IncrementalPlanner:
                 if gkey is not None and len(st.members.get(gkey, ())) > 1:
                     if gkey not in combined:
                         # The members' scores are summed in name order, as decide() sums them.
-                        combined[gkey] = _group_score(
+                        combined[gkey] = group_score(
                             st.rules, [views[n] for n in sorted(st.members[gkey])], scores, opts
                         )
                     score = combined[gkey]
@@ -389,8 +380,8 @@ class IncrementalPlanner:
                 members = sorted(st.members.get(key, ()))
                 if len(members) < 2:
                     continue
-                together = _group_verdict(key, [(views[n], verdicts[n]) for n in members])
-                if isinstance(together, _GroupWanted):
+                together = group_verdict(key, [(views[n], verdicts[n]) for n in members])
+                if isinstance(together, GroupWanted):
                     st.gwanted[key] = together
                     self._add_move(name_of, key, together)
                     for n in members:
@@ -398,7 +389,7 @@ class IncrementalPlanner:
                 else:
                     verdicts.update(together)
             for name, verdict in verdicts.items():
-                if isinstance(verdict, _Wanted):
+                if isinstance(verdict, Wanted):
                     st.wanted[name] = verdict
                     self._add_move(name_of, name, verdict)
                     continue
@@ -456,7 +447,7 @@ class IncrementalPlanner:
                 candidates.setdefault((policy, decision.volume), before)
                 own[decision.volume] = decision
 
-        def schedule(key: _SortKey) -> None:
+        def place(key: _SortKey) -> None:
             want = self._moves[key]
             policy = _policy_of(want)
             if slots[policy] <= 0:
@@ -465,10 +456,10 @@ class IncrementalPlanner:
                     for decision in cached[1]:
                         record(policy, decision)
                     return
-            if isinstance(want, _GroupWanted):
-                results = _schedule_group(want, slots, self._pools, reserved)
+            if isinstance(want, GroupWanted):
+                results = schedule_group(want, slots, self._pools, reserved)
             else:
-                results = [_schedule(want, slots, self._pools, reserved)]
+                results = [schedule(want, slots, self._pools, reserved)]
             if all(m is None and d.reason == "concurrency-limit" for d, m in results):
                 self._held[key] = (want, [d for d, _ in results])
             else:
@@ -488,7 +479,7 @@ class IncrementalPlanner:
         while cut < len(order) and active:
             key = order[cut]
             policy = _policy_of(self._moves[key])
-            schedule(key)
+            place(key)
             remaining[policy] -= 1
             if slots[policy] <= 0 or remaining[policy] == 0:
                 active.discard(policy)
@@ -496,13 +487,13 @@ class IncrementalPlanner:
         old_cut = self._cut
         end = len(order) if old_cut is None else bisect.bisect_left(order, old_cut)
         for key in order[cut:end]:
-            schedule(key)  # held back now, scheduled further up the last time
+            place(key)  # held back now, scheduled further up the last time
         if old_cut is not None and cut < len(order):
             # New in the tail, beyond the range above: moves added since the last call.
             first = max(order[cut], old_cut)
             for key in set(self._added_now):
                 if key in self._moves and key >= first:
-                    schedule(key)
+                    place(key)
         self._cut = order[cut] if cut < len(order) else None
         # What differs from the last call: re-judged pairs, and pairs whose decision object was replaced.
         changes: list[tuple[Decision | None, Decision]] = []
@@ -561,8 +552,8 @@ class _Handles:
         return self._names.get(handle, ())
 
 
-def _policy_of(move: _Wanted | _GroupWanted) -> str:
-    return move.members[0].rules.name if isinstance(move, _GroupWanted) else move.rules.name
+def _policy_of(move: Wanted | GroupWanted) -> str:
+    return move.members[0].rules.name if isinstance(move, GroupWanted) else move.rules.name
 
 
 def _selects(rules: Policy, v: VolumeView) -> bool:
@@ -585,7 +576,7 @@ def _snapshot_state(
     """What every verdict of a window depends on besides each volume's own score."""
     if snapshot is None:
         return (None,)
-    problem = _metrics_problem(snapshot, window, now, opts)
+    problem = metrics_problem(snapshot, window, now, opts)
     return (problem, snapshot.max_coverage < opts.min_coverage)
 
 

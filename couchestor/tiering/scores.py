@@ -1,8 +1,8 @@
 """The score cache: heat-score snapshots per sampling window, refreshed from Prometheus with a TTL.
 
 One task (:meth:`ScoreCache.run`) owns all Prometheus traffic. For every sampling window some policy uses it
-sends the few queries :func:`~couchestor.heat.build_queries` gives -- never one per volume -- and keeps the
-resulting :class:`~couchestor.heat.ScoreSnapshot`. A failure of any kind (unreachable, timeout, HTTP error,
+sends the few queries :func:`~couchestor.tiering.heat.build_queries` gives -- never one per volume -- and keeps the
+resulting :class:`~couchestor.tiering.heat.ScoreSnapshot`. A failure of any kind (unreachable, timeout, HTTP error,
 error answer, partial answer) produces an *unhealthy* snapshot: the decisions then move nothing, and the
 ``MetricsAvailable`` condition, the ``storage_operator_metrics_healthy`` gauge and a log line say so.
 """
@@ -18,7 +18,8 @@ import httpx
 import trio
 
 from couchestor.endpoints import Health
-from couchestor.heat import (
+from couchestor.metrics import OperatorMetrics
+from couchestor.tiering.heat import (
     HeatQuery,
     MetricSource,
     PrometheusResponseError,
@@ -28,9 +29,8 @@ from couchestor.heat import (
     build_snapshot,
     decode_response,
 )
-from couchestor.metrics import OperatorMetrics
 
-log = logging.getLogger("couchestor.scores")
+log = logging.getLogger("couchestor.tiering.scores")
 
 QUERY_TIMEOUT = 30.0  # seconds per query; Prometheus' own default limit is 2 minutes
 

@@ -18,9 +18,9 @@ from typing import Any, Literal, NamedTuple
 
 from msgspec import UNSET
 
-from couchestor.decisions import PolicyPlan
 from couchestor.durations import format_time, parse_time
-from couchestor.policy import Tier
+from couchestor.tiering.plan import PolicyPlan
+from couchestor.tiering.policy import Tier
 from k8s_schemas.meta import Condition
 from k8s_schemas.storage_policy import StoragePolicyStatus
 

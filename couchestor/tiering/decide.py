@@ -1,0 +1,163 @@
+"""Per-volume tiering decisions and the migrations to start, as one pure function over plain data.
+
+:func:`decide` takes compiled policies, volume and pool views (built from the watched Kubernetes objects by
+:func:`~couchestor.tiering.views.build_volume_views` and :func:`~couchestor.tiering.views.build_pool_views`),
+heat-score snapshots, the volumes already migrating, recent migrations and the current time, and returns a
+:class:`~couchestor.tiering.plan.Plan`: for every policy, one :class:`~couchestor.tiering.plan.Decision` per volume it selects, placement counts per tier, its conflicts, and the migrations to
+start now. It never performs I/O and gives the same plan for the same inputs in any order.
+
+A volume is keyed everywhere by its PV name (``in_flight``, ``recent_migrations``, :attr:`~couchestor.tiering.plan.Decision.volume`).
+
+Per policy and selected volume, the first rule that applies gives the decision:
+
+1. ``conflict:<others>`` when another enabled (or invalid, see :class:`~couchestor.tiering.policy.PolicyProblem`)
+   policy selects it too: reported on every such policy, never moved.
+2. ``invalid-policy``, then ``disabled`` (a disabled policy claims nothing and moves nothing).
+3. Facts about the volume: ``deleting``, ``no-mayastor-volume``, ``in-flight``, ``degraded`` (a replica not
+   Online and Synced, or fewer replicas than ``numReplicas``), ``tier-unknown`` (a Synced replica on a pool
+   that is unknown or that not exactly one of the policy's tier selectors matches), ``mixed-tier``.
+4. Metrics: ``metrics-unavailable`` (no snapshot yet for the policy's window, an unhealthy one, or one older
+   than ``max_score_age_seconds``), ``no-score`` (a non-finite value), ``low-coverage``. A volume absent from
+   a healthy snapshot scores 0, unless no volume at all has ``min_coverage`` of the window (Prometheus just
+   started or lost its data): then absence proves nothing and it is ``low-coverage`` too.
+5. ``stay`` when :meth:`~couchestor.tiering.policy.PolicyRules.target_tier` says so (hysteresis is documented there).
+6. A wanted move (``target_tier`` set on the decision even when skipped): ``topology-pinned`` when the
+   storage cannot change topologies (``fixed_topology``) and no target-tier pool satisfies the volume's;
+   ``cooldown`` while the last
+   migration (PV annotation or ``recent_migrations``, the later one) is younger than ``cooldownPeriod``;
+   ``dry-run`` (with the pool it would use, without reserving it); ``size-unknown``; then scheduling.
+
+Volume groups: when a policy has ``groupLabel``, volumes whose PVC labels share its value form a group (two
+or more members). Each member is judged as above but on the group's combined score (the sum of the members'
+scores); the group moves only if every member wants the same move (otherwise the wanting members get
+``group-blocked``), takes one concurrency slot, and needs room for every member or none moves.
+
+Scheduling: every wanted move of every policy is ordered promotions first, hottest first, then demotions,
+coldest first (ties by volume name), and taken in that order while the policy has a free slot
+(``maxConcurrentMigrations`` minus its volumes already in flight; else ``concurrency-limit``) and the target
+tier has an Online pool with room (else ``no-capacity``). The chosen pool is the one with most room left,
+preferring nodes that hold none of the volume's replicas, then by name; its room is reserved at once, so no
+two planned moves count the same free bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+
+from couchestor.tiering.groups import GroupWanted, find_groups, group_score, group_verdict, schedule_group
+from couchestor.tiering.heat import ScoreSnapshot
+from couchestor.tiering.judge import current_tier, judge
+from couchestor.tiering.placement import Pools, Wanted
+from couchestor.tiering.plan import DecideOptions, Decision, Plan, PlannedMigration
+from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier
+from couchestor.tiering.schedule import policy_plan, schedule
+from couchestor.tiering.views import PoolView, VolumeView
+
+
+def decide(
+    policies: Sequence[PolicyRules | PolicyProblem],
+    volumes: Iterable[VolumeView],
+    pools: Iterable[PoolView],
+    scores: Mapping[int, ScoreSnapshot],
+    in_flight: Collection[str],
+    recent_migrations: Mapping[str, datetime],
+    now: datetime,
+    options: DecideOptions | None = None,
+    groups: Mapping[str, str] | None = None,
+) -> Plan:
+    """Decide every selected volume of every policy and plan the migrations to start now.
+
+    ``scores`` maps a sampling window in seconds to the latest snapshot for it; ``in_flight`` holds the PV
+    names being migrated; ``recent_migrations`` maps PV names to when a migration of theirs last finished
+    (or failed) and not yet written to the PV annotation; ``now`` and every time are timezone-aware.
+    ``groups`` maps PV names to a group key from outside the policy (a VolumeGroupReplication): such volumes
+    are grouped like those sharing the policy's ``groupLabel``, and that membership wins over the label.
+    The rules are in the module docstring.
+    """
+    opts = options or DecideOptions()
+    ordered = sorted(policies, key=lambda p: (p.name, p.generation or 0))
+    vols = sorted(volumes, key=lambda v: v.name)
+    pools_by_name = Pools(pools)
+    claimants: dict[str, list[str]] = {}
+    selected: dict[str, list[VolumeView]] = {}
+    for policy in ordered:
+        scope = policy.scope
+        chosen = [] if scope is None else [v for v in vols if scope.selects(v.storage_class, v.pvc_labels)]
+        selected[policy.name] = chosen
+        if isinstance(policy, PolicyProblem) or policy.enabled:
+            for v in chosen:
+                claimants.setdefault(v.name, []).append(policy.name)
+
+    decisions: dict[str, dict[str, Decision]] = {p.name: {} for p in ordered}
+    counts: dict[str, dict[Tier, int]] = {}
+    wanted: list[Wanted | GroupWanted] = []
+    for policy in ordered:
+        groups_of = find_groups(policy, selected[policy.name], groups or {})
+        combined = {key: group_score(policy, members, scores, opts) for key, members in groups_of.items()}
+        member_of = {v.name: key for key, members in groups_of.items() for v in members}
+        verdicts: dict[str, Decision | Wanted] = {}
+        count = counts[policy.name] = dict.fromkeys(
+            policy.tiers if isinstance(policy, PolicyRules) else (), 0
+        )
+        for v in selected[policy.name]:
+            others = tuple(n for n in claimants.get(v.name, ()) if n != policy.name)
+            key = member_of.get(v.name)
+            combined_score = combined.get(key) if key is not None else None
+            # The volume's tier, once per policy: its status counts and its judging both need it.
+            tier = current_tier(policy, v, pools_by_name) if isinstance(policy, PolicyRules) else None
+            if tier is not None and tier[0] is not None:
+                count[tier[0]] += 1
+            verdicts[v.name] = judge(
+                policy,
+                v,
+                others,
+                pools_by_name,
+                scores,
+                in_flight,
+                recent_migrations,
+                now,
+                opts,
+                None if key is None or combined_score is None else (key, combined_score),
+                tier,
+            )
+        for key, members in groups_of.items():
+            group_wants = group_verdict(key, [(v, verdicts[v.name]) for v in members])
+            if isinstance(group_wants, GroupWanted):
+                wanted.append(group_wants)
+                for v in members:
+                    del verdicts[v.name]
+            else:
+                verdicts.update(group_wants)
+        for name, verdict in verdicts.items():
+            if isinstance(verdict, Wanted):
+                wanted.append(verdict)
+            else:
+                decisions[policy.name][name] = verdict
+
+    slots = {
+        p.name: p.max_concurrent_migrations - sum(v.name in in_flight for v in selected[p.name])
+        for p in ordered
+        if isinstance(p, PolicyRules)
+    }
+    reserved: dict[str, int] = {}
+    started: list[PlannedMigration] = []
+    for want in sorted(wanted, key=lambda w: w.order):
+        if isinstance(want, GroupWanted):
+            for decision, migration in schedule_group(want, slots, pools_by_name, reserved):
+                decisions[decision.policy][decision.volume] = decision
+                if migration is not None:
+                    started.append(migration)
+            continue
+        decision, migration = schedule(want, slots, pools_by_name, reserved)
+        decisions[want.rules.name][want.volume.name] = decision
+        if migration is not None:
+            started.append(migration)
+
+    plans = tuple(
+        policy_plan(
+            policy, selected[policy.name], decisions[policy.name], counts[policy.name], in_flight, started
+        )
+        for policy in ordered
+    )
+    return Plan(policies=plans, migrations=tuple(started))

@@ -1,0 +1,229 @@
+"""Judging one volume under one policy: the per-volume rules 1-6 of :mod:`couchestor.tiering.decide`, giving
+either a final :class:`~couchestor.tiering.plan.Decision` or a :class:`~couchestor.tiering.placement.Wanted`
+move that then competes for a slot and pool room. Shared by the full and the incremental pass."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+
+from couchestor.durations import format_duration
+from couchestor.tiering.heat import ScoreSnapshot, lookup
+from couchestor.tiering.placement import Pools, Wanted, pick_pool, placeable
+from couchestor.tiering.plan import Action, DecideOptions, Decision
+from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier
+from couchestor.tiering.views import VolumeView
+
+
+def judge(
+    policy: PolicyRules | PolicyProblem,
+    v: VolumeView,
+    others: tuple[str, ...],
+    pools: Pools,
+    scores: Mapping[int, ScoreSnapshot],
+    in_flight: Collection[str],
+    recent: Mapping[str, datetime],
+    now: datetime,
+    opts: DecideOptions,
+    group: tuple[str, float] | None = None,
+    tier: tuple[Tier | None, tuple[str, str] | None] | None = None,
+) -> Decision | Wanted:
+    """The verdict on ``v`` under ``policy`` before scheduling; ``tier`` is :func:`current_tier`'s answer
+    when the caller has it already."""
+
+    def skip(
+        reason: str,
+        detail: str,
+        score: float | None = None,
+        current_tier: Tier | None = None,
+        target_tier: Tier | None = None,
+        target_pool: str | None = None,
+    ) -> Decision:
+        return Decision(
+            v.name, policy.name, Action.SKIP, reason, score, current_tier, target_tier, target_pool, detail
+        )
+
+    if isinstance(policy, PolicyProblem):
+        if others:
+            return skip(f"conflict:{','.join(others)}", f"also selected by {', '.join(others)}")
+        return skip("invalid-policy", f"the policy is invalid: {policy.message}")
+    if not policy.enabled:
+        return skip("disabled", "the policy is disabled")
+    if others:
+        return skip(f"conflict:{','.join(others)}", f"also selected by {', '.join(others)}; never moved")
+    facts = _volume_problem(v, in_flight)
+    if facts is not None:
+        return skip(*facts)
+    current, problem = tier if tier is not None else current_tier(policy, v, pools)
+    if current is None:
+        assert problem is not None
+        return skip(*problem)
+    snapshot = scores.get(policy.window_seconds)
+    unavailable = metrics_problem(snapshot, policy.window_seconds, now, opts)
+    if unavailable is not None or snapshot is None:
+        return skip("metrics-unavailable", unavailable or "", current_tier=current)
+    heat = lookup(snapshot, v.name, v.volume_id)
+    score = 0.0
+    if heat is None and snapshot.max_coverage < opts.min_coverage:
+        return skip(
+            "low-coverage",
+            "no samples for the volume, and no volume has enough of the window yet to call it idle",
+            current_tier=current,
+        )
+    if heat is not None:
+        if heat.score is None:
+            return skip("no-score", "Prometheus returned a non-finite value", current_tier=current)
+        if heat.coverage < opts.min_coverage:
+            return skip(
+                "low-coverage",
+                f"{heat.coverage:.0%} of the window's samples present, {opts.min_coverage:.0%} needed",
+                score=heat.score,
+                current_tier=current,
+            )
+        score = heat.score
+    if group is not None:
+        # A group member is judged on the group's combined heat; its own checks above still apply.
+        score = group[1]
+    target = policy.target_tier(score, current)
+    if target is None:
+        return Decision(
+            v.name,
+            policy.name,
+            Action.STAY,
+            "stay",
+            score,
+            current,
+            detail=_explain_stay(policy, score, current),
+        )
+    detail = _explain_move(policy, score, current, target)
+    if group is not None:
+        detail = f"group {group[0]}: combined {detail}"
+    if opts.fixed_topology and not _topology_allows(policy, target, v, pools):
+        return skip(
+            "topology-pinned",
+            f"{detail}; the volume was created with {_topology_text(v)}, which no {target} pool satisfies, and"
+            " Mayastor cannot change a volume's topology (recreate it from a StorageClass without that"
+            " affinity to make it movable)",
+            score=score,
+            current_tier=current,
+            target_tier=target,
+        )
+    last = max((t for t in (v.last_migration, recent.get(v.name)) if t is not None), default=None)
+    if last is not None and (now - last).total_seconds() < policy.cooldown_seconds:
+        left = policy.cooldown_seconds - (now - last).total_seconds()
+        return skip(
+            "cooldown",
+            f"{detail}; last migration {format_duration((now - last).total_seconds())} ago, {format_duration(left)} "
+            "of cooldown left",
+            score=score,
+            current_tier=current,
+            target_tier=target,
+        )
+    want = Wanted(policy, v, current, target, score, detail, opts.fixed_topology)
+    if policy.dry_run:
+        preview = pick_pool(want, pools, {})
+        where = f"pool {preview.name}" if preview else "no pool with room"
+        return skip(
+            "dry-run",
+            f"{detail}; dry run, would use {where}",
+            score=score,
+            current_tier=current,
+            target_tier=target,
+            target_pool=preview.name if preview else None,
+        )
+    if v.size_bytes is None:
+        return skip(
+            "size-unknown",
+            f"{detail}; volume size unknown",
+            score=score,
+            current_tier=current,
+            target_tier=target,
+        )
+    return want
+
+
+def _topology_allows(policy: PolicyRules, target: Tier, v: VolumeView, pools: Pools) -> bool:
+    """True when some pool of ``target`` could take a replica of ``v`` under its creation topology."""
+    if not v.inclusion and v.allowed_nodes is None:
+        return True
+    return any(placeable(v, pool) for pool in pools.values() if pools.tiers(policy, pool) == {target})
+
+
+def _topology_text(v: VolumeView) -> str:
+    parts = []
+    if v.inclusion:
+        parts.append("pool topology " + ", ".join(f"{k}={val}" for k, val in sorted(v.inclusion.items())))
+    if v.allowed_nodes is not None:
+        parts.append("replicas allowed only on node(s) " + ", ".join(sorted(v.allowed_nodes)))
+    return " and ".join(parts)
+
+
+def _volume_problem(v: VolumeView, in_flight: Collection[str]) -> tuple[str, str] | None:
+    if v.deleting:
+        return "deleting", "the PV is being deleted"
+    if not v.has_backend:
+        return "no-mayastor-volume", f"no MayastorVolume named {v.volume_id or v.name}"
+    if v.name in in_flight:
+        return "in-flight", "a migration of this volume is running"
+    unhealthy = [r for r in v.replicas if not r.healthy]
+    if unhealthy:
+        r = unhealthy[0]
+        return "degraded", f"replica on pool {r.pool} is {r.state}/{r.sync_state}"
+    if not v.replicas or (v.num_replicas is not None and len(v.replicas) < v.num_replicas):
+        return "degraded", f"{len(v.replicas)} of {v.num_replicas or 1} replicas reported"
+    return None
+
+
+def current_tier(
+    policy: PolicyRules, v: VolumeView, pools: Pools
+) -> tuple[Tier | None, tuple[str, str] | None]:
+    """The single tier of the pools holding ``v``'s Synced replicas, or the skip reason and detail."""
+    tiers: set[Tier] = set()
+    synced = [r for r in v.replicas if r.synced]
+    if not synced:
+        return None, ("tier-unknown", "no Synced replica")
+    tier_of = pools.tier_map(policy)
+    for replica in synced:
+        matched = tier_of.get(replica.pool)
+        if matched is None:
+            return None, ("tier-unknown", f"pool {replica.pool} is not known")
+        if len(matched) != 1:
+            which = " and ".join(sorted(matched)) or "no tier"
+            return None, (
+                "tier-unknown",
+                f"pool {replica.pool} matches {which} of the policy's pool selectors",
+            )
+        tiers |= matched
+    if len(tiers) > 1:
+        return None, ("mixed-tier", f"replicas on {' and '.join(sorted(tiers))} pools")
+    return tiers.pop(), None
+
+
+def metrics_problem(
+    snapshot: ScoreSnapshot | None, window: int, now: datetime, opts: DecideOptions
+) -> str | None:
+    if snapshot is None:
+        return f"no heat scores for a {format_duration(window)} window yet"
+    if not snapshot.healthy:
+        return f"metrics unhealthy: {snapshot.error or 'unknown error'}"
+    age = (now - snapshot.fetched_at).total_seconds()
+    if age > opts.max_score_age_seconds:
+        return f"heat scores are {format_duration(age)} old"
+    return None
+
+
+def _explain_move(policy: PolicyRules, score: float, current: Tier, target: Tier) -> str:
+    if target is Tier.HOT:
+        rule = f"> highWatermarkIOPS {policy.high_iops}"
+    elif target is Tier.COLD:
+        rule = f"< lowWatermarkIOPS {policy.low_iops}"
+    else:
+        rule = f"{'<' if current is Tier.HOT else '>'} warmWatermarkIOPS {policy.warm_iops}"
+    return f"score {score:.1f} {rule}: {current} -> {target}"
+
+
+def _explain_stay(policy: PolicyRules, score: float, current: Tier) -> str:
+    band = f"[{policy.low_iops}, {policy.high_iops}]"
+    if policy.warm_iops is not None:
+        band = f"[{policy.low_iops}, {policy.warm_iops}, {policy.high_iops}]"
+    return f"score {score:.1f} keeps the volume on {current} (watermarks {band})"

@@ -13,7 +13,8 @@ CRDS = Path(__file__).resolve().parents[2] / "manifests" / "crds"
 
 @pytest.fixture(params=["real", "emulator"])
 def kube(request, tmp_path):
-    """kubectl against the real API server and against the emulator, with both CRDs installed.
+    """kubectl against the real API server and against the emulator, with both CRDs installed; what the test
+    created of either kind is deleted afterwards.
 
     Each test gets its own kubectl cache: a discovery cache left by another server on the same loopback port
     would make kubectl send requests for resources as that server described them."""
@@ -46,4 +47,10 @@ def kube(request, tmp_path):
         ready = run("wait", "--for=condition=Established", "--timeout=30s", f"crd/{crd}")
         assert ready.returncode == 0, ready.stderr
     run.kubeconfig = server.kubeconfig  # type: ignore[attr-defined]
-    return run
+    kinds = "storagepolicies.storage.billyronks.io,tiermigrations.storage.billyronks.io"
+    before = set(run("get", kinds, "-o", "name").stdout.split())
+    yield run
+    # The cluster is shared by the session's other tests (an operator among them): leave no policy behind.
+    created = sorted(set(run("get", kinds, "-o", "name").stdout.split()) - before)
+    if created:
+        run("delete", "--wait=false", "--ignore-not-found", *created)

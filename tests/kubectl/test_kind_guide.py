@@ -127,6 +127,8 @@ def test_the_kind_guide_runs_as_written(request, tmp_path, server, variant):
         return
     real = request.getfixturevalue("real_cluster")
     before = _cluster_objects(real.kubeconfig)
+    # The guide's policy must be the only one: another would select the same volumes (a conflict, never moved).
+    assert not before.get("storagepolicies"), f"policies left by other tests: {before['storagepolicies']}"
     try:
         operator_kubeconfig = _service_account_kubeconfig(real, tmp_path)
         logs = _play_the_guide(tmp_path, variant, real.kubeconfig, operator_kubeconfig=operator_kubeconfig)

@@ -199,12 +199,7 @@ def _add_mayastor(sub: Any) -> None:
             "Ctrl-C or SIGTERM; what it created stays in the cluster."
         ),
     )
-    p.add_argument(
-        "--kubeconfig",
-        metavar="PATH",
-        help="kubeconfig of the cluster (default: $KUBECONFIG, else ~/.kube/config)",
-    )
-    p.add_argument("--context", help="kubeconfig context to use (default: its current-context)")
+    _add_cluster_arguments(p)
     p.add_argument(
         "--backend",
         choices=("crd", "rest"),
@@ -387,12 +382,7 @@ def _add_replication(sub: Any) -> None:
             "--transition-seconds, as the vendors report them. Runs until Ctrl-C or SIGTERM; the CRDs stay."
         ),
     )
-    p.add_argument(
-        "--kubeconfig",
-        metavar="PATH",
-        help="kubeconfig of the cluster (default: $KUBECONFIG, else ~/.kube/config)",
-    )
-    p.add_argument("--context", help="kubeconfig context to use (default: its current-context)")
+    _add_cluster_arguments(p)
     p.add_argument(
         "--transition-seconds",
         type=float,
@@ -438,3 +428,13 @@ async def _stop_on_signal(signals: Any, scope: trio.CancelScope) -> None:
         print("shutting down", file=sys.stderr, flush=True)
         scope.cancel()
         return
+
+
+def _add_cluster_arguments(p: argparse.ArgumentParser) -> None:
+    """``--kubeconfig`` and ``--context``: the cluster a simulator plays on."""
+    p.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="kubeconfig of the cluster (default: $KUBECONFIG, else ~/.kube/config)",
+    )
+    p.add_argument("--context", help="kubeconfig context to use (default: its current-context)")

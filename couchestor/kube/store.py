@@ -97,12 +97,19 @@ class Subscription:
         self._wakeup.set()
 
     def _push_run(self, keys: builtins.list[ObjectKey], added: set[ObjectKey]) -> None:
-        """:meth:`_push` each of ``keys``, in order: as "added" if in ``added``, else as "modified"."""
+        """:meth:`_push` each of ``keys``, in order: as "added" at its first appearance if in ``added``, else
+        as "modified"."""
         if self._closed:
             return
         if added:
+            # Only a key's first appearance in the run is its addition; a repeat is a modification.
+            fresh = set(added)
             for key in keys:
-                self._push(key, "added" if key in added else "modified")
+                if key in fresh:
+                    fresh.discard(key)
+                    self._push(key, "added")
+                else:
+                    self._push(key, "modified")
             return
         pending = self._pending
         for key in keys:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import trio
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from couchestor.kube.objects import ObjectKey
 from couchestor.kube.store import Change, Store
@@ -211,6 +211,11 @@ def snapshot(store: Store[dict[str, Any]], sub: Any) -> tuple[Any, ...]:
 
 @settings(max_examples=200, deadline=None)
 @given(_OPS, st.lists(st.integers(1, 5), min_size=1, max_size=10))
+# Seen deleted, then put back twice in one run: only the first put is its addition.
+@example(
+    ops=[("relist", None, None)] * 3 + [("del", "a", None), ("put", "a", "hot"), ("put", "a", "hot")],
+    runs=[2],
+)
 def test_apply_all_is_one_apply_per_object(
     ops: list[tuple[str, str | None, str | None]], runs: list[int]
 ) -> None:

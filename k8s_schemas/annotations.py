@@ -1,4 +1,4 @@
-"""Label and annotation keys CoucheStor writes on other objects: part of its wire contract."""
+"""Label and annotation keys CoucheStor writes on other objects, or reads from them: part of its wire contract."""
 
 GROUP = "storage.billyronks.io"
 
@@ -6,6 +6,12 @@ GROUP = "storage.billyronks.io"
 LAST_MIGRATION = f"{GROUP}/last-migration"
 #: PV label: the tier the volume's Synced replicas are on (``kubectl get pv -L storage.billyronks.io/tier``).
 TIER_LABEL = f"{GROUP}/tier"
+#: PVC annotation, set by the user: the tier (``hot``, ``warm``, ``cold``) the claim's volume is kept on.
+PIN = f"{GROUP}/pin"
+#: PVC annotation, set by the user: when :data:`PIN` ends (RFC 3339); from then on the pin is ignored.
+PIN_UNTIL = f"{GROUP}/pin-until"
+#: PVC annotation, set by the user: ``"true"`` excludes the claim's volume from tiering (never moved).
+EXCLUDE = f"{GROUP}/exclude"
 #: MayastorVolume annotation: the intent of the migration in progress (JSON), so a restarted or newly
 #: elected operator can finish or roll it back.
 MIGRATION_INTENT = f"{GROUP}/migration"

@@ -48,6 +48,7 @@ from datetime import datetime
 from couchestor.tiering.groups import GroupWanted, find_groups, group_score, group_verdict, schedule_group
 from couchestor.tiering.heat import ScoreSnapshot
 from couchestor.tiering.judge import current_tier, judge
+from couchestor.tiering.pins import group_pinning
 from couchestor.tiering.placement import Pools, Wanted
 from couchestor.tiering.plan import DecideOptions, Decision, Plan, PlannedMigration
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier
@@ -95,6 +96,10 @@ def decide(
     for policy in ordered:
         groups_of = find_groups(policy, selected[policy.name], groups or {})
         combined = {key: group_score(policy, members, scores, opts) for key, members in groups_of.items()}
+        pinned = {
+            key: group_pinning(key, [(v.name, v.pin) for v in members], now)
+            for key, members in groups_of.items()
+        }
         member_of = {v.name: key for key, members in groups_of.items() for v in members}
         verdicts: dict[str, Decision | Wanted] = {}
         count = counts[policy.name] = dict.fromkeys(
@@ -120,6 +125,7 @@ def decide(
                 opts,
                 None if key is None or combined_score is None else (key, combined_score),
                 tier,
+                None if key is None else pinned[key],
             )
         for key, members in groups_of.items():
             group_wants = group_verdict(key, [(v, verdicts[v.name]) for v in members])

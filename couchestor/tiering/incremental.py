@@ -11,7 +11,8 @@ something that verdict depends on changed:
   every volume of that window's policies;
 - whether it is in flight or recently migrated, its external group (VolumeGroupReplication);
 - another member of its volume group (a group is judged as a whole);
-- time: verdicts that depend on the clock (``cooldown``) are re-judged on every call;
+- time: verdicts that depend on the clock (``cooldown``, and any verdict of a volume whose pin has an end) are
+  re-judged on every call;
 - pool capacity or health: ``dry-run`` verdicts (they name the pool a move would use).
 
 A change of the policies, of the pools' names, nodes or labels, or of the options, re-judges everything, as
@@ -40,6 +41,7 @@ from couchestor.tiering.judge import (
     judge as _judge,  # a module attribute, so a test can count who is re-judged
     metrics_problem,
 )
+from couchestor.tiering.pins import Pinning, group_pinning
 from couchestor.tiering.placement import Pools, Wanted
 from couchestor.tiering.plan import DecideOptions, Decision, Plan, PlannedMigration, PolicyPlan
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier
@@ -55,7 +57,17 @@ _Verdict = Decision | Wanted
 class _PolicyState:
     """What is kept of one policy between calls."""
 
-    __slots__ = ("conflicts", "gwanted", "members", "rules", "selected", "static", "tier_of", "wanted")
+    __slots__ = (
+        "conflicts",
+        "gwanted",
+        "members",
+        "rules",
+        "selected",
+        "static",
+        "tier_of",
+        "unreadable",
+        "wanted",
+    )
 
     def __init__(self, rules: Policy) -> None:
         self.rules = rules
@@ -68,6 +80,8 @@ class _PolicyState:
         self.members: dict[str, set[str]] = {}
         self.tier_of: dict[str, Tier] = {}
         self.conflicts: dict[str, tuple[str, ...]] = {}
+        #: Selected volumes with an annotation that cannot be read, and what it is.
+        self.unreadable: dict[str, str] = {}
 
     def group_key(self, v: VolumeView, external: Mapping[str, str]) -> str | None:
         rules = self.rules
@@ -99,7 +113,7 @@ class IncrementalPlanner:
         self._group_keys: dict[tuple[str, str], str] = {}
         #: The final decisions, before this call, of the pairs re-judged in it (None: none then).
         self._previous: dict[tuple[str, str], Decision | None] = {}
-        self._volatile: set[str] = set()  # volumes with a clock-dependent verdict (cooldown)
+        self._volatile: set[str] = set()  # volumes with a clock-dependent verdict (cooldown, a pin's end)
         self._dry: set[str] = set()  # volumes with a dry-run verdict (they name a pool)
         #: The last call's decisions from scheduling, by policy and volume.
         self._scheduled: dict[str, dict[str, Decision]] = {}
@@ -327,9 +341,12 @@ class IncrementalPlanner:
                     st.members[old_key].discard(name)
                     if not st.members[old_key]:
                         del st.members[old_key]
+                st.unreadable.pop(name, None)
                 if now_in:
                     st.selected.add(name)
                     v = views[name]
+                    if v.unreadable is not None:
+                        st.unreadable[name] = v.unreadable
                     new_key = st.group_key(v, external)
                     if new_key is not None:
                         st.members.setdefault(new_key, set()).add(name)
@@ -356,6 +373,7 @@ class IncrementalPlanner:
             self._group_index(st, judge & reshaped, views, external)
             verdicts: dict[str, _Verdict] = {}
             combined: dict[str, float | None] = {}
+            pinned: dict[str, Pinning | None] = {}
             for name in judge:
                 if name not in st.selected:
                     continue
@@ -373,9 +391,25 @@ class IncrementalPlanner:
                         )
                     score = combined[gkey]
                     group = None if score is None else (gkey, score)
+                    if gkey not in pinned:
+                        pinned[gkey] = group_pinning(
+                            gkey, [(n, views[n].pin) for n in sorted(st.members[gkey])], now
+                        )
                 verdicts[name] = _judge(
-                    st.rules, v, others, self._pools, scores, in_flight, recent, now, opts, group
+                    st.rules,
+                    v,
+                    others,
+                    self._pools,
+                    scores,
+                    in_flight,
+                    recent,
+                    now,
+                    opts,
+                    group,
+                    group_pin=None if gkey is None else pinned.get(gkey),
                 )
+                if v.pin is not None and v.pin.until is not None:
+                    self._volatile.add(name)
             for key in sorted(touched_groups):
                 members = sorted(st.members.get(key, ()))
                 if len(members) < 2:
@@ -529,6 +563,7 @@ class IncrementalPlanner:
                     decisions=own,
                     tier_counts=MappingProxyType(counts),
                     conflicts=MappingProxyType(dict(st.conflicts)),
+                    unreadable=MappingProxyType(dict(st.unreadable)),
                     in_flight=len(flying & st.selected),
                     migrations=tuple(m for m in started if m.policy == p.name),
                 )

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from couchestor.durations import format_duration
 from couchestor.tiering.heat import ScoreSnapshot, lookup
+from couchestor.tiering.pins import Pinning, own_pinning
 from couchestor.tiering.placement import Pools, Wanted, pick_pool, placeable
 from couchestor.tiering.plan import Action, DecideOptions, Decision
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier
@@ -27,9 +28,11 @@ def judge(
     opts: DecideOptions,
     group: tuple[str, float] | None = None,
     tier: tuple[Tier | None, tuple[str, str] | None] | None = None,
+    group_pin: Pinning | None = None,
 ) -> Decision | Wanted:
     """The verdict on ``v`` under ``policy`` before scheduling; ``tier`` is :func:`current_tier`'s answer
-    when the caller has it already."""
+    when the caller has it already; ``group_pin`` is the pin of ``v``'s group
+    (:func:`~couchestor.tiering.pins.group_pinning`), which applies when ``v`` has no pin of its own."""
 
     def skip(
         reason: str,
@@ -54,10 +57,41 @@ def judge(
     facts = _volume_problem(v, in_flight)
     if facts is not None:
         return skip(*facts)
+    # Pins and opt-outs come before the tier and the heat: what the owner asked is never overruled.
+    if v.pin_error is not None:
+        return skip("pin-invalid", f"{v.pin_error}; not moved until it is fixed")
+    pinning = own_pinning(v.pin, now)
+    if pinning is not None and pinning.tier is None:
+        return skip("excluded", f"{pinning.why}; never moved")
+    if group_pin is not None and group_pin.conflict is not None:
+        return skip("pin-conflict", group_pin.conflict)
+    pinning = pinning or group_pin
     current, problem = tier if tier is not None else current_tier(policy, v, pools)
     if current is None:
         assert problem is not None
         return skip(*problem)
+    if pinning is not None:
+        assert pinning.tier is not None
+        if pinning.tier not in policy.tiers:
+            return skip(
+                "pinned",
+                f"{pinning.why}, a tier policy {policy.name} does not have; not moved",
+                current_tier=current,
+            )
+        if pinning.tier is current:
+            return skip("pinned", f"{pinning.why}; stays on {current}", current_tier=current)
+        return _move_checks(
+            policy,
+            v,
+            pools,
+            recent,
+            now,
+            opts,
+            current,
+            pinning.tier,
+            _usable_score(v, scores.get(policy.window_seconds), now, opts),
+            f"{pinning.why}: {current} -> {pinning.tier}",
+        )
     snapshot = scores.get(policy.window_seconds)
     unavailable = metrics_problem(snapshot, policy.window_seconds, now, opts)
     if unavailable is not None or snapshot is None:
@@ -98,15 +132,39 @@ def judge(
     detail = _explain_move(policy, score, current, target)
     if group is not None:
         detail = f"group {group[0]}: combined {detail}"
+    return _move_checks(policy, v, pools, recent, now, opts, current, target, score, detail)
+
+
+def _move_checks(
+    policy: PolicyRules,
+    v: VolumeView,
+    pools: Pools,
+    recent: Mapping[str, datetime],
+    now: datetime,
+    opts: DecideOptions,
+    current: Tier,
+    target: Tier,
+    score: float | None,
+    detail: str,
+) -> Decision | Wanted:
+    """Rule 6: a wanted move from ``current`` to ``target`` against topology, cooldown, dry run and size.
+    ``score`` is None for a pinned move of a volume without a usable heat score."""
+
+    def skip(reason: str, detail: str, target_pool: str | None = None) -> Decision:
+        return Decision(v.name, policy.name, Action.SKIP, reason, score, current, target, target_pool, detail)
+
     if opts.fixed_topology and not _topology_allows(policy, target, v, pools):
         return skip(
             "topology-pinned",
             f"{detail}; the volume was created with {_topology_text(v)}, which no {target} pool satisfies, and"
             " Mayastor cannot change a volume's topology (recreate it from a StorageClass without that"
             " affinity to make it movable)",
-            score=score,
-            current_tier=current,
-            target_tier=target,
+        )
+    if v.last_migration_error is not None:
+        # Fail closed: a volume whose last move cannot be dated might have moved a moment ago.
+        return skip(
+            "cooldown",
+            f"{detail}; {v.last_migration_error}, so the volume counts as in cooldown until it is fixed",
         )
     last = max((t for t in (v.last_migration, recent.get(v.name)) if t is not None), default=None)
     if last is not None and (now - last).total_seconds() < policy.cooldown_seconds:
@@ -115,31 +173,28 @@ def judge(
             "cooldown",
             f"{detail}; last migration {format_duration((now - last).total_seconds())} ago, {format_duration(left)} "
             "of cooldown left",
-            score=score,
-            current_tier=current,
-            target_tier=target,
         )
-    want = Wanted(policy, v, current, target, score, detail, opts.fixed_topology)
+    want = Wanted(policy, v, current, target, 0.0 if score is None else score, detail, opts.fixed_topology)
     if policy.dry_run:
         preview = pick_pool(want, pools, {})
         where = f"pool {preview.name}" if preview else "no pool with room"
-        return skip(
-            "dry-run",
-            f"{detail}; dry run, would use {where}",
-            score=score,
-            current_tier=current,
-            target_tier=target,
-            target_pool=preview.name if preview else None,
-        )
+        return skip("dry-run", f"{detail}; dry run, would use {where}", preview.name if preview else None)
     if v.size_bytes is None:
-        return skip(
-            "size-unknown",
-            f"{detail}; volume size unknown",
-            score=score,
-            current_tier=current,
-            target_tier=target,
-        )
+        return skip("size-unknown", f"{detail}; volume size unknown")
     return want
+
+
+def _usable_score(
+    v: VolumeView, snapshot: ScoreSnapshot | None, now: datetime, opts: DecideOptions
+) -> float | None:
+    """The volume's own heat when the snapshot can be trusted and covers it well enough, else None (a pinned
+    move does not need one; it is shown and ordered by it when there is one)."""
+    if snapshot is None or metrics_problem(snapshot, snapshot.window_seconds, now, opts) is not None:
+        return None
+    heat = lookup(snapshot, v.name, v.volume_id)
+    if heat is None or heat.score is None or heat.coverage < opts.min_coverage:
+        return None
+    return heat.score
 
 
 def _topology_allows(policy: PolicyRules, target: Tier, v: VolumeView, pools: Pools) -> bool:

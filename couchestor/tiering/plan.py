@@ -85,7 +85,9 @@ class PolicyPlan:
 
     ``tier_counts`` counts those volumes by the tier their Synced replicas are on (for ``hotVolumes`` etc.);
     ``conflicts`` maps each conflicting volume to the other policies selecting it; ``in_flight`` counts the
-    selected volumes already migrating; ``migrations`` are this policy's planned ones, in start order.
+    selected volumes already migrating; ``migrations`` are this policy's planned ones, in start order;
+    ``unreadable`` maps each selected volume with an annotation that cannot be read (a pin, an opt-out, its
+    last migration) to what it is: such a volume is not moved until it is fixed.
     """
 
     policy: str
@@ -98,6 +100,7 @@ class PolicyPlan:
     conflicts: Mapping[str, tuple[str, ...]]
     in_flight: int
     migrations: tuple[PlannedMigration, ...]
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def watched(self) -> int:

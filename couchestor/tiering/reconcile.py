@@ -388,6 +388,8 @@ class Reconciler:
             # Moves get their Events from the runner once the intent is written; dry runs get one here.
             if decision.action is Action.SKIP and decision.reason == "dry-run":
                 self._dry_run_event(decision)
+            elif decision.action is Action.SKIP and decision.reason == "pin-invalid":
+                self._invalid_pin_event(decision)
         if self._labels_to_check:
             self._labels_changed.set()
 
@@ -407,6 +409,23 @@ class Reconciler:
                 reason="DryRunMigration",
                 message=message,
             )
+
+    def _invalid_pin_event(self, decision: Decision) -> None:
+        """A Warning on the PV and on its claim, where the owner of the annotation looks
+        (``kubectl describe pvc``)."""
+        message = f"Not tiered: {decision.detail}"
+        targets: list[tuple[resources.Resource, dict[str, Any]]] = [
+            (resources.PERSISTENT_VOLUME, {"metadata": {"name": decision.volume}})
+        ]
+        pv = self.stores.pvs.get(decision.volume)
+        ref = None if pv is None else pv.spec.claim_ref
+        if ref is not None and ref is not UNSET and ref.name is not UNSET and ref.namespace is not UNSET:
+            meta = {"name": ref.name, "namespace": ref.namespace}
+            if ref.uid is not UNSET:
+                meta["uid"] = ref.uid
+            targets.append((resources.PERSISTENT_VOLUME_CLAIM, {"metadata": meta}))
+        for resource, obj in targets:
+            self.events.emit(resource, obj, type="Warning", reason="InvalidPin", message=message)
 
     async def _write_statuses(
         self, plan: Plan, rules: list[PolicyRules | PolicyProblem], now: datetime

@@ -108,4 +108,5 @@ def policy_plan(
         conflicts=MappingProxyType(conflicts),
         in_flight=sum(v.name in in_flight for v in chosen),
         migrations=tuple(m for m in started if m.policy == policy.name),
+        unreadable=MappingProxyType({v.name: v.unreadable for v in chosen if v.unreadable is not None}),
     )

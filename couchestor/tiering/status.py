@@ -56,7 +56,8 @@ def conditions_for(
     ``stuck`` names the policy's volumes whose rollback passed its deadline: while there are any, a
     ``MigrationsStuck`` condition says so (and disappears once they finish). ``steering``: how the backend steers
     a new replica to its pool (Mayastor 2.x: ``pool cordon`` or ``node cordon``), once it knows; a
-    ``Steering`` condition says so.
+    ``Steering`` condition says so. While a selected volume has an annotation that cannot be read (a pin, an
+    opt-out, its last migration: it is then not moved), an ``UnreadableAnnotations`` condition names them.
     """
     ready: Wanted
     metric: Wanted
@@ -97,6 +98,15 @@ def conditions_for(
         out.append(
             Wanted("Steering", "True", reason, f"new replicas are steered to their pool by {steering}")
         )
+    if plan.unreadable:
+        names = sorted(plan.unreadable)
+        listed = "; ".join(f"{v} ({plan.unreadable[v]})" for v in names[:_MAX_LISTED])
+        more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
+        message = (
+            f"{len(names)} volumes are not moved until an annotation is fixed (an unreadable last migration"
+            f" counts as in cooldown): {listed}{more}"
+        )
+        out.append(Wanted("UnreadableAnnotations", "True", "UnreadableAnnotation", message))
     if not stuck:
         return out
     names = sorted(stuck)

@@ -28,6 +28,7 @@ from msgspec import UNSET
 
 from couchestor.durations import parse_time
 from couchestor.kube.objects import ObjectKey
+from couchestor.tiering.pins import Pin, read_pin
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
 from k8s_schemas.quantity import parse_quantity
@@ -59,7 +60,9 @@ class VolumeView:
     """What the decisions need of one PV, its bound PVC and its MayastorVolume.
 
     ``pvc_labels`` is empty when the PV is not bound (or its claimRef points at another PVC of that name);
-    ``has_backend`` is False, with no replicas, when no MayastorVolume was found; ``size_bytes`` is the
+    ``pin`` is the bound PVC's pin or opt-out (:mod:`~couchestor.tiering.pins`), ``pin_error`` why it cannot be
+    read; ``last_migration_error`` says why the last-migration annotation cannot be read (the volume then
+    counts as in cooldown); ``has_backend`` is False, with no replicas, when no MayastorVolume was found; ``size_bytes`` is the
     MayastorVolume's ``spec.size``, else the PV's ``capacity.storage``, else None.
     """
 
@@ -79,6 +82,15 @@ class VolumeView:
     inclusion: Mapping[str, str] = field(default_factory=dict)
     #: The only nodes the volume's replicas may be on (an explicit node topology), or None for any node.
     allowed_nodes: frozenset[str] | None = None
+    pin: Pin | None = None
+    pin_error: str | None = None
+    last_migration_error: str | None = None
+
+    @property
+    def unreadable(self) -> str | None:
+        """Every annotation of the volume that cannot be read, in words, or None."""
+        found = [e for e in (self.pin_error, self.last_migration_error) if e is not None]
+        return "; ".join(found) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +115,7 @@ def build_volume_views(
 
     The PVC is the one ``spec.claimRef`` names (and, when both carry a UID, has that UID); the MayastorVolume
     is the one named by ``spec.csi.volumeHandle``, else by the PV name. An unparsable last-migration
-    annotation is ignored (treated as never migrated).
+    annotation, pin or opt-out is kept as an error on the view (the decisions then move nothing).
     """
     claims = {
         (c.metadata.namespace, c.metadata.name): c
@@ -126,14 +138,24 @@ def volume_view(
     assert name is not UNSET
     handle = pv.volume_handle
     labels: Mapping[str, str] = _EMPTY
+    pin: Pin | None = None
+    pin_error: str | None = None
     ref = pv.spec.claim_ref
     if ref is not UNSET and ref.namespace is not UNSET and ref.name is not UNSET:
         claim = claim_of((ref.namespace, ref.name))
         stale = (
             claim is not None and UNSET not in (ref.uid, claim.metadata.uid) and ref.uid != claim.metadata.uid
         )
-        if claim is not None and not stale and claim.metadata.labels is not UNSET:
-            labels = claim.metadata.labels  # shared, not copied: a stored object is replaced, never changed
+        if claim is not None and not stale:
+            if claim.metadata.labels is not UNSET:
+                labels = (
+                    claim.metadata.labels
+                )  # shared, not copied: a stored object is replaced, never changed
+            if claim.metadata.annotations is not UNSET:
+                try:
+                    pin = read_pin(claim.metadata.annotations)
+                except ValueError as exc:
+                    pin_error = f"PVC {ref.namespace}/{ref.name}: {exc}"
     backend = backend_of(handle) if handle is not None else None
     backend = backend or backend_of(name)
     size: int | None = None
@@ -145,12 +167,13 @@ def volume_view(
         except ValueError:
             size = None
     last: datetime | None = None
+    last_error: str | None = None
     annotations = {} if pv.metadata.annotations is UNSET else pv.metadata.annotations
     if LAST_MIGRATION_ANNOTATION in annotations:
         try:
             last = parse_time(annotations[LAST_MIGRATION_ANNOTATION])
-        except ValueError:
-            last = None
+        except ValueError as exc:
+            last_error = f"annotation {LAST_MIGRATION_ANNOTATION}: {exc}"
     return VolumeView(
         name=name,
         volume_id=handle,
@@ -170,6 +193,9 @@ def volume_view(
         ),
         last_migration=last,
         deleting=pv.metadata.deletion_timestamp is not UNSET,
+        pin=pin,
+        pin_error=pin_error,
+        last_migration_error=last_error,
     )
 
 

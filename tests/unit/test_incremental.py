@@ -31,6 +31,7 @@ from couchestor.tiering.views import (
     build_pool_views,
     build_volume_views,
 )
+from k8s_schemas.annotations import EXCLUDE, PIN, PIN_UNTIL
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
 from k8s_schemas.storage_policy import StoragePolicy
@@ -57,7 +58,9 @@ class FakeStore:
 
 def _pv(i: int, d: Any) -> PersistentVolume:
     annotations = {}
-    if d["last"] is not None:
+    if d["last"] == "garbled":
+        annotations[LAST_MIGRATION_ANNOTATION] = "last tuesday"
+    elif d["last"] is not None:
         annotations[LAST_MIGRATION_ANNOTATION] = (START + timedelta(minutes=d["last"])).isoformat()
     meta: dict[str, Any] = {"name": f"pv-{i}", "annotations": annotations}
     if d["deleting"]:
@@ -74,9 +77,16 @@ def _pvc(j: int, d: Any) -> PersistentVolumeClaim:
     labels = {"team": d["team"]}
     if d["group"] is not None:
         labels["app"] = d["group"]
-    return msgspec.convert(
-        {"metadata": {"namespace": "app", "name": f"c-{j}", "labels": labels}}, PersistentVolumeClaim
-    )
+    annotations: dict[str, str] = {}
+    pin, until = d.get("pin"), d.get("until")
+    if pin == "exclude":
+        annotations[EXCLUDE] = "true"
+    elif pin is not None:
+        annotations[PIN] = pin  # "lukewarm" cannot be read
+        if until is not None:
+            annotations[PIN_UNTIL] = (START + timedelta(seconds=until)).isoformat()
+    meta = {"namespace": "app", "name": f"c-{j}", "labels": labels, "annotations": annotations}
+    return msgspec.convert({"metadata": meta}, PersistentVolumeClaim)
 
 
 def _mv(i: int, d: Any) -> MayastorVolume:
@@ -129,12 +139,18 @@ pv_data = st.fixed_dictionaries(
         "size": st.sampled_from([1, 10, 50]),
         "handle": st.booleans(),
         "claim": st.none() | st.integers(0, 5),
-        "last": st.none() | st.integers(-3000, 0),
+        "last": st.none() | st.integers(-3000, 0) | st.just("garbled"),
         "deleting": st.sampled_from([False, False, False, True]),
     }
 )
 pvc_data = st.fixed_dictionaries(
-    {"team": st.sampled_from(["x", "y", "z"]), "group": st.none() | st.sampled_from(["g1", "g2"])}
+    {
+        "team": st.sampled_from(["x", "y", "z"]),
+        "group": st.none() | st.sampled_from(["g1", "g2"]),
+        "pin": st.sampled_from([None, None, None, "hot", "warm", "cold", "exclude", "lukewarm"]),
+        # Pins ending within the time the changes move the clock on (the world starts at START).
+        "until": st.none() | st.sampled_from([-60, 30, 400, 2000]),
+    }
 )
 replica = st.tuples(
     st.sampled_from((*POOLS, "gone")),
@@ -222,6 +238,7 @@ def _summary(plan: Plan) -> list[Any]:
             p.dry_run,
             dict(p.tier_counts),
             dict(p.conflicts),
+            dict(p.unreadable),
             p.in_flight,
             p.migrations,
             p.watched,
@@ -414,7 +431,16 @@ def _seeded(rng_seed: int) -> World:
         },
     )
     for i in range(8):
-        world.apply("pvc", i % 6, {"team": "xy"[i % 2], "group": ("g1", "g2", None)[i % 3]})
+        world.apply(
+            "pvc",
+            i % 6,
+            {
+                "team": "xy"[i % 2],
+                "group": ("g1", "g2", None)[i % 3],
+                "pin": (None, "cold", None, None, "hot", None)[(i + rng_seed) % 6],
+                "until": 400 if i % 2 else None,
+            },
+        )
         world.apply(
             "pv",
             i,

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from couchestor.tiering.decide import decide
 from couchestor.tiering.heat import HeatScore, ScoreSnapshot
+from couchestor.tiering.pins import Pin
 from couchestor.tiering.plan import Action, DecideOptions, Plan
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier, compile_policy
 from couchestor.tiering.views import (
@@ -539,6 +540,10 @@ def worlds(draw):
             ReplicaView(name, f"n{draw(st.integers(0, 4))}", *draw(REPLICA_STATES)) for name in placed
         )
         last = None if not rare(draw, 3) else NOW - timedelta(hours=draw(st.integers(-1, 48)))
+        pin = None
+        if rare(draw, 4):
+            until = draw(st.sampled_from([None, NOW - timedelta(hours=1), NOW + timedelta(hours=1)]))
+            pin = Pin(draw(st.sampled_from([None, *Tier])), until)
         volumes.append(
             VolumeView(
                 name=f"pvc-{i}",
@@ -554,6 +559,9 @@ def worlds(draw):
                 replicas=replicas,
                 last_migration=last,
                 deleting=rare(draw, 20),
+                pin=pin,
+                pin_error="unreadable pin" if rare(draw, 20) else None,
+                last_migration_error="unreadable last migration" if rare(draw, 20) else None,
             )
         )
     snapshots = {}
@@ -627,12 +635,36 @@ def check_volume_groups_move_all_or_none(world, plan):
                 assert {m.group for m in plan.migrations if m.volume in members} == {f"{p.name}/{value}"}
 
 
+def pinned_to(world, policy, v):
+    """The tiers ``v`` is pinned to under ``policy``: its own active pin's, else its group's pinned members'
+    (an empty set: not pinned)."""
+    volumes = world[1]
+    if v.pin is not None and v.pin.active(NOW):
+        return {v.pin.tier}
+    key = v.pvc_labels.get("grp") if policy.group_label is not None else None
+    if key is None:
+        return set()
+    return {
+        o.pin.tier
+        for o in volumes
+        if o.pvc_labels.get("grp") == key
+        and policy.scope.selects(o.storage_class, o.pvc_labels)
+        and o.pin is not None
+        and o.pin.tier is not None
+        and o.pin.active(NOW)
+    }
+
+
 def check_nothing_moves_that_must_not(world, plan):
     policies, volumes, _, snapshots, in_flight, recent = world
     by_name = {v.name: v for v in volumes}
     rules_by_name = {p.name: p for p in policies}
     for m in plan.migrations:
         v, p = by_name[m.volume], rules_by_name[m.policy]
+        assert v.pin_error is None, "an unreadable pin fails closed"
+        assert v.last_migration_error is None, "an unreadable last migration counts as in cooldown"
+        pins = pinned_to(world, p, v)
+        assert pins in (set(), {m.to_tier}), f"moved to {m.to_tier} while pinned to {pins}"
         assert isinstance(p, PolicyRules)
         assert p.enabled, "disabled policies move nothing"
         assert not p.dry_run, "dry-run policies move nothing"
@@ -644,6 +676,8 @@ def check_nothing_moves_that_must_not(world, plan):
         assert all(r.state == "Online" and r.sync_state == "Synced" for r in v.replicas), "degraded"
         last = max((t for t in (v.last_migration, recent.get(v.name)) if t is not None), default=None)
         assert last is None or (NOW - last).total_seconds() >= p.cooldown_seconds, "inside the cooldown"
+        if pins:
+            continue  # a pinned move needs no heat
         snap = snapshots.get(p.window_seconds)
         assert snap is not None, "no scores for the window"
         assert snap.healthy, "metrics unhealthy"

@@ -4,7 +4,7 @@ VOLUME is a PV name, ``pv/NAME``, ``pvc/NAME`` (with ``-n NAMESPACE``), or ``NAM
 command lists the cluster once, asks Prometheus once per sampling window and runs
 :func:`~couchestor.tiering.decide.decide` over all of it (so concurrency and pool room are judged as the operator
 would), then reports for the one volume: the policy selecting it (and any overlapping), its heat with sample
-coverage and window, its tier, replicas and pools, the decision in words, cooldown left, the last migrations
+coverage and window, its tier, replicas and pools, its pin or opt-out, the decision in words, cooldown left, the last migrations
 and what would change the decision. It needs no running operator. Installed as ``kubectl-couchestor`` too, so
 ``kubectl couchestor explain pvc/NAME`` works (kubectl's plugin convention).
 """
@@ -23,13 +23,14 @@ import trio
 from msgspec import UNSET
 
 from couchestor import inspection
-from couchestor.durations import format_duration, format_time, parse_time
+from couchestor.durations import format_duration, format_time
 from couchestor.errors import UserError
 from couchestor.tiering.decide import decide
 from couchestor.tiering.heat import ScoreSnapshot, lookup
 from couchestor.tiering.plan import Action, DecideOptions, Decision
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier, compile_policy
-from couchestor.tiering.views import LAST_MIGRATION_ANNOTATION, VolumeView
+from couchestor.tiering.views import VolumeView
+from k8s_schemas.annotations import EXCLUDE, PIN
 from k8s_schemas.storage_policy import StoragePolicy
 
 #: How many migrations of the volume the report lists, newest first.
@@ -137,7 +138,13 @@ _UNBLOCK = {
     "metrics-unavailable": "heat scores from Prometheus",
     "size-unknown": "a known volume size",
     "group-blocked": "every member of its group wanting the same move",
+    "pinned": f"the pin ending or being removed ({PIN} on the PVC)",
+    "excluded": f"removing {EXCLUDE} from the PVC",
+    "pin-invalid": "a readable pin annotation on the PVC",
+    "pin-conflict": "the group's members pinned to one tier",
 }
+#: Decisions a pin or opt-out makes: the heat does not change them.
+_PIN_REASONS = ("pinned", "excluded", "pin-invalid", "pin-conflict")
 
 
 def build_report(
@@ -193,7 +200,8 @@ def build_report(
         "decision": _decision(decision),
         "cooldown": None,
         "lastMigration": None if view.last_migration is None else format_time(view.last_migration),
-        "lastMigrationError": _unreadable_last_migration(pv, state),
+        "lastMigrationError": view.last_migration_error,
+        "pin": _pin(view, now),
         "history": _history(pv, state.policies),
         "wouldChange": [],
     }
@@ -220,7 +228,7 @@ def build_report(
             "left": format_duration(max(0.0, left)),
         }
     changes: list[str] = []
-    if decision.current_tier is not None:
+    if decision.current_tier is not None and decision.reason not in _PIN_REASONS:
         score = decision.score if decision.score is not None else (None if heat is None else heat.score)
         changes = change_conditions(rules, decision.current_tier, score)
     blocker = _UNBLOCK.get(decision.reason.split(":")[0])
@@ -232,17 +240,19 @@ def build_report(
     return report
 
 
-def _unreadable_last_migration(pv: str, state: inspection.ClusterState) -> str | None:
-    """Why the PV's last-migration annotation cannot be read, or None when it is absent or readable."""
-    obj = next(p for p in state.pvs if p.metadata.name == pv)
-    text = obj.metadata.annotation(LAST_MIGRATION_ANNOTATION)
-    if text is None:
+def _pin(view: VolumeView, now: datetime) -> dict[str, Any] | None:
+    """The volume's pin or opt-out as its claim states it, or None when it has neither."""
+    if view.pin_error is not None:
+        return {"tier": None, "excluded": False, "until": None, "active": False, "error": view.pin_error}
+    if view.pin is None:
         return None
-    try:
-        parse_time(text)
-    except ValueError as exc:
-        return f"annotation {LAST_MIGRATION_ANNOTATION}: {exc}"
-    return None
+    return {
+        "tier": None if view.pin.tier is None else view.pin.tier.value,
+        "excluded": view.pin.tier is None,
+        "until": None if view.pin.until is None else format_time(view.pin.until),
+        "active": view.pin.active(now),
+        "error": None,
+    }
 
 
 def _decision(decision: Decision) -> dict[str, Any]:
@@ -332,6 +342,9 @@ def render(report: Mapping[str, Any]) -> str:
         warm = f", warm {marks['warm']:,}" if marks["warm"] is not None else ""
         lines.append(f"Watermarks: low {marks['low']:,}{warm}, high {marks['high']:,} IOPS")
     lines.append(f"Tier:       {report['tier'] or 'unknown'}")
+    pin = report.get("pin")
+    if pin is not None:
+        lines.append(f"Pin:        {_pin_words(pin)}")
     for r in report["replicas"]:
         lines.append(
             f"Replica:    pool {r['pool']} ({r['poolTier'] or 'no tier'}) on {r['node'] or 'unknown node'},"
@@ -355,6 +368,17 @@ def render(report: Mapping[str, Any]) -> str:
     for change in report["wouldChange"]:
         lines.append(f"Would move: {change}")
     return "\n".join(lines) + "\n"
+
+
+def _pin_words(pin: Mapping[str, Any]) -> str:
+    if pin["error"]:
+        return f"unreadable, so the volume is not moved: {pin['error']}"
+    if pin["excluded"]:
+        return f"excluded from tiering ({EXCLUDE}): never moved"
+    until = f" until {pin['until']}" if pin["until"] else ""
+    if not pin["active"]:
+        return f"{pin['tier']}{until}, ended: tiered by its heat again"
+    return f"{pin['tier']}{until} ({PIN}): moved there, never away"
 
 
 # --- The command ------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import yaml
 
 from couchestor.durations import format_time
 from couchestor.kube import resources
+from k8s_schemas.annotations import EXCLUDE, PIN, PIN_UNTIL
 from tests.operator.harness import policy_body
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,6 +151,37 @@ async def test_explain_reports_cooldown_history_and_an_overlapping_policy(env, a
     assert report["overlapping"] == ["tiering"] or report["overlapping"] == ["second"]
     assert report["decision"]["reason"].startswith("conflict:")
     assert report["wouldChange"][-1].startswith("not before only one policy selecting it")
+
+
+async def test_explain_shows_a_pin_and_an_opt_out(env, apiserver):
+    await env.apply_policy(policy_body())
+    until = datetime.now(UTC) + timedelta(days=7)
+    for name, wanted in (
+        ("heavy", {PIN: "cold", PIN_UNTIL: format_time(until)}),
+        ("idle", {EXCLUDE: "true"}),
+    ):
+        await env.client.merge_patch(
+            resources.PERSISTENT_VOLUME_CLAIM,
+            f"data-{name}",
+            {"metadata": {"annotations": wanted}},
+            namespace="apps",
+            type=dict,
+        )
+    heavy = await explained(env, apiserver, "apps/data-heavy")
+    assert heavy["pin"] == {
+        "tier": "cold",
+        "excluded": False,
+        "until": format_time(until),
+        "active": True,
+        "error": None,
+    }
+    # Busy on cold, so its heat would promote it; the pin keeps it where it is.
+    assert heavy["decision"]["label"] == "skip:pinned"
+    assert heavy["wouldChange"] == [f"not before the pin ending or being removed ({PIN} on the PVC)"]
+    proc = await run(env, apiserver, "explain", "apps/data-idle")
+    assert proc.returncode == 0, proc.stderr
+    assert f"Pin:        excluded from tiering ({EXCLUDE}): never moved" in proc.stdout
+    assert "Decision:   skip:excluded" in proc.stdout
 
 
 async def test_explain_errors_are_one_clear_line(env, apiserver):

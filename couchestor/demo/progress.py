@@ -88,8 +88,11 @@ class Progress:
     #: Running migrations by PV name, and the ended ones in the order they ended.
     migrations: dict[str, Migration] = field(default_factory=dict)
     finished: list[Migration] = field(default_factory=list)
-    #: True when the latest plan moves nothing and skips nothing: every volume stays where it is.
+    #: True when the latest plan moves nothing and skips nothing but pinned volumes on their tier: every volume
+    #: stays where it is.
     steady: bool = False
+    #: The tier each pinned volume's claim names, by PV name.
+    pins: dict[str, str] = field(default_factory=dict)
     _decisions: dict[str, Decision] = field(default_factory=dict)
     _heat: dict[str, float] = field(default_factory=dict)
     _labels: dict[str, str] = field(default_factory=dict)
@@ -119,7 +122,10 @@ class Progress:
                 continue
             if policy_plan.problem is not None:
                 lines.append(f"policy {self.policy}: {policy_plan.problem}")
-            self.steady = all(d.action is Action.STAY for d in policy_plan.decisions)
+            self.steady = all(
+                d.action is Action.STAY or (d.action is Action.SKIP and d.reason == "pinned")
+                for d in policy_plan.decisions
+            )
             for decision in policy_plan.decisions:
                 self._decisions[decision.volume] = decision
                 label = decision.label
@@ -160,8 +166,10 @@ class Progress:
         lines: list[str] = []
         if current is None:
             current = self.migrations[pv] = Migration(pv, str(event.get("from")), str(event.get("to")))
-            heat = self._heat.get(pv)
+            heat, pin = self._heat.get(pv), self.pins.get(pv)
             because = f" (heat {heat:,.0f} IOPS)" if heat is not None else ""
+            if pin is not None:
+                because = f" (its claim is pinned to {pin})"
             lines.append(f"{pv}: migrating {current.from_tier} -> {current.to_tier}{because}")
         if event.get("final"):
             current.outcome, current.step, current.progress = step, step, None
@@ -197,7 +205,7 @@ class Progress:
 
 def _worth_telling(decision: Decision) -> bool:
     """Skips a user should hear about; moves are told as they start, stays and in-flight are on the table."""
-    return decision.action is Action.SKIP and decision.reason not in ("in-flight", "cooldown")
+    return decision.action is Action.SKIP and decision.reason not in ("in-flight", "cooldown", "pinned")
 
 
 def _short(decision: Decision | None) -> str:

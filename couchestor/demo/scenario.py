@@ -5,7 +5,9 @@ carry the story and have readable names; :func:`population` adds a reproducible 
 around them. When the policy is applied, the busy volumes sitting on SATA are promoted and the idle ones on
 NVMe demoted; volumes between the watermarks stay where they are (the gap is the hysteresis). Once that has
 settled, the load of the volumes with a ``later_iops`` changes (a reporting job starts, a batch job ends, some
-background volumes heat up or cool down) and those that cross a watermark move too.
+background volumes heat up or cool down) and those that cross a watermark move too. One volume's claim is
+pinned to SATA (``storage.billyronks.io/pin: cold``): its heat, between the watermarks, would leave it on
+NVMe; the pin moves it, and keeps it there.
 
 Most background volumes are already where they belong or between the watermarks, and the number that move is
 capped (:data:`MAX_BACKGROUND_MOVES`), so a few hundred volumes tell the story in about the time 14 do.
@@ -24,6 +26,7 @@ from typing import Any
 
 from couchestor.sim.populate import GI, ClusterSpec, PoolSpec, VolumeSpec
 from couchestor.sim.workload import Kind, Pattern
+from k8s_schemas.annotations import PIN
 
 POLICY_NAME = "demo-tiering"
 HIGH_IOPS = 5000
@@ -71,6 +74,8 @@ class DemoVolume:
     role: str = ""  # what the volume stands for, shown in the live view
     #: One of the story's named volumes (always shown), or one of the background crowd.
     featured: bool = True
+    #: The tier its claim is pinned to (the PVC annotation ``storage.billyronks.io/pin``), if any.
+    pin: str | None = None
 
     @property
     def pv(self) -> str:
@@ -94,7 +99,8 @@ VOLUMES: tuple[DemoVolume, ...] = (
     # Already where they belong, or between the watermarks: they stay.
     DemoVolume("payments-db", "shop", "hot", 11500, 20, role="OLTP database"),
     DemoVolume("sessions", "shop", "hot", 8200, 10, role="session store"),
-    DemoVolume("web-assets", "shop", "hot", 2600, 10, role="static assets"),
+    # Between the watermarks, but served through a CDN: its team pinned it to SATA, and the pin moves it.
+    DemoVolume("web-assets", "shop", "hot", 2600, 10, role="static assets (pinned)", pin="cold"),
     DemoVolume("ml-datasets", "analytics", "cold", 1800, 30, role="training data"),
     DemoVolume("metrics-history", "platform", "cold", 260, 20, role="metrics archive"),
     DemoVolume("archive", "platform", "cold", 15, 30, role="cold archive"),
@@ -105,7 +111,10 @@ VOLUMES: tuple[DemoVolume, ...] = (
 
 
 def expected_tier(volume: DemoVolume, *, changed: bool) -> str:
-    """The tier the policy puts ``volume`` on, before or after the change of load (two tiers, hysteresis)."""
+    """The tier the policy puts ``volume`` on, before or after the change of load (two tiers, hysteresis; a
+    pin wins)."""
+    if volume.pin is not None:
+        return volume.pin
     iops = volume.later_iops if changed and volume.later_iops is not None else volume.iops
     before = volume.tier if not changed else expected_tier(volume, changed=False)
     if iops > HIGH_IOPS:
@@ -212,6 +221,7 @@ def cluster_spec(volumes: tuple[DemoVolume, ...] = VOLUMES) -> ClusterSpec:
             size=v.size_gib * GI,
             tier=v.tier,
             labels={"app": v.name},
+            annotations={PIN: v.pin} if v.pin else {},
         )
         for v in volumes
     )

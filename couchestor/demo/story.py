@@ -37,6 +37,7 @@ from couchestor.demo.progress import Migration, Progress, VolumeRow
 from couchestor.kube import KubeClient, load_kubeconfig, resources
 from couchestor.kube.errors import KubeError
 from couchestor.operator import Operator
+from k8s_schemas.annotations import PIN
 
 #: Longest the story may take when no ``--duration`` is given; it needs about a minute.
 STORY_TIMEOUT = 180.0
@@ -168,7 +169,11 @@ async def _run_operator(
     cluster: EmbeddedCluster, options: DemoOptions, view: View, result: DemoResult, started: float
 ) -> None:
     """Run the operator and the story; returns when the story is over and ``duration`` (if any) has passed."""
-    progress = Progress(scenario.POLICY_NAME, narrate_steps=options.narrate_steps)
+    progress = Progress(
+        scenario.POLICY_NAME,
+        narrate_steps=options.narrate_steps,
+        pins={v.pv: v.pin for v in cluster.volumes if v.pin is not None},
+    )
     # The operator is a separate client of the emulator, throttled like ``couchestor run``.
     async with KubeClient(load_kubeconfig([cluster.kubeconfig])) as client, trio.open_nursery() as nursery:
         operator = Operator(operator_settings(cluster), client)
@@ -233,6 +238,9 @@ async def _tell_story(
         f"{scenario.LOW_IOPS} IOPS to SATA, averaged over {scenario.SAMPLING_WINDOW_SECONDS}s; expecting "
         f"{_count(first, 'move')}: {_names(first)}"
     )
+    for v in volumes:
+        if v.pin is not None:
+            view.say(f"{v.pv} ({v.role}): its claim {v.namespace}/{v.name} is pinned to {v.pin} ({PIN})")
     # The simulator's checker also flags more volumes migrating at once than the policy allows.
     cluster.checker.max_in_flight = scenario.MAX_CONCURRENT_MIGRATIONS
     await cluster.client.create(resources.STORAGE_POLICY, scenario.policy_body(), type=dict)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -42,6 +42,8 @@ class VolumeSpec:
     size: int
     tier: str
     labels: dict[str, str]
+    #: The PVC's annotations (a pin, say).
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +214,12 @@ def volume_objects(volume: VolumeSpec, spec: ClusterSpec) -> list[tuple[resource
     pvc = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": volume.pvc, "namespace": volume.namespace, "labels": volume.labels},
+        "metadata": {
+            "name": volume.pvc,
+            "namespace": volume.namespace,
+            "labels": volume.labels,
+            **({"annotations": dict(volume.annotations)} if volume.annotations else {}),
+        },
         "spec": {
             "storageClassName": spec.storage_class,
             "accessModes": ["ReadWriteOnce"],

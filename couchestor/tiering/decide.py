@@ -16,6 +16,10 @@ Per policy and selected volume, the first rule that applies gives the decision:
 3. Facts about the volume: ``deleting``, ``no-mayastor-volume``, ``in-flight``, ``degraded`` (a replica not
    Online and Synced, or fewer replicas than ``numReplicas``), ``tier-unknown`` (a Synced replica on a pool
    that is unknown or that not exactly one of the policy's tier selectors matches), ``mixed-tier``.
+   Then the claim's pin or opt-out (:mod:`~couchestor.tiering.pins`): ``pin-invalid`` (an annotation that
+   cannot be read), ``excluded``, ``pin-conflict`` (group members pinned to different tiers). A volume pinned
+   to a tier (its own active pin, else its group's) skips rules 4 and 5: on that tier, or on a tier the policy
+   lacks, it is ``pinned``; otherwise it wants the move to it, and rule 6 applies.
 4. Metrics: ``metrics-unavailable`` (no snapshot yet for the policy's window, an unhealthy one, or one older
    than ``max_score_age_seconds``), ``no-score`` (a non-finite value), ``low-coverage``. A volume absent from
    a healthy snapshot scores 0, unless no volume at all has ``min_coverage`` of the window (Prometheus just
@@ -24,13 +28,15 @@ Per policy and selected volume, the first rule that applies gives the decision:
 6. A wanted move (``target_tier`` set on the decision even when skipped): ``topology-pinned`` when the
    storage cannot change topologies (``fixed_topology``) and no target-tier pool satisfies the volume's;
    ``cooldown`` while the last
-   migration (PV annotation or ``recent_migrations``, the later one) is younger than ``cooldownPeriod``;
+   migration (PV annotation or ``recent_migrations``, the later one) is younger than ``cooldownPeriod``, or
+   the annotation cannot be read;
    ``dry-run`` (with the pool it would use, without reserving it); ``size-unknown``; then scheduling.
 
 Volume groups: when a policy has ``groupLabel``, volumes whose PVC labels share its value form a group (two
 or more members). Each member is judged as above but on the group's combined score (the sum of the members'
 scores); the group moves only if every member wants the same move (otherwise the wanting members get
-``group-blocked``), takes one concurrency slot, and needs room for every member or none moves.
+``group-blocked``), takes one concurrency slot, and needs room for every member or none moves. The members'
+pins pin the group (:func:`~couchestor.tiering.pins.group_pinning`).
 
 Scheduling: every wanted move of every policy is ordered promotions first, hottest first, then demotions,
 coldest first (ties by volume name), and taken in that order while the policy has a free slot

@@ -18,6 +18,7 @@ from couchestor.demo import make_view, scenario
 from couchestor.demo.progress import Progress
 from couchestor.demo.view import HeadlessView
 from couchestor.sim.populate import GI
+from k8s_schemas.annotations import PIN
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,12 +141,13 @@ def _assert_story_told(out, volumes):
     for volume in [v for v in volumes if v.featured] + first + second:
         row = table[volume.pv]
         assert row[2] == scenario.expected_tier(volume, changed=True), row
-        assert row[3] == "stay", row
+        assert row[3] == ("pinned" if volume.pin else "stay"), row
     hot = sum(1 for v in volumes if scenario.expected_tier(v, changed=True) == "hot")
     assert f"volumes now: {len(volumes) - hot} cold, {hot} hot" in out
     if len(table) < len(volumes):
         assert f"all {len(volumes)} volumes: " in out
-        assert f"decisions: {len(volumes)} stay" in out
+        pinned = sum(1 for v in volumes if v.pin)
+        assert f"decisions: {len(volumes) - pinned} stay, {pinned} pinned" in out
     assert "kubectl --kubeconfig" in out
     assert "Traceback" not in out
 
@@ -291,10 +293,24 @@ def test_every_volume_without_a_change_ends_where_the_first_act_left_it():
 
 
 def test_volumes_between_the_watermarks_stay_on_their_tier():
-    between = [v for v in scenario.VOLUMES if scenario.LOW_IOPS <= v.iops <= scenario.HIGH_IOPS]
+    between = [
+        v for v in scenario.VOLUMES if scenario.LOW_IOPS <= v.iops <= scenario.HIGH_IOPS and v.pin is None
+    ]
     assert {v.tier for v in between} == {"hot", "cold"}  # the story shows hysteresis on both tiers
     for volume in between:
         assert scenario.expected_tier(volume, changed=False) == volume.tier
+
+
+def test_a_pinned_claim_is_in_the_story_and_its_pin_moves_it():
+    (pinned,) = [v for v in scenario.VOLUMES if v.pin is not None]
+    # Its heat alone would leave it where it is; the pin moves it in the first act and keeps it.
+    assert scenario.LOW_IOPS <= pinned.iops <= scenario.HIGH_IOPS
+    assert pinned.pin != pinned.tier
+    assert pinned in scenario.moves(scenario.VOLUMES, changed=False)
+    assert pinned not in scenario.moves(scenario.VOLUMES, changed=True)
+    (spec,) = [s for s in scenario.cluster_spec().volumes if s.pv == pinned.pv]
+    assert spec.annotations == {PIN: pinned.pin}
+    assert all(not s.annotations for s in scenario.cluster_spec().volumes if s.pv != pinned.pv)
 
 
 def test_both_acts_promote_and_demote():

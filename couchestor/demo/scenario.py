@@ -100,7 +100,7 @@ VOLUMES: tuple[DemoVolume, ...] = (
     DemoVolume("payments-db", "shop", "hot", 11500, 20, role="OLTP database"),
     DemoVolume("sessions", "shop", "hot", 8200, 10, role="session store"),
     # Between the watermarks, but served through a CDN: its team pinned it to SATA, and the pin moves it.
-    DemoVolume("web-assets", "shop", "hot", 2600, 10, role="static assets (pinned)", pin="cold"),
+    DemoVolume("web-assets", "shop", "hot", 2600, 10, role="static assets via CDN", pin="cold"),
     DemoVolume("ml-datasets", "analytics", "cold", 1800, 30, role="training data"),
     DemoVolume("metrics-history", "platform", "cold", 260, 20, role="metrics archive"),
     DemoVolume("archive", "platform", "cold", 15, 30, role="cold archive"),

@@ -232,6 +232,8 @@ def build_report(
         score = decision.score if decision.score is not None else (None if heat is None else heat.score)
         changes = change_conditions(rules, decision.current_tier, score)
     blocker = _UNBLOCK.get(decision.reason.split(":")[0])
+    if decision.reason == "cooldown" and view.last_migration_error is not None:
+        blocker = "the last-migration annotation fixed or removed"
     if decision.reason.startswith("conflict:"):
         blocker = "only one policy selecting it (now also " + ", ".join(report["overlapping"]) + ")"
     if decision.action is Action.SKIP and blocker is not None:

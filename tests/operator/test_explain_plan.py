@@ -144,6 +144,17 @@ async def test_explain_reports_cooldown_history_and_an_overlapping_policy(env, a
     middle = await explained(env, apiserver, "apps/data-middle")
     assert "invalid timestamp 'last tuesday'" in middle["lastMigrationError"]
     assert heavy["lastMigrationError"] is None
+    # On a volume that wants to move, it counts as in cooldown until it is fixed.
+    await env.client.merge_patch(
+        resources.PERSISTENT_VOLUME,
+        "pvc-heavy",
+        {"metadata": {"annotations": {"storage.billyronks.io/last-migration": "last tuesday"}}},
+        type=dict,
+    )
+    unreadable = await explained(env, apiserver, "apps/data-heavy")
+    assert unreadable["decision"]["reason"] == "cooldown"
+    assert "counts as in cooldown" in unreadable["decision"]["detail"]
+    assert unreadable["wouldChange"][-1] == "not before the last-migration annotation fixed or removed"
 
     await env.apply_policy(policy_body("second", volumeSelector={"matchLabels": {"app": "heavy"}}))
     proc = await run(env, apiserver, "explain", "apps/data-heavy", "-o", "json")

@@ -107,4 +107,19 @@ def group_pinning(key: str, members: Sequence[tuple[str, Pin | None]], now: date
     return Pinning(tier, f"group {key} pinned to {tier} by {', '.join(sorted(names))}")
 
 
-__all__ = ["Pin", "Pinning", "group_pinning", "own_pinning", "read_pin"]
+def refusal(pin: Pin | None, pin_error: str | None, target: Tier, now: datetime) -> str | None:
+    """Why a move to ``target`` that the decisions did not plan (a user's TierMigration, say) must not run
+    under the claim's pin, or None when it may: an unreadable pin, an opt-out, or a pin to another tier
+    refuses it."""
+    if pin_error is not None:
+        return f"{pin_error}; not moved until it is fixed"
+    if pin is None or not pin.active(now):
+        return None
+    if pin.tier is None:
+        return f"{pin.describe()}; never moved"
+    if pin.tier is not target:
+        return f"{pin.describe()}; never moved away from it"
+    return None
+
+
+__all__ = ["Pin", "Pinning", "group_pinning", "own_pinning", "read_pin", "refusal"]

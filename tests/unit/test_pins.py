@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from couchestor.durations import format_time
-from couchestor.tiering.pins import Pin, read_pin
+from couchestor.tiering.pins import Pin, read_pin, refusal
 from couchestor.tiering.plan import Action
 from couchestor.tiering.policy import Tier
 from couchestor.tiering.status import MetricsState, conditions_for
@@ -258,3 +258,12 @@ def test_decisions_of_pinned_moves_are_moves():
     a = only(plan, "a")
     assert (a.action, a.score, a.target_tier) == (Action.HOT, 100.0, Tier.HOT)
     assert plan.migrations[0].to_tier is Tier.HOT
+
+
+def test_a_move_the_decisions_did_not_plan_is_refused_against_the_pin():
+    assert refusal(None, None, Tier.HOT, NOW) is None
+    assert refusal(Pin(Tier.HOT), None, Tier.HOT, NOW) is None
+    assert refusal(Pin(Tier.COLD, EARLIER), None, Tier.HOT, NOW) is None  # ended
+    assert "never moved away" in refusal(Pin(Tier.COLD, LATER), None, Tier.HOT, NOW)
+    assert "never moved" in refusal(Pin(None), None, Tier.COLD, NOW)
+    assert "not moved until it is fixed" in refusal(None, "PVC a/b: annotation x", Tier.COLD, NOW)

@@ -78,7 +78,7 @@ def conditions_for(
             "MetricsAvailable",
             "False",
             "PrometheusUnavailable",
-            f"no tier decisions: {metrics.error or 'unknown error'}",
+            f"no tier decisions from heat: {metrics.error or 'unknown error'}",
         )
     if plan.conflicts:
         names = sorted(plan.conflicts)

@@ -4,9 +4,9 @@ VOLUME is a PV name, ``pv/NAME``, ``pvc/NAME`` (with ``-n NAMESPACE``), or ``NAM
 command lists the cluster once, asks Prometheus once per sampling window and runs
 :func:`~couchestor.tiering.decide.decide` over all of it (so concurrency and pool room are judged as the operator
 would), then reports for the one volume: the policy selecting it (and any overlapping), its heat with sample
-coverage and window, its tier, replicas and pools, its pin or opt-out, the decision in words, cooldown left, the last migrations
-and what would change the decision. It needs no running operator. Installed as ``kubectl-couchestor`` too, so
-``kubectl couchestor explain pvc/NAME`` works (kubectl's plugin convention).
+coverage and window, its tier, replicas and pools, its claim's pin or opt-out, the decision in words, cooldown
+left, the last migrations and what would change the decision. It needs no running operator. Installed as
+``kubectl-couchestor`` too, so ``kubectl couchestor explain pvc/NAME`` works (kubectl's plugin convention).
 """
 
 from __future__ import annotations

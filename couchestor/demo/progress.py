@@ -88,8 +88,8 @@ class Progress:
     #: Running migrations by PV name, and the ended ones in the order they ended.
     migrations: dict[str, Migration] = field(default_factory=dict)
     finished: list[Migration] = field(default_factory=list)
-    #: True when the latest plan moves nothing and skips nothing but pinned volumes on their tier: every volume
-    #: stays where it is.
+    #: True when the latest plan moves nothing and skips nothing but pinned volumes on their tier: every
+    #: volume stays where it is.
     steady: bool = False
     #: The tier each pinned volume's claim names, by PV name.
     pins: dict[str, str] = field(default_factory=dict)

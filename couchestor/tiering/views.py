@@ -60,10 +60,10 @@ class VolumeView:
     """What the decisions need of one PV, its bound PVC and its MayastorVolume.
 
     ``pvc_labels`` is empty when the PV is not bound (or its claimRef points at another PVC of that name);
-    ``pin`` is the bound PVC's pin or opt-out (:mod:`~couchestor.tiering.pins`), ``pin_error`` why it cannot be
-    read; ``last_migration_error`` says why the last-migration annotation cannot be read (the volume then
-    counts as in cooldown); ``has_backend`` is False, with no replicas, when no MayastorVolume was found; ``size_bytes`` is the
-    MayastorVolume's ``spec.size``, else the PV's ``capacity.storage``, else None.
+    ``pin`` is the bound PVC's pin or opt-out (:mod:`~couchestor.tiering.pins`), ``pin_error`` why it cannot
+    be read; ``last_migration_error`` says why the last-migration annotation cannot be read (the volume then
+    counts as in cooldown); ``has_backend`` is False, with no replicas, when no MayastorVolume was found;
+    ``size_bytes`` is the MayastorVolume's ``spec.size``, else the PV's ``capacity.storage``, else None.
     """
 
     name: str
@@ -148,9 +148,8 @@ def volume_view(
         )
         if claim is not None and not stale:
             if claim.metadata.labels is not UNSET:
-                labels = (
-                    claim.metadata.labels
-                )  # shared, not copied: a stored object is replaced, never changed
+                # Shared, not copied: a stored object is replaced, never changed.
+                labels = claim.metadata.labels
             if claim.metadata.annotations is not UNSET:
                 try:
                     pin = read_pin(claim.metadata.annotations)

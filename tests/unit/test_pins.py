@@ -21,7 +21,7 @@ EARLIER = NOW - timedelta(hours=1)
 WARM_POOLS = [pool("hot-1", "hot"), pool("warm-1", "warm"), pool("cold-1", "cold")]
 
 
-# --- Reading the annotations ------------------------------------------------------------------------------------
+# --- Reading the annotations --------------------------------------------------------------------------------
 
 
 def test_read_pin_understands_a_tier_an_end_and_an_opt_out():
@@ -93,7 +93,7 @@ def test_the_view_takes_the_pin_from_the_bound_claim_and_keeps_what_cannot_be_re
     assert view.pin is None
 
 
-# --- Single volumes -------------------------------------------------------------------------------------------
+# --- Single volumes -----------------------------------------------------------------------------------------
 
 
 def test_a_pinned_volume_moves_to_its_tier_whatever_its_heat_and_never_away():
@@ -205,7 +205,7 @@ def test_an_unreadable_last_migration_counts_as_in_cooldown_and_is_a_condition()
     }
 
 
-# --- Groups ---------------------------------------------------------------------------------------------------
+# --- Groups -------------------------------------------------------------------------------------------------
 
 GROUPED = {"groupLabel": "app"}
 

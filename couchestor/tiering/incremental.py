@@ -14,6 +14,12 @@ something that verdict depends on changed:
 - time: verdicts that depend on the clock (``cooldown``) are re-judged on every call;
 - pool capacity or health: ``dry-run`` verdicts (they name the pool a move would use).
 
+Tier pressure (:mod:`~couchestor.tiering.pressure`) is a matter of scheduling, so it is worked out again on
+every call as in :func:`~couchestor.tiering.decide.decide`: it refuses promotions as they are scheduled and,
+while a tier is over its mark, turns the ``stay`` verdicts of its coldest volumes into moves down for that
+call only (the kept verdicts stay as judged). Only a policy with a tier over its mark has its verdicts looked
+through.
+
 A change of the policies, of the pools' names, nodes or labels, or of the options, re-judges everything, as
 does ``changed=None`` (the caller's periodic full pass). Scheduling (slots, pool room) runs over all wanted
 moves on every call, as in :func:`~couchestor.tiering.decide.decide`: the moves compete with each other.
@@ -41,8 +47,9 @@ from couchestor.tiering.judge import (
     metrics_problem,
 )
 from couchestor.tiering.placement import Pools, Wanted
-from couchestor.tiering.plan import DecideOptions, Decision, Plan, PlannedMigration, PolicyPlan
+from couchestor.tiering.plan import Action, DecideOptions, Decision, Plan, PlannedMigration, PolicyPlan
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier
+from couchestor.tiering.pressure import Pressure, fill_percents, pressure_order
 from couchestor.tiering.schedule import schedule
 from couchestor.tiering.views import PoolView, VolumeView
 
@@ -103,6 +110,8 @@ class IncrementalPlanner:
         self._dry: set[str] = set()  # volumes with a dry-run verdict (they name a pool)
         #: The last call's decisions from scheduling, by policy and volume.
         self._scheduled: dict[str, dict[str, Decision]] = {}
+        #: The last call's pressure decisions, by (policy, volume): they stand in for kept ``stay`` verdicts.
+        self._pressed: dict[tuple[str, str], Decision] = {}
         self._pools = Pools(())
         # Every wanted move in decide()'s scheduling order, kept sorted as moves come and go, so a call
         # does not sort them all again: sort key -> the move, and (policy, volume or group key) -> sort key.
@@ -134,11 +143,13 @@ class IncrementalPlanner:
         *,
         changed: Collection[str] | None = None,
         handle_names: Callable[[str], Collection[str]] | None = None,
+        moving: Mapping[str, tuple[Tier, Tier]] | None = None,
     ) -> Plan:
         """The plan for these inputs. ``views`` maps PV names to their views; ``changed`` names the volumes
         whose view changed since the last call (None: unknown, re-judge everything); ``handle_names`` gives
         the PV names of a volume handle (:meth:`ViewIndex.names_with_handle`; without it, a scan of the
-        views when a score labelled by handle changed)."""
+        views when a score labelled by handle changed); ``moving`` the running migrations, as for
+        :func:`~couchestor.tiering.decide.decide`."""
         opts = options or DecideOptions()
         groups = dict(groups or {})
         ordered = tuple(sorted(policies, key=lambda p: (p.name, p.generation or 0)))
@@ -182,7 +193,8 @@ class IncrementalPlanner:
         old_final = self._judge_dirty(
             ordered, reshaped, rejudged, views, scores, in_flight, recent_migrations, now, opts, groups
         )
-        return self._finish(ordered, in_flight, old_final)
+        pressure = Pressure(ordered, self._pools, moving or {}, views)
+        return self._finish(ordered, in_flight, old_final, pressure, views, recent_migrations, now, opts)
 
     # -- what changed --------------------------------------------------------------------------------------
 
@@ -403,6 +415,11 @@ class IncrementalPlanner:
                     st.conflicts[name] = tuple(reason.removeprefix("conflict:").split(","))
         return previous
 
+    def _in_group(self, st: _PolicyState, name: str) -> bool:
+        """Whether ``name`` is in a volume group of two or more under the policy."""
+        key = self._group_key_of(st, name)
+        return key is not None and len(st.members.get(key, ())) > 1
+
     def _group_key_of(self, st: _PolicyState, name: str) -> str | None:
         return self._group_keys.get((st.rules.name, name))
 
@@ -425,6 +442,11 @@ class IncrementalPlanner:
         ordered: tuple[Policy, ...],
         in_flight: Collection[str],
         previous: Mapping[tuple[str, str], Decision | None],
+        pressure: Pressure,
+        views: Mapping[str, VolumeView],
+        recent: Mapping[str, datetime],
+        now: datetime,
+        opts: DecideOptions,
     ) -> Plan:
         flying = set(in_flight)
         slots = {
@@ -439,6 +461,9 @@ class IncrementalPlanner:
         for policy, volume in previous:
             kept.get(policy, {}).pop(volume, None)
         candidates: dict[tuple[str, str], Decision | None] = dict(previous)
+        # What the last call showed for a pressed pair was its pressure decision, not the kept verdict.
+        pressed_before, self._pressed = self._pressed, {}
+        candidates.update(pressed_before)
 
         def record(policy: str, decision: Decision) -> None:
             own = kept.setdefault(policy, {})
@@ -457,9 +482,9 @@ class IncrementalPlanner:
                         record(policy, decision)
                     return
             if isinstance(want, GroupWanted):
-                results = schedule_group(want, slots, self._pools, reserved)
+                results = schedule_group(want, slots, self._pools, reserved, pressure)
             else:
-                results = [schedule(want, slots, self._pools, reserved)]
+                results = [schedule(want, slots, self._pools, reserved, pressure)]
             if all(m is None and d.reason == "concurrency-limit" for d, m in results):
                 self._held[key] = (want, [d for d, _ in results])
             else:
@@ -495,13 +520,35 @@ class IncrementalPlanner:
                 if key in self._moves and key >= first:
                     place(key)
         self._cut = order[cut] if cut < len(order) else None
+        pressed = self._pressed
+        for rules in pressure_order(ordered):
+            if not pressure.over(rules.name):
+                continue
+            st = self._state[rules.name]
+            stays = [
+                (views[name], d)
+                for name, d in st.static.items()
+                if d.action is Action.STAY and not self._in_group(st, name)
+            ]
+            for demotion in pressure.demotions(rules, stays, recent, now, opts.fixed_topology):
+                if isinstance(demotion, Decision):
+                    pressed[(rules.name, demotion.volume)] = demotion
+                    continue
+                decision, migration = schedule(demotion, slots, self._pools, reserved, pressure)
+                pressed[(rules.name, decision.volume)] = decision
+                if migration is not None:
+                    started.append(migration)
+        for pair in pressed:
+            candidates.setdefault(pair, self._state[pair[0]].static.get(pair[1]))
         # What differs from the last call: re-judged pairs, and pairs whose decision object was replaced.
         changes: list[tuple[Decision | None, Decision]] = []
         removed: list[Decision] = []
         for (policy, volume), before in candidates.items():
             owner = self._state.get(policy)
-            after = kept.get(policy, {}).get(volume) or (
-                owner.static.get(volume) if owner is not None else None
+            after = (
+                pressed.get((policy, volume))
+                or kept.get(policy, {}).get(volume)
+                or (owner.static.get(volume) if owner is not None else None)
             )
             if after is None:
                 if before is not None:
@@ -515,7 +562,9 @@ class IncrementalPlanner:
         for p in ordered:
             st = self._state[p.name]
             # The verdicts kept and the scheduled ones are disjoint: a wanted move is never kept as final.
-            own = tuple(st.static.values()) + tuple(scheduled.get(p.name, {}).values())
+            own = tuple(pressed.get((p.name, name), d) for name, d in st.static.items()) + tuple(
+                scheduled.get(p.name, {}).values()
+            )
             counts = dict.fromkeys(p.tiers if isinstance(p, PolicyRules) else (), 0)
             if isinstance(p, PolicyRules):
                 counts.update(Counter(st.tier_of.values()))
@@ -531,6 +580,7 @@ class IncrementalPlanner:
                     conflicts=MappingProxyType(dict(st.conflicts)),
                     in_flight=len(flying & st.selected),
                     migrations=tuple(m for m in started if m.policy == p.name),
+                    tier_fill=MappingProxyType(fill_percents(p, self._pools)),
                 )
             )
         return Plan(policies=tuple(plans), migrations=tuple(started))

@@ -98,6 +98,9 @@ class PolicyPlan:
     conflicts: Mapping[str, tuple[str, ...]]
     in_flight: int
     migrations: tuple[PlannedMigration, ...]
+    #: How full each tier's pools are, in percent, as they report it (tiers whose pools report no size
+    #: are left out).
+    tier_fill: Mapping[Tier, float] = field(default_factory=dict)
 
     @property
     def watched(self) -> int:

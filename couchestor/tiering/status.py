@@ -1,6 +1,6 @@
 """StoragePolicy status as a pure function of a policy's plan: what to write, and whether to write at all.
 
-The reconciler owns these status fields: ``phase``, the volume counts, ``activeMigrations``,
+The reconciler owns these status fields: ``phase``, the volume counts, ``tierFillPercent``, ``activeMigrations``,
 ``observedGeneration``, ``conditions`` and ``lastReconcileTime``. The migration history and its totals
 (``migrationHistory``, ``totalMigrations``, ``failedMigrations``) are written by the migration runner, so a
 merge-patch of the fields below never clobbers them.
@@ -141,6 +141,7 @@ def _owned(status: StoragePolicyStatus) -> dict[str, Any]:
         "warm": status.warm_volumes,
         "cold": status.cold_volumes,
         "active": status.active_migrations,
+        "fill": status.tier_fill_percent,
         "generation": status.observed_generation,
         "conditions": []
         if status.conditions is UNSET
@@ -177,6 +178,9 @@ def status_patch(
         active_migrations=active,
         conditions=conditions,
     )
+    if plan.tier_fill:
+        # Whole percents, rounded down: a pool filling by a few bytes is no reason to write the status.
+        desired.tier_fill_percent = {str(tier): int(pct) for tier, pct in plan.tier_fill.items()}
     if plan.generation is not None:
         desired.observed_generation = plan.generation
     if _owned(desired) == _owned(current) and not _stale(current, now, heartbeat):

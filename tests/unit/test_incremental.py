@@ -5,7 +5,8 @@ The oracle is the full pass: :func:`build_volume_views` + :func:`build_pool_view
 only the keys that changed, and an :class:`IncrementalPlanner` told only which views changed. Changes are
 adds, updates and deletes of PVs, PVCs, MayastorVolumes, DiskPools and policies, new score snapshots (healthy
 or not, changing some scores or all), volumes starting and finishing migrations, external groups, and time
-passing (cooldowns run out, snapshots grow old). After each batch both plans must be equal, and the
+passing (cooldowns run out, snapshots grow old), pools filling up past a policy's ``maxTierFillPercent`` (tier
+pressure, with the running migrations' directions). After each batch both plans must be equal, and the
 planner's reported changes must be exactly the decisions that differ from the previous full plan.
 """
 
@@ -24,7 +25,7 @@ from couchestor.tiering.decide import decide
 from couchestor.tiering.heat import HeatScore, ScoreSnapshot
 from couchestor.tiering.incremental import IncrementalPlanner
 from couchestor.tiering.plan import DecideOptions, Decision, Plan
-from couchestor.tiering.policy import PolicyProblem, PolicyRules, compile_policy
+from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier, compile_policy
 from couchestor.tiering.views import (
     LAST_MIGRATION_ANNOTATION,
     ViewIndex,
@@ -98,7 +99,11 @@ def _pool(name: str, d: Any) -> DiskPool:
         {
             "metadata": {"name": name, "namespace": NS, "labels": {"tier": d["tier"]}},
             "spec": {"node": f"n-{name}"},
-            "status": {"state": d["health"], "capacity": d["free"] * GiB, "used": 0},
+            "status": {
+                "state": d["health"],
+                "capacity": (d["free"] + d.get("used", 0)) * GiB,
+                "used": d.get("used", 0) * GiB,
+            },
         },
         DiskPool,
     )
@@ -120,6 +125,8 @@ def _policy(name: str, d: Any) -> StoragePolicy:
         spec["warmPoolSelector"] = {"matchLabels": {"tier": "warm"}}
     if d["group"]:
         spec["groupLabel"] = "app"
+    if d.get("fill") is not None:
+        spec["maxTierFillPercent"] = d["fill"]
     return msgspec.convert({"metadata": {"name": name, "generation": d["gen"]}, "spec": spec}, StoragePolicy)
 
 
@@ -155,6 +162,7 @@ pool_data = st.fixed_dictionaries(
         "tier": st.sampled_from(["hot", "warm", "cold"]),
         "health": st.sampled_from(["Online", "Online", "Faulted"]),
         "free": st.sampled_from([5, 30, 500]),
+        "used": st.sampled_from([0, 20, 400]),
     }
 )
 policy_data = st.fixed_dictionaries(
@@ -169,6 +177,7 @@ policy_data = st.fixed_dictionaries(
         "warm": st.booleans(),
         "group": st.booleans(),
         "gen": st.integers(1, 3),
+        "fill": st.none() | st.sampled_from([10, 50, 90]),
     }
 )
 score_keys = st.sampled_from([f"pv-{i}" for i in range(8)] + [f"u-{i}" for i in range(8)])
@@ -196,7 +205,11 @@ change = st.one_of(
     st.tuples(
         st.just("room"),
         st.sampled_from(POOLS),
-        st.tuples(st.sampled_from(["Online", "Online", "Faulted"]), st.sampled_from([5, 30, 500, 600])),
+        st.tuples(
+            st.sampled_from(["Online", "Online", "Faulted"]),
+            st.sampled_from([5, 30, 500, 600]),
+            st.sampled_from([0, 20, 400]),
+        ),
     ),
     st.tuples(st.just("policy"), st.sampled_from(["p1", "p2", "p3"]), st.none() | policy_data),
     st.tuples(st.just("scores"), st.just(0), snapshot_data),
@@ -225,6 +238,7 @@ def _summary(plan: Plan) -> list[Any]:
             p.in_flight,
             p.migrations,
             p.watched,
+            dict(p.tier_fill),
         )
         for p in plan.policies
     ]
@@ -273,9 +287,11 @@ class World:
             key = ObjectKey(NS, which)
             pool = self.pools.objects.get(key)
             if pool is not None:
-                health, free = data
+                health, free, used = data
                 tier = pool.metadata.labels["tier"]
-                self.pools.objects[key] = _pool(which, {"tier": tier, "health": health, "free": free})
+                self.pools.objects[key] = _pool(
+                    which, {"tier": tier, "health": health, "free": free, "used": used}
+                )
                 self.pools_changed = True
         elif kind == "policy":
             if data is None:
@@ -322,9 +338,17 @@ class World:
     def rules(self) -> list[PolicyRules | PolicyProblem]:
         return [compile_policy(p) for p in self.policies.values()]
 
+    def moving(self) -> dict[str, tuple[Tier, Tier]]:
+        """The running migrations: even volumes move down from hot, odd ones up from cold."""
+        return {
+            name: (Tier.COLD, Tier.HOT) if int(name.rsplit("-", 1)[1]) % 2 else (Tier.HOT, Tier.COLD)
+            for name in self.in_flight
+        }
+
     def check(self) -> None:
         opts = DecideOptions(max_score_age_seconds=1200)
         rules = self.rules()
+        moving = self.moving()
         full = decide(
             rules,
             build_volume_views(self.pvs.list(), self.pvcs.list(), self.mvs.list()),
@@ -335,6 +359,7 @@ class World:
             self.now,
             opts,
             groups=dict(self.groups),
+            moving=moving,
         )
         if not self.started:
             self.index.rebuild()
@@ -362,6 +387,7 @@ class World:
             groups=dict(self.groups),
             changed=changed,
             handle_names=self.index.names_with_handle if self.by_index else None,
+            moving=moving,
         )
         assert _by_pair(inc) == _by_pair(full)
         assert _summary(inc) == _summary(full)
@@ -388,7 +414,8 @@ def _seeded(rng_seed: int) -> World:
     eight volumes with claims and MayastorVolumes, scores for both windows."""
     world = World()
     for name, tier in zip(POOLS, ("hot", "hot", "warm", "cold", "cold"), strict=True):
-        world.apply("pool", name, {"tier": tier, "health": "Online", "free": 500})
+        used = 400 if tier == "hot" and rng_seed in (1, 4) else 0
+        world.apply("pool", name, {"tier": tier, "health": "Online", "free": 500, "used": used})
     base = {
         "low": 500,
         "window": "1h",
@@ -399,6 +426,7 @@ def _seeded(rng_seed: int) -> World:
         "warm": True,
         "group": True,
         "gen": 1,
+        "fill": 40 if rng_seed in (1, 3, 4) else None,
     }
     world.apply("policy", "p1", {**base, "teams": ["x"]})
     world.apply(

@@ -7,8 +7,9 @@ something that verdict depends on changed:
 
 - the volume's view (the caller says which, from :class:`~couchestor.tiering.views.ViewIndex`);
 - its heat score or coverage in its policy's snapshot (found by comparing the old snapshot with the new one),
-  or the state of that snapshot as a whole (missing, unhealthy, too old, enough coverage anywhere): then
-  every volume of that window's policies;
+  or its peak over an idle period (``coldAfterIdle``), or the state of that snapshot or of its idle-period
+  peaks as a whole (missing, unhealthy, too old, enough coverage anywhere): then every volume of that
+  window's policies;
 - whether it is in flight or recently migrated, its external group (VolumeGroupReplication);
 - another member of its volume group (a group is judged as a whole);
 - time: verdicts that depend on the clock (``cooldown``) are re-judged on every call;
@@ -276,12 +277,26 @@ class IncrementalPlanner:
                     if x.score != y.score or x.coverage != y.coverage:
                         out.add(key)
                         out.update(handle_names(key))
-                continue
-            for key in a.keys() | b.keys():
-                was, now_ = a.get(key), b.get(key)
-                if was is None or now_ is None or was.score != now_.score or was.coverage != now_.coverage:
-                    out.add(key)
-                    out.update(handle_names(key))
+            else:
+                for key in a.keys() | b.keys():
+                    was, now_ = a.get(key), b.get(key)
+                    if (
+                        was is None
+                        or now_ is None
+                        or was.score != now_.score
+                        or was.coverage != now_.coverage
+                    ):
+                        out.add(key)
+                        out.update(handle_names(key))
+            # Idle-period peaks: their presence and health are in the snapshot state; here, each volume's.
+            for period in old.peaks.keys() & new.peaks.keys():
+                p, q = old.peaks[period].peaks, new.peaks[period].peaks
+                if p is q:
+                    continue
+                for key in p.keys() | q.keys():
+                    if p.get(key) != q.get(key):
+                        out.add(key)
+                        out.update(handle_names(key))
         return out
 
     # -- judging -------------------------------------------------------------------------------------------
@@ -627,7 +642,16 @@ def _snapshot_state(
     if snapshot is None:
         return (None,)
     problem = metrics_problem(snapshot, window, now, opts)
-    return (problem, snapshot.max_coverage < opts.min_coverage)
+    peaks = tuple(
+        (
+            period,
+            p.healthy,
+            (now - p.fetched_at).total_seconds() > opts.max_score_age_seconds,
+            p.max_coverage < opts.min_coverage,
+        )
+        for period, p in sorted(snapshot.peaks.items())
+    )
+    return (problem, snapshot.max_coverage < opts.min_coverage, peaks)
 
 
 __all__ = ["IncrementalPlanner"]

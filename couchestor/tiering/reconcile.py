@@ -280,7 +280,10 @@ class Reconciler:
         """Compile the policies and decide, from the stores and the score cache (no I/O): incrementally while
         :meth:`run` follows the stores, in full otherwise and at least every ``full_pass_every`` seconds."""
         rules = [self._rules(p) for p in self.stores.policies.list()]
-        self.scores.want({r.window_seconds for r in rules if isinstance(r, PolicyRules) and r.enabled})
+        active = [r for r in rules if isinstance(r, PolicyRules) and r.enabled]
+        self.scores.want(
+            {r.window_seconds for r in active}, {r.idle.period_seconds for r in active if r.idle is not None}
+        )
         changed, self._changed = self._changed, {"pvs": set(), "pvcs": set(), "volumes": set()}
         pools_changed, self._pools_changed = self._pools_changed, False
         full = not self._following or time.monotonic() - self._last_full >= self.options.full_pass_every

@@ -574,12 +574,17 @@ class IncrementalPlanner:
         self.changes = sorted(changes, key=lambda c: (c[1].policy, c[1].volume))
         self.removed = sorted(removed, key=lambda d: (d.policy, d.volume))
         plans = []
+        pressed_in = {policy for policy, _ in pressed}
         for p in ordered:
             st = self._state[p.name]
             # The verdicts kept and the scheduled ones are disjoint: a wanted move is never kept as final.
-            own = tuple(pressed.get((p.name, name), d) for name, d in st.static.items()) + tuple(
-                scheduled.get(p.name, {}).values()
+            # Pressure decisions stand in for kept verdicts (looked up only for a policy that has any).
+            static = (
+                tuple(pressed.get((p.name, name), d) for name, d in st.static.items())
+                if p.name in pressed_in
+                else tuple(st.static.values())
             )
+            own = static + tuple(scheduled.get(p.name, {}).values())
             counts = dict.fromkeys(p.tiers if isinstance(p, PolicyRules) else (), 0)
             if isinstance(p, PolicyRules):
                 counts.update(Counter(st.tier_of.values()))

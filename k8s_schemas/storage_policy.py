@@ -282,8 +282,9 @@ class StoragePolicyStatus(Base):
     migration_history: list[MigrationHistoryEntry] | UnsetType = UNSET
     #: When the next maintenance window opens, while moves wait outside the policy's windows (RFC 3339).
     next_window: str | UnsetType = UNSET
-    #: Per tier, how full its pools are (used / capacity in percent, rounded down), as they report it.
-    tier_fill_percent: dict[str, int] | UnsetType = UNSET
+    #: Per tier, how full its pools are (used / capacity in percent, rounded down), as they report it. (None
+    #: only in a merge patch, to remove a tier no longer reported.)
+    tier_fill_percent: dict[str, int | None] | UnsetType = UNSET
 
 
 class StoragePolicy(Base):

@@ -141,7 +141,9 @@ def _owned(status: StoragePolicyStatus) -> dict[str, Any]:
         "warm": status.warm_volumes,
         "cold": status.cold_volumes,
         "active": status.active_migrations,
-        "fill": status.tier_fill_percent,
+        "fill": {}
+        if status.tier_fill_percent is UNSET
+        else {k: v for k, v in status.tier_fill_percent.items() if v is not None},
         "generation": status.observed_generation,
         "conditions": []
         if status.conditions is UNSET
@@ -178,9 +180,13 @@ def status_patch(
         active_migrations=active,
         conditions=conditions,
     )
-    if plan.tier_fill:
-        # Whole percents, rounded down: a pool filling by a few bytes is no reason to write the status.
-        desired.tier_fill_percent = {str(tier): int(pct) for tier, pct in plan.tier_fill.items()}
+    # Whole percents, rounded down: a pool filling by a few bytes is no reason to write the status. A tier
+    # no longer reported is sent as null, which a merge patch removes (else it would linger, and differ).
+    fill: dict[str, int | None] = {str(tier): int(pct) for tier, pct in plan.tier_fill.items()}
+    shown = {} if current.tier_fill_percent is UNSET else current.tier_fill_percent
+    fill.update({tier: None for tier, pct in shown.items() if tier not in fill and pct is not None})
+    if fill:
+        desired.tier_fill_percent = fill
     if plan.generation is not None:
         desired.observed_generation = plan.generation
     if _owned(desired) == _owned(current) and not _stale(current, now, heartbeat):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from couchestor.tiering.decide import decide
@@ -19,7 +20,7 @@ from couchestor.tiering.pressure import footprint
 from couchestor.tiering.status import MetricsState, status_patch
 from couchestor.tiering.views import PoolView, ReplicaView, VolumeView
 from k8s_schemas.meta import ObjectMeta
-from k8s_schemas.storage_policy import StoragePolicy
+from k8s_schemas.storage_policy import StoragePolicy, StoragePolicyStatus
 
 NOW = datetime(2026, 2, 1, 12, tzinfo=UTC)
 GiB = 2**30
@@ -305,3 +306,30 @@ def test_pressure_properties(world):
         v = by_name[m.volume]
         if policy.target_tier(scores[m.volume], m.from_tier) is None:
             assert v.last_migration is None or NOW - v.last_migration >= timedelta(hours=1)
+
+
+def test_a_tier_no_longer_reported_is_removed_from_the_status_once():
+    hot = pool("hot-1", "hot", 100 * GiB, 91 * GiB)
+    # The cold pool reports no size (yet): only the hot tier's fill is known.
+    cold = PoolView("cold-1", "node-cold-1", {"tier": "cold"}, "Online", 900 * GiB)
+    own = run(rules(maxTierFillPercent=95), [volume("a", "hot-1")], [hot, cold], {"a": 800.0}).policy("p")
+    assert own is not None
+    shown = StoragePolicyStatus(tier_fill_percent={"hot": 91, "cold": 25})
+    patch = status_patch(own, shown, metrics=MetricsState(True), active=0, now=NOW)
+    assert patch is not None
+    assert patch["status"].tier_fill_percent == {"hot": 91, "cold": None}
+    # Once the merge patch removed it, the status is as wanted: no write until the heartbeat.
+    after = status_patch(own, _applied(shown, patch), metrics=MetricsState(True), active=0, now=NOW)
+    assert after is None
+
+
+def _applied(status: StoragePolicyStatus, patch: dict) -> StoragePolicyStatus:
+    """``status`` after the merge patch, as the API server applies it (a null removes the key)."""
+    merged = msgspec.to_builtins(status)
+    for key, value in msgspec.to_builtins(patch["status"]).items():
+        if isinstance(value, dict):
+            inner = {**merged.get(key, {}), **value}
+            merged[key] = {k: v for k, v in inner.items() if v is not None}
+        else:
+            merged[key] = value
+    return msgspec.convert(merged, StoragePolicyStatus)

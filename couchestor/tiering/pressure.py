@@ -43,18 +43,25 @@ class Fill:
         return 100.0 * self.used / self.capacity if self.capacity else 0.0
 
 
-def tier_fill(rules: PolicyRules, pools: Pools) -> dict[Tier, Fill]:
-    """Each of the policy's tiers with a pool reporting its size: the fill of those pools together."""
-    used: dict[Tier, int] = {}
-    capacity: dict[Tier, int] = {}
+def tier_pools(rules: PolicyRules, pools: Pools) -> dict[Tier, frozenset[str]]:
+    """Each of the policy's tiers with a pool reporting its size: the names of those pools."""
+    out: dict[Tier, set[str]] = {}
     for name, tiers in pools.tier_map(rules).items():
         pool = pools[name]
-        if len(tiers) != 1 or pool.capacity_bytes is None or pool.used_bytes is None:
-            continue
-        (tier,) = tiers
-        used[tier] = used.get(tier, 0) + pool.used_bytes
-        capacity[tier] = capacity.get(tier, 0) + pool.capacity_bytes
-    return {tier: Fill(used[tier], capacity[tier]) for tier in rules.tiers if capacity.get(tier)}
+        if len(tiers) == 1 and pool.capacity_bytes is not None and pool.used_bytes is not None:
+            out.setdefault(next(iter(tiers)), set()).add(name)
+    return {tier: frozenset(out[tier]) for tier in rules.tiers if tier in out}
+
+
+def tier_fill(rules: PolicyRules, pools: Pools) -> dict[Tier, Fill]:
+    """Each of the policy's tiers with a pool reporting its size: the fill of those pools together."""
+    out = {}
+    for tier, names in tier_pools(rules, pools).items():
+        used = sum(pools[n].used_bytes or 0 for n in names)
+        capacity = sum(pools[n].capacity_bytes or 0 for n in names)
+        if capacity:
+            out[tier] = Fill(used, capacity)
+    return out
 
 
 def fill_percents(policy: PolicyRules | PolicyProblem, pools: Pools) -> dict[Tier, float]:
@@ -77,11 +84,13 @@ def _lower(rules: PolicyRules, tier: Tier) -> Tier | None:
 
 
 class Pressure:
-    """The bytes each (policy, tier) will hold as a pass schedules its moves; see the module docstring.
+    """The bytes each tier will hold as a pass schedules its moves; see the module docstring.
 
-    ``moving`` are the migrations running now (PV name -> (from tier, to tier)) and ``views`` the volume
-    views they are looked up in: a running move still takes its replicas off its source tier and brings the
-    missing ones to its target tier, which the pools' reported use does not show yet.
+    A tier is counted by its pools: policies whose selectors pick the same pools for a tier share its count
+    (one policy's moves fill or free the tier for the others), each against its own mark. ``moving`` are the
+    migrations running now (PV name -> (from tier, to tier)) and ``views`` the volume views they are looked
+    up in: a running move still takes its replicas off its source tier and brings the missing ones to its
+    target tier, which the pools' reported use does not show yet.
     """
 
     def __init__(
@@ -92,70 +101,80 @@ class Pressure:
         views: Mapping[str, VolumeView],
     ) -> None:
         self._pools = pools
-        self._used: dict[tuple[str, Tier], int] = {}
-        self._capacity: dict[tuple[str, Tier], int] = {}
+        #: (policy, tier) -> the pools of that tier (every valid policy: its moves count for the others).
+        self._pools_of: dict[tuple[str, Tier], frozenset[str]] = {}
+        self._used: dict[frozenset[str], int] = {}
+        self._capacity: dict[frozenset[str], int] = {}
         self._mark: dict[str, int] = {}
         self.over_at_start: set[tuple[str, Tier]] = set()
-        for rules in policies:
-            if not isinstance(rules, PolicyRules) or rules.max_fill_percent is None:
+        valid = [p for p in policies if isinstance(p, PolicyRules)]
+        for rules in valid:
+            for tier, names in tier_pools(rules, pools).items():
+                self._pools_of[(rules.name, tier)] = names
+        for rules in valid:
+            if rules.max_fill_percent is None:
                 continue
             self._mark[rules.name] = rules.max_fill_percent
-            for tier, fill in tier_fill(rules, pools).items():
-                self._used[(rules.name, tier)] = fill.used
-                self._capacity[(rules.name, tier)] = fill.capacity
-            tier_of = pools.tier_map(rules)
-            for name, (source, target) in sorted(moving.items()):
-                v = views.get(name)
-                if v is None:
+            for tier in rules.tiers:
+                found = self._pools_of.get((rules.name, tier))
+                if found is None or found in self._capacity:
                     continue
-                on = sum(tier_of.get(r.pool, frozenset()) == {source} for r in v.replicas)
-                there = sum(tier_of.get(r.pool, frozenset()) == {target} for r in v.replicas)
-                wanted = max(v.num_replicas or 1, on)
-                self._add(rules.name, source, -(v.size_bytes or 0) * on)
-                self._add(rules.name, target, (v.size_bytes or 0) * max(wanted - there, 0))
-            self.over_at_start |= {
-                key for key in self._capacity if key[0] == rules.name and self._over(key, 0)
-            }
+                self._capacity[found] = sum(pools[n].capacity_bytes or 0 for n in found)
+                self._used[found] = sum(pools[n].used_bytes or 0 for n in found) + _running(
+                    tier, found, moving, views
+                )
+        for (policy, tier), names in self._pools_of.items():
+            if policy in self._mark and self._capacity.get(names) and self._over(policy, tier, 0):
+                self.over_at_start.add((policy, tier))
 
-    def _add(self, policy: str, tier: Tier, delta: int) -> None:
-        key = (policy, tier)
-        if key in self._capacity:
-            self._used[key] += delta
+    def _tracked(self, policy: str, tier: Tier) -> frozenset[str] | None:
+        """The pools of a tier with a mark to hold (the policy has one, and the pools report a size)."""
+        names = self._pools_of.get((policy, tier))
+        if policy not in self._mark or names is None or not self._capacity.get(names):
+            return None
+        return names
 
-    def _over(self, key: tuple[str, Tier], extra: int) -> bool:
+    def _over(self, policy: str, tier: Tier, extra: int) -> bool:
         # used / capacity > mark / 100, in integers.
-        return (self._used[key] + extra) * 100 > self._mark[key[0]] * self._capacity[key]
+        names = self._pools_of[(policy, tier)]
+        return (self._used[names] + extra) * 100 > self._mark[policy] * self._capacity[names]
 
     def over(self, policy: str) -> bool:
         """Whether some tier of the policy is over its mark now."""
-        return any(self._over(key, 0) for key in self._capacity if key[0] == policy)
+        return any(
+            self._tracked(p, tier) is not None and self._over(p, tier, 0)
+            for p, tier in self._pools_of
+            if p == policy
+        )
 
     def percent(self, policy: str, tier: Tier, extra: int = 0) -> float:
-        key = (policy, tier)
-        return 100.0 * (self._used[key] + extra) / self._capacity[key]
+        names = self._pools_of[(policy, tier)]
+        return 100.0 * (self._used[names] + extra) / self._capacity[names]
 
     def refusal(self, want: Wanted, size: int | None = None) -> str | None:
         """Why the promotion ``want`` may not start (None: it may, or it is no promotion). ``size``: the
         bytes it brings (a group's members together; default the volume's footprint)."""
-        key = (want.rules.name, want.target)
-        if want.target.rank <= want.current.rank or key not in self._capacity:
+        policy, tier = want.rules.name, want.target
+        if tier.rank <= want.current.rank or self._tracked(policy, tier) is None:
             return None
-        mark = self._mark[key[0]]
-        if key in self.over_at_start:
+        mark = self._mark[policy]
+        if (policy, tier) in self.over_at_start:
             return (
-                f"{want.target} tier {self.percent(*key):.0f}% full, over maxTierFillPercent {mark}: no"
+                f"{tier} tier {self.percent(policy, tier):.0f}% full, over maxTierFillPercent {mark}: no"
                 " promotion into it until its coldest volumes moved down"
             )
         extra = footprint(want.volume) if size is None else size
-        if self._over(key, extra):
-            return f"would fill the {want.target} tier to {self.percent(*key, extra):.0f}%, over maxTierFillPercent {mark}"
+        if self._over(policy, tier, extra):
+            return f"would fill the {tier} tier to {self.percent(policy, tier, extra):.0f}%, over maxTierFillPercent {mark}"
         return None
 
     def record(self, migration: PlannedMigration, v: VolumeView) -> None:
-        """Count a move scheduled in this pass."""
+        """Count a move scheduled in this pass (of any policy: pools may be shared)."""
         size = footprint(v)
-        self._add(migration.policy, migration.from_tier, -size)
-        self._add(migration.policy, migration.to_tier, size)
+        for tier, delta in ((migration.from_tier, -size), (migration.to_tier, size)):
+            names = self._pools_of.get((migration.policy, tier))
+            if names is not None and names in self._used:
+                self._used[names] += delta
 
     def demotions(
         self,
@@ -177,8 +196,8 @@ class Pressure:
         for v, d in stays:
             if d.action is not Action.STAY or d.current_tier is None or d.score is None:
                 continue
-            key = (rules.name, d.current_tier)
-            if key not in self._capacity or _lower(rules, d.current_tier) is None or v.size_bytes is None:
+            tracked = self._tracked(rules.name, d.current_tier)
+            if tracked is None or _lower(rules, d.current_tier) is None or v.size_bytes is None:
                 continue
             last = max((t for t in (v.last_migration, recent.get(v.name)) if t is not None), default=None)
             if last is not None and (now - last).total_seconds() < rules.cooldown_seconds:
@@ -186,16 +205,15 @@ class Pressure:
             by_tier.setdefault(d.current_tier, []).append((d.score, v.name, v))
         out: list[Wanted | Decision] = []
         for tier in rules.tiers:
-            key = (rules.name, tier)
-            target = _lower(rules, tier) if key in self._capacity else None
-            if target is None or not self._over(key, 0):
+            target = _lower(rules, tier) if self._tracked(rules.name, tier) is not None else None
+            if target is None or not self._over(rules.name, tier, 0):
                 continue
             freed = 0
             for score, _, v in sorted(by_tier.get(tier, ()), key=lambda c: (c[0], c[1])):
-                if not self._over(key, -freed):
+                if not self._over(rules.name, tier, -freed):
                     break
                 detail = (
-                    f"{tier} tier {self.percent(*key):.0f}% full, over maxTierFillPercent {self._mark[rules.name]}:"
+                    f"{tier} tier {self.percent(rules.name, tier):.0f}% full, over maxTierFillPercent {self._mark[rules.name]}:"
                     f" its coldest volumes move down (score {score:.1f}): {tier} -> {target}"
                 )
                 freed += footprint(v)
@@ -219,6 +237,27 @@ class Pressure:
                 else:
                     out.append(want)
         return out
+
+
+def _running(
+    tier: Tier,
+    names: frozenset[str],
+    moving: Mapping[str, tuple[Tier, Tier]],
+    views: Mapping[str, VolumeView],
+) -> int:
+    """The bytes the running moves will still take off (negative) or bring to ``tier``'s pools ``names``."""
+    delta = 0
+    for name, (source, target) in sorted(moving.items()):
+        v = views.get(name)
+        if v is None or tier not in (source, target):
+            continue
+        here = sum(r.pool in names for r in v.replicas)
+        if tier is source:
+            delta -= (v.size_bytes or 0) * here
+        else:
+            wanted = max(v.num_replicas or 1, len(v.replicas) - here)
+            delta += (v.size_bytes or 0) * max(wanted - here, 0)
+    return delta
 
 
 def pressure_order(policies: Sequence[PolicyRules | PolicyProblem]) -> list[PolicyRules]:

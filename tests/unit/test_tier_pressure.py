@@ -333,3 +333,35 @@ def _applied(status: StoragePolicyStatus, patch: dict) -> StoragePolicyStatus:
         else:
             merged[key] = value
     return msgspec.convert(merged, StoragePolicyStatus)
+
+
+def _team_rules(name: str, team: str, **spec) -> PolicyRules:
+    spec = {
+        "lowWatermarkIOPS": LOW,
+        "highWatermarkIOPS": HIGH,
+        "maxConcurrentMigrations": 100,
+        "volumeSelector": {"matchLabels": {"team": team}},
+        **spec,
+    }
+    compiled = compile_policy(StoragePolicy(metadata=ObjectMeta(name=name), spec=spec))
+    assert isinstance(compiled, PolicyRules), compiled
+    return compiled
+
+
+def _team_volume(name: str, on: str, team: str, size: int = 10 * GiB) -> VolumeView:
+    v = volume(name, on, size)
+    return VolumeView(v.name, None, "mayastor", {"team": team}, size, num_replicas=1, replicas=v.replicas)
+
+
+def test_policies_on_the_same_pools_fill_and_free_them_together():
+    policies = [_team_rules("a", "x", maxTierFillPercent=85), _team_rules("b", "y", maxTierFillPercent=85)]
+    hot = pool("hot-1", "hot", 100 * GiB, 80 * GiB)
+    # Each policy alone could promote its 5 GiB volume (to 85 %); together they would fill the tier to 90 %.
+    vols = [_team_volume("ax", "cold-1", "x", 5 * GiB), _team_volume("by", "cold-1", "y", 5 * GiB)]
+    plan = decide(policies, vols, [hot, COLD_POOL], snapshot({"ax": 9000.0, "by": 8000.0}), set(), {}, NOW)
+    assert labels(plan) == {"ax": "hot", "by": "skip:max-tier-fill"}
+    # Over the mark: one move down frees the tier for both policies; the other policy's volume stays.
+    hot = pool("hot-1", "hot", 100 * GiB, 90 * GiB)
+    vols = [_team_volume("ax", "hot-1", "x"), _team_volume("by", "hot-1", "y")]
+    plan = decide(policies, vols, [hot, COLD_POOL], snapshot({"ax": 900.0, "by": 800.0}), set(), {}, NOW)
+    assert sorted(labels(plan).values()) == ["cold", "stay"]

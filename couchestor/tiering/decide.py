@@ -164,14 +164,17 @@ def decide(
     for rules in pressure_order(ordered):
         own = decisions[rules.name]
         stays = [(v, own[v.name]) for v in selected[rules.name] if v.name not in grouped[rules.name]]
-        for demotion in pressure.demotions(rules, stays, recent_migrations, now, opts.fixed_topology):
-            if isinstance(demotion, Decision):
-                own[demotion.volume] = demotion
-                continue
-            decision, migration = schedule(demotion, slots, pools_by_name, reserved, pressure)
-            own[decision.volume] = decision
-            if migration is not None:
-                started.append(migration)
+        for full in rules.tiers:
+            for demotion in pressure.demotions(
+                rules, full, stays, recent_migrations, now, opts.fixed_topology
+            ):
+                if isinstance(demotion, Decision):
+                    own[demotion.volume] = demotion
+                    continue
+                decision, migration = schedule(demotion, slots, pools_by_name, reserved, pressure)
+                own[decision.volume] = decision
+                if migration is not None:
+                    started.append(migration)
 
     plans = tuple(
         policy_plan(

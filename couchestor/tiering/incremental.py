@@ -545,14 +545,15 @@ class IncrementalPlanner:
                 for name, d in st.static.items()
                 if d.action is Action.STAY and not self._in_group(st, name)
             ]
-            for demotion in pressure.demotions(rules, stays, recent, now, opts.fixed_topology):
-                if isinstance(demotion, Decision):
-                    pressed[(rules.name, demotion.volume)] = demotion
-                    continue
-                decision, migration = schedule(demotion, slots, self._pools, reserved, pressure)
-                pressed[(rules.name, decision.volume)] = decision
-                if migration is not None:
-                    started.append(migration)
+            for tier in rules.tiers:
+                for demotion in pressure.demotions(rules, tier, stays, recent, now, opts.fixed_topology):
+                    if isinstance(demotion, Decision):
+                        pressed[(rules.name, demotion.volume)] = demotion
+                        continue
+                    decision, migration = schedule(demotion, slots, self._pools, reserved, pressure)
+                    pressed[(rules.name, decision.volume)] = decision
+                    if migration is not None:
+                        started.append(migration)
         for pair in pressed:
             candidates.setdefault(pair, self._state[pair[0]].static.get(pair[1]))
         # What differs from the last call: re-judged pairs, and pairs whose decision object was replaced.

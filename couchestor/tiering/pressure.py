@@ -179,63 +179,62 @@ class Pressure:
     def demotions(
         self,
         rules: PolicyRules,
+        tier: Tier,
         stays: Iterable[tuple[VolumeView, Decision]],
         recent: Mapping[str, datetime],
         now: datetime,
         fixed_topology: bool,
     ) -> list[Wanted | Decision]:
-        """The moves down that bring each of ``rules``' tiers back under the mark, coldest first.
+        """The moves down that bring ``tier`` back under ``rules``' mark, coldest first. Called tier by
+        tier, hottest first, each tier's moves scheduled (and counted) before the next: a move down into the
+        warm tier is counted before the warm tier is looked at.
 
         ``stays`` are the policy's volumes decided ``stay`` (every per-volume rule passed, between the
         watermarks) that stand alone (not in a volume group). A volume still in its cooldown is not taken.
         Returns a wanted move per volume to schedule, or for a dry-run policy the ``dry-run`` decision.
         """
-        if rules.name not in self._mark:
+        target = _lower(rules, tier)
+        if target is None or self._tracked(rules.name, tier) is None or not self._over(rules.name, tier, 0):
             return []
-        by_tier: dict[Tier, list[tuple[float, str, VolumeView]]] = {}
+        candidates: list[tuple[float, str, VolumeView]] = []
         for v, d in stays:
-            if d.action is not Action.STAY or d.current_tier is None or d.score is None:
+            if d.action is not Action.STAY or d.current_tier is not tier or d.score is None:
                 continue
-            tracked = self._tracked(rules.name, d.current_tier)
-            if tracked is None or _lower(rules, d.current_tier) is None or v.size_bytes is None:
+            if v.size_bytes is None:
                 continue
             last = max((t for t in (v.last_migration, recent.get(v.name)) if t is not None), default=None)
             if last is not None and (now - last).total_seconds() < rules.cooldown_seconds:
                 continue
-            by_tier.setdefault(d.current_tier, []).append((d.score, v.name, v))
+            candidates.append((d.score, v.name, v))
         out: list[Wanted | Decision] = []
-        for tier in rules.tiers:
-            target = _lower(rules, tier) if self._tracked(rules.name, tier) is not None else None
-            if target is None or not self._over(rules.name, tier, 0):
+        freed = 0
+        for score, _, v in sorted(candidates, key=lambda c: (c[0], c[1])):
+            if not self._over(rules.name, tier, -freed):
+                break
+            detail = (
+                f"{tier} tier {self.percent(rules.name, tier):.0f}% full, over maxTierFillPercent"
+                f" {self._mark[rules.name]}: its coldest volumes move down (score {score:.1f}): {tier} -> {target}"
+            )
+            freed += footprint(v)
+            want = Wanted(rules, v, tier, target, score, detail, fixed_topology)
+            if not rules.dry_run:
+                out.append(want)
                 continue
-            freed = 0
-            for score, _, v in sorted(by_tier.get(tier, ()), key=lambda c: (c[0], c[1])):
-                if not self._over(rules.name, tier, -freed):
-                    break
-                detail = (
-                    f"{tier} tier {self.percent(rules.name, tier):.0f}% full, over maxTierFillPercent {self._mark[rules.name]}:"
-                    f" its coldest volumes move down (score {score:.1f}): {tier} -> {target}"
+            preview = pick_pool(want, self._pools, {})
+            where = f"pool {preview.name}" if preview else "no pool with room"
+            out.append(
+                Decision(
+                    v.name,
+                    rules.name,
+                    Action.SKIP,
+                    "dry-run",
+                    score,
+                    tier,
+                    target,
+                    preview.name if preview else None,
+                    f"{detail}; dry run, would use {where}",
                 )
-                freed += footprint(v)
-                want = Wanted(rules, v, tier, target, score, detail, fixed_topology)
-                if rules.dry_run:
-                    preview = pick_pool(want, self._pools, {})
-                    where = f"pool {preview.name}" if preview else "no pool with room"
-                    out.append(
-                        Decision(
-                            v.name,
-                            rules.name,
-                            Action.SKIP,
-                            "dry-run",
-                            score,
-                            tier,
-                            target,
-                            preview.name if preview else None,
-                            f"{detail}; dry run, would use {where}",
-                        )
-                    )
-                else:
-                    out.append(want)
+            )
         return out
 
 

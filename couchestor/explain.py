@@ -28,7 +28,7 @@ from couchestor.errors import UserError
 from couchestor.tiering.decide import decide
 from couchestor.tiering.heat import ScoreSnapshot, lookup
 from couchestor.tiering.plan import Action, DecideOptions, Decision
-from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier, compile_policy
+from couchestor.tiering.policy import IdleRule, PolicyProblem, PolicyRules, Tier, compile_policy
 from couchestor.tiering.views import VolumeView
 from k8s_schemas.annotations import EXCLUDE, PIN
 from k8s_schemas.storage_policy import StoragePolicy
@@ -142,6 +142,7 @@ _UNBLOCK = {
     "excluded": f"removing {EXCLUDE} from the PVC",
     "pin-invalid": "a readable pin annotation on the PVC",
     "pin-conflict": "the group's members pinned to one tier",
+    "max-tier-fill": "the target tier's pools under maxTierFillPercent with the volume on them",
 }
 #: Decisions a pin or opt-out makes: the heat does not change them.
 _PIN_REASONS = ("pinned", "excluded", "pin-invalid", "pin-conflict")
@@ -220,6 +221,12 @@ def build_report(
         "window": format_duration(rules.window_seconds),
         "measuredAt": None if snapshot is None else format_time(snapshot.fetched_at),
     }
+    own = plan.policy(rules.name)
+    report["tierFill"] = {
+        "percent": {} if own is None else {str(t): round(pct, 1) for t, pct in own.tier_fill.items()},
+        "max": rules.max_fill_percent,
+    }
+    report["idle"] = None if rules.idle is None else _idle(rules.idle, snapshot, view)
     if view.last_migration is not None:
         left = rules.cooldown_seconds - (now - view.last_migration).total_seconds()
         report["cooldown"] = {
@@ -240,6 +247,24 @@ def build_report(
         changes.append(f"not before {blocker}")
     report["wouldChange"] = changes
     return report
+
+
+def _idle(idle: IdleRule, snapshot: ScoreSnapshot | None, view: VolumeView) -> dict[str, Any]:
+    """The policy's idle rule and the volume's peak over its period (None until Prometheus gave it)."""
+    peaks = None if snapshot is None else snapshot.peaks.get(idle.period_seconds)
+    found = None if peaks is None or not peaks.healthy else peaks.lookup(view.name, view.volume_id)
+    peak: float | None = None
+    if found is not None:
+        peak = found.peak
+    elif peaks is not None and peaks.healthy:
+        peak = 0.0  # absent from a healthy answer: no I/O Prometheus knows of
+    return {
+        "period": format_duration(idle.period_seconds),
+        "belowIOPS": idle.below_iops,
+        "peakIOPS": peak,
+        "coverage": None if found is None else found.coverage,
+        "error": None if peaks is None or peaks.healthy else peaks.error,
+    }
 
 
 def _pin(view: VolumeView, now: datetime) -> dict[str, Any] | None:
@@ -347,6 +372,21 @@ def render(report: Mapping[str, Any]) -> str:
     pin = report.get("pin")
     if pin is not None:
         lines.append(f"Pin:        {_pin_words(pin)}")
+    fill = report.get("tierFill")
+    if fill and fill["percent"]:
+        mark = f" (maxTierFillPercent {fill['max']})" if fill["max"] is not None else ""
+        tiers = ", ".join(f"{tier} {pct:.0f}%" for tier, pct in fill["percent"].items())
+        lines.append(f"Tier fill:  {tiers}{mark}")
+    idle = report.get("idle")
+    if idle:
+        if idle["error"]:
+            seen = f"peaks unavailable: {idle['error']}"
+        elif idle["peakIOPS"] is None:
+            seen = "no peak known yet"
+        else:
+            cover = "" if idle["coverage"] is None else f", {idle['coverage']:.0%} coverage"
+            seen = f"peak {idle['peakIOPS']:,.1f} IOPS over it{cover}"
+        lines.append(f"Idle rule:  cold only after {idle['period']} under {idle['belowIOPS']:,} IOPS; {seen}")
     for r in report["replicas"]:
         lines.append(
             f"Replica:    pool {r['pool']} ({r['poolTier'] or 'no tier'}) on {r['node'] or 'unknown node'},"
@@ -393,9 +433,11 @@ async def gather(args: argparse.Namespace) -> dict[str, Any]:
     pv = resolve_target(target, state)
     claim = _claim_of(pv, state)
     compiled = [compile_policy(p) for p in state.policies]
-    windows = {p.window_seconds for p in compiled if isinstance(p, PolicyRules) and p.enabled}
+    active = [p for p in compiled if isinstance(p, PolicyRules) and p.enabled]
+    windows = {p.window_seconds for p in active}
+    periods = {p.idle.period_seconds for p in active if p.idle is not None}
     now = datetime.now(UTC)
-    scores = await inspection.read_scores(settings, windows, now) if windows else {}
+    scores = await inspection.read_scores(settings, windows, now, periods) if windows else {}
     return build_report(pv, claim, compiled, state, scores, now, inspection.decide_options(settings))
 
 

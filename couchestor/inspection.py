@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +27,15 @@ from couchestor.mayastor_rest.client import MayastorRestClient, MayastorRestErro
 from couchestor.mayastor_rest.mirror import to_mayastor_volume
 from couchestor.metrics import OperatorMetrics
 from couchestor.settings import Settings
-from couchestor.tiering.heat import ScoreSnapshot, build_queries, build_snapshot, metric_source
+from couchestor.tiering.heat import (
+    PeakSnapshot,
+    ScoreSnapshot,
+    build_idle_query,
+    build_peaks,
+    build_queries,
+    build_snapshot,
+    metric_source,
+)
 from couchestor.tiering.plan import DecideOptions
 from couchestor.tiering.scores import PrometheusClient, PrometheusUnavailable, ScoreCache
 from couchestor.tiering.views import PoolView, VolumeView, build_pool_views, build_volume_views
@@ -178,9 +186,10 @@ def decide_options(settings: Settings) -> DecideOptions:
 
 
 async def read_scores(
-    settings: Settings, windows: Collection[int], at: datetime
+    settings: Settings, windows: Collection[int], at: datetime, periods: Collection[int] = ()
 ) -> Mapping[int, ScoreSnapshot]:
-    """One refresh of every window's heat scores with the operator's queries; unreachable is a UserError."""
+    """One refresh of every window's heat scores, and of every idle period's peaks (handed out with each
+    window's snapshot, as the operator does), with the operator's queries; unreachable is a UserError."""
     try:
         source = metric_source(
             settings.metric_preset,
@@ -208,4 +217,15 @@ async def read_scores(
             if not snapshot.healthy:
                 raise UserError(f"Prometheus cannot give heat scores: {snapshot.error}")
             out[window] = snapshot
-    return out
+        peaks: dict[int, PeakSnapshot] = {}
+        for period in sorted(set(periods)):
+            query = build_idle_query(source, period)
+            try:
+                with trio.fail_after(READ_TIMEOUT):
+                    answer = await cache.query_all([query], at)
+            except (PrometheusUnavailable, trio.TooSlowError) as exc:
+                # As in the operator: without peaks nothing goes cold by the idle rule, the rest is decided.
+                peaks[period] = PeakSnapshot(period, False, at, error=str(exc) or "no answer in time")
+                continue
+            peaks[period] = build_peaks(source, period, answer.get(query), at)
+    return {w: replace(s, peaks=peaks) for w, s in out.items()} if peaks else out

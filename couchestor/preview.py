@@ -227,9 +227,11 @@ async def gather(args: argparse.Namespace, body: dict[str, Any]) -> dict[str, An
     rules = replace(compiled, dry_run=False)
     state = await inspection.read_cluster(settings)
     others = [compile_policy(p) for p in state.policies if p.metadata.name != rules.name]
-    windows = {p.window_seconds for p in (rules, *others) if isinstance(p, PolicyRules) and p.enabled}
+    active = [p for p in (rules, *others) if isinstance(p, PolicyRules) and p.enabled]
+    windows = {p.window_seconds for p in active}
+    periods = {p.idle.period_seconds for p in active if p.idle is not None}
     now = datetime.now(UTC)
-    scores = await inspection.read_scores(settings, windows, now)
+    scores = await inspection.read_scores(settings, windows, now, periods)
     report = build_plan(rules, others, state, scores, now, inspection.decide_options(settings))
     report["dryRunIgnored"] = compiled.dry_run
     report["enabled"] = compiled.enabled

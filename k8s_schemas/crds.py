@@ -188,6 +188,11 @@ STORAGE_POLICY_RULES = [
         "message": "warmPoolSelector needs a warm tier: set warmWatermarkIOPS (above 0) too",
         "fieldPath": ".warmPoolSelector",
     },
+    {
+        "rule": "!has(self.maxTierFillPercent) || (self.maxTierFillPercent >= 1 && self.maxTierFillPercent <= 100)",
+        "message": "maxTierFillPercent must lie between 1 and 100",
+        "fieldPath": ".maxTierFillPercent",
+    },
 ]
 
 _SIM_LABELS = {"app.kubernetes.io/part-of": "couchestor-sim"}

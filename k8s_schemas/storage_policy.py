@@ -115,6 +115,32 @@ A score exactly on a watermark does not cross it. Without a warm tier, a volume 
 where it is."""
 
 
+class ColdAfterIdle(Base):
+    """A volume counts as cold only once its IOPS stayed under ``belowIOPS`` for the whole ``period``."""
+
+    period: Annotated[
+        str,
+        Meta(
+            pattern=DURATION_PATTERN,
+            description="How long the volume's IOPS must have stayed under belowIOPS before it may go to the"
+            " cold tier, e.g. 7d.",
+        ),
+    ]
+    below_iops: Annotated[
+        Iops,
+        Meta(
+            description="The IOPS floor: one moment at or above it within the period keeps the volume off"
+            " the cold tier."
+        ),
+    ] = msgspec.field(name="belowIOPS")
+
+
+MAX_TIER_FILL_DESCRIPTION = """Optional, 1 to 100: the highest fill (used / capacity, in percent, as the pools \
+report it) of a tier's pools. Above it the coldest volumes of that tier are moved one tier down, even between \
+the watermarks, until the tier would be back under it; a promotion that would push a tier over it is refused \
+(skip reason max-tier-fill). Applies to every tier a volume can leave downwards (hot, and warm when set)."""
+
+
 class StoragePolicySpec(Base):
     """What to tier and how. Defaults are those of the seeds' operator."""
 
@@ -200,6 +226,18 @@ class StoragePolicySpec(Base):
             description="Finished TierMigration objects kept for this policy; older ones are deleted.",
         ),
     ] = DEFAULT_TIER_MIGRATION_HISTORY_LIMIT
+    max_tier_fill_percent: Annotated[int, Meta(description=MAX_TIER_FILL_DESCRIPTION)] | None = None
+    cold_after_idle: (
+        Annotated[
+            ColdAfterIdle,
+            Meta(
+                description="Optional: a volume goes to the cold tier only once its IOPS stayed under"
+                " belowIOPS for the whole period (a volume busy within the period stays off it); promotions"
+                " still follow the sampling window, so a busy volume comes back at once."
+            ),
+        ]
+        | None
+    ) = None
     group_label: (
         Annotated[
             str,
@@ -244,6 +282,9 @@ class StoragePolicyStatus(Base):
     migration_history: list[MigrationHistoryEntry] | UnsetType = UNSET
     #: When the next maintenance window opens, while moves wait outside the policy's windows (RFC 3339).
     next_window: str | UnsetType = UNSET
+    #: Per tier, how full its pools are (used / capacity in percent, rounded down), as they report it. (None
+    #: only in a merge patch, to remove a tier no longer reported.)
+    tier_fill_percent: dict[str, int | None] | UnsetType = UNSET
 
 
 class StoragePolicy(Base):

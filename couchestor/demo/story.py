@@ -9,9 +9,10 @@
     └── operator nursery
         ├── the operator (the same Operator ``couchestor run`` builds, on its own API client)
         ├── feed follower (migration steps and outcomes) and the view refresher (plans, tiers)
-        └── the story: apply the policy, wait until the cluster is tiered, change two loads, wait again
+        └── the story: apply the policy, wait until the cluster is tiered, change two loads, wait again,
+            declare the NVMe tier full (``maxTierFillPercent``), wait until its coldest moved down
 
-The story ends when both acts are complete, or at its bound (``--duration`` when given, else
+The story ends when its three acts are complete, or at its bound (``--duration`` when given, else
 :data:`STORY_TIMEOUT`); with ``--duration`` the cluster keeps running until then so it can be explored. Every
 part is then cancelled; the result says whether the story completed and what the invariant checker saw.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,12 +39,17 @@ from couchestor.demo.progress import Migration, Progress, VolumeRow
 from couchestor.kube import KubeClient, load_kubeconfig, resources
 from couchestor.kube.errors import KubeError
 from couchestor.operator import Operator
+from couchestor.sim.populate import GI
+from couchestor.tiering.plan import Action
+from couchestor.tiering.policy import Tier
 from k8s_schemas.annotations import PIN
 
 #: Longest the story may take when no ``--duration`` is given; it needs about a minute.
 STORY_TIMEOUT = 180.0
 #: How long the tiered cluster is left alone before the loads change: nothing moves back meanwhile.
 STEADY_PAUSE = 3.0
+#: Seconds after a full sampling window past the change of loads before the third act (score refreshes).
+WINDOW_MARGIN = 3.0
 #: How often the view is redrawn and the story's conditions checked.
 REFRESH_INTERVAL = 0.25
 #: Ended migrations a snapshot carries (the views list the latest ones).
@@ -82,6 +89,8 @@ class DemoResult:
     interrupted: bool = False
     moved_on_apply: int = 0
     moved_on_change: int = 0
+    #: The PVs the third act moved down for tier pressure (none when the pools report no size).
+    pressed: list[str] = field(default_factory=list)
     completed: int = 0
     failed: int = 0
     transitions: int = 0
@@ -266,11 +275,86 @@ async def _tell_story(
         )
     for v, later in changing:
         cluster.set_load(v, later)
+    changed_at = trio.current_time()
     await _until_tiered(cluster, operator, progress, redrawn, changed=True, moves=len(first) + len(second))
     result.moved_on_change = progress.completed - result.moved_on_apply
+    view.say(f"re-tiered: {_names(second)} moved after their load changed")
+    # The third act picks the coldest volumes: wait until every window has seen only the new loads.
+    await trio.sleep_until(changed_at + scenario.SAMPLING_WINDOW_SECONDS + WINDOW_MARGIN)
+    await _fill_up(cluster, operator, progress, view, result, act, redrawn, {v.pv for v in first + second})
     result.story_complete = True
     act.name = "story complete"
-    view.say(f"story complete: {_names(second)} moved after their load changed")
+    view.say("story complete")
+
+
+async def _fill_up(
+    cluster: EmbeddedCluster,
+    operator: Operator,
+    progress: Progress,
+    view: View,
+    result: DemoResult,
+    act: _Act,
+    redrawn: _Pulse,
+    moved: set[str],
+) -> None:
+    """The third act: the NVMe tier is declared full (``maxTierFillPercent``) just under its fill, so that its
+    coldest volumes between the watermarks (none moved yet: a moved one is in its cooldown) move to SATA
+    until it is back under. Skipped when the pools report no size."""
+    plan = operator.reconciler.last_plan if operator.reconciler is not None else None
+    own = plan.policy(scenario.POLICY_NAME) if plan is not None else None
+    fill = None if own is None else own.tier_fill.get(Tier.HOT)
+    if own is None or fill is None:
+        return
+    capacity = sum(p.capacity for p in scenario.cluster_spec(cluster.volumes).pools if p.tier == "hot")
+    size = {v.pv: v.size_gib * GI for v in cluster.volumes}
+    coldest = sorted(
+        (d.score, d.volume)
+        for d in own.decisions
+        if d.action is Action.STAY
+        and d.current_tier is Tier.HOT
+        and d.score is not None
+        and d.volume not in moved
+    )
+    # The lowest whole mark the tier is over now and under once its coldest few moved.
+    used, mark = fill * capacity / 100, None
+    for _, pv in coldest:
+        used -= size[pv]
+        if 1 <= math.ceil(100 * used / capacity) < fill:
+            mark = math.ceil(100 * used / capacity)
+            break
+    if mark is None:
+        return
+    act.name = "NVMe full: tier pressure"
+    view.say(
+        f"NVMe pools {fill:.1f}% full; maxTierFillPercent {mark} set on the policy: the coldest NVMe volumes"
+        " move to SATA, even between the watermarks, until the tier is back under it"
+    )
+    on_hot = {v.pv for v in cluster.volumes if cluster.tier_of(v) == "hot"}
+    done = progress.completed
+    await cluster.client.merge_patch(
+        resources.STORAGE_POLICY, scenario.POLICY_NAME, {"spec": {"maxTierFillPercent": mark}}, type=dict
+    )
+
+    def relieved() -> bool:
+        runner = operator.runner
+        latest = operator.reconciler.last_plan if operator.reconciler is not None else None
+        policy = latest.policy(scenario.POLICY_NAME) if latest is not None else None
+        now = None if policy is None else policy.tier_fill.get(Tier.HOT)
+        return (
+            runner is not None
+            and not runner.in_flight
+            and progress.completed > done
+            and progress.steady
+            and now is not None
+            and now <= mark
+            and all(cluster.at_rest(v) for v in cluster.volumes)
+        )
+
+    while not relieved():
+        await redrawn.wait()
+    pressed = [v for v in cluster.volumes if v.pv in on_hot and cluster.tier_of(v) == "cold"]
+    result.pressed = [v.pv for v in pressed]
+    view.say(f"NVMe back under {mark}%, the coldest first; moved to SATA: {', '.join(result.pressed)}")
 
 
 async def _until_tiered(

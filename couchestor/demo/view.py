@@ -100,6 +100,7 @@ def summary_lines(result: DemoResult) -> list[str]:
         story = (
             f"complete in {result.story_seconds:.1f}s: {result.moved_on_apply} volumes tiered when the policy "
             f"was applied, {result.moved_on_change} moved after their load changed"
+            + (f", {len(result.pressed)} moved off the full NVMe tier" if result.pressed else "")
         )
     else:
         story = f"NOT complete ({result.error or 'stopped early'}) after {result.elapsed:.1f}s"

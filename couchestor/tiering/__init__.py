@@ -6,7 +6,8 @@ Pure core (plain data in, plain data out, no I/O):
 - :mod:`.heat`: heat-score queries and snapshots; :mod:`.windows`: maintenance windows and blackouts.
 - :mod:`.views`: what the decisions need of the watched objects, and the incremental :class:`~.views.ViewIndex`.
 - :mod:`.plan`: the vocabulary of a decision pass (options, decisions, planned migrations, plans).
-- :mod:`.placement`, :mod:`.judge`, :mod:`.schedule`, :mod:`.groups`: the steps of a pass;
+- :mod:`.placement`, :mod:`.pressure` (tier fill, ``maxTierFillPercent``), :mod:`.judge`, :mod:`.schedule`,
+  :mod:`.groups`: the steps of a pass;
   :mod:`.decide`: the full pass; :mod:`.incremental`: the same plan, re-judging only what changed.
 - :mod:`.status`: StoragePolicy status from a plan; :mod:`.admission` and :mod:`.tiermigration`: approvals,
   windows and the TierMigration record of a move.

@@ -58,6 +58,7 @@ from couchestor.tiering.pins import group_pinning
 from couchestor.tiering.placement import Pools, Wanted
 from couchestor.tiering.plan import DecideOptions, Decision, Plan, PlannedMigration
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier
+from couchestor.tiering.pressure import Pressure, fill_percents, pressure_order
 from couchestor.tiering.schedule import policy_plan, schedule
 from couchestor.tiering.views import PoolView, VolumeView
 
@@ -72,6 +73,8 @@ def decide(
     now: datetime,
     options: DecideOptions | None = None,
     groups: Mapping[str, str] | None = None,
+    *,
+    moving: Mapping[str, tuple[Tier, Tier]] | None = None,
 ) -> Plan:
     """Decide every selected volume of every policy and plan the migrations to start now.
 
@@ -80,6 +83,7 @@ def decide(
     (or failed) and not yet written to the PV annotation; ``now`` and every time are timezone-aware.
     ``groups`` maps PV names to a group key from outside the policy (a VolumeGroupReplication): such volumes
     are grouped like those sharing the policy's ``groupLabel``, and that membership wins over the label.
+    ``moving`` maps the PV names of running migrations to (from tier, to tier), for tier pressure (:mod:`~couchestor.tiering.pressure`).
     The rules are in the module docstring.
     """
     opts = options or DecideOptions()
@@ -99,6 +103,7 @@ def decide(
     decisions: dict[str, dict[str, Decision]] = {p.name: {} for p in ordered}
     counts: dict[str, dict[Tier, int]] = {}
     wanted: list[Wanted | GroupWanted] = []
+    grouped: dict[str, set[str]] = {}
     for policy in ordered:
         groups_of = find_groups(policy, selected[policy.name], groups or {})
         combined = {key: group_score(policy, members, scores, opts) for key, members in groups_of.items()}
@@ -107,6 +112,7 @@ def decide(
             for key, members in groups_of.items()
         }
         member_of = {v.name: key for key, members in groups_of.items() for v in members}
+        grouped[policy.name] = set(member_of)
         verdicts: dict[str, Decision | Wanted] = {}
         count = counts[policy.name] = dict.fromkeys(
             policy.tiers if isinstance(policy, PolicyRules) else (), 0
@@ -154,21 +160,43 @@ def decide(
     }
     reserved: dict[str, int] = {}
     started: list[PlannedMigration] = []
+    pressure = Pressure(ordered, pools_by_name, moving or {}, {v.name: v for v in vols})
     for want in sorted(wanted, key=lambda w: w.order):
         if isinstance(want, GroupWanted):
-            for decision, migration in schedule_group(want, slots, pools_by_name, reserved):
+            for decision, migration in schedule_group(want, slots, pools_by_name, reserved, pressure):
                 decisions[decision.policy][decision.volume] = decision
                 if migration is not None:
                     started.append(migration)
             continue
-        decision, migration = schedule(want, slots, pools_by_name, reserved)
+        decision, migration = schedule(want, slots, pools_by_name, reserved, pressure)
         decisions[want.rules.name][want.volume.name] = decision
         if migration is not None:
             started.append(migration)
+    # Tiers still over their mark after the pass's own moves send their coldest volumes down.
+    for rules in pressure_order(ordered):
+        own = decisions[rules.name]
+        stays = [(v, own[v.name]) for v in selected[rules.name] if v.name not in grouped[rules.name]]
+        for full in rules.tiers:
+            for demotion in pressure.demotions(
+                rules, full, stays, recent_migrations, now, opts.fixed_topology
+            ):
+                if isinstance(demotion, Decision):
+                    own[demotion.volume] = demotion
+                    continue
+                decision, migration = schedule(demotion, slots, pools_by_name, reserved, pressure)
+                own[decision.volume] = decision
+                if migration is not None:
+                    started.append(migration)
 
     plans = tuple(
         policy_plan(
-            policy, selected[policy.name], decisions[policy.name], counts[policy.name], in_flight, started
+            policy,
+            selected[policy.name],
+            decisions[policy.name],
+            counts[policy.name],
+            in_flight,
+            started,
+            fill_percents(policy, pools_by_name),
         )
         for policy in ordered
     )

@@ -10,6 +10,7 @@ from couchestor.tiering.heat import ScoreSnapshot, lookup
 from couchestor.tiering.placement import Pools, Wanted, pick_pool
 from couchestor.tiering.plan import Action, DecideOptions, Decision, PlannedMigration
 from couchestor.tiering.policy import PolicyProblem, PolicyRules
+from couchestor.tiering.pressure import REASON as PRESSURE, Pressure, footprint
 from couchestor.tiering.schedule import move
 from couchestor.tiering.views import PoolView, VolumeView
 
@@ -107,15 +108,27 @@ def group_verdict(
 
 
 def schedule_group(
-    group: GroupWanted, slots: dict[str, int], pools: Pools, reserved: dict[str, int]
+    group: GroupWanted,
+    slots: dict[str, int],
+    pools: Pools,
+    reserved: dict[str, int],
+    pressure: Pressure | None = None,
 ) -> list[tuple[Decision, PlannedMigration | None]]:
-    """Schedule every member or none: one concurrency slot for the group, room for every member first."""
+    """Schedule every member or none: one concurrency slot for the group, the tier pressure of all members
+    together, room for every member first."""
     rules = group.members[0].rules
     local: dict[str, int] = dict(reserved)
     picked: list[tuple[Wanted, PoolView]] = []
     problem: tuple[str, str] | None = None
+    refused = (
+        None
+        if pressure is None
+        else pressure.refusal(group.members[0], sum(footprint(w.volume) for w in group.members))
+    )
     if slots[rules.name] <= 0:
         problem = ("concurrency-limit", f"{rules.max_concurrent_migrations} migration(s) running or planned")
+    elif refused is not None:
+        problem = (PRESSURE, refused)
     else:
         for want in group.members:
             pool = pick_pool(want, pools, local)
@@ -148,4 +161,8 @@ def schedule_group(
         ]
     reserved.update(local)
     slots[rules.name] -= 1
-    return [move(want, pool, group=f"{rules.name}/{group.key}") for want, pool in picked]
+    moves = [move(want, pool, group=f"{rules.name}/{group.key}") for want, pool in picked]
+    if pressure is not None:
+        for (want, _), (_, migration) in zip(picked, moves, strict=True):
+            pressure.record(migration, want.volume)
+    return list(moves)

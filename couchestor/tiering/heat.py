@@ -18,6 +18,11 @@ best-covered series instead would call every volume fully covered right after Pr
 started afresh, exactly when too little is known to decide anything. Set ``scrape_interval_seconds`` to the
 real scrape interval of the volume metrics.
 
+Idle periods (a policy's ``coldAfterIdle``). For each distinct period, one more query per refresh,
+:func:`build_idle_query`: the peak of the same per-volume IOPS over the whole period (``max_over_time`` of a
+subquery) and, in the same answer, how many of the subquery's steps had a value (its coverage, guarded like
+the window's). :func:`build_peaks` turns the answer into a :class:`PeakSnapshot`.
+
 Missing versus unusable. A volume absent from a healthy answer did no I/O Prometheus knows of and scores 0.
 A volume whose value is NaN or infinite (an exporter reporting NaN, a division by zero in a recording rule)
 is present but unusable: its :attr:`HeatScore.score` is None and no decision is made for it, rather than
@@ -40,7 +45,7 @@ from couchestor.errors import CoucheStorError
 
 MetricKind = Literal["gauge", "counter"]
 MatchOp = Literal["=", "!=", "=~", "!~"]
-QueryRole = Literal["score", "read", "write", "latency", "coverage"]
+QueryRole = Literal["score", "read", "write", "latency", "coverage", "idle"]
 
 DEFAULT_SCRAPE_INTERVAL_SECONDS = 15.0
 
@@ -265,6 +270,52 @@ def build_queries(source: MetricSource, window_seconds: int) -> tuple[HeatQuery,
     return tuple(queries)
 
 
+#: The label :func:`build_idle_query` adds to tell its two halves apart.
+IDLE_STAT_LABEL = "couchestor_idle"
+
+
+def idle_step_seconds(source: MetricSource) -> int:
+    """The resolution of an idle period's subquery: a minute, or four scrapes when scrapes are rarer (a
+    counter's rate needs at least two samples in its range)."""
+    return max(60, math.ceil(4 * source.scrape_interval_seconds))
+
+
+def volume_iops_expr(source: MetricSource, rate_seconds: int) -> str:
+    """The per-volume IOPS now, as one instant vector labelled by the volume: the score metrics added up.
+
+    Several metrics are joined with ``or``, each tagged with its name first: a counter's ``rate`` drops the
+    metric name, and the read and write series of one volume would otherwise have the same labels.
+    """
+    selector = "{" + ",".join(m.render() for m in source.matchers) + "}" if source.matchers else ""
+    parts = []
+    for metric in source.score_metrics:
+        series = f"{metric}{selector}"
+        if source.kind == "counter":
+            series = f"rate({series}[{promql_duration(rate_seconds)}])"
+        if len(source.score_metrics) > 1:
+            series = f'label_replace({series}, "{IDLE_STAT_LABEL}_metric", "{metric}", "", "")'
+        parts.append(series)
+    return f"sum by ({source.label}) ({' or '.join(parts)})"
+
+
+def build_idle_query(source: MetricSource, period_seconds: int) -> HeatQuery:
+    """The one query of a refresh for an idle period: per volume, its peak IOPS over the period and the
+    number of subquery steps with a value, told apart by :data:`IDLE_STAT_LABEL` (``peak``/``samples``).
+
+    E.g. for the default source and a 7d period::
+
+        label_replace(max_over_time((sum by (volume_id) (openebs_volume_iops))[7d:1m]), "couchestor_idle",
+        "peak", "", "") or label_replace(count_over_time((...)[7d:1m]), "couchestor_idle", "samples", "", "")
+    """
+    step = idle_step_seconds(source)
+    inner = f"({volume_iops_expr(source, step)})[{promql_duration(period_seconds)}:{promql_duration(step)}]"
+    halves = [
+        f'label_replace({func}({inner}), "{IDLE_STAT_LABEL}", "{stat}", "", "")'
+        for func, stat in (("max_over_time", "peak"), ("count_over_time", "samples"))
+    ]
+    return HeatQuery(source.score_metrics[0], frozenset({"idle"}), " or ".join(halves))
+
+
 # --- Prometheus /api/v1/query responses -------------------------------------------------------------------
 
 
@@ -403,6 +454,8 @@ class ScoreSnapshot:
     fetched_at: datetime
     scores: Mapping[str, HeatScore] = field(default_factory=dict)
     error: str | None = None
+    #: The idle periods' peaks (period in seconds -> snapshot), fetched beside the windows.
+    peaks: Mapping[int, PeakSnapshot] = field(default_factory=dict)
     #: The best sample coverage of any volume: below the minimum, Prometheus has not collected a window's
     #: worth of data yet (just started, or lost its storage), so a missing volume proves nothing.
     max_coverage: float = field(init=False, default=0.0)
@@ -426,6 +479,69 @@ def lookup(snapshot: ScoreSnapshot, pv_name: str, volume_handle: str | None) -> 
     if found is None and volume_handle is not None:
         found = snapshot.scores.get(volume_handle)
     return found
+
+
+class PeakScore(msgspec.Struct, frozen=True, gc=False):
+    """One volume's highest IOPS over an idle period (None: not finite) and the period's coverage (0..1)."""
+
+    peak: float | None
+    coverage: float
+
+
+@dataclass(frozen=True, slots=True)
+class PeakSnapshot:
+    """Every volume's peak IOPS over one idle period, as of one refresh. As with :class:`ScoreSnapshot`, a
+    volume missing from a healthy snapshot had no series and peaks at 0, unless no volume has the period's
+    coverage (``max_coverage``): then its absence proves nothing."""
+
+    period_seconds: int
+    healthy: bool
+    fetched_at: datetime
+    peaks: Mapping[str, PeakScore] = field(default_factory=dict)
+    error: str | None = None
+    max_coverage: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        best = max((p.coverage for p in self.peaks.values()), default=0.0)
+        object.__setattr__(self, "max_coverage", best)
+
+    def lookup(self, pv_name: str, volume_handle: str | None) -> PeakScore | None:
+        found = self.peaks.get(pv_name)
+        if found is None and volume_handle is not None:
+            found = self.peaks.get(volume_handle)
+        return found
+
+
+def build_peaks(
+    source: MetricSource, period_seconds: int, result: QueryResult | None, fetched_at: datetime
+) -> PeakSnapshot:
+    """The answer to :func:`build_idle_query` as a snapshot; unhealthy when missing or partial."""
+    if result is None:
+        return PeakSnapshot(period_seconds, False, fetched_at, error="no answer for the idle-period query")
+    if result.warnings:
+        return PeakSnapshot(
+            period_seconds,
+            False,
+            fetched_at,
+            error=f"partial idle-period answer: {'; '.join(result.warnings)}",
+        )
+    peak: dict[str, float] = {}
+    samples: dict[str, float] = {}
+    for labels, value in result.samples:
+        volume = labels.get(source.label)
+        stat = labels.get(IDLE_STAT_LABEL)
+        if volume and stat in ("peak", "samples"):
+            (peak if stat == "peak" else samples)[volume] = value
+    expected = max(period_seconds / idle_step_seconds(source), 1.0)
+    peaks = {
+        volume: PeakScore(
+            peak[volume] if math.isfinite(peak.get(volume, 0.0)) else None,
+            min(max(count, 0.0) / expected, 1.0) if math.isfinite(count) else 0.0,
+        )
+        for volume in sorted(peak.keys() | samples.keys())
+        for count in (samples.get(volume, 0.0),)
+    }
+    return PeakSnapshot(period_seconds, True, fetched_at, peaks)
 
 
 def sample_coverage(samples: int, window_seconds: int, scrape_interval_seconds: float) -> float:

@@ -7,13 +7,20 @@ something that verdict depends on changed:
 
 - the volume's view (the caller says which, from :class:`~couchestor.tiering.views.ViewIndex`);
 - its heat score or coverage in its policy's snapshot (found by comparing the old snapshot with the new one),
-  or the state of that snapshot as a whole (missing, unhealthy, too old, enough coverage anywhere): then
-  every volume of that window's policies;
+  or its peak over an idle period (``coldAfterIdle``), or the state of that snapshot or of its idle-period
+  peaks as a whole (missing, unhealthy, too old, enough coverage anywhere): then every volume of that
+  window's policies;
 - whether it is in flight or recently migrated, its external group (VolumeGroupReplication);
 - another member of its volume group (a group is judged as a whole);
 - time: verdicts that depend on the clock (``cooldown``, and any verdict of a volume whose pin has an end) are
   re-judged on every call;
 - pool capacity or health: ``dry-run`` verdicts (they name the pool a move would use).
+
+Tier pressure (:mod:`~couchestor.tiering.pressure`) is a matter of scheduling, so it is worked out again on
+every call as in :func:`~couchestor.tiering.decide.decide`: it refuses promotions as they are scheduled and,
+while a tier is over its mark, turns the ``stay`` verdicts of its coldest volumes into moves down for that
+call only (the kept verdicts stay as judged). Only a policy with a tier over its mark has its verdicts looked
+through.
 
 A change of the policies, of the pools' names, nodes or labels, or of the options, re-judges everything, as
 does ``changed=None`` (the caller's periodic full pass). Scheduling (slots, pool room) runs over all wanted
@@ -43,8 +50,9 @@ from couchestor.tiering.judge import (
 )
 from couchestor.tiering.pins import Pinning, group_pinning
 from couchestor.tiering.placement import Pools, Wanted
-from couchestor.tiering.plan import DecideOptions, Decision, Plan, PlannedMigration, PolicyPlan
+from couchestor.tiering.plan import Action, DecideOptions, Decision, Plan, PlannedMigration, PolicyPlan
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier
+from couchestor.tiering.pressure import Pressure, fill_percents, pressure_order
 from couchestor.tiering.schedule import schedule
 from couchestor.tiering.views import PoolView, VolumeView
 
@@ -117,6 +125,8 @@ class IncrementalPlanner:
         self._dry: set[str] = set()  # volumes with a dry-run verdict (they name a pool)
         #: The last call's decisions from scheduling, by policy and volume.
         self._scheduled: dict[str, dict[str, Decision]] = {}
+        #: The last call's pressure decisions, by (policy, volume): they stand in for kept ``stay`` verdicts.
+        self._pressed: dict[tuple[str, str], Decision] = {}
         self._pools = Pools(())
         # Every wanted move in decide()'s scheduling order, kept sorted as moves come and go, so a call
         # does not sort them all again: sort key -> the move, and (policy, volume or group key) -> sort key.
@@ -148,11 +158,13 @@ class IncrementalPlanner:
         *,
         changed: Collection[str] | None = None,
         handle_names: Callable[[str], Collection[str]] | None = None,
+        moving: Mapping[str, tuple[Tier, Tier]] | None = None,
     ) -> Plan:
         """The plan for these inputs. ``views`` maps PV names to their views; ``changed`` names the volumes
         whose view changed since the last call (None: unknown, re-judge everything); ``handle_names`` gives
         the PV names of a volume handle (:meth:`ViewIndex.names_with_handle`; without it, a scan of the
-        views when a score labelled by handle changed)."""
+        views when a score labelled by handle changed); ``moving`` the running migrations, as for
+        :func:`~couchestor.tiering.decide.decide`."""
         opts = options or DecideOptions()
         groups = dict(groups or {})
         ordered = tuple(sorted(policies, key=lambda p: (p.name, p.generation or 0)))
@@ -196,7 +208,8 @@ class IncrementalPlanner:
         old_final = self._judge_dirty(
             ordered, reshaped, rejudged, views, scores, in_flight, recent_migrations, now, opts, groups
         )
-        return self._finish(ordered, in_flight, old_final)
+        pressure = Pressure(ordered, self._pools, moving or {}, views)
+        return self._finish(ordered, in_flight, old_final, pressure, views, recent_migrations, now, opts)
 
     # -- what changed --------------------------------------------------------------------------------------
 
@@ -278,12 +291,26 @@ class IncrementalPlanner:
                     if x.score != y.score or x.coverage != y.coverage:
                         out.add(key)
                         out.update(handle_names(key))
-                continue
-            for key in a.keys() | b.keys():
-                was, now_ = a.get(key), b.get(key)
-                if was is None or now_ is None or was.score != now_.score or was.coverage != now_.coverage:
-                    out.add(key)
-                    out.update(handle_names(key))
+            else:
+                for key in a.keys() | b.keys():
+                    was, now_ = a.get(key), b.get(key)
+                    if (
+                        was is None
+                        or now_ is None
+                        or was.score != now_.score
+                        or was.coverage != now_.coverage
+                    ):
+                        out.add(key)
+                        out.update(handle_names(key))
+            # Idle-period peaks: their presence and health are in the snapshot state; here, each volume's.
+            for period in old.peaks.keys() & new.peaks.keys():
+                p, q = old.peaks[period].peaks, new.peaks[period].peaks
+                if p is q:
+                    continue
+                for key in p.keys() | q.keys():
+                    if p.get(key) != q.get(key):
+                        out.add(key)
+                        out.update(handle_names(key))
         return out
 
     # -- judging -------------------------------------------------------------------------------------------
@@ -437,6 +464,11 @@ class IncrementalPlanner:
                     st.conflicts[name] = tuple(reason.removeprefix("conflict:").split(","))
         return previous
 
+    def _in_group(self, st: _PolicyState, name: str) -> bool:
+        """Whether ``name`` is in a volume group of two or more under the policy."""
+        key = self._group_key_of(st, name)
+        return key is not None and len(st.members.get(key, ())) > 1
+
     def _group_key_of(self, st: _PolicyState, name: str) -> str | None:
         return self._group_keys.get((st.rules.name, name))
 
@@ -459,6 +491,11 @@ class IncrementalPlanner:
         ordered: tuple[Policy, ...],
         in_flight: Collection[str],
         previous: Mapping[tuple[str, str], Decision | None],
+        pressure: Pressure,
+        views: Mapping[str, VolumeView],
+        recent: Mapping[str, datetime],
+        now: datetime,
+        opts: DecideOptions,
     ) -> Plan:
         flying = set(in_flight)
         slots = {
@@ -473,6 +510,9 @@ class IncrementalPlanner:
         for policy, volume in previous:
             kept.get(policy, {}).pop(volume, None)
         candidates: dict[tuple[str, str], Decision | None] = dict(previous)
+        # What the last call showed for a pressed pair was its pressure decision, not the kept verdict.
+        pressed_before, self._pressed = self._pressed, {}
+        candidates.update(pressed_before)
 
         def record(policy: str, decision: Decision) -> None:
             own = kept.setdefault(policy, {})
@@ -491,9 +531,9 @@ class IncrementalPlanner:
                         record(policy, decision)
                     return
             if isinstance(want, GroupWanted):
-                results = schedule_group(want, slots, self._pools, reserved)
+                results = schedule_group(want, slots, self._pools, reserved, pressure)
             else:
-                results = [schedule(want, slots, self._pools, reserved)]
+                results = [schedule(want, slots, self._pools, reserved, pressure)]
             if all(m is None and d.reason == "concurrency-limit" for d, m in results):
                 self._held[key] = (want, [d for d, _ in results])
             else:
@@ -529,13 +569,36 @@ class IncrementalPlanner:
                 if key in self._moves and key >= first:
                     place(key)
         self._cut = order[cut] if cut < len(order) else None
+        pressed = self._pressed
+        for rules in pressure_order(ordered):
+            if not pressure.over(rules.name):
+                continue
+            st = self._state[rules.name]
+            stays = [
+                (views[name], d)
+                for name, d in st.static.items()
+                if d.action is Action.STAY and not self._in_group(st, name)
+            ]
+            for tier in rules.tiers:
+                for demotion in pressure.demotions(rules, tier, stays, recent, now, opts.fixed_topology):
+                    if isinstance(demotion, Decision):
+                        pressed[(rules.name, demotion.volume)] = demotion
+                        continue
+                    decision, migration = schedule(demotion, slots, self._pools, reserved, pressure)
+                    pressed[(rules.name, decision.volume)] = decision
+                    if migration is not None:
+                        started.append(migration)
+        for pair in pressed:
+            candidates.setdefault(pair, self._state[pair[0]].static.get(pair[1]))
         # What differs from the last call: re-judged pairs, and pairs whose decision object was replaced.
         changes: list[tuple[Decision | None, Decision]] = []
         removed: list[Decision] = []
         for (policy, volume), before in candidates.items():
             owner = self._state.get(policy)
-            after = kept.get(policy, {}).get(volume) or (
-                owner.static.get(volume) if owner is not None else None
+            after = (
+                pressed.get((policy, volume))
+                or kept.get(policy, {}).get(volume)
+                or (owner.static.get(volume) if owner is not None else None)
             )
             if after is None:
                 if before is not None:
@@ -546,10 +609,17 @@ class IncrementalPlanner:
         self.changes = sorted(changes, key=lambda c: (c[1].policy, c[1].volume))
         self.removed = sorted(removed, key=lambda d: (d.policy, d.volume))
         plans = []
+        pressed_in = {policy for policy, _ in pressed}
         for p in ordered:
             st = self._state[p.name]
             # The verdicts kept and the scheduled ones are disjoint: a wanted move is never kept as final.
-            own = tuple(st.static.values()) + tuple(scheduled.get(p.name, {}).values())
+            # Pressure decisions stand in for kept verdicts (looked up only for a policy that has any).
+            static = (
+                tuple(pressed.get((p.name, name), d) for name, d in st.static.items())
+                if p.name in pressed_in
+                else tuple(st.static.values())
+            )
+            own = static + tuple(scheduled.get(p.name, {}).values())
             counts = dict.fromkeys(p.tiers if isinstance(p, PolicyRules) else (), 0)
             if isinstance(p, PolicyRules):
                 counts.update(Counter(st.tier_of.values()))
@@ -566,6 +636,7 @@ class IncrementalPlanner:
                     unreadable=MappingProxyType(dict(st.unreadable)),
                     in_flight=len(flying & st.selected),
                     migrations=tuple(m for m in started if m.policy == p.name),
+                    tier_fill=MappingProxyType(fill_percents(p, self._pools)),
                 )
             )
         return Plan(policies=tuple(plans), migrations=tuple(started))
@@ -612,7 +683,16 @@ def _snapshot_state(
     if snapshot is None:
         return (None,)
     problem = metrics_problem(snapshot, window, now, opts)
-    return (problem, snapshot.max_coverage < opts.min_coverage)
+    peaks = tuple(
+        (
+            period,
+            p.healthy,
+            (now - p.fetched_at).total_seconds() > opts.max_score_age_seconds,
+            p.max_coverage < opts.min_coverage,
+        )
+        for period, p in sorted(snapshot.peaks.items())
+    )
+    return (problem, snapshot.max_coverage < opts.min_coverage, peaks)
 
 
 __all__ = ["IncrementalPlanner"]

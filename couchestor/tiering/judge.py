@@ -119,6 +119,16 @@ def judge(
         # A group member is judged on the group's combined heat; its own checks above still apply.
         score = group[1]
     target = policy.target_tier(score, current)
+    idle_note = ""
+    if target is Tier.COLD and policy.idle is not None:
+        held = idle_problem(policy, v, snapshot, now, opts)
+        if held is not None:
+            reason, why = held
+            if reason != "busy":
+                return skip(reason, why, score=score, current_tier=current, target_tier=target)
+            # Busy within the idle period: not cold yet. A hot volume still cools down to warm.
+            target = Tier.WARM if current is Tier.HOT and policy.warm_iops is not None else None
+            idle_note = f"; not cold: {why}"
     if target is None:
         return Decision(
             v.name,
@@ -127,9 +137,9 @@ def judge(
             "stay",
             score,
             current,
-            detail=_explain_stay(policy, score, current),
+            detail=_explain_stay(policy, score, current) + idle_note,
         )
-    detail = _explain_move(policy, score, current, target)
+    detail = _explain_move(policy, score, current, target) + idle_note
     if group is not None:
         detail = f"group {group[0]}: combined {detail}"
     return _move_checks(policy, v, pools, recent, now, opts, current, target, score, detail)
@@ -264,6 +274,48 @@ def metrics_problem(
     age = (now - snapshot.fetched_at).total_seconds()
     if age > opts.max_score_age_seconds:
         return f"heat scores are {format_duration(age)} old"
+    return None
+
+
+def idle_problem(
+    policy: PolicyRules, v: VolumeView, snapshot: ScoreSnapshot, now: datetime, opts: DecideOptions
+) -> tuple[str, str] | None:
+    """None when ``v`` was idle for the policy's whole ``coldAfterIdle`` period; else ``("busy", why)`` when
+    its IOPS reached the floor within it, or the skip reason and detail when that cannot be told (no,
+    unhealthy or old peaks, too few samples over the period: the same guards as the window's)."""
+    idle = policy.idle
+    assert idle is not None
+    period = format_duration(idle.period_seconds)
+    peaks = snapshot.peaks.get(idle.period_seconds)
+    if peaks is None:
+        return "metrics-unavailable", f"no peak IOPS over the {period} coldAfterIdle period yet"
+    if not peaks.healthy:
+        return "metrics-unavailable", f"idle-period metrics unhealthy: {peaks.error or 'unknown error'}"
+    age = (now - peaks.fetched_at).total_seconds()
+    if age > opts.max_score_age_seconds:
+        return "metrics-unavailable", f"idle-period peaks are {format_duration(age)} old"
+    found = peaks.lookup(v.name, v.volume_id)
+    if found is None:
+        if peaks.max_coverage < opts.min_coverage:
+            return (
+                "low-coverage",
+                f"no samples for the volume over the {period} coldAfterIdle period, and no volume has enough"
+                " of it yet to call it idle",
+            )
+        return None
+    if found.peak is None:
+        return "no-score", f"Prometheus returned a non-finite peak over the {period} coldAfterIdle period"
+    if found.coverage < opts.min_coverage:
+        return (
+            "low-coverage",
+            f"{found.coverage:.0%} of the {period} coldAfterIdle period's samples present,"
+            f" {opts.min_coverage:.0%} needed",
+        )
+    if found.peak >= idle.below_iops:
+        return (
+            "busy",
+            f"peak {found.peak:.1f} IOPS within the {period} coldAfterIdle period (belowIOPS {idle.below_iops})",
+        )
     return None
 
 

@@ -101,6 +101,9 @@ class PolicyPlan:
     in_flight: int
     migrations: tuple[PlannedMigration, ...]
     unreadable: Mapping[str, str] = field(default_factory=dict)
+    #: How full each tier's pools are, in percent, as they report it (tiers whose pools report no size
+    #: are left out).
+    tier_fill: Mapping[Tier, float] = field(default_factory=dict)
 
     @property
     def watched(self) -> int:

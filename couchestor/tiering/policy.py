@@ -89,6 +89,15 @@ class VolumeScope:
 
 
 @dataclass(frozen=True, slots=True)
+class IdleRule:
+    """``coldAfterIdle``: a move to the cold tier needs the volume's IOPS under ``below_iops`` for all of
+    ``period_seconds`` (its peak over the period, :mod:`couchestor.tiering.heat`)."""
+
+    period_seconds: int
+    below_iops: int
+
+
+@dataclass(frozen=True, slots=True)
 class PolicyRules:
     """A valid policy with every default applied. IOPS thresholds are strict: above ``high_iops`` is hot,
     below ``low_iops`` is cold; ``warm_iops`` is None when the policy has no warm tier."""
@@ -122,6 +131,10 @@ class PolicyRules:
     tier_migration_history_limit: int = DEFAULT_TIER_MIGRATION_HISTORY_LIMIT
     #: The ``storage.billyronks.io/paused: "true"`` annotation: no new move starts.
     paused: bool = False
+    #: ``maxTierFillPercent``: the highest fill of a tier's pools before its coldest volumes move down.
+    max_fill_percent: int | None = None
+    #: ``coldAfterIdle``: how long a volume must have been idle before it may go to the cold tier.
+    idle: IdleRule | None = None
 
     @property
     def tiers(self) -> tuple[Tier, ...]:
@@ -305,6 +318,14 @@ class _Compiler:
                 if set(sel) == set(other_sel):
                     self.fail(_FIELDS[other], f"selects the same pools as the {tier} tier's selector")
         approval_ttl = self.duration("approvalTTL", spec.approval_ttl)
+        max_fill = spec.max_tier_fill_percent
+        if max_fill is not None and not 1 <= max_fill <= 100:
+            self.fail("maxTierFillPercent", f"must lie between 1 and 100, not {max_fill}")
+        idle = None
+        if spec.cold_after_idle is not None:
+            period = self.duration("coldAfterIdle.period", spec.cold_after_idle.period)
+            if period:  # 0: unparsable, already a problem
+                idle = IdleRule(period, spec.cold_after_idle.below_iops)
         schedule = self.schedule()
         paused = self.paused()
         scope = None if volume_selector is None else VolumeScope(spec.storage_class_name, volume_selector)
@@ -332,6 +353,8 @@ class _Compiler:
             max_rebuilds_per_pool=spec.max_rebuilds_per_pool,
             tier_migration_history_limit=spec.tier_migration_history_limit,
             paused=paused,
+            max_fill_percent=max_fill,
+            idle=idle,
         )
 
     def schedule(self) -> Schedule:

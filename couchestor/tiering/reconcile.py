@@ -42,7 +42,7 @@ from couchestor.metrics import OperatorMetrics, overdue_migrations, scored_volum
 from couchestor.migration.runner import MigrationRunner
 from couchestor.tiering.incremental import IncrementalPlanner
 from couchestor.tiering.plan import Action, DecideOptions, Decision, Plan, PlannedMigration
-from couchestor.tiering.policy import PolicyProblem, PolicyRules, compile_policy
+from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier, compile_policy
 from couchestor.tiering.scores import ScoreCache
 from couchestor.tiering.status import MetricsState, status_patch
 from couchestor.tiering.views import ViewIndex
@@ -280,7 +280,10 @@ class Reconciler:
         """Compile the policies and decide, from the stores and the score cache (no I/O): incrementally while
         :meth:`run` follows the stores, in full otherwise and at least every ``full_pass_every`` seconds."""
         rules = [self._rules(p) for p in self.stores.policies.list()]
-        self.scores.want({r.window_seconds for r in rules if isinstance(r, PolicyRules) and r.enabled})
+        active = [r for r in rules if isinstance(r, PolicyRules) and r.enabled]
+        self.scores.want(
+            {r.window_seconds for r in active}, {r.idle.period_seconds for r in active if r.idle is not None}
+        )
         changed, self._changed = self._changed, {"pvs": set(), "pvcs": set(), "volumes": set()}
         pools_changed, self._pools_changed = self._pools_changed, False
         full = not self._following or time.monotonic() - self._last_full >= self.options.full_pass_every
@@ -309,12 +312,22 @@ class Reconciler:
             groups=self.stores.replication_groups(),
             changed=changed_views,
             handle_names=self._views.names_with_handle,
+            moving=self._moving(),
         )
         if full:
             self._labels_to_check.update(self._wanted_labels)
             self._labels_changed.set()
         self.last_plan = plan
         return rules, plan
+
+    def _moving(self) -> dict[str, tuple[Tier, Tier]]:
+        """The running migrations' tiers by PV name, for tier pressure."""
+        out = {}
+        for pv, m in self.runner.in_flight.items():
+            source, target = Tier.parse(m.from_tier), Tier.parse(m.to_tier)
+            if source is not None and target is not None:
+                out[pv] = (source, target)
+        return out
 
     def _rules(self, obj: StoragePolicy) -> PolicyRules | PolicyProblem:
         compiled = compile_policy(obj)

@@ -10,12 +10,19 @@ from types import MappingProxyType
 from couchestor.tiering.placement import Pools, Wanted, pick_pool
 from couchestor.tiering.plan import Action, Decision, PlannedMigration, PolicyPlan
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier
+from couchestor.tiering.pressure import REASON as PRESSURE, Pressure
 from couchestor.tiering.views import PoolView, VolumeView
 
 
 def schedule(
-    want: Wanted, slots: dict[str, int], pools: Pools, reserved: dict[str, int]
+    want: Wanted,
+    slots: dict[str, int],
+    pools: Pools,
+    reserved: dict[str, int],
+    pressure: Pressure | None = None,
 ) -> tuple[Decision, PlannedMigration | None]:
+    """A slot of the policy, the pass's tier pressure and a pool with room, in that order (a move held
+    back by its policy's limit says so whatever else holds it back)."""
     v, rules = want.volume, want.rules
 
     def skip(reason: str, detail: str) -> tuple[Decision, None]:
@@ -28,13 +35,19 @@ def schedule(
         return skip(
             "concurrency-limit", f"{want.detail}; {limit} migration(s) running or planned for the policy"
         )
+    refused = None if pressure is None else pressure.refusal(want)
+    if refused is not None:
+        return skip(PRESSURE, f"{want.detail}; {refused}")
     pool = pick_pool(want, pools, reserved)
     if pool is None:
         return skip("no-capacity", f"{want.detail}; no Online {want.target} pool has room for the volume")
     size = v.size_bytes or 0
     reserved[pool.name] = reserved.get(pool.name, 0) + size
     slots[rules.name] -= 1
-    return move(want, pool)
+    decision, migration = move(want, pool)
+    if pressure is not None:
+        pressure.record(migration, v)
+    return decision, migration
 
 
 def move(want: Wanted, pool: PoolView, group: str = "") -> tuple[Decision, PlannedMigration]:
@@ -90,6 +103,7 @@ def policy_plan(
     counts: dict[Tier, int],
     in_flight: Collection[str],
     started: Sequence[PlannedMigration],
+    tier_fill: Mapping[Tier, float] | None = None,
 ) -> PolicyPlan:
     own = tuple(decisions[v.name] for v in chosen)
     conflicts = {
@@ -109,4 +123,5 @@ def policy_plan(
         in_flight=sum(v.name in in_flight for v in chosen),
         migrations=tuple(m for m in started if m.policy == policy.name),
         unreadable=MappingProxyType({v.name: v.unreadable for v in chosen if v.unreadable is not None}),
+        tier_fill=MappingProxyType(dict(tier_fill or {})),
     )

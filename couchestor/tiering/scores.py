@@ -2,7 +2,9 @@
 
 One task (:meth:`ScoreCache.run`) owns all Prometheus traffic. For every sampling window some policy uses it
 sends the few queries :func:`~couchestor.tiering.heat.build_queries` gives -- never one per volume -- and keeps the
-resulting :class:`~couchestor.tiering.heat.ScoreSnapshot`. A failure of any kind (unreachable, timeout, HTTP error,
+resulting :class:`~couchestor.tiering.heat.ScoreSnapshot`. For every idle period some policy uses
+(``coldAfterIdle``) it sends the one query :func:`~couchestor.tiering.heat.build_idle_query` gives, and hands
+the peaks out with every window's snapshot (:attr:`ScoreSnapshot.peaks`). A failure of any kind (unreachable, timeout, HTTP error,
 error answer, partial answer) produces an *unhealthy* snapshot: the decisions then move nothing, and the
 ``MetricsAvailable`` condition, the ``storage_operator_metrics_healthy`` gauge and a log line say so.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -22,9 +25,12 @@ from couchestor.metrics import OperatorMetrics
 from couchestor.tiering.heat import (
     HeatQuery,
     MetricSource,
+    PeakSnapshot,
     PrometheusResponseError,
     QueryResult,
     ScoreSnapshot,
+    build_idle_query,
+    build_peaks,
     build_queries,
     build_snapshot,
     decode_response,
@@ -108,6 +114,10 @@ class ScoreCache:
         self._windows: frozenset[int] = frozenset()
         self._snapshots: dict[int, ScoreSnapshot] = {}
         self._fetched: dict[int, float] = {}  # window -> trio time of the last refresh
+        self._periods: frozenset[int] = frozenset()
+        self._peaks: dict[int, PeakSnapshot] = {}
+        self._peaks_fetched: dict[int, float] = {}  # idle period -> trio time of the last refresh
+        self._merged: dict[int, ScoreSnapshot] | None = None
         self._wake = trio.Event()
         self._refreshed = trio.Event()
         self.refreshes = 0
@@ -117,16 +127,25 @@ class ScoreCache:
 
     @property
     def snapshots(self) -> Mapping[int, ScoreSnapshot]:
-        return self._snapshots
+        """The latest snapshot per window, each carrying the latest peaks of every idle period (the same
+        objects until the next refresh, so a pass can tell nothing changed)."""
+        if self._merged is None:
+            peaks = dict(self._peaks)
+            self._merged = {w: replace(s, peaks=peaks) if peaks else s for w, s in self._snapshots.items()}
+        return self._merged
 
-    def want(self, windows: Collection[int]) -> None:
-        """Set the windows to keep fresh; a new one is fetched at once."""
-        wanted = frozenset(windows)
-        if wanted != self._windows:
-            self._windows = wanted
+    def want(self, windows: Collection[int], periods: Collection[int] = ()) -> None:
+        """Set the windows and idle periods to keep fresh; a new one is fetched at once."""
+        wanted, idle = frozenset(windows), frozenset(periods)
+        if wanted != self._windows or idle != self._periods:
+            self._windows, self._periods = wanted, idle
             for gone in set(self._snapshots) - wanted:
                 del self._snapshots[gone]
                 self._fetched.pop(gone, None)
+            for gone in set(self._peaks) - idle:
+                del self._peaks[gone]
+                self._peaks_fetched.pop(gone, None)
+            self._merged = None
             self._wake.set()
 
     async def wait_refreshed(self) -> None:
@@ -141,13 +160,22 @@ class ScoreCache:
             due = sorted(w for w in self._windows if now - self._fetched.get(w, -math.inf) >= self.ttl)
             for window in due:
                 await self._refresh(window)
-            if due:
+            due_periods = sorted(
+                p for p in self._periods if now - self._peaks_fetched.get(p, -math.inf) >= self.ttl
+            )
+            for period in due_periods:
+                await self._refresh_peaks(period)
+            if due or due_periods:
                 self.refreshes += 1
                 self._refreshed.set()
                 self._refreshed = trio.Event()
             self.health.beat("score-cache")
             next_due = min(
-                (self._fetched.get(w, now) + self.ttl for w in self._windows), default=now + self.ttl
+                [
+                    *(self._fetched.get(w, now) + self.ttl for w in self._windows),
+                    *(self._peaks_fetched.get(p, now) + self.ttl for p in self._periods),
+                ],
+                default=now + self.ttl,
             )
             with trio.move_on_at(max(next_due, trio.current_time() + 0.01)):
                 await self._wake.wait()
@@ -164,7 +192,24 @@ class ScoreCache:
         self._fetched[window] = trio.current_time()
         if window in self._windows:
             self._snapshots[window] = snapshot
+            self._merged = None
         self._record(snapshot)
+
+    async def _refresh_peaks(self, period: int) -> None:
+        at = self._wall()
+        query = build_idle_query(self.source, period)
+        try:
+            results = await self.query_all([query], at)
+            peaks = build_peaks(self.source, period, results.get(query), at)
+        except PrometheusUnavailable as exc:
+            self.metrics.query_errors.labels(reason=exc.reason).inc()
+            peaks = PeakSnapshot(period, False, at, error=str(exc))
+        if not peaks.healthy:
+            log.warning("idle-period peaks unavailable, no move to the cold tier by them: %s", peaks.error)
+        self._peaks_fetched[period] = trio.current_time()
+        if period in self._periods:
+            self._peaks[period] = peaks
+            self._merged = None
 
     async def query_all(self, queries: Iterable[HeatQuery], at: datetime) -> dict[HeatQuery, QueryResult]:
         """Send a refresh's queries at once (Prometheus evaluates them in parallel, so the refresh takes as

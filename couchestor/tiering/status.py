@@ -1,6 +1,6 @@
 """StoragePolicy status as a pure function of a policy's plan: what to write, and whether to write at all.
 
-The reconciler owns these status fields: ``phase``, the volume counts, ``activeMigrations``,
+The reconciler owns these status fields: ``phase``, the volume counts, ``tierFillPercent``, ``activeMigrations``,
 ``observedGeneration``, ``conditions`` and ``lastReconcileTime``. The migration history and its totals
 (``migrationHistory``, ``totalMigrations``, ``failedMigrations``) are written by the migration runner, so a
 merge-patch of the fields below never clobbers them.
@@ -151,6 +151,9 @@ def _owned(status: StoragePolicyStatus) -> dict[str, Any]:
         "warm": status.warm_volumes,
         "cold": status.cold_volumes,
         "active": status.active_migrations,
+        "fill": {}
+        if status.tier_fill_percent is UNSET
+        else {k: v for k, v in status.tier_fill_percent.items() if v is not None},
         "generation": status.observed_generation,
         "conditions": []
         if status.conditions is UNSET
@@ -187,6 +190,13 @@ def status_patch(
         active_migrations=active,
         conditions=conditions,
     )
+    # Whole percents, rounded down: a pool filling by a few bytes is no reason to write the status. A tier
+    # no longer reported is sent as null, which a merge patch removes (else it would linger, and differ).
+    fill: dict[str, int | None] = {str(tier): int(pct) for tier, pct in plan.tier_fill.items()}
+    shown = {} if current.tier_fill_percent is UNSET else current.tier_fill_percent
+    fill.update({tier: None for tier, pct in shown.items() if tier not in fill and pct is not None})
+    if fill:
+        desired.tier_fill_percent = fill
     if plan.generation is not None:
         desired.observed_generation = plan.generation
     if _owned(desired) == _owned(current) and not _stale(current, now, heartbeat):

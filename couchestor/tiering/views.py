@@ -100,6 +100,9 @@ class PoolView:
     labels: Mapping[str, str]
     health: str
     free_bytes: int | None
+    #: The pool's size and bytes in use as it reports them (None until reported): a tier's fill.
+    capacity_bytes: int | None = None
+    used_bytes: int | None = None
 
     @property
     def online(self) -> bool:
@@ -207,6 +210,8 @@ def build_pool_views(pools: Iterable[DiskPool]) -> tuple[PoolView, ...]:
             labels=p.topology_labels,
             health=p.health,
             free_bytes=p.free_bytes,
+            capacity_bytes=p.capacity_bytes,
+            used_bytes=p.used_bytes,
         )
         for p in pools
         if p.metadata.name is not UNSET

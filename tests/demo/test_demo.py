@@ -134,15 +134,49 @@ def _assert_story_told(out, volumes):
     )
     assert all(index(f"{v.pv}: migration success") < changed_at for v in first)
     assert all(index(f"{v.pv}: migration success") > changed_at for v in second)
-    assert f"migrations:  {len(first) + len(second)} completed, 0 failed" in out
+    # The third act: the NVMe tier declared full under its fill; its coldest volumes between the watermarks
+    # (none moved before, none busier than a volume left on NVMe) go to SATA until it is back under.
+    pressed_at = index("maxTierFillPercent")
+    told = re.search(
+        r"NVMe back under (\d+)%, the coldest first; moved to SATA: (.+)$", lines[index("NVMe back under")]
+    )
+    assert told is not None
+    pressed = told.group(2).split(", ")
+    by_pv = {v.pv: v for v in volumes}
+    assert pressed
+    assert not set(pressed) & {v.pv for v in first + second}
+    left_on_hot = [
+        v for v in volumes if scenario.expected_tier(v, changed=True) == "hot" and v.pv not in pressed
+    ]
+
+    def load(v):
+        return v.later_iops if v.later_iops is not None else v.iops
+
+    for pv in pressed:
+        volume = by_pv[pv]
+        assert scenario.expected_tier(volume, changed=True) == "hot"
+        assert scenario.LOW_IOPS < load(volume) < scenario.HIGH_IOPS
+        assert index(f"{pv}: migration success, now on cold") > pressed_at
+        # Coldest first (nominal loads; the measured ones carry a little noise).
+        assert all(
+            load(volume) <= load(other) * 1.1
+            for other in left_on_hot
+            if other.pv not in {v.pv for v in first + second}
+        )
+    moved = len(first) + len(second) + len(pressed)
+    assert f"migrations:  {moved} completed, 0 failed" in out
     assert re.search(r"no-data-loss invariant: 0 violations \(\d+ replica transitions checked\)", out)
     # The final table: the story's volumes and every mover on the tier the story expects, nothing left to do.
     table = {line.split()[0]: line.split() for line in lines if line.startswith("pvc-")}
-    for volume in [v for v in volumes if v.featured] + first + second:
+
+    def final(volume):
+        return "cold" if volume.pv in pressed else scenario.expected_tier(volume, changed=True)
+
+    for volume in [v for v in volumes if v.featured] + first + second + [by_pv[pv] for pv in pressed]:
         row = table[volume.pv]
-        assert row[2] == scenario.expected_tier(volume, changed=True), row
+        assert row[2] == final(volume), row
         assert row[3] == ("pinned" if volume.pin else "stay"), row
-    hot = sum(1 for v in volumes if scenario.expected_tier(v, changed=True) == "hot")
+    hot = sum(1 for v in volumes if final(v) == "hot")
     assert f"volumes now: {len(volumes) - hot} cold, {hot} hot" in out
     if len(table) < len(volumes):
         assert f"all {len(volumes)} volumes: " in out

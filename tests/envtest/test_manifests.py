@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.unit.test_pressure_idle_fields import CASES as LIMIT_CASES, body as limit_body
 from tests.unit.test_warm_rule import CASES as WARM_CASES, body as warm_body
 
 pytestmark = pytest.mark.kubectl
@@ -186,6 +187,10 @@ def test_a_policy_without_spec_gets_every_default(kubectl):
         ),
         ({"highWatermarkIOPS": -5}, "spec.highWatermarkIOPS: Invalid value: -5"),
         ({"maxConcurrentMigrations": 0}, "spec.maxConcurrentMigrations: Invalid value: 0"),
+        (
+            {"maxTierFillPercent": 0},
+            'spec.maxTierFillPercent: Invalid value: "object": maxTierFillPercent must lie between 1 and 100',
+        ),
     ],
 )
 def test_a_policy_breaking_a_rule_is_refused(kubectl, spec, message):
@@ -208,5 +213,24 @@ def test_the_warm_tier_rule_is_the_compilers(kubectl, spec, refused, labels):
         else:
             assert proc.returncode != 0, proc.stdout
             assert f"{refused}: Invalid value" in proc.stderr
+    finally:
+        kubectl("delete", "sp", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.mark.parametrize(("spec", "refused"), LIMIT_CASES)
+def test_the_pressure_and_idle_fields_are_the_compilers(kubectl, spec, refused):
+    """The real server accepts and refuses ``maxTierFillPercent`` and ``coldAfterIdle`` exactly as the compiler
+    and the emulator do (tests/unit/test_pressure_idle_fields.py), and stores them as given."""
+    name = f"limits-{uuid.uuid4().hex[:6]}"
+    proc = kubectl("apply", "-f", "-", stdin=yaml.safe_dump(limit_body(spec, name)), check=False)
+    try:
+        if refused is None:
+            assert proc.returncode == 0, proc.stderr
+            stored = json.loads(kubectl("get", "sp", name, "-o", "json").stdout)["spec"]
+            assert {k: stored[k] for k in spec} == spec
+        else:
+            assert proc.returncode != 0, proc.stdout
+            assert refused in proc.stderr
+            assert "Invalid value" in proc.stderr or "Required value" in proc.stderr
     finally:
         kubectl("delete", "sp", name, "--wait=false", "--ignore-not-found", check=False)

@@ -128,3 +128,36 @@ async def test_preservation_mode_keeps_the_old_replica_and_says_so(env):
     messages = [e["message"] for e in events.items if e["reason"] == "MigrationCompleted"]
     assert any("preservation mode" in m for m in messages), messages
     assert env.simulator.checker.violations == []
+
+
+PRESSURE_LOADS = {"heavy": ("cold", 8000.0), **{f"warm{i}": ("hot", 1000.0 + 800.0 * i) for i in range(5)}}
+
+
+@pytest.mark.parametrize("loads", [PRESSURE_LOADS])
+async def test_a_full_hot_tier_sends_its_coldest_volumes_down_and_takes_no_promotion(env):
+    """Five 10 GiB volumes between the watermarks fill the hot pools (2 x 500 GiB) to 5 %; with a mark of 3 %
+    the two coldest go down, the busy one waiting on cold is not promoted into the full tier."""
+    await env.apply_policy(policy_body(maxTierFillPercent=3, maxConcurrentMigrations=4))
+    await env.start_operator()
+
+    async def settled():
+        status = (await env.policy()).status
+        history = status.migration_history if status and status.migration_history else []
+        done = len(history) >= 2 and status.active_migrations == 0
+        return done and status.tier_fill_percent and status.tier_fill_percent.get("hot") == 3 and status
+
+    status = await env.eventually(settled, timeout=90, what="two moves down and the hot tier at 3 %")
+    assert {h.volume_name: (h.from_tier, h.to_tier) for h in status.migration_history} == {
+        "pvc-warm0": ("hot", "cold"),
+        "pvc-warm1": ("hot", "cold"),
+    }
+    for name, tier in (
+        ("warm0", "cold"),
+        ("warm1", "cold"),
+        ("warm2", "hot"),
+        ("warm4", "hot"),
+        ("heavy", "cold"),
+    ):
+        assert await env.tiers(name) == [tier], name
+    assert status.tier_fill_percent["cold"] >= 2
+    assert env.simulator.checker.violations == []

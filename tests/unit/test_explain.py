@@ -1,17 +1,27 @@
-"""The pure parts of ``couchestor explain``: reading VOLUME, and what would change a decision in words."""
+"""The pure parts of ``couchestor explain``: reading VOLUME, what would change a decision in words, and the
+report of one volume (tier fill, idle period) from a cluster read once."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
 from hypothesis import given, strategies as st
 
 from couchestor.errors import UserError
-from couchestor.explain import Target, change_conditions, parse_target
+from couchestor.explain import Target, build_report, change_conditions, parse_target, render
+from couchestor.inspection import ClusterState
+from couchestor.tiering.heat import HeatScore, PeakScore, PeakSnapshot, ScoreSnapshot
+from couchestor.tiering.plan import DecideOptions
 from couchestor.tiering.policy import PolicyRules, Tier, compile_policy
+from k8s_schemas.core import PersistentVolume
+from k8s_schemas.mayastor import DiskPool, MayastorVolume
+from k8s_schemas.meta import ObjectMeta
 from k8s_schemas.storage_policy import StoragePolicy
+
+NOW = datetime(2026, 2, 1, 12, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -78,3 +88,76 @@ def test_each_condition_is_where_the_engine_moves_the_volume(low, gaps, warm_tie
         if past >= 0:
             assert rules.target_tier(past, on) is target, (text, past)
         assert rules.target_tier(short, on) is not target, (text, short)
+
+
+def _cluster(*, used_gib: int, policy_spec: dict) -> ClusterState:
+    """One 10 GiB volume on a hot pool, a cold pool, and one policy."""
+    pv = msgspec.convert(
+        {
+            "metadata": {"name": "pvc-1"},
+            "spec": {"storageClassName": "mayastor", "capacity": {"storage": "10Gi"}},
+        },
+        PersistentVolume,
+    )
+    mv = msgspec.convert(
+        {
+            "metadata": {"name": "pvc-1", "namespace": "mayastor"},
+            "spec": {"numReplicas": 1, "size": 10 * 2**30},
+            "status": {
+                "replicas": [{"pool": "hot-1", "node": "n1", "state": "Online", "syncState": "Synced"}]
+            },
+        },
+        MayastorVolume,
+    )
+    pools = tuple(
+        msgspec.convert(
+            {
+                "metadata": {"name": f"{tier}-1", "namespace": "mayastor", "labels": {"tier": tier}},
+                "spec": {"node": "n1"},
+                "status": {"state": "Online", "capacity": 100 * 2**30, "used": used * 2**30},
+            },
+            DiskPool,
+        )
+        for tier, used in (("hot", used_gib), ("cold", 20))
+    )
+    policy = StoragePolicy(metadata=ObjectMeta(name="gold"), spec=policy_spec)
+    return ClusterState(policies=(policy,), pvs=(pv,), pvcs=(), volumes=(mv,), pools=pools)
+
+
+def _scores(score: float, peak: float | None) -> dict[int, ScoreSnapshot]:
+    heat = {"pvc-1": HeatScore("pvc-1", score, None, None, None, 1.0, 240, 3600, NOW, "m")}
+    peaks = (
+        {} if peak is None else {604_800: PeakSnapshot(604_800, True, NOW, {"pvc-1": PeakScore(peak, 1.0)})}
+    )
+    return {3600: ScoreSnapshot(3600, True, NOW, heat, peaks=peaks)}
+
+
+def test_explain_shows_the_tier_fill_and_the_idle_period():
+    spec = {"maxTierFillPercent": 85, "coldAfterIdle": {"period": "7d", "belowIOPS": 10}}
+    state = _cluster(used_gib=91, policy_spec=spec)
+    compiled = [compile_policy(p) for p in state.policies]
+    report = build_report("pvc-1", None, compiled, state, _scores(1000.0, 42.0), NOW, DecideOptions())
+    assert report["tierFill"] == {"percent": {"hot": 91.0, "cold": 20.0}, "max": 85}
+    assert report["idle"] == {
+        "period": "7d",
+        "belowIOPS": 10,
+        "peakIOPS": 42.0,
+        "coverage": 1.0,
+        "error": None,
+    }
+    # Over the mark: the volume, between the watermarks, moves down for pressure.
+    assert report["decision"]["label"] == "cold"
+    text = render(report)
+    assert "Tier fill:  hot 91%, cold 20% (maxTierFillPercent 85)" in text
+    assert "Idle rule:  cold only after 7d under 10 IOPS; peak 42.0 IOPS over it, 100% coverage" in text
+
+    # Quiet over the window but busy within the period: it stays, and says why.
+    state = _cluster(used_gib=50, policy_spec=spec)
+    report = build_report("pvc-1", None, compiled, state, _scores(1.0, 42.0), NOW, DecideOptions())
+    assert report["decision"]["label"] == "stay"
+    assert "coldAfterIdle" in report["decision"]["detail"]
+    # Not fetched yet: said so, and nothing goes cold.
+    report = build_report("pvc-1", None, compiled, state, _scores(1.0, None), NOW, DecideOptions())
+    assert report["idle"]["peakIOPS"] is None
+    assert report["decision"]["label"] == "skip:metrics-unavailable"
+    assert "Idle rule:  cold only after 7d under 10 IOPS; no peak known yet" in render(report)

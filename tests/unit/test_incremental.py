@@ -5,7 +5,8 @@ The oracle is the full pass: :func:`build_volume_views` + :func:`build_pool_view
 only the keys that changed, and an :class:`IncrementalPlanner` told only which views changed. Changes are
 adds, updates and deletes of PVs, PVCs, MayastorVolumes, DiskPools and policies, new score snapshots (healthy
 or not, changing some scores or all), volumes starting and finishing migrations, external groups, and time
-passing (cooldowns run out, snapshots grow old). After each batch both plans must be equal, and the
+passing (cooldowns run out, snapshots grow old), pools filling up past a policy's ``maxTierFillPercent`` (tier
+pressure, with the running migrations' directions), and peaks over a policy's idle period. After each batch both plans must be equal, and the
 planner's reported changes must be exactly the decisions that differ from the previous full plan.
 """
 
@@ -21,10 +22,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from couchestor.kube.objects import ObjectKey
 from couchestor.tiering import incremental
 from couchestor.tiering.decide import decide
-from couchestor.tiering.heat import HeatScore, ScoreSnapshot
+from couchestor.tiering.heat import HeatScore, PeakScore, PeakSnapshot, ScoreSnapshot
 from couchestor.tiering.incremental import IncrementalPlanner
 from couchestor.tiering.plan import DecideOptions, Decision, Plan
-from couchestor.tiering.policy import PolicyProblem, PolicyRules, compile_policy
+from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier, compile_policy
 from couchestor.tiering.views import (
     LAST_MIGRATION_ANNOTATION,
     ViewIndex,
@@ -41,6 +42,7 @@ GiB = 2**30
 NS = "mayastor"
 POOLS = ("hot-1", "hot-2", "warm-1", "cold-1", "cold-2")
 WINDOWS = {"1h": 3600, "10m": 600}
+WEEK = 7 * 86_400
 
 
 class FakeStore:
@@ -108,7 +110,11 @@ def _pool(name: str, d: Any) -> DiskPool:
         {
             "metadata": {"name": name, "namespace": NS, "labels": {"tier": d["tier"]}},
             "spec": {"node": f"n-{name}"},
-            "status": {"state": d["health"], "capacity": d["free"] * GiB, "used": 0},
+            "status": {
+                "state": d["health"],
+                "capacity": (d["free"] + d.get("used", 0)) * GiB,
+                "used": d.get("used", 0) * GiB,
+            },
         },
         DiskPool,
     )
@@ -130,6 +136,10 @@ def _policy(name: str, d: Any) -> StoragePolicy:
         spec["warmPoolSelector"] = {"matchLabels": {"tier": "warm"}}
     if d["group"]:
         spec["groupLabel"] = "app"
+    if d.get("fill") is not None:
+        spec["maxTierFillPercent"] = d["fill"]
+    if d.get("idle") is not None:
+        spec["coldAfterIdle"] = {"period": "7d", "belowIOPS": d["idle"]}
     return msgspec.convert({"metadata": {"name": name, "generation": d["gen"]}, "spec": spec}, StoragePolicy)
 
 
@@ -171,6 +181,7 @@ pool_data = st.fixed_dictionaries(
         "tier": st.sampled_from(["hot", "warm", "cold"]),
         "health": st.sampled_from(["Online", "Online", "Faulted"]),
         "free": st.sampled_from([5, 30, 500]),
+        "used": st.sampled_from([0, 20, 400]),
     }
 )
 policy_data = st.fixed_dictionaries(
@@ -185,6 +196,8 @@ policy_data = st.fixed_dictionaries(
         "warm": st.booleans(),
         "group": st.booleans(),
         "gen": st.integers(1, 3),
+        "fill": st.none() | st.sampled_from([10, 50, 90]),
+        "idle": st.none() | st.sampled_from([10, 1000]),
     }
 )
 score_keys = st.sampled_from([f"pv-{i}" for i in range(8)] + [f"u-{i}" for i in range(8)])
@@ -201,6 +214,18 @@ snapshot_data = st.fixed_dictionaries(
             max_size=10,
         ),
         "merge": st.booleans(),
+        # Peaks over the idle period (7d): None keeps the last ones.
+        "peaks": st.none()
+        | st.fixed_dictionaries(
+            {
+                "healthy": st.sampled_from([True, True, False]),
+                "values": st.dictionaries(
+                    score_keys,
+                    st.tuples(st.sampled_from([0.0, 5.0, 50.0, 5000.0, None]), st.sampled_from([1.0, 0.2])),
+                    max_size=10,
+                ),
+            }
+        ),
     }
 )
 
@@ -212,7 +237,11 @@ change = st.one_of(
     st.tuples(
         st.just("room"),
         st.sampled_from(POOLS),
-        st.tuples(st.sampled_from(["Online", "Online", "Faulted"]), st.sampled_from([5, 30, 500, 600])),
+        st.tuples(
+            st.sampled_from(["Online", "Online", "Faulted"]),
+            st.sampled_from([5, 30, 500, 600]),
+            st.sampled_from([0, 20, 400]),
+        ),
     ),
     st.tuples(st.just("policy"), st.sampled_from(["p1", "p2", "p3"]), st.none() | policy_data),
     st.tuples(st.just("scores"), st.just(0), snapshot_data),
@@ -242,6 +271,7 @@ def _summary(plan: Plan) -> list[Any]:
             p.in_flight,
             p.migrations,
             p.watched,
+            dict(p.tier_fill),
         )
         for p in plan.policies
     ]
@@ -290,9 +320,11 @@ class World:
             key = ObjectKey(NS, which)
             pool = self.pools.objects.get(key)
             if pool is not None:
-                health, free = data
+                health, free, used = data
                 tier = pool.metadata.labels["tier"]
-                self.pools.objects[key] = _pool(which, {"tier": tier, "health": health, "free": free})
+                self.pools.objects[key] = _pool(
+                    which, {"tier": tier, "health": health, "free": free, "used": used}
+                )
                 self.pools_changed = True
         elif kind == "policy":
             if data is None:
@@ -334,14 +366,31 @@ class World:
         for key, (score, coverage) in d["scores"].items():
             value = None if score != score else score
             heat[key] = HeatScore(key, value, None, None, None, coverage, 10, window, self.now, "m")
-        self.scores[window] = ScoreSnapshot(window, True, self.now, heat)
+        peaks = dict(old.peaks) if old is not None else {}
+        if d.get("peaks") is not None:
+            p = d["peaks"]
+            was = peaks.get(WEEK)
+            values = dict(was.peaks) if d["merge"] and was is not None and was.healthy else {}
+            values.update({k: PeakScore(v, c) for k, (v, c) in p["values"].items()})
+            peaks[WEEK] = PeakSnapshot(
+                WEEK, p["healthy"], self.now, values if p["healthy"] else {}, None if p["healthy"] else "down"
+            )
+        self.scores[window] = ScoreSnapshot(window, True, self.now, heat, peaks=peaks)
 
     def rules(self) -> list[PolicyRules | PolicyProblem]:
         return [compile_policy(p) for p in self.policies.values()]
 
+    def moving(self) -> dict[str, tuple[Tier, Tier]]:
+        """The running migrations: even volumes move down from hot, odd ones up from cold."""
+        return {
+            name: (Tier.COLD, Tier.HOT) if int(name.rsplit("-", 1)[1]) % 2 else (Tier.HOT, Tier.COLD)
+            for name in self.in_flight
+        }
+
     def check(self) -> None:
         opts = DecideOptions(max_score_age_seconds=1200)
         rules = self.rules()
+        moving = self.moving()
         full = decide(
             rules,
             build_volume_views(self.pvs.list(), self.pvcs.list(), self.mvs.list()),
@@ -352,6 +401,7 @@ class World:
             self.now,
             opts,
             groups=dict(self.groups),
+            moving=moving,
         )
         if not self.started:
             self.index.rebuild()
@@ -379,6 +429,7 @@ class World:
             groups=dict(self.groups),
             changed=changed,
             handle_names=self.index.names_with_handle if self.by_index else None,
+            moving=moving,
         )
         assert _by_pair(inc) == _by_pair(full)
         assert _summary(inc) == _summary(full)
@@ -405,7 +456,8 @@ def _seeded(rng_seed: int) -> World:
     eight volumes with claims and MayastorVolumes, scores for both windows."""
     world = World()
     for name, tier in zip(POOLS, ("hot", "hot", "warm", "cold", "cold"), strict=True):
-        world.apply("pool", name, {"tier": tier, "health": "Online", "free": 500})
+        used = 400 if tier == "hot" and rng_seed in (1, 4) else 0
+        world.apply("pool", name, {"tier": tier, "health": "Online", "free": 500, "used": used})
     base = {
         "low": 500,
         "window": "1h",
@@ -416,6 +468,8 @@ def _seeded(rng_seed: int) -> World:
         "warm": True,
         "group": True,
         "gen": 1,
+        "fill": 40 if rng_seed in (1, 3, 4) else None,
+        "idle": 1000 if rng_seed != 2 else None,
     }
     world.apply("policy", "p1", {**base, "teams": ["x"]})
     world.apply(
@@ -428,6 +482,7 @@ def _seeded(rng_seed: int) -> World:
             "warm": False,
             "group": False,
             "dry_run": rng_seed in (2, 4),
+            "idle": 10 if rng_seed in (1, 3) else None,
         },
     )
     for i in range(8):
@@ -468,7 +523,18 @@ def _seeded(rng_seed: int) -> World:
     iops = (0.0, 300.0, 1500.0, 3000.0, 9000.0)
     for window in WINDOWS.values():
         scores = {f"pv-{i}": (iops[(i + rng_seed) % 5], 1.0) for i in range(8)}
-        world.apply("scores", 0, {"window": window, "healthy": True, "merge": False, "scores": scores})
+        peaks = {f"pv-{i}": ((0.0, 50.0, 5000.0)[(i + rng_seed) % 3], 1.0) for i in range(8)}
+        world.apply(
+            "scores",
+            0,
+            {
+                "window": window,
+                "healthy": True,
+                "merge": False,
+                "scores": scores,
+                "peaks": {"healthy": True, "values": peaks},
+            },
+        )
     return world
 
 
@@ -548,3 +614,70 @@ def test_a_change_to_one_volume_rejudges_only_that_volume(monkeypatch, label):
     world.check()
     assert judged == ["pv-3"]
     assert [(d.volume, d.label) for _, d in world.planner.changes] == [("pv-3", "hot")]
+
+
+def _idle_world() -> World:
+    """One volume on hot, quiet over the window, and a policy that wants it idle for 7d first."""
+    world = World()
+    world.apply("pool", "hot-1", {"tier": "hot", "health": "Online", "free": 500})
+    world.apply("pool", "cold-1", {"tier": "cold", "health": "Online", "free": 500})
+    policy = {
+        "low": 500,
+        "window": "1h",
+        "cooldown": "1h",
+        "enabled": True,
+        "dry_run": False,
+        "slots": 2,
+        "teams": ["x"],
+        "warm": False,
+        "group": False,
+        "gen": 1,
+        "idle": 10,
+    }
+    world.apply("policy", "p1", policy)
+    world.apply("pvc", 0, {"team": "x", "group": None})
+    world.apply(
+        "pv", 0, {"sc": "mayastor", "size": 10, "handle": False, "claim": 0, "last": None, "deleting": False}
+    )
+    world.apply(
+        "mv",
+        0,
+        {
+            "by_handle": False,
+            "replicas": [("hot-1", "Online", "Synced")],
+            "num": 1,
+            "size": 10,
+            "inclusion": None,
+        },
+    )
+    return world
+
+
+def _refresh(world: World, peaks: dict[str, tuple[float | None, float]] | None, healthy: bool = True) -> None:
+    scores = {"pv-0": (0.0, 1.0)}
+    data = {"window": 3600, "healthy": True, "merge": True, "scores": scores}
+    data["peaks"] = None if peaks is None else {"healthy": healthy, "values": peaks}
+    world.apply("scores", 0, data)
+
+
+def test_a_change_of_a_volumes_peak_alone_judges_it_again():
+    world = _idle_world()
+    _refresh(world, {"pv-0": (50.0, 1.0)})
+    world.check()
+    assert world.last_full is not None
+    assert world.last_full[("p1", "pv-0")].label == "stay"
+    _refresh(world, {"pv-0": (0.0, 1.0)})  # the same score, a new peak
+    world.check()
+    assert world.last_full[("p1", "pv-0")].label == "cold"
+
+
+def test_peaks_growing_old_while_the_window_is_fresh_judge_every_volume_again():
+    world = _idle_world()
+    _refresh(world, {"pv-0": (0.0, 1.0)})
+    world.check()
+    assert world.last_full is not None
+    assert world.last_full[("p1", "pv-0")].label == "cold"
+    world.apply("time", 0, 1500)
+    _refresh(world, None)  # fresh scores, the peaks of 1500 s ago
+    world.check()
+    assert world.last_full[("p1", "pv-0")].label == "skip:metrics-unavailable"

@@ -62,3 +62,26 @@ async def test_the_first_failure_cancels_the_other_queries_and_is_raised(autojum
         await scores.query_all(queries, AT)
     assert prometheus.cancelled == len(queries) - 1
     assert prometheus.in_flight == 0
+
+
+async def test_a_failed_idle_period_query_leaves_the_windows_healthy(autojump_clock):
+    """The idle-period query failing spoils only the peaks: the windows' scores are used as before, and the
+    snapshots handed out carry the failure for the judge (nothing goes cold by the rule)."""
+    scores = cache(FakePrometheus(delay=0.1, fail="max_over_time"))
+    scores.want([600], [7 * 86_400])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(scores.run)
+        await scores.wait_refreshed()
+        nursery.cancel_scope.cancel()
+    assert scores.queries_sent == len(build_queries(scores.source, 600)) + 1
+    snapshot = scores.snapshots[600]
+    assert snapshot.healthy
+    assert snapshot.scores["pvc-a"].score is not None
+    peaks = snapshot.peaks[7 * 86_400]
+    assert not peaks.healthy
+    assert "connection refused" in (peaks.error or "")
+    # Handed out as the same objects until the next refresh, so a pass sees nothing changed.
+    assert scores.snapshots is scores.snapshots
+    # A period no policy uses any more is dropped with its peaks.
+    scores.want([600])
+    assert scores.snapshots[600].peaks == {}

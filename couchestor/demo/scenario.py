@@ -6,8 +6,8 @@ around them. When the policy is applied, the busy volumes sitting on SATA are pr
 NVMe demoted; volumes between the watermarks stay where they are (the gap is the hysteresis). Once that has
 settled, the load of the volumes with a ``later_iops`` changes (a reporting job starts, a batch job ends, some
 background volumes heat up or cool down) and those that cross a watermark move too. One volume's claim is
-pinned to SATA (``storage.billyronks.io/pin: cold``): its heat, between the watermarks, would leave it on
-NVMe; the pin moves it, and keeps it there.
+pinned to NVMe (``storage.billyronks.io/pin: hot``): its heat, between the watermarks, would leave it on
+SATA; the pin moves it, and keeps it there.
 
 Most background volumes are already where they belong or between the watermarks, and the number that move is
 capped (:data:`MAX_BACKGROUND_MOVES`), so a few hundred volumes tell the story in about the time 14 do.
@@ -99,9 +99,9 @@ VOLUMES: tuple[DemoVolume, ...] = (
     # Already where they belong, or between the watermarks: they stay.
     DemoVolume("payments-db", "shop", "hot", 11500, 20, role="OLTP database"),
     DemoVolume("sessions", "shop", "hot", 8200, 10, role="session store"),
-    # Between the watermarks, but served through a CDN: its team pinned it to SATA, and the pin moves it.
-    DemoVolume("web-assets", "shop", "hot", 2600, 10, role="static assets via CDN", pin="cold"),
-    DemoVolume("ml-datasets", "analytics", "cold", 1800, 30, role="training data"),
+    DemoVolume("web-assets", "shop", "hot", 2600, 10, role="static assets via CDN"),
+    # Between the watermarks, but a training run is about to read it: its team pinned it to NVMe.
+    DemoVolume("ml-datasets", "analytics", "cold", 1800, 30, role="training data", pin="hot"),
     DemoVolume("metrics-history", "platform", "cold", 260, 20, role="metrics archive"),
     DemoVolume("archive", "platform", "cold", 15, 30, role="cold archive"),
     # The change mid-demo: month-end reporting starts, a batch job finishes.

@@ -313,6 +313,7 @@ async def _fill_up(
         if d.action is Action.STAY
         and d.current_tier is Tier.HOT
         and d.score is not None
+        and d.score <= scenario.HIGH_IOPS  # (one above it would want to come back: not a story's end)
         and d.volume not in moved
     )
     # The lowest whole mark the tier is over now and under once its coldest few moved.

@@ -79,15 +79,23 @@ def decide(
     ordered = sorted(policies, key=lambda p: (p.name, p.generation or 0))
     vols = sorted(volumes, key=lambda v: v.name)
     pools_by_name = Pools(pools)
+    # One sweep over the volumes for every policy's selection: at 100,000 volumes the views do not fit in the
+    # CPU caches, and each further sweep reads them from memory again. Only a volume that more than one
+    # policy selects gets an entry in ``claimants`` (the claiming policies: enabled or invalid ones).
+    selected: dict[str, list[VolumeView]] = {p.name: [] for p in ordered}
+    scoped = [(p.scope, selected[p.name], p) for p in ordered if p.scope is not None]
     claimants: dict[str, list[str]] = {}
-    selected: dict[str, list[VolumeView]] = {}
-    for policy in ordered:
-        scope = policy.scope
-        chosen = [] if scope is None else [v for v in vols if scope.selects(v.storage_class, v.pvc_labels)]
-        selected[policy.name] = chosen
-        if isinstance(policy, PolicyProblem) or policy.enabled:
-            for v in chosen:
-                claimants.setdefault(v.name, []).append(policy.name)
+    for v in vols:
+        storage_class, labels = v.storage_class, v.pvc_labels
+        hits = 0
+        for scope, chosen, _ in scoped:
+            if scope.selects(storage_class, labels):
+                chosen.append(v)
+                hits += 1
+        if hits > 1:
+            claimants[v.name] = [
+                p.name for scope, _, p in scoped if _claims(p) and scope.selects(storage_class, labels)
+            ]
 
     decisions: dict[str, dict[str, Decision]] = {p.name: {} for p in ordered}
     counts: dict[str, dict[Tier, int]] = {}
@@ -96,19 +104,24 @@ def decide(
         groups_of = find_groups(policy, selected[policy.name], groups or {})
         combined = {key: group_score(policy, members, scores, opts) for key, members in groups_of.items()}
         member_of = {v.name: key for key, members in groups_of.items() for v in members}
+        # Verdicts are kept only for group members (a group is judged as a whole); every other one goes
+        # straight to the decisions or the wanted moves, without a second sweep.
         verdicts: dict[str, Decision | Wanted] = {}
+        own = decisions[policy.name]
+        singles: list[Wanted] = []
         count = counts[policy.name] = dict.fromkeys(
             policy.tiers if isinstance(policy, PolicyRules) else (), 0
         )
         for v in selected[policy.name]:
-            others = tuple(n for n in claimants.get(v.name, ()) if n != policy.name)
+            claimed = claimants.get(v.name) if claimants else None
+            others = () if claimed is None else tuple(n for n in claimed if n != policy.name)
             key = member_of.get(v.name)
             combined_score = combined.get(key) if key is not None else None
             # The volume's tier, once per policy: its status counts and its judging both need it.
             tier = current_tier(policy, v, pools_by_name) if isinstance(policy, PolicyRules) else None
             if tier is not None and tier[0] is not None:
                 count[tier[0]] += 1
-            verdicts[v.name] = judge(
+            verdict = judge(
                 policy,
                 v,
                 others,
@@ -121,6 +134,12 @@ def decide(
                 None if key is None or combined_score is None else (key, combined_score),
                 tier,
             )
+            if key is not None:
+                verdicts[v.name] = verdict
+            elif isinstance(verdict, Wanted):
+                singles.append(verdict)
+            else:
+                own[v.name] = verdict
         for key, members in groups_of.items():
             group_wants = group_verdict(key, [(v, verdicts[v.name]) for v in members])
             if isinstance(group_wants, GroupWanted):
@@ -133,10 +152,12 @@ def decide(
             if isinstance(verdict, Wanted):
                 wanted.append(verdict)
             else:
-                decisions[policy.name][name] = verdict
+                own[name] = verdict
+        wanted.extend(singles)
 
     slots = {
-        p.name: p.max_concurrent_migrations - sum(v.name in in_flight for v in selected[p.name])
+        p.name: p.max_concurrent_migrations
+        - (sum(v.name in in_flight for v in selected[p.name]) if in_flight else 0)
         for p in ordered
         if isinstance(p, PolicyRules)
     }
@@ -161,3 +182,8 @@ def decide(
         for policy in ordered
     )
     return Plan(policies=plans, migrations=tuple(started))
+
+
+def _claims(policy: PolicyRules | PolicyProblem) -> bool:
+    """Whether ``policy`` claims the volumes it selects (an enabled or an invalid one; a disabled one does not)."""
+    return isinstance(policy, PolicyProblem) or policy.enabled

@@ -42,7 +42,7 @@ two planned moves count the same free bytes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from couchestor.tiering.groups import GroupWanted, find_groups, group_score, group_verdict, schedule_group
@@ -79,81 +79,76 @@ def decide(
     ordered = sorted(policies, key=lambda p: (p.name, p.generation or 0))
     vols = sorted(volumes, key=lambda v: v.name)
     pools_by_name = Pools(pools)
-    # One sweep over the volumes for every policy's selection: at 100,000 volumes the views do not fit in the
-    # CPU caches, and each further sweep reads them from memory again. Only a volume that more than one
-    # policy selects gets an entry in ``claimants`` (the claiming policies: enabled or invalid ones).
+    decisions: dict[str, dict[str, Decision]] = {p.name: {} for p in ordered}
+    counts: dict[str, dict[Tier, int]] = {
+        p.name: dict.fromkeys(p.tiers if isinstance(p, PolicyRules) else (), 0) for p in ordered
+    }
+    singles: dict[str, list[Wanted]] = {p.name: [] for p in ordered}
+
+    def judged(
+        policy: PolicyRules | PolicyProblem,
+        v: VolumeView,
+        others: tuple[str, ...],
+        group: tuple[str, float] | None = None,
+    ) -> Decision | Wanted:
+        # The volume's tier, once per policy: its status counts and its judging both need it.
+        tier = current_tier(policy, v, pools_by_name) if isinstance(policy, PolicyRules) else None
+        if tier is not None and tier[0] is not None:
+            counts[policy.name][tier[0]] += 1
+        return judge(
+            policy, v, others, pools_by_name, scores, in_flight, recent_migrations, now, opts, group, tier
+        )
+
+    def alone(policy: PolicyRules | PolicyProblem, v: VolumeView, verdict: Decision | Wanted) -> None:
+        if isinstance(verdict, Wanted):
+            singles[policy.name].append(verdict)
+        else:
+            decisions[policy.name][v.name] = verdict
+
+    # One sweep over the volumes selects for every policy and, without volume groups, judges too: at 100,000
+    # volumes the views do not fit in the CPU caches, and each further sweep reads them from memory again.
+    # Only a volume that more than one policy selects gets an entry in ``claimants`` (the claiming
+    # policies: enabled or invalid ones).
+    grouped = bool(groups) or any(isinstance(p, PolicyRules) and p.group_label is not None for p in ordered)
     selected: dict[str, list[VolumeView]] = {p.name: [] for p in ordered}
     scoped = [(p.scope, selected[p.name], p) for p in ordered if p.scope is not None]
     claimants: dict[str, list[str]] = {}
     for v in vols:
         storage_class, labels = v.storage_class, v.pvc_labels
         hits = 0
-        for scope, chosen, _ in scoped:
+        first: PolicyRules | PolicyProblem | None = None
+        for scope, chosen, policy in scoped:
             if scope.selects(storage_class, labels):
                 chosen.append(v)
                 hits += 1
+                if first is None:
+                    first = policy
         if hits > 1:
-            claimants[v.name] = [
-                p.name for scope, _, p in scoped if _claims(p) and scope.selects(storage_class, labels)
-            ]
+            mine = [p for scope, _, p in scoped if scope.selects(storage_class, labels)]
+            claimed = claimants[v.name] = [p.name for p in mine if _claims(p)]
+            if not grouped:
+                for policy in mine:
+                    alone(policy, v, judged(policy, v, tuple(n for n in claimed if n != policy.name)))
+        elif first is not None and not grouped:
+            alone(first, v, judged(first, v, ()))
 
-    decisions: dict[str, dict[str, Decision]] = {p.name: {} for p in ordered}
-    counts: dict[str, dict[Tier, int]] = {}
     wanted: list[Wanted | GroupWanted] = []
     for policy in ordered:
-        groups_of = find_groups(policy, selected[policy.name], groups or {})
-        combined = {key: group_score(policy, members, scores, opts) for key, members in groups_of.items()}
-        member_of = {v.name: key for key, members in groups_of.items() for v in members}
-        # Verdicts are kept only for group members (a group is judged as a whole); every other one goes
-        # straight to the decisions or the wanted moves, without a second sweep.
-        verdicts: dict[str, Decision | Wanted] = {}
-        own = decisions[policy.name]
-        singles: list[Wanted] = []
-        count = counts[policy.name] = dict.fromkeys(
-            policy.tiers if isinstance(policy, PolicyRules) else (), 0
-        )
-        for v in selected[policy.name]:
-            claimed = claimants.get(v.name) if claimants else None
-            others = () if claimed is None else tuple(n for n in claimed if n != policy.name)
-            key = member_of.get(v.name)
-            combined_score = combined.get(key) if key is not None else None
-            # The volume's tier, once per policy: its status counts and its judging both need it.
-            tier = current_tier(policy, v, pools_by_name) if isinstance(policy, PolicyRules) else None
-            if tier is not None and tier[0] is not None:
-                count[tier[0]] += 1
-            verdict = judge(
-                policy,
-                v,
-                others,
-                pools_by_name,
-                scores,
-                in_flight,
-                recent_migrations,
-                now,
-                opts,
-                None if key is None or combined_score is None else (key, combined_score),
-                tier,
+        if grouped:
+            wanted.extend(
+                _judge_groups(
+                    policy,
+                    selected[policy.name],
+                    groups or {},
+                    claimants,
+                    judged,
+                    alone,
+                    scores,
+                    opts,
+                    decisions,
+                )
             )
-            if key is not None:
-                verdicts[v.name] = verdict
-            elif isinstance(verdict, Wanted):
-                singles.append(verdict)
-            else:
-                own[v.name] = verdict
-        for key, members in groups_of.items():
-            group_wants = group_verdict(key, [(v, verdicts[v.name]) for v in members])
-            if isinstance(group_wants, GroupWanted):
-                wanted.append(group_wants)
-                for v in members:
-                    del verdicts[v.name]
-            else:
-                verdicts.update(group_wants)
-        for name, verdict in verdicts.items():
-            if isinstance(verdict, Wanted):
-                wanted.append(verdict)
-            else:
-                own[name] = verdict
-        wanted.extend(singles)
+        wanted.extend(singles[policy.name])
 
     slots = {
         p.name: p.max_concurrent_migrations
@@ -187,3 +182,52 @@ def decide(
 def _claims(policy: PolicyRules | PolicyProblem) -> bool:
     """Whether ``policy`` claims the volumes it selects (an enabled or an invalid one; a disabled one does not)."""
     return isinstance(policy, PolicyProblem) or policy.enabled
+
+
+def _judge_groups(
+    policy: PolicyRules | PolicyProblem,
+    chosen: list[VolumeView],
+    external: Mapping[str, str],
+    claimants: Mapping[str, list[str]],
+    judged: Callable[
+        [PolicyRules | PolicyProblem, VolumeView, tuple[str, ...], tuple[str, float] | None],
+        Decision | Wanted,
+    ],
+    alone: Callable[[PolicyRules | PolicyProblem, VolumeView, Decision | Wanted], None],
+    scores: Mapping[int, ScoreSnapshot],
+    opts: DecideOptions,
+    decisions: dict[str, dict[str, Decision]],
+) -> list[GroupWanted | Wanted]:
+    """Judge the volumes ``policy`` selects when volume groups exist: a group's members are judged on the
+    group's combined score and together; the group moves wanted are returned (volumes on their own go to
+    ``alone``)."""
+    groups_of = find_groups(policy, chosen, external)
+    combined = {key: group_score(policy, members, scores, opts) for key, members in groups_of.items()}
+    member_of = {v.name: key for key, members in groups_of.items() for v in members}
+    verdicts: dict[str, Decision | Wanted] = {}
+    for v in chosen:
+        claimed = claimants.get(v.name)
+        others = () if claimed is None else tuple(n for n in claimed if n != policy.name)
+        key = member_of.get(v.name)
+        combined_score = combined.get(key) if key is not None else None
+        group = None if key is None or combined_score is None else (key, combined_score)
+        verdict = judged(policy, v, others, group)
+        if key is None:
+            alone(policy, v, verdict)
+        else:
+            verdicts[v.name] = verdict
+    out: list[GroupWanted | Wanted] = []
+    for key, members in groups_of.items():
+        group_wants = group_verdict(key, [(v, verdicts[v.name]) for v in members])
+        if isinstance(group_wants, GroupWanted):
+            out.append(group_wants)
+            for v in members:
+                del verdicts[v.name]
+        else:
+            verdicts.update(group_wants)
+    for name, verdict in verdicts.items():
+        if isinstance(verdict, Wanted):
+            out.append(verdict)
+        else:
+            decisions[policy.name][name] = verdict
+    return out

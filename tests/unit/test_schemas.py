@@ -6,6 +6,7 @@ from msgspec import UNSET
 
 from k8s_schemas import DiskPool, MayastorVolume, ObjectList, PersistentVolume, Status, StoragePolicy
 from k8s_schemas.core import PersistentVolumeClaim
+from k8s_schemas.mayastor import GROUP, MAYASTOR_VOLUME_VERSION
 from k8s_schemas.meta import Condition, ObjectMeta, RawWatchEvent
 from k8s_schemas.quantity import format_bytes, parse_quantity
 from k8s_schemas.storage_policy import MigrationHistoryEntry, SpecError, StoragePolicyStatus, parse_spec
@@ -222,3 +223,17 @@ def test_cached_pvs_and_pvcs_keep_only_what_the_operator_reads():
         "storageClassName",
         "volumeName",
     }
+
+
+def test_cached_mayastor_volumes_share_their_api_version_and_kind():
+    doc = msgspec.json.encode(
+        {
+            "apiVersion": f"{GROUP}/{MAYASTOR_VOLUME_VERSION}",
+            "kind": "MayastorVolume",
+            "metadata": {"name": "v"},
+        }
+    )
+    first, second = (msgspec.json.decode(doc, type=MayastorVolume) for _ in range(2))
+    assert first.api_version == f"{GROUP}/{MAYASTOR_VOLUME_VERSION}"
+    assert first.api_version is second.api_version
+    assert first.kind is second.kind

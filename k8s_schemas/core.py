@@ -1,4 +1,8 @@
-"""Core (``v1``), ``coordination.k8s.io/v1`` and ``events.k8s.io/v1`` kinds, as far as CoucheStor uses them."""
+"""Core (``v1``), ``coordination.k8s.io/v1`` and ``events.k8s.io/v1`` kinds, as far as CoucheStor uses them.
+
+The PV and PVC declare only the fields the operator reads: the watch caches hold one of each per volume, so
+every field declared is kept, decoded, 100,000 times (fields not declared are skipped when decoding; the
+operator changes these objects only by merge patches, so nothing it writes loses them)."""
 
 from __future__ import annotations
 
@@ -13,16 +17,11 @@ from k8s_schemas.meta import Base, ObjectMeta, ObjectReference
 class CSIPersistentVolumeSource(Base):
     driver: str
     volume_handle: str
-    fs_type: str | UnsetType = UNSET
-    volume_attributes: dict[str, str] | UnsetType = UNSET
 
 
 class PersistentVolumeSpec(Base):
     storage_class_name: str | UnsetType = UNSET
     capacity: dict[str, str] | UnsetType = UNSET
-    access_modes: tuple[str, ...] | UnsetType = UNSET
-    persistent_volume_reclaim_policy: str | UnsetType = UNSET
-    volume_mode: str | UnsetType = UNSET
     csi: CSIPersistentVolumeSource | UnsetType = UNSET
     claim_ref: ObjectReference | UnsetType = UNSET
 
@@ -32,8 +31,9 @@ class PersistentVolumeStatus(Base):
 
 
 class PersistentVolume(Base):
-    api_version: str = "v1"
-    kind: str = "PersistentVolume"
+    # Literals: every decoded object shares the one string instead of holding its own copy.
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["PersistentVolume"] = "PersistentVolume"
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
     spec: PersistentVolumeSpec = msgspec.field(default_factory=PersistentVolumeSpec)
     status: PersistentVolumeStatus | UnsetType = UNSET
@@ -44,27 +44,18 @@ class PersistentVolume(Base):
         return None if self.spec.csi is UNSET else self.spec.csi.volume_handle
 
 
-class VolumeResourceRequirements(Base):
-    requests: dict[str, str] | UnsetType = UNSET
-    limits: dict[str, str] | UnsetType = UNSET
-
-
 class PersistentVolumeClaimSpec(Base):
     storage_class_name: str | UnsetType = UNSET
     volume_name: str | UnsetType = UNSET
-    access_modes: tuple[str, ...] | UnsetType = UNSET
-    volume_mode: str | UnsetType = UNSET
-    resources: VolumeResourceRequirements | UnsetType = UNSET
 
 
 class PersistentVolumeClaimStatus(Base):
     phase: str | UnsetType = UNSET
-    capacity: dict[str, str] | UnsetType = UNSET
 
 
 class PersistentVolumeClaim(Base):
-    api_version: str = "v1"
-    kind: str = "PersistentVolumeClaim"
+    api_version: Literal["v1"] = "v1"
+    kind: Literal["PersistentVolumeClaim"] = "PersistentVolumeClaim"
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
     spec: PersistentVolumeClaimSpec = msgspec.field(default_factory=PersistentVolumeClaimSpec)
     status: PersistentVolumeClaimStatus | UnsetType = UNSET

@@ -99,8 +99,10 @@ class MayastorVolumeStatus(Base):
 
 
 class MayastorVolume(Base):
-    api_version: str = f"{GROUP}/{MAYASTOR_VOLUME_VERSION}"
-    kind: str = "MayastorVolume"
+    # Literals (the one version the operator reads): every cached volume shares the two strings instead of
+    # holding its own copies. Kept equal to GROUP and MAYASTOR_VOLUME_VERSION (tests/unit/test_schemas.py).
+    api_version: Literal["openebs.io/v1"] = "openebs.io/v1"
+    kind: Literal["MayastorVolume"] = "MayastorVolume"
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
     spec: MayastorVolumeSpec = msgspec.field(default_factory=MayastorVolumeSpec)
     status: MayastorVolumeStatus | UnsetType = UNSET

@@ -33,6 +33,12 @@ class ObjectKey(msgspec.Struct, frozen=True, order=True, gc=False):
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
 
+class Ignored(msgspec.Struct, frozen=True, gc=False):
+    """The type to decode an answer into when nothing of it is needed (a write whose result the watch
+    brings anyway): its fields are skipped, nothing is allocated for them. At a first start that labels
+    100,000 PVs, a ``dict`` per answer only churned the heap."""
+
+
 def _dict_meta(obj: dict[Any, Any]) -> dict[Any, Any]:
     meta = obj.get("metadata") or {}
     return cast("dict[Any, Any]", meta)

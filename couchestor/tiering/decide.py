@@ -48,13 +48,13 @@ two planned moves count the same free bytes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from couchestor.tiering.groups import GroupWanted, find_groups, group_score, group_verdict, schedule_group
 from couchestor.tiering.heat import ScoreSnapshot
 from couchestor.tiering.judge import current_tier, judge
-from couchestor.tiering.pins import group_pinning
+from couchestor.tiering.pins import Pinning, group_pinning
 from couchestor.tiering.placement import Pools, Wanted
 from couchestor.tiering.plan import DecideOptions, Decision, Plan, PlannedMigration
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier
@@ -90,71 +90,98 @@ def decide(
     ordered = sorted(policies, key=lambda p: (p.name, p.generation or 0))
     vols = sorted(volumes, key=lambda v: v.name)
     pools_by_name = Pools(pools)
-    claimants: dict[str, list[str]] = {}
-    selected: dict[str, list[VolumeView]] = {}
-    for policy in ordered:
-        scope = policy.scope
-        chosen = [] if scope is None else [v for v in vols if scope.selects(v.storage_class, v.pvc_labels)]
-        selected[policy.name] = chosen
-        if isinstance(policy, PolicyProblem) or policy.enabled:
-            for v in chosen:
-                claimants.setdefault(v.name, []).append(policy.name)
-
     decisions: dict[str, dict[str, Decision]] = {p.name: {} for p in ordered}
-    counts: dict[str, dict[Tier, int]] = {}
-    wanted: list[Wanted | GroupWanted] = []
-    grouped: dict[str, set[str]] = {}
-    for policy in ordered:
-        groups_of = find_groups(policy, selected[policy.name], groups or {})
-        combined = {key: group_score(policy, members, scores, opts) for key, members in groups_of.items()}
-        pinned = {
-            key: group_pinning(key, [(v.name, v.pin) for v in members], now)
-            for key, members in groups_of.items()
-        }
-        member_of = {v.name: key for key, members in groups_of.items() for v in members}
-        grouped[policy.name] = set(member_of)
-        verdicts: dict[str, Decision | Wanted] = {}
-        count = counts[policy.name] = dict.fromkeys(
-            policy.tiers if isinstance(policy, PolicyRules) else (), 0
+    counts: dict[str, dict[Tier, int]] = {
+        p.name: dict.fromkeys(p.tiers if isinstance(p, PolicyRules) else (), 0) for p in ordered
+    }
+    singles: dict[str, list[Wanted]] = {p.name: [] for p in ordered}
+
+    def judged(
+        policy: PolicyRules | PolicyProblem,
+        v: VolumeView,
+        others: tuple[str, ...],
+        group: tuple[str, float] | None = None,
+        group_pin: Pinning | None = None,
+    ) -> Decision | Wanted:
+        # The volume's tier, once per policy: its status counts and its judging both need it.
+        tier = current_tier(policy, v, pools_by_name) if isinstance(policy, PolicyRules) else None
+        if tier is not None and tier[0] is not None:
+            counts[policy.name][tier[0]] += 1
+        return judge(
+            policy,
+            v,
+            others,
+            pools_by_name,
+            scores,
+            in_flight,
+            recent_migrations,
+            now,
+            opts,
+            group,
+            tier,
+            group_pin,
         )
-        for v in selected[policy.name]:
-            others = tuple(n for n in claimants.get(v.name, ()) if n != policy.name)
-            key = member_of.get(v.name)
-            combined_score = combined.get(key) if key is not None else None
-            # The volume's tier, once per policy: its status counts and its judging both need it.
-            tier = current_tier(policy, v, pools_by_name) if isinstance(policy, PolicyRules) else None
-            if tier is not None and tier[0] is not None:
-                count[tier[0]] += 1
-            verdicts[v.name] = judge(
-                policy,
-                v,
-                others,
-                pools_by_name,
-                scores,
-                in_flight,
-                recent_migrations,
-                now,
-                opts,
-                None if key is None or combined_score is None else (key, combined_score),
-                tier,
-                None if key is None else pinned[key],
+
+    def alone(policy: PolicyRules | PolicyProblem, v: VolumeView, verdict: Decision | Wanted) -> None:
+        if isinstance(verdict, Wanted):
+            singles[policy.name].append(verdict)
+        else:
+            decisions[policy.name][v.name] = verdict
+
+    # One sweep over the volumes selects for every policy and, without volume groups, judges too: at 100,000
+    # volumes the views do not fit in the CPU caches, and each further sweep reads them from memory again.
+    # Only a volume that more than one policy selects gets an entry in ``claimants`` (the claiming
+    # policies: enabled or invalid ones).
+    has_groups = bool(groups) or any(
+        isinstance(p, PolicyRules) and p.group_label is not None for p in ordered
+    )
+    selected: dict[str, list[VolumeView]] = {p.name: [] for p in ordered}
+    scoped = [(p.scope, selected[p.name], p) for p in ordered if p.scope is not None]
+    claimants: dict[str, list[str]] = {}
+    for v in vols:
+        storage_class, labels = v.storage_class, v.pvc_labels
+        hits = 0
+        first: PolicyRules | PolicyProblem | None = None
+        for scope, chosen, policy in scoped:
+            if scope.selects(storage_class, labels):
+                chosen.append(v)
+                hits += 1
+                if first is None:
+                    first = policy
+        if hits > 1:
+            mine = [p for scope, _, p in scoped if scope.selects(storage_class, labels)]
+            claimed = claimants[v.name] = [p.name for p in mine if _claims(p)]
+            if not has_groups:
+                for policy in mine:
+                    alone(policy, v, judged(policy, v, tuple(n for n in claimed if n != policy.name)))
+        elif first is not None and not has_groups:
+            alone(first, v, judged(first, v, ()))
+
+    wanted: list[Wanted | GroupWanted] = []
+    # Per policy, the volumes in a group (tier pressure moves only volumes on their own).
+    in_groups: dict[str, set[str]] = {p.name: set() for p in ordered}
+    for policy in ordered:
+        if has_groups:
+            wanted.extend(
+                _judge_groups(
+                    policy,
+                    selected[policy.name],
+                    groups or {},
+                    claimants,
+                    judged,
+                    alone,
+                    scores,
+                    opts,
+                    now,
+                    decisions,
+                    in_groups[policy.name],
+                )
             )
-        for key, members in groups_of.items():
-            group_wants = group_verdict(key, [(v, verdicts[v.name]) for v in members])
-            if isinstance(group_wants, GroupWanted):
-                wanted.append(group_wants)
-                for v in members:
-                    del verdicts[v.name]
-            else:
-                verdicts.update(group_wants)
-        for name, verdict in verdicts.items():
-            if isinstance(verdict, Wanted):
-                wanted.append(verdict)
-            else:
-                decisions[policy.name][name] = verdict
+        wanted.extend(singles[policy.name])
 
     slots = {
-        p.name: p.max_concurrent_migrations - sum(v.name in in_flight for v in selected[p.name])
+        p.name: p.max_concurrent_migrations
+        - (sum(v.name in in_flight for v in selected[p.name]) if in_flight else 0)
         for p in ordered
         if isinstance(p, PolicyRules)
     }
@@ -175,7 +202,7 @@ def decide(
     # Tiers still over their mark after the pass's own moves send their coldest volumes down.
     for rules in pressure_order(ordered):
         own = decisions[rules.name]
-        stays = [(v, own[v.name]) for v in selected[rules.name] if v.name not in grouped[rules.name]]
+        stays = [(v, own[v.name]) for v in selected[rules.name] if v.name not in in_groups[rules.name]]
         for full in rules.tiers:
             for demotion in pressure.demotions(
                 rules, full, stays, recent_migrations, now, opts.fixed_topology
@@ -201,3 +228,69 @@ def decide(
         for policy in ordered
     )
     return Plan(policies=plans, migrations=tuple(started))
+
+
+def _claims(policy: PolicyRules | PolicyProblem) -> bool:
+    """Whether ``policy`` claims the volumes it selects (an enabled or an invalid one; a disabled one does not)."""
+    return isinstance(policy, PolicyProblem) or policy.enabled
+
+
+def _judge_groups(
+    policy: PolicyRules | PolicyProblem,
+    chosen: list[VolumeView],
+    external: Mapping[str, str],
+    claimants: Mapping[str, list[str]],
+    judged: Callable[
+        [
+            PolicyRules | PolicyProblem,
+            VolumeView,
+            tuple[str, ...],
+            tuple[str, float] | None,
+            Pinning | None,
+        ],
+        Decision | Wanted,
+    ],
+    alone: Callable[[PolicyRules | PolicyProblem, VolumeView, Decision | Wanted], None],
+    scores: Mapping[int, ScoreSnapshot],
+    opts: DecideOptions,
+    now: datetime,
+    decisions: dict[str, dict[str, Decision]],
+    grouped_names: set[str],
+) -> list[GroupWanted | Wanted]:
+    """Judge the volumes ``policy`` selects when volume groups exist: a group's members are judged on the
+    group's combined score and pin, and together; the group moves wanted are returned (volumes on their own
+    go to ``alone``) and the members' names added to ``grouped_names``."""
+    groups_of = find_groups(policy, chosen, external)
+    combined = {key: group_score(policy, members, scores, opts) for key, members in groups_of.items()}
+    pinned = {
+        key: group_pinning(key, [(v.name, v.pin) for v in group], now) for key, group in groups_of.items()
+    }
+    member_of = {v.name: key for key, group in groups_of.items() for v in group}
+    grouped_names.update(member_of)
+    verdicts: dict[str, Decision | Wanted] = {}
+    for v in chosen:
+        claimed = claimants.get(v.name)
+        others = () if claimed is None else tuple(n for n in claimed if n != policy.name)
+        key = member_of.get(v.name)
+        combined_score = combined.get(key) if key is not None else None
+        group = None if key is None or combined_score is None else (key, combined_score)
+        verdict = judged(policy, v, others, group, None if key is None else pinned[key])
+        if key is None:
+            alone(policy, v, verdict)
+        else:
+            verdicts[v.name] = verdict
+    out: list[GroupWanted | Wanted] = []
+    for key, members in groups_of.items():
+        group_wants = group_verdict(key, [(v, verdicts[v.name]) for v in members])
+        if isinstance(group_wants, GroupWanted):
+            out.append(group_wants)
+            for v in members:
+                del verdicts[v.name]
+        else:
+            verdicts.update(group_wants)
+    for name, verdict in verdicts.items():
+        if isinstance(verdict, Wanted):
+            out.append(verdict)
+        else:
+            decisions[policy.name][name] = verdict
+    return out

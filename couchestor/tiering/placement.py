@@ -4,7 +4,8 @@ passed every per-volume rule (:class:`Wanted`), and the pool a move would use (:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+
+import msgspec
 
 from couchestor.labels import includes
 from couchestor.tiering.policy import PolicyRules, Tier
@@ -34,9 +35,12 @@ class Pools(dict[str, PoolView]):
         return self.tier_map(policy)[pool.name]
 
 
-@dataclass(frozen=True, slots=True)
-class Wanted:
-    """A move that passed every per-volume rule and now competes for a slot and for pool room."""
+class Wanted(msgspec.Struct, frozen=True, gc=False):
+    """A move that passed every per-volume rule and now competes for a slot and for pool room.
+
+    (An untracked Struct: a score refresh at 100,000 volumes makes tens of thousands, and each tracked
+    object adds to the garbage collector's work; a move refers to no object that could refer back to it.)
+    """
 
     rules: PolicyRules
     volume: VolumeView

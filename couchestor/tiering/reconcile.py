@@ -36,7 +36,7 @@ from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.errors import KubeError, NotFound
 from couchestor.kube.events import EventRecorder
-from couchestor.kube.objects import ObjectKey
+from couchestor.kube.objects import Ignored, ObjectKey
 from couchestor.kube.store import Store, Subscription
 from couchestor.metrics import OperatorMetrics, overdue_migrations, scored_volumes, tier_fill
 from couchestor.migration.runner import MigrationRunner
@@ -234,7 +234,7 @@ class Reconciler:
                 patch = {"metadata": {"labels": {TIER_LABEL: tier}}}
                 try:
                     with trio.fail_after(30):
-                        await self.client.merge_patch(resources.PERSISTENT_VOLUME, pv, patch, type=dict)
+                        await self.client.merge_patch(resources.PERSISTENT_VOLUME, pv, patch, type=Ignored)
                     self.metrics.api_writes.labels(kind="PersistentVolume").inc()
                 except NotFound:
                     pass

@@ -120,7 +120,7 @@ def policy_plan(
         decisions=own,
         tier_counts=MappingProxyType(counts),
         conflicts=MappingProxyType(conflicts),
-        in_flight=sum(v.name in in_flight for v in chosen),
+        in_flight=sum(v.name in in_flight for v in chosen) if in_flight else 0,
         migrations=tuple(m for m in started if m.policy == policy.name),
         unreadable=MappingProxyType({v.name: v.unreadable for v in chosen if v.unreadable is not None}),
         tier_fill=MappingProxyType(dict(tier_fill or {})),

@@ -10,6 +10,8 @@ is in the operator's figures):
   it, run until the cluster is steady (every replica placed, the first start's writes done), then
   ``PASSES`` explicit reconcile passes. It prints one JSON line: its resident set size (after a full
   collection) before the operator started and once steady, and the CPU time of each pass's decision part.
+- the **first start** (``python -m tests.bench.operator_curve first-start DIR``), for a cluster too large to
+  wait for steady: the operator's resident set right after its first pass, and 15 and 35 s later.
 
 The slopes per 1,000 volumes are least-squares fits over the points. The resident figure is the whole
 process (interpreter, imports, the operator's caches of PVs, PVCs, MayastorVolumes, pools and scores).
@@ -17,6 +19,7 @@ process (interpreter, imports, the operator's caches of PVs, PVCs, MayastorVolum
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import signal
@@ -81,6 +84,46 @@ async def _measure_operator(directory: Path, passes: int) -> dict[str, Any]:
         "settle_seconds": settle_seconds,
         "populate_seconds": ready["populate_seconds"],
     }
+
+
+async def _first_start(directory: Path) -> dict[str, Any]:
+    """The operator's resident set at its first start on a cluster too large to wait for steady (100,000
+    volumes: the simulator places them for an hour): right after its first pass, then 15 and 35 s later (the
+    first start's tier labels written, the simulator still placing). Heap frozen as ``couchestor run`` does."""
+    from couchestor import settings as settings_mod
+    from couchestor.kube import KubeClient, load_kubeconfig
+    from couchestor.operator import Operator
+
+    ready = json.loads((directory / _READY).read_text())
+    out: dict[str, Any] = {"rss_before_mib": rss_bytes() / 2**20}
+    async with (
+        KubeClient(load_kubeconfig([Path(ready["kubeconfig"])]), qps=0) as client,
+        trio.open_nursery() as nursery,
+    ):
+        environ = {
+            "COUCHESTOR_PROMETHEUS_URL": ready["prometheus_url"],
+            "COUCHESTOR_METRICS_ADDR": "127.0.0.1:0",
+            "COUCHESTOR_SCORE_TTL": "3600s",
+            "COUCHESTOR_RESYNC": "3600s",
+            "COUCHESTOR_LEADER_ELECTION": "false",
+        }
+        settings = settings_mod.resolve(argparse.Namespace(), environ)
+        operator = Operator(settings, client, freeze_heap_after_sync=True)
+        started, cpu = time.perf_counter(), time.process_time()
+        await nursery.start(operator.run)
+        while operator.reconciler is None or operator.reconciler.passes < 1:
+            await trio.sleep(0.05)
+        plan = operator.reconciler.last_plan
+        out["first_pass_seconds"] = time.perf_counter() - started
+        out["cpu_to_first_pass_seconds"] = time.process_time() - cpu
+        out["decisions"] = len(plan.decisions) if plan else 0
+        out["rss_after_first_pass_mib"] = rss_bytes() / 2**20
+        await trio.sleep(15)
+        out["rss_15s_later_mib"] = rss_bytes() / 2**20
+        await trio.sleep(20)
+        out["rss_35s_later_mib"] = rss_bytes() / 2**20
+        nursery.cancel_scope.cancel()
+    return {k: round(v, 1) if isinstance(v, float) else v for k, v in out.items()}
 
 
 def _point(n: int, passes: int, timeout: float) -> dict[str, Any]:
@@ -218,11 +261,14 @@ def _main(argv: list[str]) -> None:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         logging.getLogger("bench.operator").setLevel(logging.INFO)
         print(json.dumps(trio.run(_measure_operator, Path(argv[1]), int(argv[2]))), flush=True)
+    elif argv[:1] == ["first-start"] and len(argv) == 2:
+        print(json.dumps(trio.run(_first_start, Path(argv[1]))), flush=True)
     elif argv[:1] == ["curve"]:
         print(report(run(tuple(int(n) for n in argv[1:]) or (1_000, 5_000, 10_000))))
     else:
         raise SystemExit(
-            "usage: python -m tests.bench.operator_curve cluster N DIR | operator DIR PASSES | curve [N ...]"
+            "usage: python -m tests.bench.operator_curve cluster N DIR | operator DIR PASSES | first-start DIR"
+            " | curve [N ...]"
         )
 
 

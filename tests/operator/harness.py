@@ -34,7 +34,8 @@ def policy_body(name: str = "tiering", **spec: Any) -> dict[str, Any]:
         "storageClassName": "mayastor",
         "highWatermarkIOPS": 5000,
         "lowWatermarkIOPS": 500,
-        "samplingWindow": "10s",
+        # Short: a volume is judged once half its window is scraped (1 s scrapes), and every test waits for it.
+        "samplingWindow": "6s",
         "cooldownPeriod": "1h",
         "migrationTimeout": "2m",
         "maxConcurrentMigrations": 2,

@@ -79,7 +79,7 @@ async def test_explain_says_why_each_volume_moves_or_stays(env, apiserver):
     assert heavy["policy"] == "tiering"
     assert heavy["overlapping"] == []
     assert heavy["tier"] == "cold"
-    assert heavy["heat"]["window"] == "10s"
+    assert heavy["heat"]["window"] == policy_body()["spec"]["samplingWindow"]
     assert heavy["heat"]["coverage"] >= 0.5
     assert 7000 < heavy["heat"]["iops"] < 9000
     assert heavy["decision"]["action"] == "hot"

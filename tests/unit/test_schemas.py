@@ -5,6 +5,8 @@ import pytest
 from msgspec import UNSET
 
 from k8s_schemas import DiskPool, MayastorVolume, ObjectList, PersistentVolume, Status, StoragePolicy
+from k8s_schemas.core import PersistentVolumeClaim
+from k8s_schemas.mayastor import GROUP, MAYASTOR_VOLUME_VERSION
 from k8s_schemas.meta import Condition, ObjectMeta, RawWatchEvent
 from k8s_schemas.quantity import format_bytes, parse_quantity
 from k8s_schemas.storage_policy import MigrationHistoryEntry, SpecError, StoragePolicyStatus, parse_spec
@@ -171,3 +173,67 @@ def test_condition_and_meta_are_minimal_on_the_wire():
     cond = Condition(type="Ready", status="True", last_transition_time="t", reason="Ok")
     assert msgspec.json.decode(msgspec.json.encode(cond))["lastTransitionTime"] == "t"
     assert StoragePolicy().status is UNSET
+
+
+def test_cached_pvs_and_pvcs_keep_only_what_the_operator_reads():
+    # The watch caches hold one PV and one PVC per volume: a field kept, or a repeated string copied into
+    # every object, costs its size 100,000 times over.
+    pv_doc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": "pvc-1"},
+        "spec": {
+            "storageClassName": "mayastor",
+            "capacity": {"storage": "10Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Delete",
+            "volumeMode": "Filesystem",
+            "csi": {"driver": "io.openebs.csi-mayastor", "volumeHandle": "u-1", "fsType": "ext4"},
+        },
+    }
+    pvc_doc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "team"},
+        "spec": {
+            "storageClassName": "mayastor",
+            "accessModes": ["ReadWriteOnce"],
+            "volumeMode": "Filesystem",
+            "resources": {"requests": {"storage": "10Gi"}},
+            "volumeName": "pvc-1",
+        },
+        "status": {"phase": "Bound", "capacity": {"storage": "10Gi"}},
+    }
+    pvs = [msgspec.json.decode(msgspec.json.encode(pv_doc), type=PersistentVolume) for _ in range(2)]
+    pvcs = [msgspec.json.decode(msgspec.json.encode(pvc_doc), type=PersistentVolumeClaim) for _ in range(2)]
+    assert pvs[0].kind is pvs[1].kind
+    assert pvs[0].api_version is pvs[1].api_version
+    assert pvcs[0].kind is pvcs[1].kind
+    assert pvcs[0].api_version is pvcs[1].api_version
+    # What the operator reads is there; the rest was skipped when decoding.
+    assert (pvs[0].spec.storage_class_name, pvs[0].volume_handle) == ("mayastor", "u-1")
+    assert pvs[0].spec.capacity == {"storage": "10Gi"}
+    assert (pvcs[0].spec.volume_name, pvcs[0].status.phase) == ("pvc-1", "Bound")  # type: ignore[union-attr]
+    assert msgspec.json.decode(msgspec.json.encode(pvs[0]))["spec"].keys() == {
+        "storageClassName",
+        "capacity",
+        "csi",
+    }
+    assert msgspec.json.decode(msgspec.json.encode(pvcs[0]))["spec"].keys() == {
+        "storageClassName",
+        "volumeName",
+    }
+
+
+def test_cached_mayastor_volumes_share_their_api_version_and_kind():
+    doc = msgspec.json.encode(
+        {
+            "apiVersion": f"{GROUP}/{MAYASTOR_VOLUME_VERSION}",
+            "kind": "MayastorVolume",
+            "metadata": {"name": "v"},
+        }
+    )
+    first, second = (msgspec.json.decode(doc, type=MayastorVolume) for _ in range(2))
+    assert first.api_version == f"{GROUP}/{MAYASTOR_VOLUME_VERSION}"
+    assert first.api_version is second.api_version
+    assert first.kind is second.kind

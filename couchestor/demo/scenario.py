@@ -6,8 +6,8 @@ around them. When the policy is applied, the busy volumes sitting on SATA are pr
 NVMe demoted; volumes between the watermarks stay where they are (the gap is the hysteresis). Once that has
 settled, the load of the volumes with a ``later_iops`` changes (a reporting job starts, a batch job ends, some
 background volumes heat up or cool down) and those that cross a watermark move too. One volume's claim is
-pinned to NVMe (``storage.billyronks.io/pin: hot``): its heat, between the watermarks, would leave it on
-SATA; the pin moves it, and keeps it there.
+pinned to NVMe (``storage.billyronks.io/pin: hot``): its heat would leave it on SATA; the pin moves it, and
+keeps it there.
 
 Most background volumes are already where they belong or between the watermarks, and the number that move is
 capped (:data:`MAX_BACKGROUND_MOVES`), so a few hundred volumes tell the story in about the time 14 do.
@@ -100,9 +100,9 @@ VOLUMES: tuple[DemoVolume, ...] = (
     DemoVolume("payments-db", "shop", "hot", 11500, 20, role="OLTP database"),
     DemoVolume("sessions", "shop", "hot", 8200, 10, role="session store"),
     DemoVolume("web-assets", "shop", "hot", 2600, 10, role="static assets via CDN"),
-    # Between the watermarks, but a training run is about to read it: its team pinned it to NVMe.
-    DemoVolume("ml-datasets", "analytics", "cold", 1800, 30, role="training data", pin="hot"),
-    DemoVolume("metrics-history", "platform", "cold", 260, 20, role="metrics archive"),
+    DemoVolume("ml-datasets", "analytics", "cold", 1800, 30, role="training data"),
+    # Quiet, so its heat keeps it on SATA, but the quarterly review is about to read it: pinned to NVMe.
+    DemoVolume("metrics-history", "platform", "cold", 260, 20, role="metrics archive", pin="hot"),
     DemoVolume("archive", "platform", "cold", 15, 30, role="cold archive"),
     # The change mid-demo: month-end reporting starts, a batch job finishes.
     DemoVolume("month-end-reports", "analytics", "cold", 180, 10, later_iops=15000, role="reporting job"),

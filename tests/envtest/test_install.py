@@ -20,6 +20,7 @@ MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 #: What `kubectl apply -k manifests/operator` installs (Kind/name).
 BASE = {
     "CustomResourceDefinition/storagepolicies.storage.billyronks.io",
+    "CustomResourceDefinition/tiermigrations.storage.billyronks.io",
     "ServiceAccount/couchestor",
     "ClusterRole/couchestor",
     "ClusterRoleBinding/couchestor",

@@ -66,6 +66,9 @@ TRANSIENT = frozenset(
 )
 #: Decisions under which a user's request cannot run (the volume or its policy is in no state to move it).
 REFUSED = frozenset({"disabled", "invalid-policy", "deleting", "no-mayastor-volume", "topology-pinned"})
+#: On a TierMigration showing a move a dry-run policy would make (phase ``Planned``): never started; cancelled
+#: once the policy would no longer make it, or leaves dry-run.
+DRY_RUN = f"{GROUP}/dry-run"
 #: The hold reason of a move whose decision is transiently undecided.
 UNDECIDED = "undecided"
 #: The hold reason of a request whose named target pool cannot take the volume now.
@@ -120,29 +123,40 @@ def new_objects(
     now: datetime,
 ) -> list[dict[str, Any]]:
     """The TierMigrations to create: one per planned move of ``plan`` whose volume has no unfinished one and
-    is not migrating; labelled with its policy, annotated with the policy's generation, with the finalizer."""
+    is not migrating, and one per move a dry-run policy would make (annotated :data:`DRY_RUN`, shown in phase
+    ``Planned``, never started); labelled with its policy, annotated with the policy's generation, with the
+    finalizer."""
     open_volumes = {tm.spec.volume for tm in migrations if not is_finished(tm)}
     generations = {r.name: r.generation for r in rules}
+    moves = [(m.volume, m.policy, m.to_tier, False) for m in plan.migrations]
+    moves += [
+        (d.volume, d.policy, d.target_tier, True)
+        for d in plan.decisions
+        if d.reason == "dry-run" and d.target_tier is not None and d.current_tier is not None
+    ]
     bodies = []
-    for m in plan.migrations:
-        if m.volume in open_volumes or m.volume in running:
+    for volume, policy, tier, dry_run in moves:
+        if volume in open_volumes or volume in running:
             continue
-        open_volumes.add(m.volume)
-        generation = generations.get(m.policy)
+        open_volumes.add(volume)
+        generation = generations.get(policy)
         metadata: dict[str, Any] = {
-            "name": object_name(m.volume, m.to_tier.value, now),
+            "name": object_name(volume, tier.value, now),
             "finalizers": [FINALIZER],
         }
-        if len(m.policy) <= 63:  # a label value; longer policy names are in spec.policy only
-            metadata["labels"] = {POLICY_LABEL: m.policy}
-        if generation is not None:
-            metadata["annotations"] = {POLICY_GENERATION: str(generation)}
+        if len(policy) <= 63:  # a label value; longer policy names are in spec.policy only
+            metadata["labels"] = {POLICY_LABEL: policy}
+        annotations = {} if generation is None else {POLICY_GENERATION: str(generation)}
+        if dry_run:
+            annotations[DRY_RUN] = "true"
+        if annotations:
+            metadata["annotations"] = annotations
         bodies.append(
             {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": KIND,
                 "metadata": metadata,
-                "spec": {"volume": m.volume, "targetTier": m.to_tier.value, "policy": m.policy},
+                "spec": {"volume": volume, "targetTier": tier.value, "policy": policy},
             }
         )
     return bodies
@@ -157,6 +171,7 @@ class _Candidate:
     move: Move
     migration: PlannedMigration | None
     hold: Hold | None  # set when the move cannot go to admission (undecided, no target pool)
+    dry_run: bool = False  # shown in phase Planned, never admitted
 
 
 def operate(
@@ -214,7 +229,8 @@ def operate(
         if FINALIZER not in finalizers and not deleting:
             adopt.append(name)
         policy = tm.spec.policy or _selecting_policy(decisions.get(volume, []))
-        candidate = _judge(
+        judge = _judge_dry_run if tm.metadata.annotation(DRY_RUN) == "true" else _judge
+        candidate = judge(
             tm,
             name,
             policy,
@@ -253,7 +269,7 @@ def operate(
             group=c.migration.group if c.migration is not None else "",
         )
         for c in candidates
-        if isinstance(c.verdict, Ready) and c.hold is None and c.migration is not None
+        if isinstance(c.verdict, Ready) and c.hold is None and c.migration is not None and not c.dry_run
     ]
     admission = admit(
         waiting,
@@ -285,7 +301,7 @@ def operate(
         if hold is not None and hold.reason == OUTSIDE_WINDOW and hold.next_window is not None:
             known = next_windows.get(c.policy)
             next_windows[c.policy] = hold.next_window if known is None else min(known, hold.next_window)
-        write(c.tm, c.name, waiting_status(c.move, verdict=c.verdict, hold=hold))
+        write(c.tm, c.name, waiting_status(c.move, verdict=c.verdict, hold=hold, dry_run=c.dry_run))
 
     limits = {r.name: r.tier_migration_history_limit for r in valid.values()}
     doomed = [n for n in history_to_delete(migrations, limits) if n not in release]
@@ -374,6 +390,58 @@ def _judge(
         policy_generation=valid.generation if valid is not None else None,
     )
     return _Candidate(tm, name, policy, verdict, move, migration, hold)
+
+
+def _judge_dry_run(
+    tm: TierMigration,
+    name: str,
+    policy: str,
+    *,
+    rules: PolicyRules | PolicyProblem | None,
+    decision: Decision | None,
+    view: VolumeView | None,
+    planned: PlannedMigration | None,
+    pools: Pools,
+    reserved: dict[str, int],
+    duplicate: bool,
+    fixed_topology: bool,
+    now: datetime,
+) -> _Candidate:
+    """A dry-run policy's move: shown in phase ``Planned`` while the policy would still make it, else
+    cancelled with the reason (never approved, admitted or started)."""
+    del planned, reserved, fixed_topology, now  # a shown move is never placed for real
+    target = Tier(tm.spec.target_tier)
+    valid = rules if isinstance(rules, PolicyRules) else None
+    verdict: Verdict = Ready()
+    if tm.spec.cancel or tm.metadata.deletion_timestamp is not UNSET:
+        verdict = Cancel("Cancelled", "cancelled by the user (a dry-run move is never started)")
+    elif valid is None:
+        verdict = Cancel("PolicyGone", "its StoragePolicy was deleted or is invalid")
+    elif duplicate:
+        verdict = Cancel("DecisionChanged", "another TierMigration of the volume is older")
+    elif decision is not None and decision.reason != "dry-run" and not valid.dry_run:
+        verdict = Cancel("DryRunEnded", "the policy left dry-run: its moves are planned for real from now on")
+    elif decision is not None and decision.reason in TRANSIENT:
+        pass  # still shown while the decision is pending
+    elif decision is None or decision.reason != "dry-run" or decision.target_tier is not target:
+        why = "the volume is gone" if view is None else (decision.detail if decision else "not selected")
+        verdict = Cancel("DecisionChanged", f"the decision no longer holds: {why}")
+    current = decision.current_tier if decision is not None else None
+    target_pool = decision.target_pool if decision is not None else None
+    move = Move(
+        policy=policy,
+        from_tier=None if current is None else current.value,
+        to_tier=target.value,
+        source_pools=tuple(sorted({r.pool for r in view.replicas})) if view is not None else (),
+        target_pool=target_pool,
+        size_bytes=view.size_bytes if view is not None else None,
+        trigger_iops=decision.score if decision is not None else None,
+        target_free_bytes=pools[target_pool].free_bytes
+        if target_pool is not None and target_pool in pools
+        else None,
+        policy_generation=valid.generation if valid is not None else None,
+    )
+    return _Candidate(tm, name, policy, verdict, move, None, None, dry_run=True)
 
 
 def _still_wanted(
@@ -485,4 +553,4 @@ def _first(*values: int | None) -> int:
     return next(v for v in values if v is not None)
 
 
-__all__ = ["UNDECIDED", "Operations", "RunningMove", "Start", "new_objects", "operate"]
+__all__ = ["DRY_RUN", "UNDECIDED", "Operations", "RunningMove", "Start", "new_objects", "operate"]

@@ -252,3 +252,16 @@ async def test_a_crash_during_a_cancel_still_rolls_back(env):
     await env.eventually(lambda: _at_rest(env, "heavy", ["cold"]), what="heavy back at rest on cold")
     await wait_released(env, "pvc-heavy")
     assert env.simulator.checker.violations == []
+
+
+async def test_a_dry_run_policy_shows_its_moves_as_planned_tier_migrations(env):
+    await env.apply_policy(policy_body(dryRun=True))
+    operator = await env.start_operator()
+    heavy = await wait_phase(env, "pvc-heavy", "Planned")
+    idle = await wait_phase(env, "pvc-idle", "Planned")
+    assert (heavy.spec.target_tier, idle.spec.target_tier) == ("hot", "cold")
+    assert heavy.status.reason == "DryRun"
+    passes = operator.reconciler.passes
+    await env.eventually(lambda: _true(operator.reconciler.passes >= passes + 3), what="more passes")
+    await assert_unmoved(env, {"heavy": ["cold"], "idle": ["hot"]})
+    assert (await migration_of(env, "pvc-heavy")).status.phase == "Planned"

@@ -11,7 +11,7 @@ import msgspec
 
 from couchestor.durations import format_time
 from couchestor.tiering.decide import decide
-from couchestor.tiering.operations import UNDECIDED, RunningMove, new_objects, operate
+from couchestor.tiering.operations import DRY_RUN, UNDECIDED, RunningMove, new_objects, operate
 from couchestor.tiering.plan import DecideOptions
 from couchestor.tiering.policy import PolicyRules, compile_policy
 from couchestor.tiering.tiermigration import FINALIZER
@@ -229,3 +229,24 @@ def test_finished_objects_are_released_and_kept_only_up_to_the_history_limit():
     result = ops(policy, {}, finished)
     assert result.release == ("old-2",)
     assert result.delete == ("old-0", "old-1")
+
+
+def test_a_dry_run_policy_shows_its_moves_as_planned_and_never_starts_them():
+    policy = rules(dryRun=True)
+    vols = views("a")
+    plan = plan_for(policy, vols)
+    [body] = new_objects(plan, [], {}, [policy], NOW)
+    assert body["metadata"]["annotations"][DRY_RUN] == "true"
+    tm = created(body)
+    shown = ops(policy, vols, [tm], plan=plan)
+    assert shown.starts == ()
+    status = status_of(shown, tm.metadata.name)
+    assert (status.phase, status.reason) == ("Planned", "DryRun")
+    # Approving it changes nothing: a dry-run move is never started.
+    approved = msgspec.structs.replace(tm, spec=msgspec.structs.replace(tm.spec, approved=True))
+    assert ops(policy, vols, [approved], plan=plan).starts == ()
+    # The policy leaves dry-run: the shown move is cancelled, a real one is planned in its place.
+    live = rules(generation=2)
+    ended = ops(live, vols, [tm])
+    assert status_of(ended, tm.metadata.name).reason == "DryRunEnded"
+    assert ended.starts == ()

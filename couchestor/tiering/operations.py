@@ -15,6 +15,7 @@ A move that has started is the runner's: its status is computed from the intent 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,13 +25,22 @@ from typing import Any
 from msgspec import UNSET
 
 from couchestor.durations import parse_time
-from couchestor.tiering.admission import OUTSIDE_WINDOW, Hold, Running, Waiting, admit, gate_of
+from couchestor.tiering.admission import (
+    AWAITING_APPROVAL,
+    OUTSIDE_WINDOW,
+    Hold,
+    Running,
+    Waiting,
+    admit,
+    gate_of,
+)
 from couchestor.tiering.placement import Pools, Wanted, pick_pool
 from couchestor.tiering.plan import Decision, Plan, PlannedMigration
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier
 from couchestor.tiering.schedule import move as scheduled_move
 from couchestor.tiering.tiermigration import (
     FINALIZER,
+    AwaitApproval,
     Cancel,
     Facts,
     Move,
@@ -71,6 +81,8 @@ REFUSED = frozenset({"disabled", "invalid-policy", "deleting", "no-mayastor-volu
 DRY_RUN = f"{GROUP}/dry-run"
 #: The hold reason of a move whose decision is transiently undecided.
 UNDECIDED = "undecided"
+#: The hold reason of an approved group member whose group cannot start whole (another member waits).
+GROUP_BLOCKED = "group-blocked"
 #: The hold reason of a request whose named target pool cannot take the volume now.
 NO_CAPACITY = "no-capacity"
 
@@ -258,6 +270,7 @@ def operate(
             continue
         candidates.append(candidate)
 
+    # Unanswered moves go to admission too: a volume group whose member awaits approval then waits whole.
     waiting = [
         Waiting(
             key=c.name,
@@ -269,8 +282,16 @@ def operate(
             group=c.migration.group if c.migration is not None else "",
         )
         for c in candidates
-        if isinstance(c.verdict, Ready) and c.hold is None and c.migration is not None and not c.dry_run
+        if isinstance(c.verdict, (Ready, AwaitApproval))
+        and c.hold is None
+        and c.migration is not None
+        and not c.dry_run
     ]
+    # A volume group moves all or none: when a member cannot even queue (pending decision, no pool), none does.
+    members = Counter(c.migration.group for c in candidates if c.migration is not None and c.migration.group)
+    queued = Counter(w.group for w in waiting if w.group)
+    blocked = {g for g, n in members.items() if queued[g] < n}
+    waiting = [w for w in waiting if w.group not in blocked]
     admission = admit(
         waiting,
         [
@@ -298,6 +319,12 @@ def operate(
         if c.name in admission.start:
             continue
         hold = c.hold or admission.held.get(c.name)
+        group = c.migration.group if c.migration is not None else ""
+        if hold is None and group in blocked:
+            hold = Hold(GROUP_BLOCKED, f"volume group {group} moves all or none: a member cannot start now")
+        if hold is not None and hold.reason == AWAITING_APPROVAL and isinstance(c.verdict, Ready):
+            # Approved, held for the group's other members' approval.
+            hold = Hold(GROUP_BLOCKED, hold.detail)
         if hold is not None and hold.reason == OUTSIDE_WINDOW and hold.next_window is not None:
             known = next_windows.get(c.policy)
             next_windows[c.policy] = hold.next_window if known is None else min(known, hold.next_window)

@@ -250,3 +250,23 @@ def test_a_dry_run_policy_shows_its_moves_as_planned_and_never_starts_them():
     ended = ops(live, vols, [tm])
     assert status_of(ended, tm.metadata.name).reason == "DryRunEnded"
     assert ended.starts == ()
+
+
+def test_a_manual_volume_group_starts_whole_once_every_member_is_approved():
+    policy = rules(approval="Manual", groupLabel="group", maxRebuildsPerNode=5, maxRebuildsPerPool=5)
+    vols = {n: volume(n, "cold-1", labels={"group": "g"}) for n in ("a", "b")}
+    plan = plan_for(policy, vols)
+    assert {m.group for m in plan.migrations} != {""}
+    tms = [created(b) for b in new_objects(plan, [], {}, [policy], NOW)]
+    by_volume = {tm.spec.volume: tm for tm in tms}
+
+    def approve(tm):
+        return msgspec.structs.replace(tm, spec=msgspec.structs.replace(tm.spec, approved=True))
+
+    half = ops(policy, vols, [approve(by_volume["a"]), by_volume["b"]], plan=plan)
+    assert half.starts == ()
+    held = status_of(half, by_volume["a"].metadata.name)
+    assert (held.phase, held.reason) == ("Scheduled", "GroupBlocked")
+    assert status_of(half, by_volume["b"].metadata.name).phase == "AwaitingApproval"
+    both = ops(policy, vols, [approve(tm) for tm in tms], plan=plan)
+    assert sorted(s.migration.volume for s in both.starts) == ["a", "b"]

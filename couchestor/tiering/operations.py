@@ -135,11 +135,18 @@ def new_objects(
     now: datetime,
 ) -> list[dict[str, Any]]:
     """The TierMigrations to create: one per planned move of ``plan`` whose volume has no unfinished one and
-    is not migrating, and one per move a dry-run policy would make (annotated :data:`DRY_RUN`, shown in phase
-    ``Planned``, never started); labelled with its policy, annotated with the policy's generation, with the
-    finalizer."""
+    is not migrating, and for moves a dry-run policy would make (annotated :data:`DRY_RUN`, shown in phase
+    ``Planned``, never started) as many as the policy would start at once (``maxConcurrentMigrations`` open
+    ones, as a live policy's slots bound its planned moves: a dry-run policy over a large cluster must not
+    create thousands); labelled with its policy, annotated with the policy's generation, with the finalizer."""
     open_volumes = {tm.spec.volume for tm in migrations if not is_finished(tm)}
     generations = {r.name: r.generation for r in rules}
+    shown = Counter(
+        tm.spec.policy
+        for tm in migrations
+        if not is_finished(tm) and tm.metadata.annotation(DRY_RUN) == "true"
+    )
+    room = {r.name: r.max_concurrent_migrations - shown[r.name] for r in rules if isinstance(r, PolicyRules)}
     moves = [(m.volume, m.policy, m.to_tier, False) for m in plan.migrations]
     moves += [
         (d.volume, d.policy, d.target_tier, True)
@@ -148,9 +155,11 @@ def new_objects(
     ]
     bodies = []
     for volume, policy, tier, dry_run in moves:
-        if volume in open_volumes or volume in running:
+        if volume in open_volumes or volume in running or (dry_run and room.get(policy, 0) <= 0):
             continue
         open_volumes.add(volume)
+        if dry_run:
+            room[policy] -= 1
         generation = generations.get(policy)
         metadata: dict[str, Any] = {
             "name": object_name(volume, tier.value, now),

@@ -270,3 +270,12 @@ def test_a_manual_volume_group_starts_whole_once_every_member_is_approved():
     assert status_of(half, by_volume["b"].metadata.name).phase == "AwaitingApproval"
     both = ops(policy, vols, [approve(tm) for tm in tms], plan=plan)
     assert sorted(s.migration.volume for s in both.starts) == ["a", "b"]
+
+
+def test_a_dry_run_policy_shows_no_more_moves_at_once_than_it_would_start():
+    policy = rules(dryRun=True, maxConcurrentMigrations=2)
+    vols = views("a", "b", "c", "d")
+    plan = plan_for(policy, vols)
+    bodies = new_objects(plan, [], {}, [policy], NOW)
+    assert len(bodies) == 2
+    assert new_objects(plan, [created(b) for b in bodies], {}, [policy], NOW) == []

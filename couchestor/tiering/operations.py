@@ -97,6 +97,8 @@ class RunningMove:
     target_pool: str
     #: The name of its TierMigration ('' for a move started without one).
     request: str = ""
+    #: A rollback past its deadline: it gave its concurrency slot back, so admission does not count it.
+    stuck: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +313,7 @@ def operate(
                 frozenset((*r.source_pools, r.target_pool)),
             )
             for r in running.values()
+            if not r.stuck
         ],
         [gate_of(r) for r in valid.values()],
         global_limit=global_limit,

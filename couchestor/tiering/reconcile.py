@@ -460,7 +460,9 @@ class Reconciler:
         """Create, judge, admit, start and record TierMigrations (see the module doc); returns each policy's
         next window, for policies whose moves wait outside one."""
         running = {
-            pv: RunningMove(pv, m.policy, m.source_pools, m.target_pool, m.request)
+            pv: RunningMove(
+                pv, m.policy, m.source_pools, m.target_pool, m.request, stuck=pv in self.runner.stuck
+            )
             for pv, m in self.runner.in_flight.items()
         }
         for body in new_objects(plan, self._tier_migrations(), running, rules, now):

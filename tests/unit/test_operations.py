@@ -279,3 +279,17 @@ def test_a_dry_run_policy_shows_no_more_moves_at_once_than_it_would_start():
     bodies = new_objects(plan, [], {}, [policy], NOW)
     assert len(bodies) == 2
     assert new_objects(plan, [created(b) for b in bodies], {}, [policy], NOW) == []
+
+
+def test_a_stuck_rollback_gave_its_slot_back_and_does_not_hold_the_global_limit():
+    policy = rules()
+    vols = {"a": volume("a", "cold-1"), "b": volume("b", "hot-2")}
+    plan = plan_for(policy, vols, scores={"a": 8000.0, "b": 2000.0})
+    tms = [created(b) for b in new_objects(plan, [], {}, [policy], NOW)]
+    assert [tm.spec.volume for tm in tms] == ["a"]
+    rollback = RunningMove("b", "p", ("hot-2",), "cold-1", "b-cold", stuck=False)
+    held = ops(policy, vols, tms, plan=plan, running={"b": rollback}, global_limit=1)
+    assert held.starts == ()
+    assert status_of(held, tms[0].metadata.name).reason == "GlobalLimit"
+    stuck = RunningMove("b", "p", ("hot-2",), "cold-1", "b-cold", stuck=True)
+    assert len(ops(policy, vols, tms, plan=plan, running={"b": stuck}, global_limit=1).starts) == 1

@@ -563,11 +563,9 @@ class MigrationRunner:
                 cancelled=stop_reason(tm) is not None or intent.abort_reason.startswith(CANCELLED_BY_USER),
             )
             await self._write_tm_status(intent.request, final, tm)
-        try:
-            await self._clear_intent(volume, state, intent)
-        finally:
-            if intent.request:
-                await self._release_tm(intent.request)
+        await self._clear_intent(volume, state, intent)
+        if intent.request:  # only once the intent is gone: until then the object must stay
+            await self._release_tm(intent.request)
 
     async def _clear_intent(self, volume: str, state: VolumeState, intent: Intent) -> None:
         """Remove the intent: the last write of a migration. Until then a restart would record the same outcome

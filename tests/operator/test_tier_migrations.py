@@ -80,6 +80,7 @@ async def test_every_move_is_recorded_as_a_tier_migration(env):
     assert env.simulator.checker.violations == []
 
 
+@pytest.mark.parametrize("backend", ["crd", "rest"])
 async def test_a_manual_move_waits_for_approval_then_moves_and_a_declined_one_is_cancelled(env):
     await env.apply_policy(policy_body(approval="Manual"))
     operator = await env.start_operator()

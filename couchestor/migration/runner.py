@@ -79,6 +79,8 @@ RECHECK_INTERVAL = 5.0
 STATUS_RETRIES = 8
 #: Longest wait for one TierMigration write: a slow API server delays the mirror, never the move for long.
 MIRROR_TIMEOUT = 5.0
+#: Progress a TierMigration's status shows in steps of at least this many points (the metric has every one).
+MIRROR_PROGRESS_STEP = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -725,7 +727,7 @@ class MigrationRunner:
             size_bytes=progress.size_bytes if progress is not None else None,
             now=self.options.clock(),
         )
-        await self._write_tm_status(intent.request, new, tm, quiet_eta=True)
+        await self._write_tm_status(intent.request, new, tm, quiet=True)
 
     async def _write_tm_status(
         self,
@@ -733,16 +735,22 @@ class MigrationRunner:
         new: TierMigrationStatus,
         tm: TierMigration | None,
         *,
-        quiet_eta: bool = False,
+        quiet: bool = False,
     ) -> None:
-        """Patch ``/status`` of TierMigration ``name`` to ``new`` when that changes anything (``quiet_eta``: not
-        for a new ETA alone). Best effort: a failure is logged and the next step writes again."""
+        """Patch ``/status`` of TierMigration ``name`` to ``new`` when that changes anything (``quiet``: not for
+        a new ETA alone, nor for progress of less than :data:`MIRROR_PROGRESS_STEP` points, so a rebuild costs a
+        few writes, not one per volume change). Best effort: a failure is logged and the next step writes again."""
         old = self._mirrored.get(name)
         if old is None and tm is not None and tm.status is not msgspec.UNSET:
             old = tm.status
         patch = status_patch(old, new)
-        if patch is None or (quiet_eta and set(patch["status"]) <= {"eta"}):
+        if patch is None:
             return
+        if quiet and set(patch["status"]) <= {"eta", "progress", "bytesCopied"}:
+            before = old.progress if old is not None and isinstance(old.progress, int) else 0
+            after = new.progress if isinstance(new.progress, int) else 0
+            if abs(after - before) < MIRROR_PROGRESS_STEP:
+                return
         try:
             with trio.fail_after(MIRROR_TIMEOUT):
                 await self.client.patch_status(resources.TIER_MIGRATION, name, patch, type=dict)

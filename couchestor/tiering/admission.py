@@ -37,7 +37,7 @@ So a policy with a long queue cannot take every global slot while another one wa
 
 Running moves are never stopped here: a move that started inside a window finishes after it closes.
 
-How the operator is expected to call it (wiring): on each reconcile pass, after
+How the operator calls it (:func:`couchestor.tiering.operations.operate`): on each reconcile pass, after
 :func:`couchestor.tiering.decide.decide` and before starting migrations, build one :class:`Waiting` per planned (or user-requested) move
 that is not running, with ``order`` from its TierMigration's creation (creationTimestamp, then name), one
 :class:`Running` per intent found on a volume (source pools and nodes from the intent, target from its

@@ -63,6 +63,7 @@ from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
 from k8s_schemas.replication import VolumeGroupReplication
 from k8s_schemas.storage_policy import StoragePolicy
+from k8s_schemas.tier_migration import TierMigration
 
 log = logging.getLogger("couchestor")
 
@@ -163,6 +164,7 @@ class Operator:
                     resources.PERSISTENT_VOLUME_CLAIM, PersistentVolumeClaim, None
                 ),
                 "DiskPool": reflector(resources.DISK_POOL, DiskPool, ns),
+                "TierMigration": reflector(resources.TIER_MIGRATION, TierMigration, None),
             }
             if s.backend == "mayastor-rest":
                 try:
@@ -186,6 +188,7 @@ class Operator:
                 volumes=sources["MayastorVolume"].store,
                 pools=sources["DiskPool"].store,
                 volume_groups=sources["VolumeGroupReplication"].store if s.enable_replication else None,
+                tier_migrations=sources["TierMigration"].store,
             )
             source = metric_source(
                 s.metric_preset,
@@ -204,6 +207,7 @@ class Operator:
                 events=events,
                 metrics=self.metrics,
                 feed=self.feed,
+                tier_migrations=stores.tier_migrations,
                 options=RunnerOptions(
                     identity=self.identity,
                     max_concurrent=s.max_concurrent_migrations,
@@ -233,6 +237,7 @@ class Operator:
                 options=ReconcilerOptions(
                     resync=s.resync,
                     dry_run=s.dry_run,
+                    paused=s.paused,
                     decide=DecideOptions(min_coverage=s.min_coverage, fixed_topology=rest is not None),
                     clock=self.clock,
                 ),

@@ -17,6 +17,7 @@ _HINTS = {
         "run with --backend mayastor-rest, or install the simulation CRDs for a test cluster"
     ),
     resources.DISK_POOL: "is Mayastor installed? DiskPools come with its CRDs",
+    resources.TIER_MIGRATION: "install the CRDs: kubectl apply -f manifests/crds/",
     VOLUME_GROUP_REPLICATION: "install the replication CRDs: kubectl apply -f manifests/crds/ (replication-*.yaml)",
 }
 
@@ -26,6 +27,7 @@ async def check_cluster(client: KubeClient, settings: Settings) -> None:
     not readable with the operator's credentials."""
     checks: list[tuple[resources.Resource, str | None]] = [
         (resources.STORAGE_POLICY, None),
+        (resources.TIER_MIGRATION, None),
         (resources.PERSISTENT_VOLUME, None),
         (resources.PERSISTENT_VOLUME_CLAIM, None),
         (resources.DISK_POOL, settings.mayastor_namespace),

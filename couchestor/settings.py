@@ -36,6 +36,7 @@ class Settings:
     resync: float
     max_concurrent_migrations: int
     dry_run: bool
+    paused: bool
     preservation_mode: bool
     log_format: str
     log_level: str
@@ -141,6 +142,13 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("max-concurrent-migrations", "global limit on migrations running at once", 4, _positive_int),
     _Flag(
         "dry-run", "decide and report, change nothing (overrides every policy)", False, _bool, is_bool=True
+    ),
+    _Flag(
+        "paused",
+        "start no new move (running ones finish); TierMigrations still show what waits",
+        False,
+        _bool,
+        is_bool=True,
     ),
     _Flag(
         "preservation-mode",

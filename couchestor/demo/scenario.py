@@ -262,6 +262,11 @@ def policy_body() -> dict[str, Any]:
             "cooldownPeriod": "10m",
             "migrationTimeout": "2m",
             "maxConcurrentMigrations": MAX_CONCURRENT_MIGRATIONS,
+            # Every move waits as a TierMigration until approved; the demo approves each, visibly.
+            "approval": "Manual",
+            # Two pools per tier: let the policy's moves share them, or they would go two at a time.
+            "maxRebuildsPerNode": MAX_CONCURRENT_MIGRATIONS,
+            "maxRebuildsPerPool": MAX_CONCURRENT_MIGRATIONS,
             "nvmePoolSelector": {"matchLabels": {"tier": "hot"}},
             "sataPoolSelector": {"matchLabels": {"tier": "cold"}},
             "enabled": True,

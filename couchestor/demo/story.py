@@ -9,6 +9,8 @@
     └── operator nursery
         ├── the operator (the same Operator ``couchestor run`` builds, on its own API client)
         ├── feed follower (migration steps and outcomes) and the view refresher (plans, tiers)
+        ├── the approver: the policy's approval is Manual; it plays the administrator, approving each
+        │   TierMigration awaiting approval (``couchestor approve``) and saying so
         └── the story: apply the policy, wait until the cluster is tiered, change two loads, wait again,
             declare the NVMe tier full (``maxTierFillPercent``), wait until its coldest moved down
 
@@ -32,10 +34,12 @@ from typing import Any, Protocol
 import trio
 
 from couchestor import settings as settings_mod
+from couchestor.approvals import answer
 from couchestor.demo import scenario
 from couchestor.demo.cluster import SCRAPE_STEP, ClusterStartError, EmbeddedCluster, start_cluster
 from couchestor.demo.heat_source import QUERY_ENDPOINT, HeatChoice
 from couchestor.demo.progress import Migration, Progress, VolumeRow
+from couchestor.errors import UserError
 from couchestor.kube import KubeClient, load_kubeconfig, resources
 from couchestor.kube.errors import KubeError
 from couchestor.operator import Operator
@@ -43,6 +47,7 @@ from couchestor.sim.populate import GI
 from couchestor.tiering.plan import Action
 from couchestor.tiering.policy import Tier
 from k8s_schemas.annotations import PIN
+from k8s_schemas.tier_migration import TierMigration
 
 #: Longest the story may take when no ``--duration`` is given; it needs about a minute.
 STORY_TIMEOUT = 180.0
@@ -54,6 +59,8 @@ WINDOW_MARGIN = 3.0
 REFRESH_INTERVAL = 0.25
 #: Ended migrations a snapshot carries (the views list the latest ones).
 FINISHED_SHOWN = 8
+#: How often the approver looks for TierMigrations awaiting approval.
+APPROVAL_POLL = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +219,9 @@ async def _run_operator(
         redrawn = _Pulse()
         nursery.start_soon(_follow_feed, operator, feed, progress, view)
         nursery.start_soon(_refresh, operator, progress, view, snapshot, redrawn)
+        nursery.start_soon(
+            _approve_moves, cluster.client, view, {v.pv for v in cluster.volumes if v.featured}
+        )
         try:
             await _tell_story(cluster, operator, progress, view, result, act, redrawn)
             result.story_seconds = trio.current_time() - started
@@ -356,6 +366,40 @@ async def _fill_up(
     pressed = [v for v in cluster.volumes if v.pv in on_hot and cluster.tier_of(v) == "cold"]
     result.pressed = [v.pv for v in pressed]
     view.say(f"NVMe back under {mark}%, the coldest first; moved to SATA: {', '.join(result.pressed)}")
+
+
+async def _approve_moves(client: KubeClient, view: View, featured: set[str]) -> None:
+    """Play the administrator of the demo's ``approval: Manual`` policy: approve every TierMigration awaiting
+    approval, as ``couchestor approve NAME`` does, naming each featured volume's (background ones counted)."""
+    answered: set[str] = set()
+    while True:
+        await trio.sleep(APPROVAL_POLL)
+        try:
+            listed = await client.list_all(resources.TIER_MIGRATION, type=TierMigration)
+        except KubeError:
+            continue
+        waiting = sorted(
+            (tm for tm in listed.items if tm.status and tm.status.phase == "AwaitingApproval"),
+            key=lambda tm: str(tm.metadata.name),
+        )
+        background = 0
+        for tm in waiting:
+            name = str(tm.metadata.name)
+            if name in answered:
+                continue
+            try:
+                await answer(client, name, approved=True)
+            except UserError:
+                continue  # cancelled or started meanwhile
+            answered.add(name)
+            if tm.spec.volume in featured:
+                preview = tm.status.preview if tm.status else None
+                pool = f" on {preview.target_pool}" if preview and preview.target_pool else ""
+                view.say(f"approved TierMigration {name}: {tm.spec.volume} to {tm.spec.target_tier}{pool}")
+            else:
+                background += 1
+        if background:
+            view.say(f"approved {_plural(background, 'background move')} (couchestor approve)")
 
 
 async def _until_tiered(

@@ -39,6 +39,8 @@ class Intent(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
     group: str = ""
     group_members: list[str] = msgspec.field(default_factory=list)
     committed: bool = False
+    # The TierMigration this move is the face of (its name; empty for a move started without one).
+    request: str = ""
 
 
 _decoder = msgspec.json.Decoder(Intent)

@@ -9,6 +9,14 @@ and only then accepts new migrations.
 
 Cancellation (shutdown, lost leadership) stops the tasks wherever they wait; the intent stays on the volume.
 
+TierMigrations: a move's intent names its TierMigration (``request``). At each step the runner writes the
+object's status computed from the intent and the volume it just read
+(:func:`~couchestor.tiering.tiermigration.running_status`), and takes ``spec.cancel`` or the object's deletion
+as a stop reason beside the policy's (:func:`~couchestor.tiering.tiermigration.stop_reason`), so a cancelled
+move is rolled back by the state machine like any deliberate abort. At the end it writes the final status,
+clears the intent, then drops the finalizer. These writes are best effort: the object is the move's readable
+face, never what the move is decided from.
+
 Every wait is bounded: a forward migration by its ``migrationTimeout`` (then it rolls back), a rollback by as
 long again from the moment this operator saw it begin. A rollback past that deadline that still has to wait
 (the volume never becomes healthy enough to remove the new replica safely) is reported stuck (log, Event,
@@ -26,6 +34,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
+import msgspec
 import trio
 from msgspec.structs import replace
 
@@ -45,8 +54,16 @@ from couchestor.migration.intent import Intent
 from couchestor.migration.record import Status, history_entry, history_patch, pv_patch
 from couchestor.tiering.plan import PlannedMigration
 from couchestor.tiering.policy import PolicyRules, compile_policy
+from couchestor.tiering.tiermigration import (
+    FINALIZER,
+    finished_status,
+    running_status,
+    status_patch,
+    stop_reason,
+)
 from k8s_schemas.mayastor import DiskPool
 from k8s_schemas.storage_policy import StoragePolicy
+from k8s_schemas.tier_migration import TierMigration, TierMigrationStatus
 
 log = logging.getLogger("couchestor.migration")
 
@@ -60,6 +77,10 @@ MAX_BACKOFF = 30.0
 RECHECK_INTERVAL = 5.0
 #: Guarded status writes retried this often on 409 before the history entry is given up (and logged).
 STATUS_RETRIES = 8
+#: Longest wait for one TierMigration write: a slow API server delays the mirror, never the move for long.
+MIRROR_TIMEOUT = 5.0
+#: Progress a TierMigration's status shows in steps of at least this many points (the metric has every one).
+MIRROR_PROGRESS_STEP = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +102,12 @@ class InFlight:
     to_tier: str
     step: str = "queued"
     progress: int | None = None
+    source_pools: tuple[str, ...] = ()
+    target_pool: str = ""
+    #: Its TierMigration's name ('' for none).
+    request: str = ""
+    #: The volume's size when known (for the TierMigration's bytes to copy).
+    size_bytes: int | None = None
 
 
 class MigrationRunner:
@@ -95,8 +122,10 @@ class MigrationRunner:
         metrics: OperatorMetrics,
         options: RunnerOptions,
         feed: Feed | None = None,
+        tier_migrations: Store[TierMigration] | None = None,
     ) -> None:
         self.backend = backend
+        self.tier_migrations = tier_migrations
         self.client = client
         self.events = events
         self.pools = pools
@@ -116,6 +145,8 @@ class MigrationRunner:
         self._progress_labels: set[str] = set()
         #: Rollbacks past their deadline, by PV name: why they wait.
         self.stuck: dict[str, str] = {}
+        #: The status last written on each TierMigration (the watch may not have delivered it yet).
+        self._mirrored: dict[str, TierMigrationStatus] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -139,7 +170,7 @@ class MigrationRunner:
                     intent.phase,
                     extra=logs.migration(intent, "resumed"),
                 )
-                self._track(intent.pv, intent.volume, intent.policy, intent.from_tier, intent.to_tier)
+                self._track(intent)
                 groups.setdefault(intent.group or f"single:{intent.pv}", []).append(intent)
             for members in groups.values():
                 barrier = _Barrier.recovered(members) if members[0].group else None
@@ -148,11 +179,18 @@ class MigrationRunner:
             task_status.started()
             await trio.sleep_forever()
 
-    def start(self, migrations: Sequence[PlannedMigration], policy: PolicyRules) -> bool:
+    def start(
+        self,
+        migrations: Sequence[PlannedMigration],
+        policy: PolicyRules,
+        requests: Mapping[str, str] | None = None,
+    ) -> bool:
         """Queue one migration, or every member of a volume group (which then move all or none).
+        ``requests`` names each volume's TierMigration (recorded in its intent).
 
         Returns False, doing nothing, when a volume is already migrating or recovery has not finished.
         """
+        requests = requests or {}
         if (
             not migrations
             or self._nursery is None
@@ -184,11 +222,13 @@ class MigrationRunner:
                 timeout_seconds=policy.migration_timeout_seconds,
                 group=m.group if members else "",
                 group_members=members,
+                request=requests.get(m.volume, ""),
             )
             for m in migrations
         ]
+        sizes = {m.volume: m.size_bytes or None for m in migrations}
         for d in drafts:
-            self._track(d.pv, d.volume, d.policy, d.from_tier, d.to_tier)
+            self._track(d, size_bytes=sizes.get(d.pv))
         barrier = _Barrier(frozenset(members)) if members else None
         self._nursery.start_soon(self._run_batch, drafts, limiter, barrier, True)
         return True
@@ -202,8 +242,18 @@ class MigrationRunner:
 
     # -- one migration ---------------------------------------------------------------------------------------
 
-    def _track(self, pv: str, volume: str, policy: str, from_tier: str, to_tier: str) -> None:
-        self.in_flight[pv] = InFlight(pv, volume, policy, from_tier, to_tier)
+    def _track(self, intent: Intent, *, size_bytes: int | None = None) -> None:
+        self.in_flight[intent.pv] = InFlight(
+            intent.pv,
+            intent.volume,
+            intent.policy,
+            intent.from_tier,
+            intent.to_tier,
+            source_pools=tuple(intent.source_pools),
+            target_pool=intent.target_pool,
+            request=intent.request,
+            size_bytes=size_bytes,
+        )
         self.metrics.active_migrations.set(len(self.in_flight))
 
     def _untrack(self, pv: str) -> None:
@@ -369,7 +419,8 @@ class MigrationRunner:
                     committed = replace(intent, committed=True)
                     await self.backend.write_intent(volume, committed, expected_version=state.version)
                     continue
-                stop = forced_abort or self._stop_reason(intent)
+                tm = self._tier_migration(intent)
+                stop = forced_abort or self._stop_reason(intent) or stop_reason(tm)
                 if grouped and barrier is not None and barrier.aborted is not None:
                     stop = stop or barrier.aborted
                 step = plan.next_step(
@@ -401,8 +452,9 @@ class MigrationRunner:
                         if slot is not None:
                             slot.release()
                 if isinstance(step, plan.Finished):
-                    await self._finish(volume, state, intent, step)
+                    await self._finish(volume, state, intent, step, tm)
                     return
+                await self._mirror(intent, state, tm)
                 await self._perform(volume, state, intent, step)
                 failures = 0
             except IntentConflict:
@@ -488,7 +540,14 @@ class MigrationRunner:
         )
         self._event(intent, "Warning", "MigrationStuck", f"{why}; the volume needs attention")
 
-    async def _finish(self, volume: str, state: VolumeState, intent: Intent, step: plan.Finished) -> None:
+    async def _finish(
+        self,
+        volume: str,
+        state: VolumeState,
+        intent: Intent,
+        step: plan.Finished,
+        tm: TierMigration | None = None,
+    ) -> None:
         if step.outcome == "rolled-back":
             status: Status = "failed" if intent.failed else "aborted"
             await self._conclude(intent, status, intent.abort_reason or step.detail, moved=False)
@@ -496,8 +555,23 @@ class MigrationRunner:
             await self._conclude(
                 intent, "success", step.detail if step.outcome == "preserved" else "", moved=True
             )
-        # Clearing the intent comes last: until then a restart would record the same outcome again,
-        # which the history de-duplicates.
+        if intent.request:
+            detail = intent.abort_reason if step.outcome == "rolled-back" else step.detail
+            final = finished_status(
+                step.outcome,
+                now=self.options.clock(),
+                detail=detail or "",
+                failed=intent.failed,
+                cancelled=stop_reason(tm) is not None or intent.abort_reason.startswith(CANCELLED_BY_USER),
+            )
+            await self._write_tm_status(intent.request, final, tm)
+        await self._clear_intent(volume, state, intent)
+        if intent.request:  # only once the intent is gone: until then the object must stay
+            await self._release_tm(intent.request)
+
+    async def _clear_intent(self, volume: str, state: VolumeState, intent: Intent) -> None:
+        """Remove the intent: the last write of a migration. Until then a restart would record the same outcome
+        again, which the history de-duplicates."""
         current = state
         failures = 0
         while True:
@@ -626,7 +700,7 @@ class MigrationRunner:
         obj = self.policies.get(intent.policy)
         if obj is None:
             return f"policy {intent.policy} was deleted"
-        rules = compile_policy(obj)
+        rules = compile_policy(obj, operations_enforced=True)
         if not isinstance(rules, PolicyRules):
             return None  # an invalid edit does not stop what a valid spec started
         if not rules.enabled:
@@ -634,6 +708,63 @@ class MigrationRunner:
         if rules.dry_run:
             return f"policy {intent.policy} was switched to dry-run"
         return None
+
+    # -- TierMigrations -------------------------------------------------------------------------------------
+
+    def _tier_migration(self, intent: Intent) -> TierMigration | None:
+        if not intent.request or self.tier_migrations is None:
+            return None
+        return self.tier_migrations.get(intent.request)
+
+    async def _mirror(self, intent: Intent, state: VolumeState, tm: TierMigration | None) -> None:
+        """Write the TierMigration's status computed from the intent and the volume as just read."""
+        if tm is None:
+            return
+        progress = self.in_flight.get(intent.pv)
+        new = running_status(
+            intent,
+            state,
+            size_bytes=progress.size_bytes if progress is not None else None,
+            now=self.options.clock(),
+        )
+        await self._write_tm_status(intent.request, new, tm, quiet=True)
+
+    async def _write_tm_status(
+        self,
+        name: str,
+        new: TierMigrationStatus,
+        tm: TierMigration | None,
+        *,
+        quiet: bool = False,
+    ) -> None:
+        """Patch ``/status`` of TierMigration ``name`` to ``new`` when that changes anything (``quiet``: not for
+        a new ETA alone, nor for progress of less than :data:`MIRROR_PROGRESS_STEP` points, so a rebuild costs a
+        few writes, not one per volume change). Best effort: a failure is logged and the next step writes again."""
+        old = self._mirrored.get(name)
+        if old is None and tm is not None and tm.status is not msgspec.UNSET:
+            old = tm.status
+        patch = status_patch(old, new)
+        if patch is None:
+            return
+        if quiet and set(patch["status"]) <= {"eta", "progress", "bytesCopied"}:
+            before = old.progress if old is not None and isinstance(old.progress, int) else 0
+            after = new.progress if isinstance(new.progress, int) else 0
+            if abs(after - before) < MIRROR_PROGRESS_STEP:
+                return
+        try:
+            with trio.fail_after(MIRROR_TIMEOUT):
+                await self.client.patch_status(resources.TIER_MIGRATION, name, patch, type=dict)
+            self.metrics.api_writes.labels(kind="TierMigration").inc()
+            self._mirrored[name] = new
+        except NotFound:
+            self._mirrored.pop(name, None)
+        except (KubeError, trio.TooSlowError) as exc:
+            log.warning("Cannot update the status of TierMigration %s: %s", name, exc)
+
+    async def _release_tm(self, name: str) -> None:
+        """Drop the finalizer of a finished TierMigration (the reconciler drops any this leaves behind)."""
+        self._mirrored.pop(name, None)
+        await release_finalizer(self.client, name, self.metrics)
 
     def _note(self, intent: Intent, step: str) -> None:
         progress = self.in_flight.get(intent.pv)
@@ -760,6 +891,37 @@ class _Barrier:
         self._changed = trio.Event()
 
 
+#: How a stop reason taken from a TierMigration begins (:func:`~couchestor.tiering.tiermigration.stop_reason`).
+CANCELLED_BY_USER = "cancelled by the user"
+
+
+async def release_finalizer(client: KubeClient, name: str, metrics: OperatorMetrics) -> bool:
+    """Remove :data:`FINALIZER` from TierMigration ``name`` (guarded by its resourceVersion, retried on 409);
+    True once it is gone (or the object is)."""
+    for _ in range(3):
+        try:
+            with trio.fail_after(MIRROR_TIMEOUT):
+                tm = await client.get(resources.TIER_MIGRATION, name, type=TierMigration)
+                finalizers = list(tm.metadata.finalizers or ())
+                if FINALIZER not in finalizers:
+                    return True
+                finalizers.remove(FINALIZER)
+                patch = {
+                    "metadata": {"finalizers": finalizers, "resourceVersion": tm.metadata.resource_version}
+                }
+                await client.merge_patch(resources.TIER_MIGRATION, name, patch, type=dict)
+            metrics.api_writes.labels(kind="TierMigration").inc()
+            return True
+        except NotFound:
+            return True
+        except Conflict:
+            continue
+        except (KubeError, trio.TooSlowError) as exc:
+            log.warning("Cannot remove the finalizer of TierMigration %s: %s", name, exc)
+            return False
+    return False
+
+
 def _backoff(failures: int) -> float:
     base: float = min(0.5 * 2.0 ** max(failures - 1, 0), MAX_BACKOFF)
     return base * random.uniform(0.5, 1.0)
@@ -780,4 +942,4 @@ def _tier_word(tier: str) -> str:
     return {"hot": "nvme", "cold": "sata"}.get(tier, tier)
 
 
-__all__ = ["InFlight", "MigrationRunner", "RunnerOptions"]
+__all__ = ["InFlight", "MigrationRunner", "RunnerOptions", "release_finalizer"]

@@ -24,7 +24,7 @@ from couchestor.sim.apiserver import ApiServer
 from couchestor.sim.apiserver.errors import ApiError
 from couchestor.sim.apiserver.resources import ResourceType
 from couchestor.sim.populate import ClusterSpec, diskpool, storage_class, volume_objects
-from k8s_schemas.crds import diskpool_crd, mayastor_volume_crd, storage_policy_crd
+from k8s_schemas.crds import diskpool_crd, mayastor_volume_crd, storage_policy_crd, tier_migration_crd
 
 #: Volumes created between two checkpoints.
 SLICE = 200
@@ -63,7 +63,7 @@ async def populate_local(
     volume's PVC, PV and MayastorVolume unless ``mayastor_volumes`` is false); existing objects are left as
     they are. ``progress(done, total)`` is called after each slice. Raises :class:`BulkError` when the
     emulator refuses an object."""
-    for crd in (storage_policy_crd(), mayastor_volume_crd(), diskpool_crd()):
+    for crd in (storage_policy_crd(), tier_migration_crd(), mayastor_volume_crd(), diskpool_crd()):
         _create(api, resources.CUSTOM_RESOURCE_DEFINITION, crd)
     for ns in sorted({spec.mayastor_namespace} | {v.namespace for v in spec.volumes}):
         _create(api, resources.NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})

@@ -18,7 +18,7 @@ from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.errors import AlreadyExists
 from k8s_schemas.annotations import MAYASTOR_CSI_DRIVER
-from k8s_schemas.crds import diskpool_crd, mayastor_volume_crd, storage_policy_crd
+from k8s_schemas.crds import diskpool_crd, mayastor_volume_crd, storage_policy_crd, tier_migration_crd
 
 GI = 2**30
 #: DiskPool annotation giving a simulated pool's capacity (a quantity) when its status has none yet.
@@ -103,12 +103,13 @@ ESTABLISH_TIMEOUT = 60.0
 
 
 async def install_crds(client: KubeClient) -> None:
-    """Create the StoragePolicy CRD and the simulation CRDs (MayastorVolume, DiskPool); existing ones stay.
+    """Create the StoragePolicy and TierMigration CRDs and the simulation CRDs (MayastorVolume, DiskPool);
+    existing ones stay.
 
     Returns once each is ``Established``; raises :class:`TimeoutError` naming the CRD after
     :data:`ESTABLISH_TIMEOUT` seconds.
     """
-    crds = (storage_policy_crd(), mayastor_volume_crd(), diskpool_crd())
+    crds = (storage_policy_crd(), tier_migration_crd(), mayastor_volume_crd(), diskpool_crd())
     for crd in crds:
         await _create(client, resources.CUSTOM_RESOURCE_DEFINITION, crd)
     for crd in crds:

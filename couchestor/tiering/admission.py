@@ -37,7 +37,7 @@ So a policy with a long queue cannot take every global slot while another one wa
 
 Running moves are never stopped here: a move that started inside a window finishes after it closes.
 
-How the operator is expected to call it (wiring): on each reconcile pass, after
+How the operator calls it (:func:`couchestor.tiering.operations.operate`): on each reconcile pass, after
 :func:`couchestor.tiering.decide.decide` and before starting migrations, build one :class:`Waiting` per planned (or user-requested) move
 that is not running, with ``order`` from its TierMigration's creation (creationTimestamp, then name), one
 :class:`Running` per intent found on a volume (source pools and nodes from the intent, target from its
@@ -280,23 +280,34 @@ def _limit_hold(
             POLICY_LIMIT,
             f"{what}{gate.max_concurrent} migration(s) of policy {gate.name} running (maxConcurrentMigrations)",
         )
-    nodes = Counter(n for m in unit for n in m.nodes)
-    busy_nodes = sorted(n for n, k in nodes.items() if node_load.get(n, 0) + k > gate.max_rebuilds_per_node)
-    if busy_nodes:
-        return Hold(
-            NODE_LIMIT,
-            f"{what}node {', '.join(busy_nodes)} would carry more than {gate.max_rebuilds_per_node} rebuild(s)"
-            " (maxRebuildsPerNode)",
-        )
-    pools = Counter(p for m in unit for p in m.pools)
-    busy_pools = sorted(p for p, k in pools.items() if pool_load.get(p, 0) + k > gate.max_rebuilds_per_pool)
-    if busy_pools:
-        return Hold(
-            POOL_LIMIT,
-            f"{what}pool {', '.join(busy_pools)} would carry more than {gate.max_rebuilds_per_pool} rebuild(s)"
-            " (maxRebuildsPerPool)",
-        )
+    for reason, kind, setting, limit, needs, load in (
+        (NODE_LIMIT, "node", "maxRebuildsPerNode", gate.max_rebuilds_per_node, _unit_nodes(unit), node_load),
+        (POOL_LIMIT, "pool", "maxRebuildsPerPool", gate.max_rebuilds_per_pool, _unit_pools(unit), pool_load),
+    ):
+        # A group needing more than the limit on one node or pool by itself never fits: say so, not "busy".
+        alone = sorted(f"{n} ({k})" for n, k in needs.items() if k > limit)
+        if alone:
+            return Hold(
+                reason,
+                f"{what}needs more rebuilds at once on {kind} {', '.join(alone)} than {setting} {limit} allows;"
+                f" it starts only once {setting} is raised",
+            )
+        busy = sorted(n for n, k in needs.items() if load.get(n, 0) + k > limit)
+        if busy:
+            return Hold(
+                reason, f"{what}{kind} {', '.join(busy)} would carry more than {limit} rebuild(s) ({setting})"
+            )
     return None
+
+
+def _unit_nodes(unit: Sequence[Waiting]) -> Counter[str]:
+    """How many rebuilds ``unit`` puts on each node."""
+    return Counter(n for m in unit for n in m.nodes)
+
+
+def _unit_pools(unit: Sequence[Waiting]) -> Counter[str]:
+    """How many rebuilds ``unit`` puts on each pool."""
+    return Counter(p for m in unit for p in m.pools)
 
 
 def reason_word(reason: str) -> str:

@@ -208,16 +208,15 @@ class PolicyProblem:
         return "; ".join(str(problem) for problem in self.problems)
 
 
-def compile_policy(
-    policy: StoragePolicy, *, operations_enforced: bool = False
-) -> PolicyRules | PolicyProblem:
+def compile_policy(policy: StoragePolicy, *, operations_enforced: bool = True) -> PolicyRules | PolicyProblem:
     """Validate ``policy`` and return its rules, or a :class:`PolicyProblem` with every problem found.
 
     ``operations_enforced`` says whether the caller enforces approvals, maintenance windows, blackouts and the
-    pause annotation. This release's reconciler and runner do not yet, so by default a policy asking for any
-    of them (``approval: Manual``, ``maintenanceWindows``, ``blackouts``, ``paused: "true"``) is a problem:
-    it is reported in phase Error and starts nothing (running moves finish), rather than move volumes outside
-    what it asks. The rebuild limits and history limit only ever hold moves back, so they are accepted.
+    pause annotation, as the operator does through TierMigrations (the default). A caller that does not
+    (a reconciler run without the TierMigration store) passes False: a policy asking for any of them
+    (``approval: Manual``, ``maintenanceWindows``, ``blackouts``, ``paused: "true"``) is then a problem, reported
+    in phase Error, and starts nothing (running moves finish) rather than move volumes outside what it asks.
+    The rebuild limits and history limit only ever hold moves back, so they are accepted either way.
 
     Checked: the spec's types and ranges (by the schema), low < high, low < warm < high (``warmWatermarkIOPS:
     0`` means no warm tier, as in the seeds), a warm pool selector only with a warm watermark, each duration,
@@ -385,10 +384,8 @@ class _Compiler:
         return Schedule(tuple(windows), tuple(blackouts))
 
     def refuse_unenforced(self) -> None:
-        """Report each operational field this release reads and validates but does not act on."""
-        why = (
-            "is not enforced by this release of the operator; the policy starts no move rather than ignore it"
-        )
+        """Report each operational field the caller reads and validates but does not act on."""
+        why = "is not enforced without TierMigrations; the policy starts no move rather than ignore it"
         if self.spec.approval == "Manual":
             self.fail("approval", f"Manual {why}")
         if self.spec.maintenance_windows:

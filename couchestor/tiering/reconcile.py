@@ -13,6 +13,14 @@ published are the ones whose label changed. At least every ``full_pass_every`` s
 run without :meth:`Reconciler.run`, as in tests) a pass rebuilds every view and re-judges everything: the
 floor that makes the result never depend on a missed change.
 
+TierMigrations (when the store of them is given, as the operator always does): the pass does not start the
+plan's migrations itself. It creates a TierMigration for every planned move that has none, then
+:func:`couchestor.tiering.operations.operate` judges every unstarted one (approval, cancellation, the decision
+still holding) and admits the ready ones (pause, windows, global, policy, node and pool limits, FIFO per
+policy); the pass starts exactly those, writes the status of the others, adds or drops the finalizer, and
+deletes finished ones beyond their policy's history limit. Policies are compiled with their approvals,
+windows, blackouts and pause enforced; without the store they are refused, as nothing would enforce them.
+
 :meth:`Reconciler.run` repeats passes when a store changes or the score cache refreshes (changes arriving
 together are coalesced into one pass) and at least every ``resync`` seconds (jittered), never in a busy loop.
 """
@@ -31,26 +39,30 @@ import trio
 from msgspec import UNSET
 
 from couchestor import logs
+from couchestor.durations import format_time
 from couchestor.endpoints import Feed, Health
 from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
-from couchestor.kube.errors import KubeError, NotFound
+from couchestor.kube.errors import AlreadyExists, KubeError, NotFound
 from couchestor.kube.events import EventRecorder
 from couchestor.kube.objects import Ignored, ObjectKey
 from couchestor.kube.store import Store, Subscription
 from couchestor.metrics import OperatorMetrics, overdue_migrations, scored_volumes, tier_fill
-from couchestor.migration.runner import MigrationRunner
+from couchestor.migration.runner import MigrationRunner, release_finalizer
 from couchestor.tiering.incremental import IncrementalPlanner
+from couchestor.tiering.operations import RunningMove, new_objects, operate
 from couchestor.tiering.plan import Action, DecideOptions, Decision, Plan, PlannedMigration
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier, compile_policy
 from couchestor.tiering.scores import ScoreCache
 from couchestor.tiering.status import MetricsState, status_patch
+from couchestor.tiering.tiermigration import FINALIZER
 from couchestor.tiering.views import ViewIndex
 from k8s_schemas.annotations import TIER_LABEL
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
 from k8s_schemas.replication import VolumeGroupReplication
 from k8s_schemas.storage_policy import StoragePolicy
+from k8s_schemas.tier_migration import TierMigration, TierMigrationStatus
 
 log = logging.getLogger("couchestor.tiering.reconcile")
 
@@ -78,10 +90,20 @@ class Stores:
     pools: Store[DiskPool]
     #: Watched only with --enable-replication: a group's volumes are tiered together.
     volume_groups: Store[VolumeGroupReplication] | None = None
+    #: The TierMigrations (the operator always watches them; without them, moves start unrecorded and
+    #: policies asking for approvals, windows or a pause are refused).
+    tier_migrations: Store[TierMigration] | None = None
 
     def all(self) -> tuple[Store[Any], ...]:
-        core = (self.policies, self.pvs, self.pvcs, self.volumes, self.pools)
-        return core if self.volume_groups is None else (*core, self.volume_groups)
+        optional = (self.volume_groups, self.tier_migrations)
+        return (
+            self.policies,
+            self.pvs,
+            self.pvcs,
+            self.volumes,
+            self.pools,
+            *(s for s in optional if s is not None),
+        )
 
     def replication_groups(self) -> dict[str, str]:
         """PV name -> ``vgr:<namespace>/<name>`` for the volumes of every VolumeGroupReplication."""
@@ -104,6 +126,7 @@ class Stores:
 class ReconcilerOptions:
     resync: float = 30.0
     dry_run: bool = False  # operator-wide: every policy behaves as dryRun
+    paused: bool = False  # operator-wide (couchestor run --paused): no new move starts
     decide: DecideOptions = field(default_factory=DecideOptions)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     #: Longest time between two full passes (every view rebuilt, every volume re-judged).
@@ -154,6 +177,10 @@ class Reconciler:
         #: When each migration was first seen in flight (for the overdue gauge; a resumed one counts from
         #: this operator's start).
         self._migrating_since: dict[str, datetime] = {}
+        #: TierMigrations created and not yet seen in the store (with the monotonic time of creation), and the
+        #: status last written on each unstarted one, so a pass never acts on the watch lagging its own writes.
+        self._created: dict[str, tuple[float, TierMigration]] = {}
+        self._tm_written: dict[str, TierMigrationStatus] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reconcile until cancelled. Starts after every store has synced and migration recovery is done."""
@@ -267,12 +294,16 @@ class Reconciler:
         self.last_decide_cpu_seconds = time.process_time() - started
         self._report_decisions(plan)
         by_name = {r.name: r for r in rules if isinstance(r, PolicyRules)}
-        batches: dict[str, list[PlannedMigration]] = {}
-        for migration in plan.migrations:
-            batches.setdefault(migration.group or f"single:{migration.volume}", []).append(migration)
-        for batch in batches.values():
-            self.runner.start(batch, by_name[batch[0].policy])
-        await self._write_statuses(plan, rules, now)
+        next_windows: dict[str, datetime] = {}
+        if self.stores.tier_migrations is None:
+            batches: dict[str, list[PlannedMigration]] = {}
+            for migration in plan.migrations:
+                batches.setdefault(migration.group or f"single:{migration.volume}", []).append(migration)
+            for batch in batches.values():
+                self.runner.start(batch, by_name[batch[0].policy])
+        else:
+            next_windows = await self._operate(plan, rules, by_name, now)
+        await self._write_statuses(plan, rules, now, next_windows)
         self._export(plan, rules)
         return plan
 
@@ -330,7 +361,7 @@ class Reconciler:
         return out
 
     def _rules(self, obj: StoragePolicy) -> PolicyRules | PolicyProblem:
-        compiled = compile_policy(obj)
+        compiled = compile_policy(obj, operations_enforced=self.stores.tier_migrations is not None)
         if self.options.dry_run and isinstance(compiled, PolicyRules):
             return replace(compiled, dry_run=True)
         return compiled
@@ -440,8 +471,133 @@ class Reconciler:
         for resource, obj in targets:
             self.events.emit(resource, obj, type="Warning", reason="InvalidPin", message=message)
 
+    def _tier_migrations(self) -> list[TierMigration]:
+        """The stored TierMigrations and those this reconciler created that the watch has not shown yet."""
+        store = self.stores.tier_migrations
+        assert store is not None
+        moment = time.monotonic()
+        for name, (at, _) in list(self._created.items()):
+            if store.get(name) is not None or moment - at > 60:
+                del self._created[name]
+        listed = store.list()
+        return [*listed, *(tm for _, tm in self._created.values())]
+
+    async def _operate(
+        self,
+        plan: Plan,
+        rules: list[PolicyRules | PolicyProblem],
+        by_name: Mapping[str, PolicyRules],
+        now: datetime,
+    ) -> dict[str, datetime]:
+        """Create, judge, admit, start and record TierMigrations (see the module doc); returns each policy's
+        next window, for policies whose moves wait outside one."""
+        running = {
+            pv: RunningMove(
+                pv, m.policy, m.source_pools, m.target_pool, m.request, stuck=pv in self.runner.stuck
+            )
+            for pv, m in self.runner.in_flight.items()
+        }
+        for body in new_objects(plan, self._tier_migrations(), running, rules, now):
+            await self._create_tier_migration(body)
+        migrations = self._tier_migrations()
+        names = {tm.metadata.name for tm in migrations}
+        self._tm_written = {n: s for n, s in self._tm_written.items() if n in names}
+        ops = operate(
+            rules,
+            plan,
+            self._views.views,
+            {p.name: p for p in self._views.pools},
+            migrations,
+            running,
+            global_limit=self.runner.options.max_concurrent,
+            now=now,
+            paused=self.options.paused,
+            fixed_topology=self.options.decide.fixed_topology,
+            written=self._tm_written,
+        )
+        batches: dict[str, list[tuple[str, PlannedMigration]]] = {}
+        for start in ops.starts:
+            m = start.migration
+            batches.setdefault(m.group or f"single:{m.volume}", []).append((start.request, m))
+        for batch in batches.values():
+            policy = by_name.get(batch[0][1].policy)
+            if policy is not None:
+                self.runner.start([m for _, m in batch], policy, {m.volume: name for name, m in batch})
+        for name, (patch, new) in ops.statuses.items():
+            if await self._tm_write(name, "status", patch):
+                self._tm_written[name] = new
+        for name in ops.adopt:
+            await self._adopt(name)
+        for name in ops.release:
+            self._tm_written.pop(name, None)
+            await release_finalizer(self.client, name, self.metrics)
+        for name in ops.delete:
+            await self._tm_write(name, "delete", None)
+        return dict(ops.next_windows)
+
+    async def _create_tier_migration(self, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        try:
+            with trio.fail_after(30):
+                created = await self.client.create(resources.TIER_MIGRATION, body, type=TierMigration)
+            self.metrics.api_writes.labels(kind="TierMigration").inc()
+            self._created[name] = (time.monotonic(), created)
+            log.info(
+                "Created TierMigration %s: %s to %s",
+                name,
+                body["spec"]["volume"],
+                body["spec"]["targetTier"],
+                extra=logs.fields(volume=body["spec"]["volume"], policy=body["spec"]["policy"]),
+            )
+        except AlreadyExists:
+            pass  # made in the same second by an earlier pass: the watch brings it
+        except (KubeError, trio.TooSlowError) as exc:
+            self.metrics.reconcile_errors.inc()
+            log.warning("Cannot create TierMigration %s: %s", name, exc)
+
+    async def _tm_write(self, name: str, what: str, patch: dict[str, Any] | None) -> bool:
+        """Patch the status of (``what="status"``) or delete TierMigration ``name``; False when it failed."""
+        try:
+            with trio.fail_after(30):
+                if what == "status":
+                    assert patch is not None
+                    await self.client.patch_status(resources.TIER_MIGRATION, name, patch, type=dict)
+                else:
+                    await self.client.delete(resources.TIER_MIGRATION, name)
+            self.metrics.api_writes.labels(kind="TierMigration").inc()
+            return True
+        except NotFound:
+            return False
+        except (KubeError, trio.TooSlowError) as exc:
+            self.metrics.reconcile_errors.inc()
+            log.warning(
+                "Cannot %s TierMigration %s: %s", "update the status of" if patch else what, name, exc
+            )
+            return False
+
+    async def _adopt(self, name: str) -> None:
+        """Add the finalizer to a user's TierMigration, so its deletion cancels the move safely."""
+        store = self.stores.tier_migrations
+        tm = None if store is None else store.get(name)
+        if tm is None:
+            return
+        finalizers = [*(tm.metadata.finalizers or ()), FINALIZER]
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": tm.metadata.resource_version}}
+        try:
+            with trio.fail_after(30):
+                await self.client.merge_patch(resources.TIER_MIGRATION, name, patch, type=dict)
+            self.metrics.api_writes.labels(kind="TierMigration").inc()
+        except NotFound:
+            pass
+        except (KubeError, trio.TooSlowError) as exc:  # a conflict included: the next pass tries again
+            log.warning("Cannot add the finalizer to TierMigration %s: %s", name, exc)
+
     async def _write_statuses(
-        self, plan: Plan, rules: list[PolicyRules | PolicyProblem], now: datetime
+        self,
+        plan: Plan,
+        rules: list[PolicyRules | PolicyProblem],
+        now: datetime,
+        next_windows: Mapping[str, datetime] | None = None,
     ) -> None:
         windows = {r.name: r.window_seconds for r in rules if isinstance(r, PolicyRules)}
         for policy_plan in plan.policies:
@@ -462,6 +618,7 @@ class Reconciler:
                 stuck=self.runner.stuck_for(policy_plan.policy),
                 # Only the Mayastor 2.x backend steers placement, and knows how once it first placed a replica.
                 steering=getattr(self.runner.backend, "steering", None),
+                next_window=(format_time(w) if (w := (next_windows or {}).get(policy_plan.policy)) else None),
             )
             if patch is None:
                 continue

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
+import msgspec
 from msgspec import UNSET
 
 from couchestor.durations import format_time, parse_time
@@ -155,6 +156,7 @@ def _owned(status: StoragePolicyStatus) -> dict[str, Any]:
         if status.tier_fill_percent is UNSET
         else {k: v for k, v in status.tier_fill_percent.items() if v is not None},
         "generation": status.observed_generation,
+        "next_window": None if status.next_window is UNSET else status.next_window,
         "conditions": []
         if status.conditions is UNSET
         else [(c.type, c.status, c.reason, c.message, c.observed_generation) for c in status.conditions],
@@ -171,8 +173,12 @@ def status_patch(
     heartbeat: float = HEARTBEAT_SECONDS,
     stuck: Sequence[str] = (),
     steering: str | None = None,
+    next_window: str | None = None,
 ) -> dict[str, Any] | None:
-    """The ``{"status": {...}}`` merge-patch to send, or None when the visible status would not change."""
+    """The ``{"status": {...}}`` merge-patch to send, or None when the visible status would not change.
+
+    ``next_window`` is when the policy's next maintenance window opens while moves wait outside one (None:
+    none wait, and a ``nextWindow`` shown is cleared)."""
     current = current or StoragePolicyStatus()
     stamp = format_time(now)
     conditions = merge_conditions(
@@ -199,10 +205,15 @@ def status_patch(
         desired.tier_fill_percent = fill
     if plan.generation is not None:
         desired.observed_generation = plan.generation
+    if next_window is not None:
+        desired.next_window = next_window
     if _owned(desired) == _owned(current) and not _stale(current, now, heartbeat):
         return None
     desired.last_reconcile_time = stamp
-    return {"status": desired}
+    body: dict[str, Any] = msgspec.to_builtins(desired)
+    if next_window is None and current.next_window is not UNSET:
+        body["nextWindow"] = None  # merge patch: null removes it
+    return {"status": body}
 
 
 def _stale(status: StoragePolicyStatus, now: datetime, heartbeat: float) -> bool:

@@ -8,7 +8,7 @@ user's say (``spec.approved``, ``spec.cancel``, deletion) and the operator's ver
 (:func:`approval_verdict`, :func:`waiting_status`). When the intent is removed the outcome is written once
 (:func:`finished_status`) and the object becomes history (:func:`history_to_delete`).
 
-How the reconciler and the runner are expected to call this (wiring, see docs/design.md):
+How the reconciler (through :mod:`couchestor.tiering.operations`) and the runner call this (see docs/design.md):
 
 - reconciler, each pass: for every planned move without an unfinished TierMigration (:func:`open_migration`)
   create one named :func:`object_name` with :data:`~k8s_schemas.annotations.POLICY_LABEL`,

@@ -20,6 +20,7 @@ MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 #: What `kubectl apply -k manifests/operator` installs (Kind/name).
 BASE = {
     "CustomResourceDefinition/storagepolicies.storage.billyronks.io",
+    "CustomResourceDefinition/tiermigrations.storage.billyronks.io",
     "ServiceAccount/couchestor",
     "ClusterRole/couchestor",
     "ClusterRoleBinding/couchestor",
@@ -68,7 +69,12 @@ def test_kustomize_base_and_overlays_build_what_they_say():
     # Every object of the base is the file it came from (kustomize adds nothing of its own).
     files = {
         f"{d['kind']}/{d['metadata']['name']}": d
-        for name in ("operator/rbac.yaml", "operator/deployment.yaml", "crds/storagepolicies.yaml")
+        for name in (
+            "operator/rbac.yaml",
+            "operator/deployment.yaml",
+            "crds/storagepolicies.yaml",
+            "crds/tiermigrations.yaml",
+        )
         for d in yaml.safe_load_all((MANIFESTS / name).read_text())
         if d
     }

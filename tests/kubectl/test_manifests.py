@@ -277,6 +277,10 @@ def test_deployment_args_and_environment_are_settings_the_operator_accepts():
 REQUIRED_CLUSTER = {
     ("storage.billyronks.io", "storagepolicies"): {"get", "list", "watch"},
     ("storage.billyronks.io", "storagepolicies/status"): {"patch"},
+    # TierMigrations (tiering/reconcile.py, migration/runner.py): created per move, the finalizer added and
+    # removed after a fresh get, finished ones deleted beyond the history limit; status patched.
+    ("storage.billyronks.io", "tiermigrations"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("storage.billyronks.io", "tiermigrations/status"): {"patch"},
     # get: the Mayastor 2.x backend re-reads the PV that carries the intent (mayastor_rest/backend.py).
     ("", "persistentvolumes"): {"get", "list", "watch", "patch"},
     # patch: the replication controllers label the members of a Dell replication group (replication/writes.py).

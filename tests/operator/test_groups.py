@@ -27,7 +27,10 @@ def loads():
 
 
 def grouped_policy(**spec):
-    return policy_body(groupLabel="group", maxConcurrentMigrations=1, **spec)
+    # The members rebuild at once: room for all three on one node or pool (admission never exceeds the limits).
+    return policy_body(
+        groupLabel="group", maxConcurrentMigrations=1, maxRebuildsPerNode=3, maxRebuildsPerPool=3, **spec
+    )
 
 
 async def group_tiers(env):

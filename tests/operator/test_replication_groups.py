@@ -50,7 +50,8 @@ async def test_volume_group_replication_members_are_tiered_together(env):
         "apps",
         type=dict,
     )
-    await env.apply_policy(policy_body(maxConcurrentMigrations=1))
+    # Room for the three members' rebuilds at once (admission never exceeds the rebuild limits).
+    await env.apply_policy(policy_body(maxConcurrentMigrations=1, maxRebuildsPerNode=3, maxRebuildsPerPool=3))
     await env.start_operator(enable_replication="true")
 
     async def listed():

@@ -91,7 +91,18 @@ def test_a_volume_group_starts_whole_or_waits_whole():
     squeezed = admit([*members, lone], [], [gate(per_node=1)], global_limit=10, now=NOW)
     assert squeezed.start == ("lone",)
     assert squeezed.held["g-a"] == squeezed.held["g-b"]
-    assert squeezed.held["g-a"].detail.startswith("volume group db: node n0 would carry more than 1")
+    # The group alone needs two rebuilds on n0: the hold says it never fits under this limit.
+    assert squeezed.held["g-a"].detail.startswith(
+        "volume group db: needs more rebuilds at once on node n0 (2) than maxRebuildsPerNode 1 allows"
+    )
+    busy = admit(
+        members,
+        [Running("r", "a", frozenset({"n0"}), frozenset({"p9"}))],
+        [gate(per_node=2)],
+        global_limit=10,
+        now=NOW,
+    )
+    assert busy.held["g-a"].detail.startswith("volume group db: node n0 would carry more than 2")
     roomy = admit([*members, lone], [], [gate(per_node=2, concurrent=1)], global_limit=10, now=NOW)
     assert roomy.start == ("g-a", "g-b")  # one policy slot for the group
     assert roomy.held["lone"].reason == POLICY_LIMIT

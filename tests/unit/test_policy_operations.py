@@ -18,7 +18,7 @@ def compiled(spec=None, annotations=None, enforced=True):
     return compile_policy(StoragePolicy(metadata=meta, spec=spec or {}), operations_enforced=enforced)
 
 
-def test_until_enforced_a_policy_asking_for_approvals_windows_or_a_pause_starts_nothing():
+def test_where_not_enforced_a_policy_asking_for_approvals_windows_or_a_pause_starts_nothing():
     asks = {
         "approval": "Manual",
         "maintenanceWindows": [{"schedule": "@daily", "duration": "1h"}],
@@ -33,7 +33,7 @@ def test_until_enforced_a_policy_asking_for_approvals_windows_or_a_pause_starts_
         "spec.blackouts",
         f"metadata.annotations[{PAUSED}]",
     ]
-    assert "is not enforced by this release" in problem.message
+    assert "is not enforced without TierMigrations" in problem.message
     # Limits only hold moves back: accepted as they are.
     limits_only = compiled({"maxRebuildsPerNode": 1, "approval": "Automatic"}, enforced=False)
     assert isinstance(limits_only, PolicyRules)

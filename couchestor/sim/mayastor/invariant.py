@@ -5,6 +5,10 @@ For each volume it tracks a *floor*: the number of Synced replicas the volume ha
 is at rest again (no intent, every replica Synced, as many as requested), the count of Synced replicas must
 never drop below the floor. At all times, a volume that had a Synced copy must never lose its last one.
 
+Rebuild limits (optional, :attr:`InvariantChecker.max_per_node` with :attr:`InvariantChecker.node_of_pool`):
+a migrating volume touches every node one of its replicas has been on since its intent appeared (the
+sources it copies from and the target it copies to); no node may be touched by more migrations at once.
+
 A test or the demo calls :meth:`InvariantChecker.assert_clean` (or reads :attr:`violations`) at the end:
 violations are facts to fail loudly on, never warnings.
 """
@@ -43,6 +47,10 @@ class InvariantChecker:
     transitions: list[Transition] = field(default_factory=list)
     keep_transitions: bool = True
     max_in_flight: int | None = None  # when set, more volumes with an intent at once is a violation
+    max_per_node: int | None = None  # when set, more migrations touching one node at once is a violation
+    node_of_pool: dict[str, str] = field(default_factory=dict)
+    peak_per_node: int = 0
+    _touched: dict[str, set[str]] = field(default_factory=dict)
     _floor: dict[str, int] = field(default_factory=dict)
     _last_synced: dict[str, int] = field(default_factory=dict)
     _intents: set[str] = field(default_factory=set)
@@ -78,6 +86,27 @@ class InvariantChecker:
             self._floor.pop(volume, None)
         self._last_synced[volume] = synced
         self._track_intent(volume, at, has_intent)
+        self._track_nodes(volume, at, has_intent, replicas)
+
+    def _track_nodes(
+        self, volume: str, at: float, has_intent: bool, replicas: list[tuple[str, str, str, str]]
+    ) -> None:
+        if not has_intent:
+            self._touched.pop(volume, None)
+            return
+        if not self.node_of_pool:
+            return
+        nodes = self._touched.setdefault(volume, set())
+        nodes.update(self.node_of_pool[p] for _, p, _, _ in replicas if p in self.node_of_pool)
+        for node in sorted(nodes):
+            load = sum(1 for touched in self._touched.values() if node in touched)
+            self.peak_per_node = max(self.peak_per_node, load)
+            if self.max_per_node is not None and load > self.max_per_node:
+                self.violations.append(
+                    Violation(
+                        volume, at, 0, self.max_per_node, f"{load} migrations touch node {node} at once"
+                    )
+                )
 
     def _track_intent(self, volume: str, at: float, has_intent: bool) -> None:
         if has_intent:
@@ -97,6 +126,7 @@ class InvariantChecker:
         self._floor.pop(volume, None)
         self._last_synced.pop(volume, None)
         self._intents.discard(volume)
+        self._touched.pop(volume, None)
 
     def assert_clean(self) -> None:
         if self.violations:

@@ -176,7 +176,7 @@ def admit(
     # as the user can give that at any time).
     for name, queue in list(queues.items()):
         gate = by_policy[name]
-        hold = _policy_hold(gate, now, paused)
+        hold = policy_hold(gate, now, paused)
         if hold is not None:
             for move in queue:
                 approval = _approval_hold([move], gate)
@@ -225,7 +225,8 @@ def _count(
     policy_load[policy] = policy_load.get(policy, 0) + 1
 
 
-def _policy_hold(gate: PolicyGate, now: datetime, paused: bool) -> Hold | None:
+def policy_hold(gate: PolicyGate, now: datetime, paused: bool = False) -> Hold | None:
+    """The hold on every new move of ``gate``'s policy at ``now`` (pause, then the schedule), or None."""
     if paused:
         return Hold(PAUSED, "the operator is paused (couchestor run --paused): no new move starts")
     if gate.paused:
@@ -323,5 +324,6 @@ __all__ = [
     "Waiting",
     "admit",
     "gate_of",
+    "policy_hold",
     "reason_word",
 ]

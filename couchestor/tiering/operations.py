@@ -9,6 +9,12 @@ status each object should show. It returns what the reconciler must do (:class:`
 start (each naming its TierMigration, which its intent records), the ``/status`` patches, the finalizers to
 add or drop, the finished objects to delete beyond their policy's history, and each policy's next window.
 
+:func:`window_holds` and :func:`held_plan` say the same outside a maintenance window where decisions are
+shown: a move its policy's schedule holds now is labelled ``skip:outside-window`` (the plan's migrations are
+kept: their TierMigrations are created and wait, reason ``OutsideWindow``). The rewrite follows
+:func:`~couchestor.tiering.decide.decide` rather than living in it, so the incremental planner and a full
+recompute stay equal and the clock decides only this one step.
+
 A move that has started is the runner's: its status is computed from the intent (see
 :mod:`couchestor.migration.runner`), never here. Nothing here performs I/O or remembers anything.
 """
@@ -17,12 +23,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from msgspec import UNSET
+from msgspec import UNSET, structs
 
 from couchestor.durations import parse_time
 from couchestor.tiering.admission import (
@@ -33,10 +39,11 @@ from couchestor.tiering.admission import (
     Waiting,
     admit,
     gate_of,
+    policy_hold,
 )
 from couchestor.tiering.pins import refusal
 from couchestor.tiering.placement import Pools, Wanted, pick_pool
-from couchestor.tiering.plan import Decision, Plan, PlannedMigration
+from couchestor.tiering.plan import Action, Decision, Plan, PlannedMigration
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier
 from couchestor.tiering.schedule import move as scheduled_move
 from couchestor.tiering.tiermigration import (
@@ -357,6 +364,43 @@ def operate(
     )
 
 
+def window_holds(
+    rules: Sequence[PolicyRules | PolicyProblem], now: datetime, *, paused: bool = False
+) -> dict[str, Hold]:
+    """Policy -> its ``outside-window`` hold, for every valid policy whose maintenance windows or blackouts
+    allow no new move at ``now``. A paused policy (or operator) is left out: admission holds its moves as
+    ``paused`` first, and its decisions keep their label."""
+    out = {}
+    for r in rules:
+        if isinstance(r, PolicyRules) and not r.dry_run:
+            hold = policy_hold(gate_of(r), now, paused)
+            if hold is not None and hold.reason == OUTSIDE_WINDOW:
+                out[r.name] = hold
+    return out
+
+
+def held_decision(decision: Decision, holds: Mapping[str, Hold]) -> Decision:
+    """``decision`` as shown: a move (``hot``/``warm``/``cold``) its policy holds outside a window becomes
+    ``skip:outside-window``, keeping its tiers, pool and score, its detail saying when the window opens."""
+    hold = holds.get(decision.policy)
+    if hold is None or decision.action not in (Action.HOT, Action.WARM, Action.COLD):
+        return decision
+    return structs.replace(
+        decision, action=Action.SKIP, reason=OUTSIDE_WINDOW, detail=f"{decision.detail}; held {hold.detail}"
+    )
+
+
+def held_plan(plan: Plan, holds: Mapping[str, Hold]) -> Plan:
+    """``plan`` with every decision as :func:`held_decision` shows it (the migrations unchanged)."""
+    if not holds:
+        return plan
+    policies = tuple(
+        replace(p, decisions=tuple(held_decision(d, holds) for d in p.decisions)) if p.policy in holds else p
+        for p in plan.policies
+    )
+    return replace(plan, policies=policies)
+
+
 def _judge(
     tm: TierMigration,
     name: str,
@@ -605,4 +649,15 @@ def _first(*values: int | None) -> int:
     return next(v for v in values if v is not None)
 
 
-__all__ = ["DRY_RUN", "UNDECIDED", "Operations", "RunningMove", "Start", "new_objects", "operate"]
+__all__ = [
+    "DRY_RUN",
+    "UNDECIDED",
+    "Operations",
+    "RunningMove",
+    "Start",
+    "held_decision",
+    "held_plan",
+    "new_objects",
+    "operate",
+    "window_holds",
+]

@@ -49,8 +49,16 @@ from couchestor.kube.objects import Ignored, ObjectKey
 from couchestor.kube.store import Store, Subscription
 from couchestor.metrics import OperatorMetrics, overdue_migrations, scored_volumes, tier_fill
 from couchestor.migration.runner import MigrationRunner, release_finalizer
+from couchestor.tiering.admission import Hold
 from couchestor.tiering.incremental import IncrementalPlanner
-from couchestor.tiering.operations import RunningMove, new_objects, operate
+from couchestor.tiering.operations import (
+    RunningMove,
+    held_decision,
+    held_plan,
+    new_objects,
+    operate,
+    window_holds,
+)
 from couchestor.tiering.plan import Action, DecideOptions, Decision, Plan, PlannedMigration
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier, compile_policy
 from couchestor.tiering.scores import ScoreCache
@@ -181,6 +189,8 @@ class Reconciler:
         #: status last written on each unstarted one, so a pass never acts on the watch lagging its own writes.
         self._created: dict[str, tuple[float, TierMigration]] = {}
         self._tm_written: dict[str, TierMigrationStatus] = {}
+        #: The outside-window holds of the last pass, by policy (a decision's label changes when they do).
+        self._holds: Mapping[str, Hold] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reconcile until cancelled. Starts after every store has synced and migration recovery is done."""
@@ -290,9 +300,14 @@ class Reconciler:
         now = self.options.clock()
         started = time.process_time()
         rules, plan = self.plan(now)
+        # Decisions as shown (Events, logs, metrics, the policy's status): a move held outside its policy's
+        # window says so; the TierMigrations are made from the plan itself and wait there.
+        holds = window_holds(rules, now, paused=self.options.paused)
+        shown = held_plan(plan, holds)
+        self.last_plan = shown
         # The synchronous part is the pass's own cost; the awaits below let other tasks run (and use CPU).
         self.last_decide_cpu_seconds = time.process_time() - started
-        self._report_decisions(plan)
+        self._report_decisions(plan, holds)
         by_name = {r.name: r for r in rules if isinstance(r, PolicyRules)}
         next_windows: dict[str, datetime] = {}
         if self.stores.tier_migrations is None:
@@ -303,9 +318,9 @@ class Reconciler:
                 self.runner.start(batch, by_name[batch[0].policy])
         else:
             next_windows = await self._operate(plan, rules, by_name, now)
-        await self._write_statuses(plan, rules, now, next_windows)
-        self._export(plan, rules)
-        return plan
+        await self._write_statuses(shown, rules, now, next_windows)
+        self._export(shown, rules)
+        return shown
 
     def plan(self, now: datetime) -> tuple[list[PolicyRules | PolicyProblem], Plan]:
         """Compile the policies and decide, from the stores and the score cache (no I/O): incrementally while
@@ -374,24 +389,45 @@ class Reconciler:
                 del self.runner.recent[pv]
                 self._labels_changed.set()
 
-    def _report_decisions(self, plan: Plan) -> None:
-        """Count, publish and log the decisions whose label changed since the last pass; keep the tier each
-        PV should be labelled with."""
+    def _shown_changes(self, plan: Plan, holds: Mapping[str, Hold]) -> list[tuple[Decision | None, Decision]]:
+        """The planner's changes as shown under ``holds`` (see :func:`held_decision`), and, for a policy whose
+        window opened or closed since the last pass, its moves too: their label changed with the clock."""
+        before_holds, self._holds = self._holds, holds
+        changes = [
+            (None if b is None else held_decision(b, before_holds), held_decision(d, holds))
+            for b, d in self._planner.changes
+        ]
+        flipped = holds.keys() ^ before_holds.keys()
+        if flipped:
+            listed = {(d.policy, d.volume) for _, d in changes}
+            for p in plan.policies:
+                if p.policy not in flipped:
+                    continue
+                for d in p.decisions:
+                    pair = (held_decision(d, before_holds), held_decision(d, holds))
+                    if (d.policy, d.volume) not in listed and pair[0].label != pair[1].label:
+                        changes.append(pair)
+        return changes
+
+    def _report_decisions(self, plan: Plan, holds: Mapping[str, Hold]) -> None:
+        """Count, publish and log the decisions whose label changed since the last pass (as shown under the
+        pass's outside-window ``holds``); keep the tier each PV should be labelled with."""
+        changes = self._shown_changes(plan, holds)
         wanted = self._wanted_labels
         for gone in self._planner.removed:
             if gone.current_tier is not None:
                 wanted.pop(gone.volume, None)
         # Losses first, then gains: one policy's decision may lose the tier another's gains in the same pass.
-        for before, decision in self._planner.changes:
+        for before, decision in changes:
             if decision.current_tier is None and before is not None and before.current_tier is not None:
                 wanted.pop(decision.volume, None)
-        for _, decision in self._planner.changes:
+        for _, decision in changes:
             if decision.current_tier is not None:
                 tier = decision.current_tier.value
                 if wanted.get(decision.volume) != tier:
                     wanted[decision.volume] = tier
                     self._labels_to_check.add(decision.volume)
-        for before, decision in self._planner.changes:
+        for before, decision in changes:
             label = decision.label
             if before is not None and before.label == label:
                 continue

@@ -1,19 +1,22 @@
 """TierMigrations under the operator's control, end to end on the emulated cluster: every move is recorded as
 one, Manual approval holds a move until it is approved (or declines it), ``spec.cancel`` rolls a running move
 back, a closed maintenance window or ``--paused`` holds new moves, the per-node rebuild limit is never
-exceeded, and a crash while a move awaits approval or while it is cancelled leaves no invariant violated."""
+exceeded, and a crash while a move awaits approval, while it is cancelled or after its window closed leaves
+no invariant violated."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import trio
 
 from couchestor.approvals import answer
+from couchestor.durations import parse_time
 from couchestor.kube import resources
 from couchestor.migration.intent import decode
 from couchestor.tiering.tiermigration import FINALIZER
+from couchestor.tiering.windows import compile_window
 from k8s_schemas.annotations import POLICY_GENERATION, POLICY_LABEL
 from k8s_schemas.tier_migration import TierMigration
 from tests.operator.harness import WrappedBackend, policy_body
@@ -169,6 +172,65 @@ async def test_outside_its_windows_a_policy_starts_no_move(env):
     passes = operator.reconciler.passes
     await env.eventually(lambda: _true(operator.reconciler.passes >= passes + 3), what="more passes")
     await assert_unmoved(env, {"heavy": ["cold"], "idle": ["hot"]})
+    # Where decisions are shown (the metric, Events, logs), the held moves say why they wait.
+    assert shown_labels(operator) >= {
+        ("pvc-heavy", "skip:outside-window"),
+        ("pvc-idle", "skip:outside-window"),
+    }
+    counted = operator.metrics.decisions.labels(policy="tiering", action="skip:outside-window")
+    assert counted._value.get() >= 2
+
+
+def shown_labels(operator) -> set[tuple[str, str]]:
+    plan = operator.reconciler.last_plan
+    return {(d.volume, d.label) for d in plan.decisions}
+
+
+@pytest.mark.parametrize("backend", ["crd", "rest"])
+async def test_a_crash_after_the_window_closed_finishes_the_move_and_starts_no_other(env):
+    env.slow_rebuilds(0)  # the started move stays in Syncing until the window has closed
+    now = datetime.now(UTC)
+    # A daily window that opened at the start of this minute and closes 25 s from now.
+    window = {"schedule": f"{now.minute} {now.hour} * * *", "duration": f"{now.second + 25}s"}
+    closes = now.replace(microsecond=0) + timedelta(seconds=25)
+    schedule = compile_window(window["schedule"], window["duration"])
+    await env.apply_policy(policy_body(maintenanceWindows=[window], maxConcurrentMigrations=1))
+    first = await env.start_operator()
+
+    async def one_syncing():
+        tms = [tm for tm in await migrations(env) if tm.status and tm.status.phase == "Syncing"]
+        return tms[0] if tms else None
+
+    started = await env.eventually(one_syncing, what="a move syncing inside the window")
+    assert schedule.open_at(parse_time(started.status.started_at)) is not None
+    moving = started.spec.volume
+    other = "pvc-idle" if moving == "pvc-heavy" else "pvc-heavy"
+
+    async def closed():
+        return datetime.now(UTC) > closes + timedelta(seconds=1)
+
+    # The window closes while the move runs (the other waits for the policy's one slot meanwhile).
+    await env.eventually(closed, timeout=60, what="the window closed")
+    passes = first.reconciler.passes
+    await env.eventually(lambda: _true(first.reconciler.passes > passes), what="a pass after the close")
+    env.kill(first)
+    await env.wait_stopped(first)
+    assert await env.intent(moving.removeprefix("pvc-")) is not None  # killed mid-move, after the close
+
+    second = await env.start_operator()
+    env.slow_rebuilds(400 * MIB)
+    done = await wait_phase(env, moving, "Succeeded")  # finished, not rolled back for the closed window
+    assert done.status.started_at == started.status.started_at
+    passes = second.reconciler.passes
+    await env.eventually(lambda: _true(second.reconciler.passes >= passes + 3), what="more passes")
+    waiting = await migration_of(env, other)
+    assert (waiting.status.phase, waiting.status.reason) == ("Scheduled", "OutsideWindow")
+    assert await env.intent(other.removeprefix("pvc-")) is None
+    assert (other, "skip:outside-window") in shown_labels(second)
+    for tm in await migrations(env):  # every move that started, started inside the window
+        if tm.status and tm.status.started_at:
+            assert schedule.open_at(parse_time(tm.status.started_at)) is not None, tm.metadata.name
+    assert env.simulator.checker.violations == []
 
 
 async def test_a_paused_operator_starts_no_move(env):

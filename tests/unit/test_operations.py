@@ -12,7 +12,15 @@ import msgspec
 
 from couchestor.durations import format_time
 from couchestor.tiering.decide import decide
-from couchestor.tiering.operations import DRY_RUN, UNDECIDED, RunningMove, new_objects, operate
+from couchestor.tiering.operations import (
+    DRY_RUN,
+    UNDECIDED,
+    RunningMove,
+    held_plan,
+    new_objects,
+    operate,
+    window_holds,
+)
 from couchestor.tiering.pins import Pin
 from couchestor.tiering.plan import DecideOptions
 from couchestor.tiering.policy import PolicyRules, Tier, compile_policy
@@ -159,6 +167,42 @@ def test_outside_its_window_a_move_waits_and_the_policy_learns_the_next_window()
     assert result.next_windows == {"p": opening}
     # Inside the window it starts.
     assert len(ops(policy, vols, [tm], now=opening + timedelta(minutes=5)).starts) == 1
+
+
+def test_outside_its_window_a_move_is_shown_as_skip_outside_window_and_its_object_still_waits():
+    window = [{"schedule": "0 3 * * *", "duration": "1h", "timeZone": "UTC"}]  # closed at noon
+    policy = rules(maintenanceWindows=window)
+    vols = views("a", "idle")
+    plan = plan_for(policy, vols, scores={"a": 8000.0, "idle": 8000.0})
+    assert {d.label for d in plan.decisions} == {"hot"}
+    holds = window_holds([policy], NOW)
+    shown = held_plan(plan, holds)
+    opening = datetime(2026, 2, 2, 3, tzinfo=UTC)
+    for d, before in zip(shown.decisions, plan.decisions, strict=True):
+        assert d.label == "skip:outside-window"
+        assert (d.current_tier, d.target_tier, d.target_pool) == (
+            before.current_tier,
+            before.target_tier,
+            before.target_pool,
+        )
+        assert format_time(opening) in d.detail
+    assert shown.migrations == plan.migrations  # the moves are still made into objects that wait
+    tms = [created(b) for b in new_objects(plan, [], {}, [policy], NOW)]
+    result = ops(policy, vols, tms, plan=plan)
+    assert result.starts == ()
+    assert {status_of(result, tm.metadata.name).reason for tm in tms} == {"OutsideWindow"}
+    # Inside the window, paused, or without windows: the decisions are shown as made.
+    inside = opening + timedelta(minutes=5)
+    assert window_holds([policy], inside) == {}
+    assert window_holds([policy], NOW, paused=True) == {}
+    assert window_holds([rules()], NOW) == {}
+    assert held_plan(plan, window_holds([policy], inside)) is plan
+    assert ops(policy, vols, tms, plan=plan, now=inside).starts
+    # A blackout holds them the same way, and says so.
+    dark = rules(blackouts=[{"start": "2026-02-01", "end": "2026-02-03", "reason": "freeze"}])
+    held = held_plan(plan_for(dark, vols), window_holds([dark], NOW)).decisions
+    assert {d.label for d in held} == {"skip:outside-window"}
+    assert all("blackout (freeze)" in d.detail for d in held)
 
 
 def test_paused_by_the_operator_or_the_annotation_nothing_starts():

@@ -27,6 +27,7 @@ from couchestor.durations import format_duration, format_time
 from couchestor.errors import UserError
 from couchestor.tiering.decide import decide
 from couchestor.tiering.heat import ScoreSnapshot, lookup
+from couchestor.tiering.operations import held_plan, window_holds
 from couchestor.tiering.plan import Action, DecideOptions, Decision
 from couchestor.tiering.policy import IdleRule, PolicyProblem, PolicyRules, Tier, compile_policy
 from couchestor.tiering.views import VolumeView
@@ -138,6 +139,7 @@ _UNBLOCK = {
     "metrics-unavailable": "heat scores from Prometheus",
     "size-unknown": "a known volume size",
     "group-blocked": "every member of its group wanting the same move",
+    "outside-window": "the policy's next maintenance window opening (or the blackout ending)",
     "pinned": f"the pin ending or being removed ({PIN} on the PVC)",
     "excluded": f"removing {EXCLUDE} from the PVC",
     "pin-invalid": "a readable pin annotation on the PVC",
@@ -183,6 +185,8 @@ def build_report(
         now=now,
         options=options,
     )
+    # As the operator shows it: a move its policy's window or blackout holds now is skip:outside-window.
+    plan = held_plan(plan, window_holds(compiled, now))
     decisions = [d for d in plan.decisions if d.volume == pv]
     # The decision of an enabled valid policy first: that is the one the operator acts on.
     decisions.sort(key=lambda d: (d.reason in ("disabled", "invalid-policy"), d.policy))

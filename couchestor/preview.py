@@ -5,8 +5,9 @@ structural-schema code the emulated API server runs) and then by the policy comp
 and the exit status is 1. A valid policy replaces the cluster's policy of the same name (or joins the others)
 and :func:`~couchestor.tiering.decide.decide` runs over the cluster as listed now and the current heat scores:
 the report lists the volumes that would move (from, to, pool, bytes to copy), each tier's pool fill before
-and after those moves, and the volumes that want to move but cannot, with the reason. ``dryRun`` in the file
-is ignored (the plan shows what the policy would do with it off).
+and after those moves, and the volumes that want to move but cannot, with the reason (outside the policy's
+maintenance windows or in a blackout, ``outside-window``: nothing moves now, the detail says when the next
+window opens). ``dryRun`` in the file is ignored (the plan shows what the policy would do with it off).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from couchestor.errors import UserError
 from couchestor.sim.apiserver.schema import apply_defaults, validate
 from couchestor.tiering.decide import decide
 from couchestor.tiering.heat import ScoreSnapshot
+from couchestor.tiering.operations import held_plan, window_holds
 from couchestor.tiering.plan import Action, DecideOptions, Plan
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier, compile_policy
 from k8s_schemas.crds import storage_policy_crd
@@ -103,12 +105,16 @@ def build_plan(
         now=now,
         options=options,
     )
-    return _report(rules, plan, state)
+    # As the operator shows it: outside the policy's windows (or in a blackout) its moves are
+    # skip:outside-window, listed with when the next window opens, and none counts as moving now.
+    return _report(rules, held_plan(plan, window_holds([rules, *others], now)), state)
 
 
 def _report(rules: PolicyRules, plan: Plan, state: inspection.ClusterState) -> dict[str, Any]:
     own = plan.policy(rules.name)
     assert own is not None
+    moving = {d.volume for d in own.decisions if d.action is not Action.SKIP}
+    own = replace(own, migrations=tuple(m for m in own.migrations if m.volume in moving))
     moves = [
         {
             "volume": m.volume,

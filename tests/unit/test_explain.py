@@ -13,6 +13,7 @@ from hypothesis import given, strategies as st
 from couchestor.errors import UserError
 from couchestor.explain import Target, build_report, change_conditions, parse_target, render
 from couchestor.inspection import ClusterState
+from couchestor.preview import build_plan
 from couchestor.tiering.heat import HeatScore, PeakScore, PeakSnapshot, ScoreSnapshot
 from couchestor.tiering.plan import DecideOptions
 from couchestor.tiering.policy import PolicyRules, Tier, compile_policy
@@ -161,3 +162,32 @@ def test_explain_shows_the_tier_fill_and_the_idle_period():
     assert report["idle"]["peakIOPS"] is None
     assert report["decision"]["label"] == "skip:metrics-unavailable"
     assert "Idle rule:  cold only after 7d under 10 IOPS; no peak known yet" in render(report)
+
+
+def test_explain_and_plan_show_a_move_held_outside_the_policys_window_as_the_operator_does():
+    window = {"schedule": "0 3 * * *", "duration": "1h"}  # closed at noon; opens at 03:00
+    spec = {"maintenanceWindows": [window]}
+    state = _cluster(used_gib=20, policy_spec=spec)
+    compiled = [compile_policy(p) for p in state.policies]
+    report = build_report("pvc-1", None, compiled, state, _scores(1.0, None), NOW, DecideOptions())
+    decision = report["decision"]
+    assert (decision["label"], decision["targetTier"]) == ("skip:outside-window", "cold")
+    assert "2026-02-02T03:00:00Z" in decision["detail"]
+    assert report["wouldChange"][-1].startswith("not before the policy's next maintenance window opening")
+    rules = compiled[0]
+    assert isinstance(rules, PolicyRules)
+    plan = build_plan(rules, [], state, _scores(1.0, None), NOW, DecideOptions())
+    assert (plan["moves"], plan["bytesToCopy"]) == ([], 0)
+    assert [(b["volume"], b["reason"], b["to"]) for b in plan["blocked"]] == [
+        ("pvc-1", "outside-window", "cold")
+    ]
+    # Inside a window, both show the move itself.
+    state = _cluster(
+        used_gib=20, policy_spec={"maintenanceWindows": [{"schedule": "0 12 * * *", "duration": "1h"}]}
+    )
+    compiled = [compile_policy(p) for p in state.policies]
+    report = build_report("pvc-1", None, compiled, state, _scores(1.0, None), NOW, DecideOptions())
+    assert report["decision"]["label"] == "cold"
+    assert isinstance(compiled[0], PolicyRules)
+    plan = build_plan(compiled[0], [], state, _scores(1.0, None), NOW, DecideOptions())
+    assert [m["volume"] for m in plan["moves"]] == ["pvc-1"]

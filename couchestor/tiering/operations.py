@@ -401,6 +401,29 @@ def held_plan(plan: Plan, holds: Mapping[str, Hold]) -> Plan:
     return replace(plan, policies=policies)
 
 
+def shown_changes(
+    changes: Sequence[tuple[Decision | None, Decision]],
+    plan: Plan,
+    before: Mapping[str, Hold],
+    holds: Mapping[str, Hold],
+) -> list[tuple[Decision | None, Decision]]:
+    """The decision changes as shown: the planner's ``changes`` (before, after) with the last pass's holds
+    ``before`` and this pass's ``holds`` applied, and, for a policy whose window opened or closed since, every
+    move of ``plan`` whose label changed with the clock alone (the planner saw no change in it)."""
+    out = [(None if b is None else held_decision(b, before), held_decision(d, holds)) for b, d in changes]
+    flipped = holds.keys() ^ before.keys()
+    if flipped:
+        listed = {(d.policy, d.volume) for _, d in changes}
+        for p in plan.policies:
+            if p.policy not in flipped:
+                continue
+            for d in p.decisions:
+                pair = (held_decision(d, before), held_decision(d, holds))
+                if (d.policy, d.volume) not in listed and pair[0].label != pair[1].label:
+                    out.append(pair)
+    return out
+
+
 def _judge(
     tm: TierMigration,
     name: str,
@@ -659,5 +682,6 @@ __all__ = [
     "held_plan",
     "new_objects",
     "operate",
+    "shown_changes",
     "window_holds",
 ]

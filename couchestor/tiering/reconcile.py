@@ -53,10 +53,10 @@ from couchestor.tiering.admission import Hold
 from couchestor.tiering.incremental import IncrementalPlanner
 from couchestor.tiering.operations import (
     RunningMove,
-    held_decision,
     held_plan,
     new_objects,
     operate,
+    shown_changes,
     window_holds,
 )
 from couchestor.tiering.plan import Action, DecideOptions, Decision, Plan, PlannedMigration
@@ -300,7 +300,7 @@ class Reconciler:
         now = self.options.clock()
         started = time.process_time()
         rules, plan = self.plan(now)
-        # Decisions as shown (Events, logs, metrics, the policy's status): a move held outside its policy's
+        # Decisions as shown (log, metric, live feed, last_plan): a move held outside its policy's
         # window says so; the TierMigrations are made from the plan itself and wait there.
         holds = window_holds(rules, now, paused=self.options.paused)
         shown = held_plan(plan, holds)
@@ -389,30 +389,11 @@ class Reconciler:
                 del self.runner.recent[pv]
                 self._labels_changed.set()
 
-    def _shown_changes(self, plan: Plan, holds: Mapping[str, Hold]) -> list[tuple[Decision | None, Decision]]:
-        """The planner's changes as shown under ``holds`` (see :func:`held_decision`), and, for a policy whose
-        window opened or closed since the last pass, its moves too: their label changed with the clock."""
-        before_holds, self._holds = self._holds, holds
-        changes = [
-            (None if b is None else held_decision(b, before_holds), held_decision(d, holds))
-            for b, d in self._planner.changes
-        ]
-        flipped = holds.keys() ^ before_holds.keys()
-        if flipped:
-            listed = {(d.policy, d.volume) for _, d in changes}
-            for p in plan.policies:
-                if p.policy not in flipped:
-                    continue
-                for d in p.decisions:
-                    pair = (held_decision(d, before_holds), held_decision(d, holds))
-                    if (d.policy, d.volume) not in listed and pair[0].label != pair[1].label:
-                        changes.append(pair)
-        return changes
-
     def _report_decisions(self, plan: Plan, holds: Mapping[str, Hold]) -> None:
         """Count, publish and log the decisions whose label changed since the last pass (as shown under the
         pass's outside-window ``holds``); keep the tier each PV should be labelled with."""
-        changes = self._shown_changes(plan, holds)
+        changes = shown_changes(self._planner.changes, plan, self._holds, holds)
+        self._holds = holds
         wanted = self._wanted_labels
         for gone in self._planner.removed:
             if gone.current_tier is not None:

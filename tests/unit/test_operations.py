@@ -19,6 +19,7 @@ from couchestor.tiering.operations import (
     held_plan,
     new_objects,
     operate,
+    shown_changes,
     window_holds,
 )
 from couchestor.tiering.pins import Pin
@@ -203,6 +204,26 @@ def test_outside_its_window_a_move_is_shown_as_skip_outside_window_and_its_objec
     held = held_plan(plan_for(dark, vols), window_holds([dark], NOW)).decisions
     assert {d.label for d in held} == {"skip:outside-window"}
     assert all("blackout (freeze)" in d.detail for d in held)
+
+
+def test_a_decision_shown_changes_when_its_policys_window_opens_or_closes_though_the_planner_saw_none():
+    window = [{"schedule": "0 3 * * *", "duration": "1h", "timeZone": "UTC"}]
+    policy = rules(maintenanceWindows=window)
+    vols = views("a", "idle")
+    plan = plan_for(policy, vols, scores={"a": 8000.0, "idle": 100.0})  # a moves to hot, idle stays
+    closed = window_holds([policy], NOW)
+    opened = window_holds([policy], datetime(2026, 2, 2, 3, 5, tzinfo=UTC))
+    # The window closed since the last pass, and nothing else changed: the move is shown held.
+    changes = shown_changes([], plan, opened, closed)
+    assert [(b.label, d.label, d.volume) for b, d in changes] == [("hot", "skip:outside-window", "a")]
+    # It opened again: shown as the move once more.
+    changes = shown_changes([], plan, closed, opened)
+    assert [(b.label, d.label, d.volume) for b, d in changes] == [("skip:outside-window", "hot", "a")]
+    # No flip: only the planner's own changes, each shown under its pass's holds.
+    assert shown_changes([], plan, closed, closed) == []
+    first = [(None, d) for d in plan.decisions]
+    shown = {d.volume: (b, d.label) for b, d in shown_changes(first, plan, {}, closed)}
+    assert shown == {"a": (None, "skip:outside-window"), "idle": (None, "stay")}
 
 
 def test_paused_by_the_operator_or_the_annotation_nothing_starts():

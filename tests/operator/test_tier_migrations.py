@@ -190,9 +190,10 @@ def shown_labels(operator) -> set[tuple[str, str]]:
 async def test_a_crash_after_the_window_closed_finishes_the_move_and_starts_no_other(env):
     env.slow_rebuilds(0)  # the started move stays in Syncing until the window has closed
     now = datetime.now(UTC)
-    # A daily window that opened at the start of this minute and closes 25 s from now.
-    window = {"schedule": f"{now.minute} {now.hour} * * *", "duration": f"{now.second + 25}s"}
-    closes = now.replace(microsecond=0) + timedelta(seconds=25)
+    # A daily window that opened at the start of this minute and closes 35 s from now (the move starts well
+    # before; the rest of the day is outside it).
+    window = {"schedule": f"{now.minute} {now.hour} * * *", "duration": f"{now.second + 35}s"}
+    closes = now.replace(microsecond=0) + timedelta(seconds=35)
     schedule = compile_window(window["schedule"], window["duration"])
     await env.apply_policy(policy_body(maintenanceWindows=[window], maxConcurrentMigrations=1))
     first = await env.start_operator()

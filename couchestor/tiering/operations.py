@@ -383,7 +383,7 @@ def held_decision(decision: Decision, holds: Mapping[str, Hold]) -> Decision:
     """``decision`` as shown: a move (``hot``/``warm``/``cold``) its policy holds outside a window becomes
     ``skip:outside-window``, keeping its tiers, pool and score, its detail saying when the window opens."""
     hold = holds.get(decision.policy)
-    if hold is None or decision.action not in (Action.HOT, Action.WARM, Action.COLD):
+    if hold is None or decision.action not in _MOVES:
         return decision
     return structs.replace(
         decision, action=Action.SKIP, reason=OUTSIDE_WINDOW, detail=f"{decision.detail}; held {hold.detail}"
@@ -395,10 +395,17 @@ def held_plan(plan: Plan, holds: Mapping[str, Hold]) -> Plan:
     if not holds:
         return plan
     policies = tuple(
-        replace(p, decisions=tuple(held_decision(d, holds) for d in p.decisions)) if p.policy in holds else p
+        replace(
+            p, decisions=tuple(d if d.action not in _MOVES else held_decision(d, holds) for d in p.decisions)
+        )
+        if p.policy in holds and p.migrations  # a move decision always comes with its planned migration
+        else p
         for p in plan.policies
     )
     return replace(plan, policies=policies)
+
+
+_MOVES = frozenset({Action.HOT, Action.WARM, Action.COLD})
 
 
 def shown_changes(

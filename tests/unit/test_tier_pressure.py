@@ -175,7 +175,7 @@ def test_the_status_shows_each_tiers_fill():
     assert dict(own.tier_fill) == {Tier.HOT: 91.0, Tier.COLD: 25.0}
     patch = status_patch(own, None, metrics=MetricsState(True), active=0, now=NOW)
     assert patch is not None
-    assert patch["status"].tier_fill_percent == {"hot": 91, "cold": 25}
+    assert patch["status"]["tierFillPercent"] == {"hot": 91, "cold": 25}
 
 
 def test_the_mark_is_checked_by_the_compiler():
@@ -317,7 +317,7 @@ def test_a_tier_no_longer_reported_is_removed_from_the_status_once():
     shown = StoragePolicyStatus(tier_fill_percent={"hot": 91, "cold": 25})
     patch = status_patch(own, shown, metrics=MetricsState(True), active=0, now=NOW)
     assert patch is not None
-    assert patch["status"].tier_fill_percent == {"hot": 91, "cold": None}
+    assert patch["status"]["tierFillPercent"] == {"hot": 91, "cold": None}
     # Once the merge patch removed it, the status is as wanted: no write until the heartbeat.
     after = status_patch(own, _applied(shown, patch), metrics=MetricsState(True), active=0, now=NOW)
     assert after is None

@@ -6,8 +6,9 @@ before its cooldown after the last one finished, and a pinned volume only moves 
 With tier pressure (``maxTierFillPercent``) the pools report the bytes of the volumes on them, so a finished
 move changes both tiers' fill as it would in a cluster, and running moves are passed as ``moving``; the
 idle rule (``coldAfterIdle``) may hold volumes off the cold tier. Then also: one pass moves a volume at most
-once (never demotes it and promotes it back), and no promotion goes into a tier over its mark, so a volume
-sent down for pressure stays down while its old tier is over the mark."""
+once (never demotes it and promotes it back), no promotion goes into a tier over its mark, so a volume
+sent down for pressure stays down while its old tier is over the mark, and only pressure sends a volume
+to the cold tier before it was idle for the whole ``coldAfterIdle`` period."""
 
 from __future__ import annotations
 
@@ -245,6 +246,10 @@ def simulate(
                 )
             if "maxTierFillPercent" in why[v.name].detail:
                 pressured[v.name] = m.from_tier
+            elif policy.idle is not None and m.to_tier is Tier.COLD and not pinned:
+                # Heat alone (no pin, no pressure) sends a volume cold only once it was idle for the period.
+                peak = step["peak"][vols.index(v)]
+                assert peak < policy.idle.below_iops, f"{v.name} sent cold with a peak of {peak} IOPS"
             v.flying, v.to = step.get("takes", 0), m.to_tier
             moves.append((now, v.name, m.to_tier))
     return moves

@@ -196,7 +196,8 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             (
                 f"operator, {r['volumes']:,} volumes: PromQL queries per refresh (seed design: {r['volumes']:,})",
                 f"{r['queries_per_refresh']:g}",
-                "1 per (window, metric)",
+                f"{r.get('expected_queries_per_refresh', '-')}: 1 per (window, metric), 1 per window's"
+                " coverage, 1 per coldAfterIdle period",
             )
         )
         rows.append(

@@ -52,6 +52,10 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path, capsys):
     assert [r["volumes"] for r in incremental] == [100, 300]
     assert all(r["first_pass_cpu_seconds"] > 0 and r["every_score_cpu_seconds"] > 0 for r in incremental)
 
+    operator = results["operator"]
+    # The queries per refresh do not grow with the volumes: as many as the policy's window and periods need.
+    assert operator["queries_per_refresh"] == operator["expected_queries_per_refresh"]
+
     scaling = results["scaling"]
     assert scaling["failed"] == []
     assert [p["volumes"] for p in scaling["points"]] == [50, 150]

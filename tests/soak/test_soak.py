@@ -18,9 +18,8 @@ from couchestor.soak.report import problems, render
 from couchestor.soak.run import SoakOptions, run_soak
 from couchestor.soak.schedule import FaultKind
 
-# Each backend's soak runs on its own test worker, beside the other: run one after the other, they were the
-# suite's longest path (two soaks of four and a half minutes each on one worker).
-pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
+# One soak at a time (on one test worker): each runs a control plane, Prometheus and two operators.
+pytestmark = [pytest.mark.slow, pytest.mark.prometheus, pytest.mark.xdist_group("soak")]
 
 
 @pytest.mark.timeout(600)

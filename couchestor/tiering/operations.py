@@ -469,7 +469,6 @@ def _judge(
         why_not=why_not,
     )
     verdict = approval_verdict(facts, now)
-    source_pools = tuple(sorted({r.pool for r in view.replicas})) if view is not None else ()
     current = decision.current_tier if decision is not None else None
     migration: PlannedMigration | None = None
     hold: Hold | None = None
@@ -492,19 +491,7 @@ def _judge(
         if migration is None and hold is None and tm.spec.target_pool is not None:
             hold = Hold(NO_CAPACITY, f"pool {tm.spec.target_pool} cannot take the volume now")
     target_pool = migration.target_pool if migration is not None else tm.spec.target_pool
-    move = Move(
-        policy=policy,
-        from_tier=None if current is None else current.value,
-        to_tier=target.value,
-        source_pools=source_pools,
-        target_pool=target_pool,
-        size_bytes=view.size_bytes if view is not None else None,
-        trigger_iops=decision.score if decision is not None else None,
-        target_free_bytes=pools[target_pool].free_bytes
-        if target_pool is not None and target_pool in pools
-        else None,
-        policy_generation=valid.generation if valid is not None else None,
-    )
+    move = _shown_move(policy, decision, view, target, target_pool, pools, valid)
     return _Candidate(tm, name, policy, verdict, move, migration, hold)
 
 
@@ -542,9 +529,23 @@ def _judge_dry_run(
     elif decision is None or decision.reason != "dry-run" or decision.target_tier is not target:
         why = "the volume is gone" if view is None else (decision.detail if decision else "not selected")
         verdict = Cancel("DecisionChanged", f"the decision no longer holds: {why}")
-    current = decision.current_tier if decision is not None else None
     target_pool = decision.target_pool if decision is not None else None
-    move = Move(
+    move = _shown_move(policy, decision, view, target, target_pool, pools, valid)
+    return _Candidate(tm, name, policy, verdict, move, None, None, dry_run=True)
+
+
+def _shown_move(
+    policy: str,
+    decision: Decision | None,
+    view: VolumeView | None,
+    target: Tier,
+    target_pool: str | None,
+    pools: Pools,
+    valid: PolicyRules | None,
+) -> Move:
+    """The move a TierMigration's status shows, from this pass's decision and view of the volume."""
+    current = decision.current_tier if decision is not None else None
+    return Move(
         policy=policy,
         from_tier=None if current is None else current.value,
         to_tier=target.value,
@@ -557,7 +558,6 @@ def _judge_dry_run(
         else None,
         policy_generation=valid.generation if valid is not None else None,
     )
-    return _Candidate(tm, name, policy, verdict, move, None, None, dry_run=True)
 
 
 def _still_wanted(

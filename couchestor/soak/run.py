@@ -97,6 +97,8 @@ class SoakOptions:
     scale: float = 720.0
     rss_bound: float = RSS_SLOPE_BOUND
     rss_warmup: float = RSS_WARMUP
+    #: False: a run in which no operator led long enough to judge its RSS is not a failure (short runs).
+    rss_required: bool = True
     prometheus: str = "prometheus"
 
     @property
@@ -620,6 +622,7 @@ class _Soak:
             fault.decision_after = round(after[0] - self.wall(fault.ended), 2) if after else None
         r.rss_bound_mib_per_hour = self.o.rss_bound
         r.rss_warmup_seconds = self.o.rss_warmup
+        r.rss_required = self.o.rss_required
 
 
 def _rss_segment(life: _Life, warmup: float, since: float | None = None) -> RssSegment:

@@ -154,6 +154,16 @@ def test_each_failed_check_is_reported(spoil, expected):
     assert "FAIL" in render(report)
 
 
+def test_a_short_run_may_leave_rss_unjudged_but_never_over_its_bound():
+    report = _passing()
+    report.rss_required = False
+    report.rss[0].span = 10.0  # no operator led long enough
+    assert problems(report) == []
+    report.rss[0].span = 500.0
+    report.rss[0].slope_mib_per_hour = 99.0  # judged: the bound holds
+    assert any("grew 99.0 MiB/h" in p for p in problems(report))
+
+
 def test_soak_without_assets_says_how_to_enable_them_in_one_line(monkeypatch, capsys):
     from couchestor.cli import main
 

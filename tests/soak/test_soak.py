@@ -44,6 +44,8 @@ def test_short_soak_passes_every_check(tmp_path, backend):
         # (docs/operations.md) the default one.
         rss_warmup=60.0,
         rss_bound=120.0,
+        # Its faults may move the leadership so that no operator leads 3 minutes of 4.5: then RSS goes unjudged.
+        rss_required=False,
     )
     report = run_soak(options)
     text = render(report)

@@ -59,9 +59,13 @@ async def test_a_pinned_claim_moves_to_its_tier_an_excluded_one_stays(env):
     moved = {e.volume_name for e in await history(env)}
     assert moved == {"pvc-idle", "pvc-pinned"}
 
-    plan = operator.reconciler.last_plan
-    assert plan is not None
-    labels = {d.volume: d.label for d in plan.decisions}
+    async def judged_after_the_move():
+        # The pass that saw the move in flight may be the last one so far; wait for one that saw it done.
+        plan = operator.reconciler.last_plan
+        labels = {d.volume: d.label for d in plan.decisions} if plan is not None else {}
+        return labels.get("pvc-pinned") != "skip:in-flight" and labels
+
+    labels = await env.eventually(judged_after_the_move, timeout=30, what="a pass after the pinned move")
     assert labels["pvc-pinned"] == "skip:pinned"  # on its tier now, busy as it is
     assert labels["pvc-excluded"] == "skip:excluded"
     assert labels["pvc-garbled"] == "skip:pin-invalid"

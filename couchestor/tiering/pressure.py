@@ -7,7 +7,9 @@ or take away, plus every move scheduled so far in the pass. With it:
 
 - a promotion into a tier that was over the mark when the pass began, or that would push the tier over it,
   is refused (:meth:`Pressure.refusal`, skip reason ``max-tier-fill``). A tier over the mark takes no
-  promotion at all, so a volume demoted for pressure is not promoted back while the pressure holds;
+  promotion at all, so a volume demoted for pressure is not promoted back while the pressure holds. Bytes
+  that a move of this pass takes off the tier make no room for a promotion of the same pass: a move removes
+  its old replica only once the new one is synced, so until then the tier holds both;
 - after the pass's own moves, a tier still over the mark sends its coldest volumes one tier down, even those
   between the watermarks, until it would be back under it (:meth:`Pressure.demotions`).
 
@@ -104,6 +106,8 @@ class Pressure:
         #: (policy, tier) -> the pools of that tier (every valid policy: its moves count for the others).
         self._pools_of: dict[tuple[str, Tier], frozenset[str]] = {}
         self._used: dict[frozenset[str], int] = {}
+        #: Bytes the moves scheduled in this pass will take off each tier's pools, not yet gone.
+        self._leaving: dict[frozenset[str], int] = {}
         self._capacity: dict[frozenset[str], int] = {}
         self._mark: dict[str, int] = {}
         self.over_at_start: set[tuple[str, Tier]] = set()
@@ -163,7 +167,9 @@ class Pressure:
                 f"{tier} tier {self.percent(policy, tier):.0f}% full, over maxTierFillPercent {mark}: no"
                 " promotion into it until its coldest volumes moved down"
             )
-        extra = footprint(want.volume) if size is None else size
+        extra = (footprint(want.volume) if size is None else size) + self._leaving.get(
+            self._pools_of[(policy, tier)], 0
+        )
         if self._over(policy, tier, extra):
             return f"would fill the {tier} tier to {self.percent(policy, tier, extra):.0f}%, over maxTierFillPercent {mark}"
         return None
@@ -175,6 +181,8 @@ class Pressure:
             names = self._pools_of.get((migration.policy, tier))
             if names is not None and names in self._used:
                 self._used[names] += delta
+                if delta < 0:
+                    self._leaving[names] = self._leaving.get(names, 0) - delta
 
     def demotions(
         self,

@@ -289,3 +289,32 @@ def test_heat_flipping_every_minute_moves_a_volume_once_per_cooldown_and_a_pinne
     assert 3 <= len(free) <= 6
     assert {to for _, to in free} == {Tier.HOT, Tier.COLD}
     assert [(name, to) for _, name, to in moves if name == "v1"] == [("v1", Tier.HOT)]
+
+
+def test_a_move_out_of_a_tier_makes_no_room_for_a_promotion_into_it_in_the_same_pass():
+    # Found by the property above: warm at 12 of 16 GiB, mark 95%. Promoting v5 (2 GiB) out of warm and v2
+    # (4 GiB) into it in one pass was allowed (12 - 2 + 4 = 14 GiB), but v5 keeps its warm replica until its
+    # hot one is synced, so warm held 16 GiB in between.
+    policy = compile_policy(
+        StoragePolicy(
+            metadata=ObjectMeta(name="p", generation=1),
+            spec={
+                "highWatermarkIOPS": 5000,
+                "lowWatermarkIOPS": 500,
+                "warmWatermarkIOPS": 2000,
+                "samplingWindow": "10m",
+                "cooldownPeriod": "5m",
+                "maxConcurrentMigrations": 2,
+                "maxTierFillPercent": 95,
+            },
+        )
+    )
+    assert isinstance(policy, PolicyRules)
+    hot, warm, cold = Tier.HOT, Tier.WARM, Tier.COLD
+    sizes = {"v0": GiB, "v1": GiB, "v2": 4 * GiB, "v3": 4 * GiB, "v4": 4 * GiB, "v5": 2 * GiB}
+    tiers = {"v0": warm, "v1": warm, "v2": cold, "v3": warm, "v4": warm, "v5": warm}
+    vols = [Vol(name, tiers[name], None, size=sizes[name]) for name in sizes]
+    capacity = Capacity({hot: 4 * GiB, warm: 16 * GiB, cold: 4 * GiB}, {hot: 0, warm: 0, cold: 0})
+    busy = {"step": 10, "heat": [501.0, 501.0, 2500.0, 501.0, 501.0, 5001.0], "peak": [0.0] * 6, "takes": 5}
+    moves = simulate(policy, vols, [busy], capacity)
+    assert [(name, to) for _, name, to in moves] == [("v5", hot)]

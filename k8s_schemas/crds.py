@@ -262,7 +262,7 @@ def mayastor_volume_crd() -> JSON:
         scope="Namespaced",
         version=mayastor.MAYASTOR_VOLUME_VERSION,
         spec=mayastor.MayastorVolumeSpec,
-        status=mayastor.MayastorVolumeStatus,
+        status=mayastor.MayastorVolumeStatusSchema,
         columns=[
             _col("Replicas", ".spec.numReplicas", "integer"),
             _col("State", ".status.state"),

@@ -72,10 +72,10 @@ class MayastorVolumeSpec(Base):
 
 
 class ReplicaStatus(Base):
+    """One replica as the operator reads it: where it is and whether it holds a complete copy."""
+
     pool: str
     node: str | UnsetType = UNSET
-    uuid: str | UnsetType = UNSET
-    uri: str | UnsetType = UNSET
     state: ReplicaState = "Unknown"
     sync_state: SyncState = "Unknown"
     rebuild_progress: int | UnsetType = UNSET
@@ -86,16 +86,33 @@ class ReplicaStatus(Base):
         return self.state == "Online" and self.sync_state == "Synced"
 
 
+class MayastorVolumeStatus(Base):
+    """The status the operator decodes: what it decides on. The control plane writes more (each replica's
+    ``uuid`` and ``uri``, the ``nexus``), which decoding skips: at 100,000 cached volumes those strings would
+    cost tens of MiB and nothing reads them. The full shape, for the CRD schema, is
+    :class:`MayastorVolumeStatusSchema`."""
+
+    state: str | UnsetType = UNSET
+    size: int | UnsetType = UNSET
+    replicas: tuple[ReplicaStatus, ...] = ()
+
+
+# A replica as the control plane writes it (see :class:`MayastorVolumeStatus`).
+class PublishedReplicaStatus(ReplicaStatus):
+    uuid: str | UnsetType = UNSET
+    uri: str | UnsetType = UNSET
+
+
 class NexusStatus(Base):
     node: str | UnsetType = UNSET
     state: str | UnsetType = UNSET
 
 
-class MayastorVolumeStatus(Base):
-    state: str | UnsetType = UNSET
-    size: int | UnsetType = UNSET
+class MayastorVolumeStatusSchema(MayastorVolumeStatus):
+    """``status`` as the control plane writes it: the CRD's schema (see :class:`MayastorVolumeStatus`)."""
+
+    replicas: tuple[PublishedReplicaStatus, ...] = ()
     nexus: NexusStatus | UnsetType = UNSET
-    replicas: tuple[ReplicaStatus, ...] = ()
 
 
 class MayastorVolume(Base):
@@ -110,6 +127,13 @@ class MayastorVolume(Base):
     @property
     def replicas(self) -> tuple[ReplicaStatus, ...]:
         return () if self.status is UNSET else self.status.replicas
+
+
+class PublishedMayastorVolume(MayastorVolume):
+    """A MayastorVolume with everything its control plane writes in ``status`` (the simulator reads the
+    replicas' UUIDs when it adopts a volume it did not create)."""
+
+    status: MayastorVolumeStatusSchema | UnsetType = UNSET
 
 
 class DiskPoolTopology(Base):

@@ -37,7 +37,6 @@ from k8s_schemas.mayastor import (
     MayastorVolume,
     MayastorVolumeSpec,
     MayastorVolumeStatus,
-    NexusStatus,
     NodeTopology,
     PoolTopology,
     ReplicaStatus,
@@ -61,13 +60,12 @@ def to_mayastor_volume(volume: wire.Volume, namespace: str) -> MayastorVolume:
     )
     replicas = []
     is_published = rules.published(volume)
-    for rid, topo in sorted(volume.state.replica_topology.items(), key=lambda kv: (str(kv[1].pool), kv[0])):
+    for _, topo in sorted(volume.state.replica_topology.items(), key=lambda kv: (str(kv[1].pool), kv[0])):
         info = rules.replica_info(topo, is_published=is_published)
         replicas.append(
             ReplicaStatus(
                 pool=info.pool,
                 node=info.node or UNSET,
-                uuid=rid,
                 state=topo.state,
                 sync_state="Synced"
                 if info.sync_state == "Synced"
@@ -77,8 +75,6 @@ def to_mayastor_volume(volume: wire.Volume, namespace: str) -> MayastorVolume:
                 rebuild_progress=info.progress if info.progress is not None else UNSET,
             )
         )
-    target = volume.state.target
-    nexus = NexusStatus(node=target.node, state=target.state) if target is not UNSET else UNSET
     return MayastorVolume(
         metadata=ObjectMeta(
             name=volume.spec.uuid, namespace=namespace, resource_version=rules.digest(volume)
@@ -87,7 +83,7 @@ def to_mayastor_volume(volume: wire.Volume, namespace: str) -> MayastorVolume:
             num_replicas=volume.spec.num_replicas, size=volume.spec.size, topology=topology
         ),
         status=MayastorVolumeStatus(
-            state=volume.state.status, size=volume.state.size, nexus=nexus, replicas=tuple(replicas)
+            state=volume.state.status, size=volume.state.size, replicas=tuple(replicas)
         ),
     )
 

@@ -33,7 +33,7 @@ from couchestor.sim.mayastor.model import Cluster, Pool, PoolState, Replica, Vol
 from couchestor.sim.populate import SIM_CAPACITY
 from k8s_schemas.annotations import MAYASTOR_CSI_DRIVER, MIGRATION_INTENT
 from k8s_schemas.core import PersistentVolume
-from k8s_schemas.mayastor import DiskPool, MayastorVolume
+from k8s_schemas.mayastor import DiskPool, PublishedMayastorVolume
 from k8s_schemas.quantity import parse_quantity
 
 log = logging.getLogger("couchestor.sim.mayastor")
@@ -105,7 +105,7 @@ class MayastorSimulator:
         self._t0 = trio.current_time()
         pools = Reflector.for_resource(self.client, resources.DISK_POOL, DiskPool, namespace=self.namespace)
         volumes = Reflector.for_resource(
-            self.client, resources.MAYASTOR_VOLUME, MayastorVolume, namespace=self.namespace
+            self.client, resources.MAYASTOR_VOLUME, PublishedMayastorVolume, namespace=self.namespace
         )
         pvs = Reflector.for_resource(self.client, resources.PERSISTENT_VOLUME, PersistentVolume)
         async with trio.open_nursery() as nursery:
@@ -152,7 +152,7 @@ class MayastorSimulator:
             pool.labels = labels
             pool.node = obj.spec.node
 
-    def _on_volume(self, change: Change, obj: MayastorVolume | None) -> None:
+    def _on_volume(self, change: Change, obj: PublishedMayastorVolume | None) -> None:
         name = change.key.name
         if obj is None:
             volume = self.cluster.volumes.pop(name, None)
@@ -176,14 +176,14 @@ class MayastorSimulator:
             self._observe(volume)
         self._touch(name)
 
-    def _adopt(self, obj: MayastorVolume) -> Volume:
+    def _adopt(self, obj: PublishedMayastorVolume) -> Volume:
         """A volume seen for the first time: take its replicas from status, or provision it."""
         size = obj.spec.size if isinstance(obj.spec.size, int) else 0
         name = str(obj.metadata.name)
         volume = Volume(name, self.namespace, size, obj.spec.num_replicas, obj.spec.inclusion)
-        if obj.replicas:
+        if obj.status is not UNSET and obj.status.replicas:
             volume.provisioned = True
-            for r in obj.replicas:
+            for r in obj.status.replicas:
                 volume.replicas.append(
                     Replica(
                         r.uuid if isinstance(r.uuid, str) else self.cluster.new_uuid(name),
@@ -208,7 +208,9 @@ class MayastorSimulator:
         self._dirty_volumes.update(self.cluster.volumes)
         self._wake.set()
 
-    async def _follow_pvs(self, pvs: Reflector[PersistentVolume], volumes: Reflector[MayastorVolume]) -> None:
+    async def _follow_pvs(
+        self, pvs: Reflector[PersistentVolume], volumes: Reflector[PublishedMayastorVolume]
+    ) -> None:
         async for change in pvs.store.subscribe():
             pv = pvs.store.get_key(change.key)
             if pv is None or pv.spec.csi is UNSET or pv.spec.csi.driver != MAYASTOR_CSI_DRIVER:

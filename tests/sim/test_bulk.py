@@ -4,10 +4,12 @@ import pytest
 import trio
 import trio.lowlevel
 
-from couchestor.kube import KubeClient, load_kubeconfig
+from couchestor.kube import KubeClient, load_kubeconfig, resources
 from couchestor.sim.apiserver import ApiServer
 from couchestor.sim.bulk import BulkError, populate_local
+from couchestor.sim.mayastor.controller import MayastorSimulator
 from couchestor.sim.populate import GI, ClusterSpec, PoolSpec, VolumeSpec, default_spec, populate
+from k8s_schemas.mayastor import DiskPool, MayastorVolume
 
 #: What differs between two fills of the same spec: identities and times.
 _VOLATILE = ("uid", "creationTimestamp", "resourceVersion")
@@ -79,3 +81,48 @@ async def test_the_emulator_keeps_serving_while_it_fills(apiserver):
         nursery.cancel_scope.cancel()
     # Five slices: the other task ran between them (without the checkpoints it could not run at all).
     assert filled_with >= 3
+
+
+async def test_a_placed_fill_is_adopted_by_the_simulator_as_it_is(apiserver):
+    """``placed``: replicas synced on pools of the volume's tier, pools' use written; the Mayastor simulator
+    takes them over without rewriting one volume status, and still writes the next real change."""
+    spec = default_spec(30, hot_pools=2, cold_pools=2, replicas=2)
+    await populate_local(apiserver.api, spec, placed=True)
+    async with KubeClient(load_kubeconfig([apiserver.kubeconfig]), qps=0) as client:
+        volumes = (await client.list_all(resources.MAYASTOR_VOLUME, "mayastor", type=MayastorVolume)).items
+        pools = {
+            p.metadata.name: p
+            for p in (await client.list_all(resources.DISK_POOL, "mayastor", type=DiskPool)).items
+        }
+        tier_of = {v.uuid: v.tier for v in spec.volumes}
+        used: dict[str, int] = {}
+        for vol in volumes:
+            assert len(vol.replicas) == 2
+            assert all(r.healthy for r in vol.replicas)
+            assert len({r.node for r in vol.replicas}) == 2
+            assert {pools[r.pool].metadata.labels["tier"] for r in vol.replicas} == {
+                tier_of[vol.metadata.name]
+            }
+            for r in vol.replicas:
+                used[r.pool] = used.get(r.pool, 0) + vol.spec.size
+        assert len(volumes) == 30
+        assert {name: pool.used_bytes for name, pool in pools.items() if name in used} == used
+
+        simulator = MayastorSimulator(client, namespace="mayastor", time_scale=60.0, tick=0.05)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(simulator.run)
+            await trio.sleep(0.5)  # ten ticks
+            assert simulator.status_writes == len(spec.pools)  # its pools, once; no volume
+            assert len(simulator.cluster.volumes) == 30
+            name = volumes[0].metadata.name
+            patch = {"spec": {"numReplicas": 1}}
+            await client.merge_patch(resources.MAYASTOR_VOLUME, name, patch, "mayastor", type=dict)
+
+            async def replicas() -> int:
+                vol = await client.get(resources.MAYASTOR_VOLUME, name, "mayastor", type=MayastorVolume)
+                return len(vol.replicas)
+
+            with trio.fail_after(10):
+                while await replicas() != 1:
+                    await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()

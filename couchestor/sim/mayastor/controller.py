@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import trio
 from msgspec import UNSET
 
@@ -27,13 +28,13 @@ from couchestor.kube import resources
 from couchestor.kube.client import KubeClient
 from couchestor.kube.errors import AlreadyExists, KubeError, NotFound
 from couchestor.kube.reflector import Reflector
-from couchestor.kube.store import Change
+from couchestor.kube.store import Change, Store
 from couchestor.sim.mayastor.invariant import InvariantChecker
 from couchestor.sim.mayastor.model import Cluster, Pool, PoolState, Replica, Volume
 from couchestor.sim.populate import SIM_CAPACITY
 from k8s_schemas.annotations import MAYASTOR_CSI_DRIVER, MIGRATION_INTENT
 from k8s_schemas.core import PersistentVolume
-from k8s_schemas.mayastor import DiskPool, PublishedMayastorVolume
+from k8s_schemas.mayastor import DiskPool, MayastorVolumeStatusSchema, PublishedMayastorVolume
 from k8s_schemas.quantity import parse_quantity
 
 log = logging.getLogger("couchestor.sim.mayastor")
@@ -58,6 +59,10 @@ class MayastorSimulator:
     _dirty_volumes: set[str] = field(default_factory=set)
     _dirty_pools: set[str] = field(default_factory=set)
     _intents: dict[str, bool] = field(default_factory=dict)
+    #: The volumes as the API server shows them, and a digest of the status last written for each: a status
+    #: the API server already shows is not written again (a cluster adopted whole is not rewritten whole).
+    _seen: Store[PublishedMayastorVolume] | None = None
+    _written: dict[str, int] = field(default_factory=dict)
     _wake: trio.Event = field(default_factory=trio.Event)
     status_writes: int = 0
 
@@ -108,6 +113,7 @@ class MayastorSimulator:
             self.client, resources.MAYASTOR_VOLUME, PublishedMayastorVolume, namespace=self.namespace
         )
         pvs = Reflector.for_resource(self.client, resources.PERSISTENT_VOLUME, PersistentVolume)
+        self._seen = volumes.store
         async with trio.open_nursery() as nursery:
             for reflector in (pools, volumes, pvs):
                 nursery.start_soon(reflector.run)
@@ -163,6 +169,7 @@ class MayastorSimulator:
                         pool.used = max(pool.used - volume.size, 0)
                         self._dirty_pools.add(pool.name)
                 self.checker.forget(name)
+            self._written.pop(name, None)
             return
         has_intent = obj.metadata.annotation(MIGRATION_INTENT) is not None
         volume = self.cluster.volumes.get(name)
@@ -290,7 +297,10 @@ class MayastorSimulator:
             volume = self.cluster.volumes.get(name)
             if volume is None:
                 return True
-            patch = {"status": volume_status(volume)}
+            status = volume_status(volume)
+            if self._shown(name, status):
+                return True
+            patch = {"status": status}
         else:
             pool = self.cluster.pools.get(name)
             if pool is None:
@@ -305,6 +315,17 @@ class MayastorSimulator:
             log.warning("status of %s %s not written (will retry): %s", res.kind, name, exc)
             return False
         return True
+
+    def _shown(self, name: str, status: dict[str, Any]) -> bool:
+        """Whether the API server already shows ``status`` for volume ``name``, and it is the last one
+        written (else a write of ours it has not reported yet may say otherwise)."""
+        wanted = msgspec.convert(status, MayastorVolumeStatusSchema)
+        digest = hash(msgspec.json.encode(wanted))
+        seen = None if self._seen is None else self._seen.get(name, self.namespace)
+        if seen is not None and seen.status == wanted and self._written.get(name, digest) == digest:
+            return True
+        self._written[name] = digest
+        return False
 
     def _observe(self, volume: Volume) -> None:
         self.checker.observe(

@@ -70,7 +70,8 @@ class Cluster:
 
 @asynccontextmanager
 async def cluster(n: int, cold_after_idle: str | None = None) -> AsyncIterator[Cluster]:
-    """Serve the emulator with ``n`` volumes, the Mayastor simulator placing them, the workload simulator
+    """Serve the emulator with ``n`` volumes placed (as a cluster that has run a while: the Mayastor simulator
+    adopts them instead of writing every status over HTTP), the workload simulator
     answering PromQL for them, and one dry-run policy selecting every volume (with ``coldAfterIdle`` of that
     period when ``cold_after_idle`` is given); all stop when the block ends."""
     # Room for every volume: half of them per tier, 4 pools per tier, volumes of 10-50 GiB (26.7 on average).
@@ -85,7 +86,7 @@ async def cluster(n: int, cold_after_idle: str | None = None) -> AsyncIterator[C
             async with KubeClient(load_kubeconfig([kubeconfig]), qps=0) as client:
                 started = time.perf_counter()
                 # The emulator is in this process: its objects are created in it, not over HTTP.
-                await populate_local(api, spec)
+                await populate_local(api, spec, placed=True)
                 populate_seconds = time.perf_counter() - started
                 simulator = MayastorSimulator(client, namespace="mayastor", time_scale=60.0, tick=0.5)
                 await nursery.start(simulator.run)

@@ -169,25 +169,19 @@ class Env:
     async def _mark_bound(self, claim: str) -> None:
         """Bound now, as the binder would make it: the real PV binder gets there on its own but may take its
         sync period under load, so the status is written as it would write it (it then completes the volume's
-        side, the claimRef's uid); the emulator binds at once."""
-        if self.real:
-            await self.client.patch_status(
-                resources.PERSISTENT_VOLUME_CLAIM,
-                claim,
-                {
-                    "status": {
-                        "phase": "Bound",
-                        "accessModes": ["ReadWriteOnce"],
-                        "capacity": {"storage": "1Gi"},
-                    }
-                },
-                self.ns,
-                type=dict,
-            )
+        side, the claimRef's uid), and written again while the binder, whose cache had not seen the volume
+        yet, sets the claim back to Pending; the emulator binds at once."""
+        status = {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}
 
         async def bound() -> bool:
             obj = await self.get(resources.PERSISTENT_VOLUME_CLAIM, claim)
-            return ((obj or {}).get("status") or {}).get("phase") == "Bound"
+            if ((obj or {}).get("status") or {}).get("phase") == "Bound":
+                return True
+            if self.real:
+                await self.client.patch_status(
+                    resources.PERSISTENT_VOLUME_CLAIM, claim, {"status": status}, self.ns, type=dict
+                )
+            return False
 
         await self.eventually(bound, what=f"claim {claim} Bound")
 

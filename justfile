@@ -2,12 +2,17 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Run the whole test suite (installs the real Prometheus first when it is missing and we are root).
-# Tests run in 4 worker processes (pytest-xdist): most of the suite waits on real processes and sampling
-# windows, not on the CPU; tests of one xdist_group (the soaks) share a worker. COUCHESTOR_TEST_WORKERS=0 runs
-# them in this process.
+# Run the test suite but its long tests (installs the real Prometheus first when it is missing and we are root).
+# Tests run in 6 worker processes (pytest-xdist): most of the suite waits on real processes and sampling
+# windows, not on the CPU. COUCHESTOR_TEST_WORKERS=0 runs them in this process. The long tests (marker `slow`:
+# the two short soaks, the demo runs, the benchmarks' smoke run) are `just test-slow`; CI runs both.
 test *ARGS: ensure-tools
-    python3 -m pytest -n "${COUCHESTOR_TEST_WORKERS:-4}" --dist loadgroup {{ARGS}}
+    python3 -m pytest -n "${COUCHESTOR_TEST_WORKERS:-6}" --dist loadgroup -m "not slow" {{ARGS}}
+
+# Run the long tests (marker `slow`) in 3 workers: the two short soaks (a control plane, a Prometheus and two
+# operators each, about 5 minutes) start first, side by side; the third worker runs the others meanwhile.
+test-slow *ARGS: ensure-tools
+    python3 -m pytest -n "${COUCHESTOR_TEST_WORKERS:-3}" --dist loadgroup -m slow {{ARGS}}
 
 # ruff (lint + format check) and mypy --strict.
 lint:

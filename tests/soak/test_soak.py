@@ -18,8 +18,8 @@ from couchestor.soak.report import problems, render
 from couchestor.soak.run import SoakOptions, run_soak
 from couchestor.soak.schedule import FaultKind
 
-# One soak at a time (on one test worker): each runs a control plane, Prometheus and two operators.
-pytestmark = [pytest.mark.slow, pytest.mark.prometheus, pytest.mark.xdist_group("soak")]
+# Long (`just test-slow`, a CI step of its own): each runs a control plane, Prometheus and two operators.
+pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
 
 
 @pytest.mark.timeout(600)

@@ -63,6 +63,9 @@ class MayastorSimulator:
     #: the API server already shows is not written again (a cluster adopted whole is not rewritten whole).
     _seen: Store[PublishedMayastorVolume] | None = None
     _written: dict[str, int] = field(default_factory=dict)
+    #: Volumes with a replica not yet synced after the last tick: a tick advances these and the touched ones
+    #: (every change that can start a rebuild touches its volume), not all 100,000 of a large cluster.
+    _rebuilding: set[str] = field(default_factory=set)
     _wake: trio.Event = field(default_factory=trio.Event)
     status_writes: int = 0
 
@@ -256,18 +259,22 @@ class MayastorSimulator:
             self._wake = trio.Event()
             now = self.now()
             dt, last = now - last, now
-            rebuilding = [v for v in self.cluster.volumes.values() if _busy(v)]
+            volumes = self.cluster.volumes
+            candidates = (volumes.get(name) for name in sorted(self._rebuilding | self._dirty_volumes))
+            rebuilding = [v for v in candidates if v is not None and _busy(v)]
             for volume in rebuilding:
                 if self.cluster.advance(volume, now, dt):
                     self._dirty_volumes.add(volume.name)
             for name in list(self._dirty_volumes):
-                dirty = self.cluster.volumes.get(name)
+                dirty = volumes.get(name)
                 if dirty is None:
                     continue
                 before = {r.pool for r in dirty.replicas}
                 self.cluster.advance(dirty, now, 0)
                 self.cluster.reconcile(dirty, now)
                 self._dirty_pools.update(before ^ {r.pool for r in dirty.replicas})
+            touched = [volumes.get(name) for name in self._dirty_volumes]
+            self._rebuilding = {v.name for v in (*rebuilding, *touched) if v is not None and _busy(v)}
             await self._flush()
 
     async def _flush(self) -> None:

@@ -5,7 +5,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 # Run the test suite but its long tests (installs the real Prometheus first when it is missing and we are root).
 # Tests run in 6 worker processes (pytest-xdist): most of the suite waits on real processes and sampling
 # windows, not on the CPU. COUCHESTOR_TEST_WORKERS=0 runs them in this process. The long tests (marker `slow`:
-# the two short soaks, the demo runs, the benchmarks' smoke run) are `just test-slow`; CI runs both.
+# the short soaks, the demo runs, the guides played as written, ...) are `just test-slow`; CI runs both.
 test *ARGS: ensure-tools
     python3 -m pytest -n "${COUCHESTOR_TEST_WORKERS:-6}" --dist loadgroup -m "not slow" {{ARGS}}
 

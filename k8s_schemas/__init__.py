@@ -14,6 +14,7 @@ from k8s_schemas.core import (
 )
 from k8s_schemas.mayastor import DiskPool as DiskPool, MayastorVolume as MayastorVolume
 from k8s_schemas.meta import (
+    CachedObjectMeta as CachedObjectMeta,
     Condition as Condition,
     LabelSelector as LabelSelector,
     ObjectList as ObjectList,

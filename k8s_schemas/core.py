@@ -1,8 +1,10 @@
 """Core (``v1``), ``coordination.k8s.io/v1`` and ``events.k8s.io/v1`` kinds, as far as CoucheStor uses them.
 
-The PV and PVC declare only the fields the operator reads: the watch caches hold one of each per volume, so
-every field declared is kept, decoded, 100,000 times (fields not declared are skipped when decoding; the
-operator changes these objects only by merge patches, so nothing it writes loses them)."""
+The PV and PVC declare only the fields the operator (or the simulators) read: the watch caches hold one of
+each per volume, so every field declared is kept, decoded, 100,000 times (fields not declared are skipped
+when decoding; the operator changes these objects only by merge patches, so nothing it writes loses them).
+Structs stand where the API has a map of a few known keys (a PV's capacity): a dict of one entry costs
+about 240 bytes more."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from typing import Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from k8s_schemas.meta import Base, ObjectMeta, ObjectReference
+from k8s_schemas.meta import Base, CachedObjectMeta, ObjectMeta, ObjectReference
+from k8s_schemas.quantity import parse_quantity
 
 
 class CSIPersistentVolumeSource(Base):
@@ -19,29 +22,49 @@ class CSIPersistentVolumeSource(Base):
     volume_handle: str
 
 
+class Capacity(Base):
+    """A PV's ``spec.capacity`` (a ResourceList): only ``storage`` means anything for a PV."""
+
+    storage: str | UnsetType = UNSET
+
+
+class ClaimReference(Base):
+    """A PV's ``spec.claimRef``: the claim it is bound to (``uid`` tells a claim recreated under the same name)."""
+
+    namespace: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    uid: str | UnsetType = UNSET
+
+
 class PersistentVolumeSpec(Base):
     storage_class_name: str | UnsetType = UNSET
-    capacity: dict[str, str] | UnsetType = UNSET
+    capacity: Capacity | UnsetType = UNSET
     csi: CSIPersistentVolumeSource | UnsetType = UNSET
-    claim_ref: ObjectReference | UnsetType = UNSET
-
-
-class PersistentVolumeStatus(Base):
-    phase: str | UnsetType = UNSET
+    claim_ref: ClaimReference | UnsetType = UNSET
 
 
 class PersistentVolume(Base):
     # Literals: every decoded object shares the one string instead of holding its own copy.
     api_version: Literal["v1"] = "v1"
     kind: Literal["PersistentVolume"] = "PersistentVolume"
-    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    metadata: CachedObjectMeta = msgspec.field(default_factory=CachedObjectMeta)
     spec: PersistentVolumeSpec = msgspec.field(default_factory=PersistentVolumeSpec)
-    status: PersistentVolumeStatus | UnsetType = UNSET
 
     @property
     def volume_handle(self) -> str | None:
         """The CSI volume handle (for Mayastor: the volume UUID), or None for a non-CSI volume."""
         return None if self.spec.csi is UNSET else self.spec.csi.volume_handle
+
+    @property
+    def capacity_bytes(self) -> int | None:
+        """``spec.capacity.storage`` in bytes, or None when absent or not a quantity."""
+        capacity = self.spec.capacity
+        if capacity is UNSET or capacity.storage is UNSET:
+            return None
+        try:
+            return parse_quantity(capacity.storage)
+        except ValueError:
+            return None
 
 
 class PersistentVolumeClaimSpec(Base):
@@ -56,9 +79,16 @@ class PersistentVolumeClaimStatus(Base):
 class PersistentVolumeClaim(Base):
     api_version: Literal["v1"] = "v1"
     kind: Literal["PersistentVolumeClaim"] = "PersistentVolumeClaim"
-    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    metadata: CachedObjectMeta = msgspec.field(default_factory=CachedObjectMeta)
     spec: PersistentVolumeClaimSpec = msgspec.field(default_factory=PersistentVolumeClaimSpec)
     status: PersistentVolumeClaimStatus | UnsetType = UNSET
+
+
+class ProtectablePersistentVolumeClaim(PersistentVolumeClaim):
+    """A PVC with its finalizers: the replication layer protects the claims it replicates with one (its own
+    watch, over the claims of its namespace, decodes this; the operator's cache of every claim does not)."""
+
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
 
 
 class StorageClass(Base):

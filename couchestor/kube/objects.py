@@ -1,6 +1,6 @@
 """What the client needs to know about any object: its key, its resourceVersion, and how to decode it.
 
-Objects are either msgspec Structs with a ``metadata: ObjectMeta`` field (from :mod:`k8s_schemas`) or plain
+Objects are either msgspec Structs with a ``metadata`` field (a :class:`~k8s_schemas.meta.CachedObjectMeta`) (from :mod:`k8s_schemas`) or plain
 ``dict`` s (raw JSON). Decoders are built once per type and shared: building one costs far more than using it.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, TypeVar, cast
 import msgspec
 from msgspec import UNSET
 
-from k8s_schemas.meta import ObjectList, ObjectMeta
+from k8s_schemas.meta import CachedObjectMeta, ObjectList
 
 T = TypeVar("T")
 
@@ -45,7 +45,7 @@ def _dict_meta(obj: dict[Any, Any]) -> dict[Any, Any]:
 
 
 def _no_metadata(obj: object) -> TypeError:
-    return TypeError(f"{type(obj).__name__} has no metadata: ObjectMeta field")
+    return TypeError(f"{type(obj).__name__} has no metadata field")
 
 
 # The readers below run several times per watch event, so each tries the common case first (a Struct with
@@ -56,7 +56,7 @@ def _no_metadata(obj: object) -> TypeError:
 def object_key(obj: object) -> ObjectKey:
     """The (namespace, name) of a Struct with ``metadata`` or a raw ``dict``."""
     meta = getattr(obj, "metadata", None)
-    if isinstance(meta, ObjectMeta):
+    if isinstance(meta, CachedObjectMeta):
         namespace = meta.namespace
         name = meta.name
         return ObjectKey(namespace if namespace is not UNSET else "", name if name is not UNSET else "")
@@ -69,7 +69,7 @@ def object_key(obj: object) -> ObjectKey:
 def key_and_version(obj: object) -> tuple[ObjectKey, str]:
     """``(object_key(obj), resource_version(obj))``, reading the metadata once."""
     meta = getattr(obj, "metadata", None)
-    if isinstance(meta, ObjectMeta):
+    if isinstance(meta, CachedObjectMeta):
         namespace = meta.namespace
         name = meta.name
         rv = meta.resource_version
@@ -89,7 +89,7 @@ def keys_and_last_version(objs: builtins.list[Any]) -> tuple[builtins.list[Objec
     last = ""
     for obj in objs:
         meta = getattr(obj, "metadata", None)
-        if isinstance(meta, ObjectMeta):
+        if isinstance(meta, CachedObjectMeta):
             # (UNSET is falsy, like the "" it stands for here.)
             keys.append(ObjectKey(meta.namespace or "", meta.name or ""))
             last = meta.resource_version or last
@@ -103,7 +103,7 @@ def keys_and_last_version(objs: builtins.list[Any]) -> tuple[builtins.list[Objec
 def resource_version(obj: object) -> str:
     """The ``metadata.resourceVersion`` of an object ("" when absent)."""
     meta = getattr(obj, "metadata", None)
-    if isinstance(meta, ObjectMeta):
+    if isinstance(meta, CachedObjectMeta):
         rv = meta.resource_version
         return rv if rv is not UNSET else ""
     if isinstance(obj, dict):
@@ -114,7 +114,7 @@ def resource_version(obj: object) -> str:
 def uid(obj: object) -> str:
     """The ``metadata.uid`` of an object ("" when absent)."""
     meta = getattr(obj, "metadata", None)
-    if isinstance(meta, ObjectMeta):
+    if isinstance(meta, CachedObjectMeta):
         value = meta.uid
         return value if value is not UNSET else ""
     if isinstance(obj, dict):

@@ -228,8 +228,12 @@ class Store(Generic[T]):
 
     def by_index(self, index: str, value: str) -> builtins.list[T]:
         """Objects whose ``index`` function returned ``value``. Raises KeyError for an unknown index."""
-        keys = self._indexes[index].buckets.get(value, ())
-        return [self._objects[k] for k in keys]
+        bucket = self._indexes[index].buckets.get(value)
+        if bucket is None:
+            return []
+        if not isinstance(bucket, set):
+            return [self._objects[bucket]]
+        return [self._objects[k] for k in bucket]
 
     def index_values(self, index: str) -> builtins.list[str]:
         """Every value of ``index`` held by at least one object."""
@@ -353,15 +357,20 @@ class _Index(Generic[T]):
 
     A key indexed under one value holds the one shared tuple of that value (``single``), so that telling
     an unchanged object (the common modification) reads no memory of the object it replaces.
+
+    A bucket of one key is the key itself, a set only from the second key on: an index whose values are
+    (nearly) unique, as the PVs' by volume id, would otherwise hold a set of one per object (216 bytes each,
+    about 40 MiB for the two values of 100,000 PVs).
     """
 
     __slots__ = ("buckets", "func", "single", "values_of")
 
     def __init__(self, func: IndexFunc[T]) -> None:
         self.func = func
-        self.buckets: dict[str, set[ObjectKey]] = {}
+        self.buckets: dict[str, ObjectKey | set[ObjectKey]] = {}
         self.values_of: dict[ObjectKey, tuple[str, ...]] = {}
-        self.single: dict[str, tuple[str]] = {}  # value -> its shared 1-tuple, while its bucket exists
+        # value -> its shared 1-tuple, while a key is indexed under that value alone
+        self.single: dict[str, tuple[str]] = {}
 
     def put(self, key: ObjectKey, obj: T) -> None:
         """Index ``obj`` under ``key``, replacing what ``key`` was indexed under before."""
@@ -383,7 +392,7 @@ class _Index(Generic[T]):
             for value in values:
                 self._add(value, key)
             if len(values) == 1:
-                values = self.single[values[0]]
+                values = self.single.setdefault(values[0], values)
             values_of[key] = values
         else:
             del values_of[key]
@@ -404,18 +413,24 @@ class _Index(Generic[T]):
         self.single = {}
 
     def _add(self, value: str, key: ObjectKey) -> None:
-        """Add ``key`` to the bucket of ``value``, creating the bucket (and its shared tuple) if needed."""
-        bucket = self.buckets.get(value)
+        """Add ``key`` to the bucket of ``value``, creating the bucket if needed."""
+        buckets = self.buckets
+        bucket = buckets.get(value)
         if bucket is None:
-            self.buckets[value] = {key}
-            self.single[value] = (value,)
-        else:
+            buckets[value] = key
+        elif isinstance(bucket, set):
             bucket.add(key)
+        elif bucket != key:
+            buckets[value] = {bucket, key}
 
     def _discard(self, value: str, key: ObjectKey) -> None:
         """Remove ``key`` from the bucket of ``value``, and the bucket once empty."""
-        bucket = self.buckets[value]
-        bucket.discard(key)
-        if not bucket:
-            del self.buckets[value]
-            del self.single[value]
+        buckets = self.buckets
+        bucket = buckets[value]
+        if isinstance(bucket, set):
+            bucket.discard(key)
+            if len(bucket) == 1:
+                buckets[value] = next(iter(bucket))
+        elif bucket == key:
+            del buckets[value]
+            self.single.pop(value, None)

@@ -42,7 +42,7 @@ from k8s_schemas.mayastor import (
     ReplicaStatus,
     VolumeTopology,
 )
-from k8s_schemas.meta import ObjectMeta
+from k8s_schemas.meta import CachedObjectMeta
 
 log = logging.getLogger("couchestor.mayastor_rest")
 
@@ -76,7 +76,7 @@ def to_mayastor_volume(volume: wire.Volume, namespace: str) -> MayastorVolume:
             )
         )
     return MayastorVolume(
-        metadata=ObjectMeta(
+        metadata=CachedObjectMeta(
             name=volume.spec.uuid, namespace=namespace, resource_version=rules.digest(volume)
         ),
         spec=MayastorVolumeSpec(

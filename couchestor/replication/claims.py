@@ -22,7 +22,7 @@ from couchestor.replication.resources import (
     VOLUME_GROUP_REPLICATION_OWNER,
     VOLUME_REPLICATION_OWNER,
 )
-from k8s_schemas.core import PersistentVolumeClaim
+from k8s_schemas.core import ProtectablePersistentVolumeClaim
 
 OWNER_ANNOTATION: dict[Kind, str] = {
     "VolumeReplication": VOLUME_REPLICATION_OWNER,
@@ -34,17 +34,17 @@ _OTHER: dict[Kind, Kind] = {
 }
 
 
-def owner_of(claim: PersistentVolumeClaim, kind: Kind) -> str | None:
+def owner_of(claim: ProtectablePersistentVolumeClaim, kind: Kind) -> str | None:
     """The name of the ``kind`` object that owns ``claim``, or None."""
     return claim.metadata.annotation(OWNER_ANNOTATION[kind]) or None
 
 
-def protected(claim: PersistentVolumeClaim) -> bool:
+def protected(claim: ProtectablePersistentVolumeClaim) -> bool:
     finalizers = claim.metadata.finalizers
     return finalizers is not UNSET and PVC_PROTECTION_FINALIZER in finalizers
 
 
-def check_claim(claim: PersistentVolumeClaim, kind: Kind, name: str) -> str | None:
+def check_claim(claim: ProtectablePersistentVolumeClaim, kind: Kind, name: str) -> str | None:
     """Why ``claim`` cannot be replicated by the ``kind`` ``name``, or None (csi-addons' messages)."""
     meta = claim.metadata
     ref = f"{meta.namespace}/{meta.name}"
@@ -62,7 +62,7 @@ def check_claim(claim: PersistentVolumeClaim, kind: Kind, name: str) -> str | No
     return None
 
 
-def check_members(claims: Sequence[PersistentVolumeClaim], kind: Kind, name: str) -> str | None:
+def check_members(claims: Sequence[ProtectablePersistentVolumeClaim], kind: Kind, name: str) -> str | None:
     """The problems of ``claims`` (all of one object's members), at most three named, or None."""
     problems = [p for p in (check_claim(c, kind, name) for c in claims) if p is not None]
     if not problems:
@@ -71,7 +71,7 @@ def check_members(claims: Sequence[PersistentVolumeClaim], kind: Kind, name: str
     return "; ".join(problems[:3]) + more
 
 
-async def protect(client: KubeClient, claim: PersistentVolumeClaim, kind: Kind, name: str) -> bool:
+async def protect(client: KubeClient, claim: ProtectablePersistentVolumeClaim, kind: Kind, name: str) -> bool:
     """Make ``claim`` owned by the ``kind`` ``name`` and protected; False when it already was (no write).
     Raises Conflict when the claim changed since it was read (the caller retries with the new version)."""
     meta = claim.metadata
@@ -94,11 +94,13 @@ async def protect(client: KubeClient, claim: PersistentVolumeClaim, kind: Kind, 
     return True
 
 
-def owned_by(claims: Iterable[PersistentVolumeClaim], kind: Kind, name: str) -> list[PersistentVolumeClaim]:
+def owned_by(
+    claims: Iterable[ProtectablePersistentVolumeClaim], kind: Kind, name: str
+) -> list[ProtectablePersistentVolumeClaim]:
     return [c for c in claims if owner_of(c, kind) == name]
 
 
-async def release(client: KubeClient, claim: PersistentVolumeClaim, kind: Kind) -> None:
+async def release(client: KubeClient, claim: ProtectablePersistentVolumeClaim, kind: Kind) -> None:
     """Remove the owner annotation of ``kind`` and the protection finalizer (a claim gone already is fine).
 
     The finalizer goes only when no owner of the other kind remains (it never should, but a finalizer left by

@@ -72,7 +72,7 @@ from couchestor.replication.resources import (
 from couchestor.replication.status import Summary, status_patch, summarize
 from couchestor.replication.watches import BackendWatches
 from couchestor.replication.writes import label_members, owner_reference, sync_backend_objects
-from k8s_schemas.core import PersistentVolumeClaim
+from k8s_schemas.core import ProtectablePersistentVolumeClaim
 from k8s_schemas.replication import (
     VolumeGroupReplication,
     VolumeGroupReplicationClass,
@@ -176,10 +176,10 @@ class ReplicationController:
             VolumeGroupReplicationClass,
             on_error=self._log_watch_error,
         )
-        self.pvcs: Reflector[PersistentVolumeClaim] = Reflector.for_resource(
+        self.pvcs: Reflector[ProtectablePersistentVolumeClaim] = Reflector.for_resource(
             self.client,
             core_resources.PERSISTENT_VOLUME_CLAIM,
-            PersistentVolumeClaim,
+            ProtectablePersistentVolumeClaim,
             namespace=ns,
             indexers={"namespace": by_namespace},
             on_error=self._log_watch_error,
@@ -450,7 +450,7 @@ class ReplicationController:
             return (), f"the selector matches {len(names)} claims; a group holds at most {MAX_GROUP_MEMBERS}"
         return names, claims.check_members(matched, key.kind, key.name)
 
-    def _claims(self, namespace: str) -> list[PersistentVolumeClaim]:
+    def _claims(self, namespace: str) -> list[ProtectablePersistentVolumeClaim]:
         return [
             c for c in self.pvcs.store.by_index("namespace", namespace) if c.metadata.namespace == namespace
         ]
@@ -472,7 +472,7 @@ class ReplicationController:
                         core_resources.PERSISTENT_VOLUME_CLAIM,
                         name,
                         key.namespace,
-                        type=PersistentVolumeClaim,
+                        type=ProtectablePersistentVolumeClaim,
                     )
                     problem = claims.check_claim(claim, key.kind, key.name)
                     if problem is not None:

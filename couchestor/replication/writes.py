@@ -18,7 +18,7 @@ from couchestor.kube.errors import KubeError, NotFound
 from couchestor.kube.resources import Resource
 from couchestor.replication.model import JSON, BackendObject
 from couchestor.replication.resources import MANAGED_BY, MANAGED_BY_LABEL, OWNER_UID_LABEL
-from k8s_schemas.core import PersistentVolumeClaim
+from k8s_schemas.core import ProtectablePersistentVolumeClaim
 
 log = logging.getLogger("couchestor.replication")
 
@@ -101,7 +101,7 @@ async def _write(
 
 async def label_members(
     client: KubeClient,
-    claims: Iterable[PersistentVolumeClaim],
+    claims: Iterable[ProtectablePersistentVolumeClaim],
     namespace: str,
     wanted: Mapping[str, str],
     members: Iterable[str],

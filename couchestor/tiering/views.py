@@ -31,7 +31,6 @@ from couchestor.kube.objects import ObjectKey
 from couchestor.tiering.pins import Pin, read_pin
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
-from k8s_schemas.quantity import parse_quantity
 
 LAST_MIGRATION_ANNOTATION = "storage.billyronks.io/last-migration"
 
@@ -160,14 +159,10 @@ def volume_view(
                     pin_error = f"PVC {ref.namespace}/{ref.name}: {exc}"
     backend = backend_of(handle) if handle is not None else None
     backend = backend or backend_of(name)
-    size: int | None = None
     if backend is not None and backend.spec.size is not UNSET:
-        size = backend.spec.size
-    elif pv.spec.capacity is not UNSET and "storage" in pv.spec.capacity:
-        try:
-            size = parse_quantity(pv.spec.capacity["storage"])
-        except ValueError:
-            size = None
+        size: int | None = backend.spec.size
+    else:
+        size = pv.capacity_bytes
     last: datetime | None = None
     last_error: str | None = None
     annotations = {} if pv.metadata.annotations is UNSET else pv.metadata.annotations

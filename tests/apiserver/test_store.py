@@ -45,6 +45,26 @@ def test_history_is_bounded_and_compaction_moves_forward():
     assert not list(s.changes_since(0, "pv"))
 
 
+def test_a_resource_not_changed_since_a_version_is_still_served_from_it():
+    # Like the real API server's per-resource watch cache: many writes of PVs leave the policies' watch and
+    # list versions valid while none of their changes was dropped.
+    s = Store(history_limit=3)
+    s.commit("policy", "ADDED", ("", "p"), _obj("p"))
+    quiet = s.rv
+    for i in range(5):
+        s.commit("pv", "ADDED", ("", f"o{i}"), _obj(f"o{i}"))
+    assert s.compacted_rv_of("policy") <= quiet < s.compacted_rv
+    assert s.compacted_rv_of("pv") == s.compacted_rv
+    assert [c.key[1] for c in s.changes_since(s.compacted_rv_of("pv"), "pv")] == ["o2", "o3", "o4"]
+    # Once one of its changes is dropped, an older version of that resource is gone too.
+    s.commit("policy", "MODIFIED", ("", "p"), _obj("p", changed="yes"))
+    for i in range(4, 7):
+        s.commit("pv", "ADDED", ("", f"o{i}"), _obj(f"o{i}"))
+    assert s.compacted_rv_of("policy") > quiet
+    s.compact()
+    assert s.compacted_rv_of("policy") == s.compacted_rv_of("pv") == s.rv
+
+
 def test_namespace_scoped_key_iteration():
     s = Store(history_limit=10)
     for key in (("b", "1"), ("a", "2"), ("a", "1"), ("c", "0")):

@@ -23,6 +23,11 @@ def by_class(o: dict[str, Any]) -> list[str]:
     return [sc] if sc else []
 
 
+def by_name_and_class(o: dict[str, Any]) -> list[str]:
+    """Two values per object, one of them its own (as the PVs' index by volume id and name)."""
+    return [o["metadata"]["name"], *by_class(o)]
+
+
 def listed(store: Store[Any], *objs: dict[str, Any], rv: str = "1") -> None:
     store.apply(Init())
     for o in objs:
@@ -165,7 +170,7 @@ _OPS = st.lists(
 def test_store_and_subscriber_view_match_a_model(ops: list[tuple[str, str | None, str | None]]) -> None:
     """Any sequence of watch events and relists: store == model, index == model, and a subscriber that
     replays its coalesced changes against the store ends with the same set of keys."""
-    store: Store[dict[str, Any]] = Store({"class": by_class})
+    store: Store[dict[str, Any]] = Store({"class": by_class, "both": by_name_and_class})
     listed(store)
     sub = store.subscribe()
     model: dict[str, str | None] = {}
@@ -196,6 +201,14 @@ def test_store_and_subscriber_view_match_a_model(ops: list[tuple[str, str | None
         assert sorted(o["metadata"]["name"] for o in store.by_index("class", cls)) == sorted(
             n for n, c in model.items() if c == cls
         )
+        assert sorted(o["metadata"]["name"] for o in store.by_index("both", cls)) == sorted(
+            n for n, c in model.items() if c == cls
+        )
+    for name in ("a", "b", "c", "d"):
+        assert [o["metadata"]["name"] for o in store.by_index("both", name)] == (
+            [name] if name in model else []
+        )
+    assert sorted(store.index_values("both")) == sorted({*model, *(c for c in model.values() if c)})
 
 
 def snapshot(store: Store[dict[str, Any]], sub: Any) -> tuple[Any, ...]:

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from couchestor.replication.claims import check_claim, check_members
-from k8s_schemas.core import PersistentVolumeClaim
+from k8s_schemas.core import ProtectablePersistentVolumeClaim
 
 VR_OWNER = "replication.unified.io/volume-replication-name"
 VGR_OWNER = "replication.unified.io/volume-group-replication-name"
@@ -23,7 +23,9 @@ def claim(name="data", *, phase="Bound", annotations=None, finalizers=(), deleti
     if deleting:
         meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     return msgspec.convert(
-        {"metadata": meta, "status": {"phase": phase}}, PersistentVolumeClaim, from_attributes=False
+        {"metadata": meta, "status": {"phase": phase}},
+        ProtectablePersistentVolumeClaim,
+        from_attributes=False,
     )
 
 

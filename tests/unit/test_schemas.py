@@ -5,7 +5,7 @@ import pytest
 from msgspec import UNSET
 
 from k8s_schemas import DiskPool, MayastorVolume, ObjectList, PersistentVolume, Status, StoragePolicy
-from k8s_schemas.core import PersistentVolumeClaim
+from k8s_schemas.core import ClaimReference, PersistentVolumeClaim
 from k8s_schemas.mayastor import GROUP, MAYASTOR_VOLUME_VERSION
 from k8s_schemas.meta import Condition, ObjectMeta, RawWatchEvent
 from k8s_schemas.quantity import format_bytes, parse_quantity
@@ -181,10 +181,18 @@ def test_cached_pvs_and_pvcs_keep_only_what_the_operator_reads():
     pv_doc = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
-        "metadata": {"name": "pvc-1"},
+        "metadata": {
+            "name": "pvc-1",
+            "uid": "7f0c",
+            "resourceVersion": "12",
+            "creationTimestamp": "2026-12-06T18:00:00Z",
+            "finalizers": ["kubernetes.io/pv-protection"],
+            "annotations": {"pv.kubernetes.io/provisioned-by": "io.openebs.csi-mayastor"},
+        },
         "spec": {
             "storageClassName": "mayastor",
             "capacity": {"storage": "10Gi"},
+            "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "team", "name": "data"},
             "accessModes": ["ReadWriteOnce"],
             "persistentVolumeReclaimPolicy": "Delete",
             "volumeMode": "Filesystem",
@@ -212,12 +220,20 @@ def test_cached_pvs_and_pvcs_keep_only_what_the_operator_reads():
     assert pvcs[0].api_version is pvcs[1].api_version
     # What the operator reads is there; the rest was skipped when decoding.
     assert (pvs[0].spec.storage_class_name, pvs[0].volume_handle) == ("mayastor", "u-1")
-    assert pvs[0].spec.capacity == {"storage": "10Gi"}
+    assert pvs[0].capacity_bytes == 10 * 2**30
+    assert pvs[0].spec.claim_ref == ClaimReference(namespace="team", name="data")
     assert (pvcs[0].spec.volume_name, pvcs[0].status.phase) == ("pvc-1", "Bound")  # type: ignore[union-attr]
     assert msgspec.json.decode(msgspec.json.encode(pvs[0]))["spec"].keys() == {
         "storageClassName",
         "capacity",
         "csi",
+        "claimRef",
+    }
+    assert msgspec.json.decode(msgspec.json.encode(pvs[0]))["metadata"].keys() == {
+        "name",
+        "uid",
+        "resourceVersion",
+        "annotations",
     }
     assert msgspec.json.decode(msgspec.json.encode(pvcs[0]))["spec"].keys() == {
         "storageClassName",

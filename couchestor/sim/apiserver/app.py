@@ -36,7 +36,8 @@ _encode = msgspec.json.Encoder().encode
 class ApiServer:
     """The emulated Kubernetes API server: all state, and the ASGI app itself (``await api(scope, ...)``).
 
-    ``history_limit`` bounds the retained change history (older watch versions and continue tokens get 410);
+    ``history_limit`` bounds the retained change history (a watch or continue token of a resource whose
+    changes after its version were dropped gets 410; a resource not changed since is still served);
     ``bookmark_interval`` is the seconds between BOOKMARK events on watches that allow them (kube-apiserver:
     about a minute, plus one about 2 s before the watch's ``timeoutSeconds``; either only once the resource
     was written since the watch began). Tests lower it to see bookmarks quickly.

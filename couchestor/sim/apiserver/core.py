@@ -238,7 +238,7 @@ class Cluster:
             at, start = decode_continue(continue_token, rt.namespaced)
             if at == -1:
                 at = self.store.rv
-            elif at < self.store.compacted_rv:
+            elif at < self.store.compacted_rv_of(rt.bucket):
                 raise ApiError(410, "Expired", _CONTINUE_EXPIRED)
         elif resource_version in ("", "0"):
             at = self.store.rv
@@ -250,7 +250,7 @@ class Cluster:
             if at > self.store.rv:
                 raise too_large_rv(at, self.store.rv)
             if exact:
-                if at < self.store.compacted_rv:
+                if at < self.store.compacted_rv_of(rt.bucket):
                     raise ApiError(410, "Expired", "The resourceVersion for the provided list is too old.")
             else:
                 at = self.store.rv

@@ -131,8 +131,11 @@ class Store:
         self.history_limit = max(1, history_limit)
         self.buckets: dict[str, Bucket] = {}
         self.history: deque[Change] = deque()
-        # Every change with rv > compacted_rv is in ``history``.
+        # Every change with rv > compacted_rv is in ``history``; of one bucket, every change with rv >
+        # compacted_rv_of(bucket) (see there).
         self.compacted_rv = 1
+        self._compacted_at = 1  # the version of the last compact()
+        self._compacted_of: dict[str, int] = {}  # bucket -> rv of its newest change dropped from history
         self._watchers: dict[str, set[Watcher]] = {}
         self.watch_buffer = 10_000
 
@@ -180,15 +183,27 @@ class Store:
     def _remember(self, change: Change) -> None:
         self.history.append(change)
         while len(self.history) > self.history_limit:
-            self.compacted_rv = self.history.popleft().rv
+            dropped = self.history.popleft()
+            self.compacted_rv = self._compacted_of[dropped.bucket] = dropped.rv
 
     def compact(self) -> None:
         """Forget all history up to now."""
         self.history.clear()
-        self.compacted_rv = self.rv
+        self.compacted_rv = self._compacted_at = self.rv
+        self._compacted_of.clear()
+
+    def compacted_rv_of(self, bucket: str) -> int:
+        """The oldest version ``bucket`` can be watched or listed from: every change of it after that version
+        is still in the history.
+
+        Per resource, as the real API server's watch cache is: a resource nobody changed while thousands of
+        PVs were written still resumes a watch from its last version, where a single window for every
+        resource would answer 410 Expired and make every quiet watch relist."""
+        return max(self._compacted_at, self._compacted_of.get(bucket, 1))
 
     def changes_since(self, rv: int, bucket: str) -> Iterator[Change]:
-        """Retained changes of ``bucket`` with resourceVersion > ``rv`` (caller checks ``rv >= compacted_rv``)."""
+        """Retained changes of ``bucket`` with resourceVersion > ``rv`` (the caller checks
+        ``rv >= compacted_rv_of(bucket)``)."""
         hist = self.history
         if not hist or hist[-1].rv <= rv:
             return
@@ -210,7 +225,7 @@ class Store:
     ) -> Iterator[tuple[Key, Record]]:
         """Objects of ``bucket`` as they were at ``at_rv``, in key order from ``start`` (inclusive).
 
-        The caller ensures ``at_rv >= compacted_rv``. Records newer than ``at_rv`` are replaced by the record
+        The caller ensures ``at_rv >= compacted_rv_of(bucket)``. Records newer than ``at_rv`` are replaced by the record
         that the first later change replaced (or dropped when it was created later).
         """
         b = self.bucket(bucket)

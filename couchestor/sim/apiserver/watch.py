@@ -139,7 +139,9 @@ class WatchStream:
 
     def _gone(self, asked: int) -> bytes:
         status = ApiError(
-            410, "Expired", f"too old resource version: {asked} ({self.cluster.store.compacted_rv})"
+            410,
+            "Expired",
+            f"too old resource version: {asked} ({self.cluster.store.compacted_rv_of(self.rt.bucket)})",
         )
         return _encode({"type": "ERROR", "object": status.status()}) + b"\n"
 
@@ -154,7 +156,7 @@ class WatchStream:
                 asked = int(rv_text)
             except ValueError:
                 raise ApiError(400, "BadRequest", f"invalid resource version: {rv_text}") from None
-            if self.chaos.take_gone() or asked < store.compacted_rv:
+            if self.chaos.take_gone() or asked < store.compacted_rv_of(self.rt.bucket):
                 gone_at = asked
         if gone_at is None:
             # Registration and the initial events happen in one synchronous step: nothing is missed.

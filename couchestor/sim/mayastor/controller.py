@@ -180,7 +180,7 @@ class MayastorSimulator:
             volume = self._adopt(obj)
             self.cluster.volumes[name] = volume
         volume.num_replicas = obj.spec.num_replicas
-        volume.inclusion = obj.spec.inclusion
+        volume.inclusion = dict(obj.spec.inclusion)
         if self._intents.get(name) != has_intent:
             self._intents[name] = has_intent
             self._observe(volume)
@@ -190,7 +190,7 @@ class MayastorSimulator:
         """A volume seen for the first time: take its replicas from status, or provision it."""
         size = obj.spec.size if isinstance(obj.spec.size, int) else 0
         name = str(obj.metadata.name)
-        volume = Volume(name, self.namespace, size, obj.spec.num_replicas, obj.spec.inclusion)
+        volume = Volume(name, self.namespace, size, obj.spec.num_replicas, dict(obj.spec.inclusion))
         if obj.status is not UNSET and obj.status.replicas:
             volume.provisioned = True
             for r in obj.status.replicas:
@@ -233,11 +233,7 @@ class MayastorSimulator:
             await self._create_volume(pv, handle)
 
     async def _create_volume(self, pv: PersistentVolume, handle: str) -> None:
-        capacity = pv.spec.capacity if isinstance(pv.spec.capacity, dict) else {}
-        try:
-            size = parse_quantity(capacity.get("storage", "0"))
-        except ValueError:
-            size = 0
+        size = pv.capacity_bytes or 0
         body = {
             "apiVersion": "openebs.io/v1",
             "kind": "MayastorVolume",

@@ -142,11 +142,7 @@ class RestSimulator:
                 self._observe(handle)
 
     def _create_for(self, pv: PersistentVolume, handle: str) -> None:
-        capacity = pv.spec.capacity if isinstance(pv.spec.capacity, dict) else {}
-        try:
-            size = parse_quantity(capacity.get("storage", "0"))
-        except ValueError:
-            size = 0
+        size = pv.capacity_bytes or 0
         try:
             self.plane.create_volume(
                 handle, size=size, replicas=self.default_replicas, topology=None, now=self.now()

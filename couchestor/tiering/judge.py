@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from datetime import datetime
 
-from couchestor.durations import format_duration
+from couchestor.durations import format_duration, format_time
 from couchestor.tiering.heat import ScoreSnapshot, lookup
 from couchestor.tiering.pins import Pinning, own_pinning
 from couchestor.tiering.placement import Pools, Wanted, pick_pool, placeable
@@ -271,10 +271,14 @@ def metrics_problem(
         return f"no heat scores for a {format_duration(window)} window yet"
     if not snapshot.healthy:
         return f"metrics unhealthy: {snapshot.error or 'unknown error'}"
-    age = (now - snapshot.fetched_at).total_seconds()
-    if age > opts.max_score_age_seconds:
-        return f"heat scores are {format_duration(age)} old"
+    if (now - snapshot.fetched_at).total_seconds() > opts.max_score_age_seconds:
+        # No age in the text: it would change at every pass, and every volume be judged again to say so.
+        return f"heat scores are older than {_max_age(opts)} (fetched at {format_time(snapshot.fetched_at)})"
     return None
+
+
+def _max_age(opts: DecideOptions) -> str:
+    return format_duration(opts.max_score_age_seconds)
 
 
 def idle_problem(
@@ -291,9 +295,12 @@ def idle_problem(
         return "metrics-unavailable", f"no peak IOPS over the {period} coldAfterIdle period yet"
     if not peaks.healthy:
         return "metrics-unavailable", f"idle-period metrics unhealthy: {peaks.error or 'unknown error'}"
-    age = (now - peaks.fetched_at).total_seconds()
-    if age > opts.max_score_age_seconds:
-        return "metrics-unavailable", f"idle-period peaks are {format_duration(age)} old"
+    if (now - peaks.fetched_at).total_seconds() > opts.max_score_age_seconds:
+        fetched = format_time(peaks.fetched_at)
+        return (
+            "metrics-unavailable",
+            f"idle-period peaks are older than {_max_age(opts)} (fetched at {fetched})",
+        )
     found = peaks.lookup(v.name, v.volume_id)
     if found is None:
         if peaks.max_coverage < opts.min_coverage:

@@ -616,8 +616,9 @@ def test_a_change_to_one_volume_rejudges_only_that_volume(monkeypatch, label):
     assert [(d.volume, d.label) for _, d in world.planner.changes] == [("pv-3", "hot")]
 
 
-def _idle_world() -> World:
-    """One volume on hot, quiet over the window, and a policy that wants it idle for 7d first."""
+def _idle_world(idle: int | None = 10) -> World:
+    """One volume on hot, quiet over the window, and a policy that wants it idle for 7d first (``idle``
+    None: a policy without an idle period)."""
     world = World()
     world.apply("pool", "hot-1", {"tier": "hot", "health": "Online", "free": 500})
     world.apply("pool", "cold-1", {"tier": "cold", "health": "Online", "free": 500})
@@ -632,7 +633,7 @@ def _idle_world() -> World:
         "warm": False,
         "group": False,
         "gen": 1,
-        "idle": 10,
+        "idle": idle,
     }
     world.apply("policy", "p1", policy)
     world.apply("pvc", 0, {"team": "x", "group": None})
@@ -680,4 +681,28 @@ def test_peaks_growing_old_while_the_window_is_fresh_judge_every_volume_again():
     world.apply("time", 0, 1500)
     _refresh(world, None)  # fresh scores, the peaks of 1500 s ago
     world.check()
+    assert world.last_full[("p1", "pv-0")].label == "skip:metrics-unavailable"
+
+
+def test_scores_growing_older_still_judge_no_volume_again(monkeypatch):
+    """Scores too old skip every volume; later passes, the scores older still, judge none of them again (the
+    skip says when the scores were fetched, not how old they are: that would change at every pass)."""
+    world = _idle_world(idle=None)
+    _refresh(world, None)
+    world.check()
+    world.apply("time", 0, 1500)
+    world.check()
+    assert world.last_full is not None
+    assert world.last_full[("p1", "pv-0")].label == "skip:metrics-unavailable"
+    judged: list[str] = []
+    real = incremental._judge
+
+    def counting(policy, v, *args, **kw):
+        judged.append(v.name)
+        return real(policy, v, *args, **kw)
+
+    monkeypatch.setattr(incremental, "_judge", counting)
+    world.apply("time", 0, 400)
+    world.check()
+    assert judged == []
     assert world.last_full[("p1", "pv-0")].label == "skip:metrics-unavailable"

@@ -192,7 +192,12 @@ def test_cached_pvs_and_pvcs_keep_only_what_the_operator_reads():
         "spec": {
             "storageClassName": "mayastor",
             "capacity": {"storage": "10Gi"},
-            "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "team", "name": "data"},
+            "claimRef": {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": "team",
+                "name": "data",
+            },
             "accessModes": ["ReadWriteOnce"],
             "persistentVolumeReclaimPolicy": "Delete",
             "volumeMode": "Filesystem",

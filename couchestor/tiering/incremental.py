@@ -342,6 +342,10 @@ class IncrementalPlanner:
             return found
 
         touched = reshaped | rejudged
+        # A full pass walks the volumes in the views' order, the order every per-volume map was filled in:
+        # at 100,000 volumes a set's hash order reads each map's entries from all over memory.
+        everything = len(reshaped) == len(views) and reshaped == views.keys()
+        reshaped_order: Collection[str] = views.keys() if everything else reshaped
         self._volatile -= touched
         self._dry -= touched
         for st in states:
@@ -356,7 +360,7 @@ class IncrementalPlanner:
                     key = self._group_key_of(st, name)
                     if key is not None:
                         touched_groups.add(key)
-            for name in reshaped:
+            for name in reshaped_order:
                 now_in = st in selectors(name)
                 if not now_in and name not in st.selected:
                     continue
@@ -389,7 +393,11 @@ class IncrementalPlanner:
                 if st.gwanted.pop(key, None) is not None:
                     self._drop_move(name_of, key, True)
             scheduled = self._scheduled.get(name_of, {})
-            for name in judge:
+            # (Only the reshaped volumes and their groups' members are judged in a full pass: all in views.)
+            judge_order: Collection[str] = [n for n in reshaped_order if n in judge] if everything else judge
+            if len(judge_order) != len(judge):
+                judge_order = judge
+            for name in judge_order:
                 k = (name_of, name)
                 if k not in previous:
                     previous[k] = scheduled.get(name) or st.static.get(name)
@@ -401,7 +409,7 @@ class IncrementalPlanner:
             verdicts: dict[str, _Verdict] = {}
             combined: dict[str, float | None] = {}
             pinned: dict[str, Pinning | None] = {}
-            for name in judge:
+            for name in judge_order:
                 if name not in st.selected:
                     continue
                 v = views[name]

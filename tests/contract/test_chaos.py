@@ -155,3 +155,10 @@ def test_latency_fault_delays_without_failing(knobs, ns):
 
 def test_bad_fault_spec_is_400(knobs):
     assert knobs.post("/_sim/faults", content=json.dumps({"colour": "red"})).status_code == 400
+
+
+@pytest.mark.parametrize("body", ["{}", '{"limit": 0}', '{"limit": "10"}', '{"limit": true}', "[1]", "{"])
+def test_bad_history_spec_is_400(knobs, body):
+    before = knobs.get("/_sim/state").json()["historyLimit"]
+    assert knobs.post("/_sim/history", content=body).status_code == 400
+    assert knobs.get("/_sim/state").json()["historyLimit"] == before

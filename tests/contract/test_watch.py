@@ -30,6 +30,20 @@ def watch(target, path, **params):
         yield next_event
 
 
+@contextmanager
+def history_limit(http, target, limit):
+    """On the emulator, keep only ``limit`` changes of history meanwhile; nothing on a real server."""
+    if not target.emulator:
+        yield
+        return
+    before = http.get("/_sim/state").json()["historyLimit"]
+    http.post("/_sim/history", json={"limit": limit}).raise_for_status()
+    try:
+        yield
+    finally:
+        http.post("/_sim/history", json={"limit": before}).raise_for_status()
+
+
 def _events_until(next_event, predicate, limit=50):
     out = []
     for _ in range(limit):
@@ -184,3 +198,27 @@ def test_watch_of_single_object_by_field_selector(http, target, ns):
         ev = next_event()
     assert ev["type"] == "ADDED"
     assert ev["object"]["metadata"]["name"] == f"{tag}-b"
+
+
+def test_a_resource_not_written_since_a_version_is_still_watched_from_it(http, target, ns):
+    """Writes of one resource do not expire the versions of another: the real API server keeps a watch cache
+    per resource. (The emulator keeps 100 changes of history here, far fewer than the writes.)"""
+    tag = unique("wq")
+    secrets = f"/api/v1/namespaces/{ns}/secrets"
+    configmaps = f"/api/v1/namespaces/{ns}/configmaps"
+
+    def secret(name):
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "labels": {"set": tag}}}
+
+    with history_limit(http, target, 100):
+        quiet = http.post(secrets, json=secret(f"{tag}-a")).json()["metadata"]["resourceVersion"]
+        for i in range(150):
+            assert http.post(configmaps, json=cm(f"{tag}-{i}")).status_code == 201
+        with watch(
+            target, secrets, resourceVersion=quiet, labelSelector=f"set={tag}", timeoutSeconds=10
+        ) as ev:
+            http.post(secrets, json=secret(f"{tag}-b"))
+            event = ev()
+    assert event is not None
+    assert event["type"] == "ADDED", event  # not an ERROR event with 410 Expired
+    assert event["object"]["metadata"]["name"] == f"{tag}-b"

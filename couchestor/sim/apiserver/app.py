@@ -166,6 +166,15 @@ class ApiServer:
             self.chaos.compact()
         elif req.method == "POST" and action == "gone-next-watch":
             self.chaos.gone_on_next_watch()
+        elif req.method == "POST" and action == "history":
+            try:
+                spec = decode(req.body or b"{}")
+            except msgspec.DecodeError as exc:
+                raise E.bad_request(f"history body is not JSON: {exc}") from exc
+            limit = spec.get("limit") if isinstance(spec, dict) else None
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                raise E.bad_request('history body must be {"limit": N} with N >= 1')
+            self.cluster.store.history_limit = limit
         elif req.method == "POST" and action == "faults":
             try:
                 spec = decode(req.body or b"{}")
@@ -201,6 +210,7 @@ class ApiServer:
                 {
                     "resourceVersion": store.rv,
                     "compactedResourceVersion": store.compacted_rv,
+                    "historyLimit": store.history_limit,
                     "watches": len(store.watchers()),
                 },
             )

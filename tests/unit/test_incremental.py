@@ -551,6 +551,19 @@ def test_incremental_plan_equals_a_full_recompute(seed, changes):
     world.check()
 
 
+def _count_judged(monkeypatch) -> list[str]:
+    """From now on, the names of the volumes the planner judges, in order."""
+    judged: list[str] = []
+    real = incremental._judge
+
+    def counting(policy, v, *args, **kw):
+        judged.append(v.name)
+        return real(policy, v, *args, **kw)
+
+    monkeypatch.setattr(incremental, "_judge", counting)
+    return judged
+
+
 @pytest.mark.parametrize("label", ["pv", "u"])
 def test_a_change_to_one_volume_rejudges_only_that_volume(monkeypatch, label):
     """After the first pass, a heat change of one volume makes the planner judge that volume alone, whether
@@ -600,14 +613,7 @@ def test_a_change_to_one_volume_rejudges_only_that_volume(monkeypatch, label):
         },
     )
     world.check()
-    judged: list[str] = []
-    real = incremental._judge
-
-    def counting(policy, v, *args, **kw):
-        judged.append(v.name)
-        return real(policy, v, *args, **kw)
-
-    monkeypatch.setattr(incremental, "_judge", counting)
+    judged = _count_judged(monkeypatch)
     world.apply(
         "scores", 0, {"window": 3600, "healthy": True, "merge": True, "scores": {f"{label}-3": (9000.0, 1.0)}}
     )
@@ -694,14 +700,7 @@ def test_scores_growing_older_still_judge_no_volume_again(monkeypatch):
     world.check()
     assert world.last_full is not None
     assert world.last_full[("p1", "pv-0")].label == "skip:metrics-unavailable"
-    judged: list[str] = []
-    real = incremental._judge
-
-    def counting(policy, v, *args, **kw):
-        judged.append(v.name)
-        return real(policy, v, *args, **kw)
-
-    monkeypatch.setattr(incremental, "_judge", counting)
+    judged = _count_judged(monkeypatch)
     world.apply("time", 0, 400)
     world.check()
     assert judged == []

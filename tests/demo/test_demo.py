@@ -72,8 +72,15 @@ def stories(request):
     try:
         yield result
     finally:
-        for process in processes.values():
-            if process.poll() is None:
+        # A story nobody read (its test ran in another worker) is interrupted as a user would, so that it stops
+        # its Prometheus; only one that does not end is killed (its Prometheus would outlive it).
+        running = [process for process in processes.values() if process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGINT)
+        for process in running:
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
                 process.kill()
                 process.communicate(timeout=10)
 

@@ -1,6 +1,7 @@
 """What the client needs to know about any object: its key, its resourceVersion, and how to decode it.
 
-Objects are either msgspec Structs with a ``metadata`` field (a :class:`~k8s_schemas.meta.CachedObjectMeta`) (from :mod:`k8s_schemas`) or plain
+Objects are either msgspec Structs of :mod:`k8s_schemas` whose ``metadata`` is a
+:class:`~k8s_schemas.meta.CachedObjectMeta` (an :class:`~k8s_schemas.meta.ObjectMeta` is one too) or plain
 ``dict`` s (raw JSON). Decoders are built once per type and shared: building one costs far more than using it.
 """
 

@@ -225,8 +225,8 @@ class Store:
     ) -> Iterator[tuple[Key, Record]]:
         """Objects of ``bucket`` as they were at ``at_rv``, in key order from ``start`` (inclusive).
 
-        The caller ensures ``at_rv >= compacted_rv_of(bucket)``. Records newer than ``at_rv`` are replaced by the record
-        that the first later change replaced (or dropped when it was created later).
+        The caller ensures ``at_rv >= compacted_rv_of(bucket)``. Records newer than ``at_rv`` are replaced by
+        the record that the first later change replaced (or dropped when it was created later).
         """
         b = self.bucket(bucket)
         overrides: dict[Key, Record | None] = {}

@@ -374,7 +374,10 @@ class _Index(Generic[T]):
 
     def put(self, key: ObjectKey, obj: T) -> None:
         """Index ``obj`` under ``key``, replacing what ``key`` was indexed under before."""
-        values = tuple(self.func(obj))
+        self._put_values(key, tuple(self.func(obj)))
+
+    def _put_values(self, key: ObjectKey, values: tuple[str, ...]) -> None:
+        """:meth:`put` with the index function's values already computed."""
         if len(values) == 1:
             values = self.single.get(values[0], values)
         elif len(values) > 1:
@@ -401,14 +404,14 @@ class _Index(Generic[T]):
         """:meth:`put` each object under its key, in order."""
         # put()'s common case inlined (an object still under the one value it had): a busy watch's runs
         # of events come here, and the call per object was a tenth of the index's cost.
-        func, single, values_of, put = self.func, self.single, self.values_of, self.put
+        func, single, values_of, put_values = self.func, self.single, self.values_of, self._put_values
         for key, obj in zip(keys, objs, strict=True):
             values = tuple(func(obj))
             if len(values) == 1:
                 shared = single.get(values[0])
                 if shared is not None and values_of.get(key) is shared:
                     continue
-            put(key, obj)
+            put_values(key, values)
 
     def remove(self, key: ObjectKey) -> None:
         for value in self.values_of.pop(key, ()):

@@ -206,7 +206,7 @@ class IncrementalPlanner:
         self._snapshots = dict(scores)
         self._snapshot_state = {w: _snapshot_state(scores.get(w), w, now, opts) for w in _windows(ordered)}
         old_final = self._judge_dirty(
-            ordered, reshaped, rejudged, views, scores, in_flight, recent_migrations, now, opts, groups
+            ordered, reshaped, rejudged, views, scores, in_flight, recent_migrations, now, opts, groups, full
         )
         pressure = Pressure(ordered, self._pools, moving or {}, views)
         return self._finish(ordered, in_flight, old_final, pressure, views, recent_migrations, now, opts)
@@ -327,9 +327,11 @@ class IncrementalPlanner:
         now: datetime,
         opts: DecideOptions,
         external: Mapping[str, str],
+        full: bool,
     ) -> dict[tuple[str, str], Decision | None]:
         """Redo selection, groups and tiers of the ``reshaped`` volumes and judge them and the ``rejudged``
-        ones again under every policy; returns the final decisions the judged pairs had before."""
+        ones again under every policy (``full``: every volume is reshaped, nothing else is rejudged);
+        returns the final decisions the judged pairs had before."""
         states = [self._state[p.name] for p in ordered]
         previous, self._previous = self._previous, {}
         selecting: dict[str, list[_PolicyState]] = {}
@@ -344,8 +346,7 @@ class IncrementalPlanner:
         touched = reshaped | rejudged
         # A full pass walks the volumes in the views' order, the order every per-volume map was filled in:
         # at 100,000 volumes a set's hash order reads each map's entries from all over memory.
-        everything = len(reshaped) == len(views) and reshaped == views.keys()
-        reshaped_order: Collection[str] = views.keys() if everything else reshaped
+        reshaped_order: Collection[str] = views.keys() if full else reshaped
         self._volatile -= touched
         self._dry -= touched
         for st in states:
@@ -393,10 +394,8 @@ class IncrementalPlanner:
                 if st.gwanted.pop(key, None) is not None:
                     self._drop_move(name_of, key, True)
             scheduled = self._scheduled.get(name_of, {})
-            # (Only the reshaped volumes and their groups' members are judged in a full pass: all in views.)
-            judge_order: Collection[str] = [n for n in reshaped_order if n in judge] if everything else judge
-            if len(judge_order) != len(judge):
-                judge_order = judge
+            # (A full pass judges only reshaped volumes, every one of them in views.)
+            judge_order: Collection[str] = [n for n in reshaped_order if n in judge] if full else judge
             for name in judge_order:
                 k = (name_of, name)
                 if k not in previous:

@@ -167,21 +167,12 @@ class ApiServer:
         elif req.method == "POST" and action == "gone-next-watch":
             self.chaos.gone_on_next_watch()
         elif req.method == "POST" and action == "history":
-            try:
-                spec = decode(req.body or b"{}")
-            except msgspec.DecodeError as exc:
-                raise E.bad_request(f"history body is not JSON: {exc}") from exc
-            limit = spec.get("limit") if isinstance(spec, dict) else None
+            limit = _json_object(req, "history").get("limit")
             if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
                 raise E.bad_request('history body must be {"limit": N} with N >= 1')
             self.cluster.store.history_limit = limit
         elif req.method == "POST" and action == "faults":
-            try:
-                spec = decode(req.body or b"{}")
-            except msgspec.DecodeError as exc:
-                raise E.bad_request(f"fault body is not JSON: {exc}") from exc
-            if not isinstance(spec, dict):
-                raise E.bad_request("fault body must be a JSON object")
+            spec = _json_object(req, "fault")
             names = {
                 "status": "status",
                 "retryAfter": "retry_after",
@@ -476,3 +467,14 @@ def _fault_error(status: int, retry_after: int | None) -> ApiError:
     reason, message = reasons.get(status, ("InternalError", f"injected fault {status}"))
     details: JSON | None = {"retryAfterSeconds": retry_after} if retry_after is not None else None
     return ApiError(status, reason, message, details=details, retry_after=retry_after)
+
+
+def _json_object(req: Request, what: str) -> dict[str, Any]:
+    """The body of a knob request: a JSON object (none: empty). Raises a 400 ApiError otherwise."""
+    try:
+        spec = decode(req.body or b"{}")
+    except msgspec.DecodeError as exc:
+        raise E.bad_request(f"{what} body is not JSON: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise E.bad_request(f"{what} body must be a JSON object")
+    return spec

@@ -176,11 +176,10 @@ class IncrementalPlanner:
         self._pools = Pools(pools)
         # Volumes whose view (or external group) changed: their selection, groups and tiers are redone;
         # volumes whose other inputs changed (score, flight, clock, ...) are only judged again.
-        reshaped: set[str]
+        reshaped: set[str] = set()
         rejudged: set[str] = set()
         if full:
             self._reset(ordered, opts)
-            reshaped = set(views)
         else:
             assert changed is not None
             reshaped = set(changed)
@@ -205,9 +204,14 @@ class IncrementalPlanner:
         self._groups = groups
         self._snapshots = dict(scores)
         self._snapshot_state = {w: _snapshot_state(scores.get(w), w, now, opts) for w in _windows(ordered)}
-        old_final = self._judge_dirty(
-            ordered, reshaped, rejudged, views, scores, in_flight, recent_migrations, now, opts, groups, full
-        )
+        if full:
+            old_final = self._judge_all(
+                ordered, views, scores, in_flight, recent_migrations, now, opts, groups
+            )
+        else:
+            old_final = self._judge_dirty(
+                ordered, reshaped, rejudged, views, scores, in_flight, recent_migrations, now, opts, groups
+            )
         pressure = Pressure(ordered, self._pools, moving or {}, views)
         return self._finish(ordered, in_flight, old_final, pressure, views, recent_migrations, now, opts)
 
@@ -327,11 +331,9 @@ class IncrementalPlanner:
         now: datetime,
         opts: DecideOptions,
         external: Mapping[str, str],
-        full: bool,
     ) -> dict[tuple[str, str], Decision | None]:
         """Redo selection, groups and tiers of the ``reshaped`` volumes and judge them and the ``rejudged``
-        ones again under every policy (``full``: every volume is reshaped, nothing else is rejudged);
-        returns the final decisions the judged pairs had before."""
+        ones again under every policy; returns the final decisions the judged pairs had before."""
         states = [self._state[p.name] for p in ordered]
         previous, self._previous = self._previous, {}
         selecting: dict[str, list[_PolicyState]] = {}
@@ -343,17 +345,17 @@ class IncrementalPlanner:
                 found = selecting[name] = [] if v is None else [s for s in states if _selects(s.rules, v)]
             return found
 
+        def others_of(st: _PolicyState, name: str) -> tuple[str, ...]:
+            # A volume not reshaped is selected by the same policies as before: their sets say which.
+            claim = selectors(name) if name in reshaped else [o for o in states if name in o.selected]
+            return tuple(o.rules.name for o in claim if o is not st and _claims(o.rules))
+
         touched = reshaped | rejudged
-        # A full pass walks the volumes in the views' order, the order every per-volume map was filled in:
-        # at 100,000 volumes a set's hash order reads each map's entries from all over memory.
-        reshaped_order: Collection[str] = views.keys() if full else reshaped
         self._volatile -= touched
         self._dry -= touched
         for st in states:
             name_of = st.rules.name
-            grouped = isinstance(st.rules, PolicyRules) and (
-                st.rules.group_label is not None or bool(external)
-            )
+            grouped = _grouped(st.rules, external)
             judge = rejudged & st.selected
             touched_groups: set[str] = set()
             if grouped:
@@ -361,7 +363,7 @@ class IncrementalPlanner:
                     key = self._group_key_of(st, name)
                     if key is not None:
                         touched_groups.add(key)
-            for name in reshaped_order:
+            for name in reshaped:
                 now_in = st in selectors(name)
                 if not now_in and name not in st.selected:
                     continue
@@ -394,9 +396,7 @@ class IncrementalPlanner:
                 if st.gwanted.pop(key, None) is not None:
                     self._drop_move(name_of, key, True)
             scheduled = self._scheduled.get(name_of, {})
-            # (A full pass judges only reshaped volumes, every one of them in views.)
-            judge_order: Collection[str] = [n for n in reshaped_order if n in judge] if full else judge
-            for name in judge_order:
+            for name in judge:
                 k = (name_of, name)
                 if k not in previous:
                     previous[k] = scheduled.get(name) or st.static.get(name)
@@ -405,71 +405,174 @@ class IncrementalPlanner:
                     self._drop_move(name_of, name, False)
                 st.conflicts.pop(name, None)
             self._group_index(st, judge & reshaped, views, external)
-            verdicts: dict[str, _Verdict] = {}
-            combined: dict[str, float | None] = {}
-            pinned: dict[str, Pinning | None] = {}
-            for name in judge_order:
-                if name not in st.selected:
-                    continue
-                v = views[name]
-                # A volume not reshaped is selected by the same policies as before: their sets say which.
-                claim = selectors(name) if name in reshaped else [o for o in states if name in o.selected]
-                others = tuple(o.rules.name for o in claim if o is not st and _claims(o.rules))
-                gkey = self._group_key_of(st, name) if grouped else None
-                group = None
-                if gkey is not None and len(st.members.get(gkey, ())) > 1:
-                    if gkey not in combined:
-                        # The members' scores are summed in name order, as decide() sums them.
-                        combined[gkey] = group_score(
-                            st.rules, [views[n] for n in sorted(st.members[gkey])], scores, opts
-                        )
-                    score = combined[gkey]
-                    group = None if score is None else (gkey, score)
-                    if gkey not in pinned:
-                        pinned[gkey] = group_pinning(
-                            gkey, [(n, views[n].pin) for n in sorted(st.members[gkey])], now
-                        )
-                verdicts[name] = _judge(
-                    st.rules,
-                    v,
-                    others,
-                    self._pools,
-                    scores,
-                    in_flight,
-                    recent,
-                    now,
-                    opts,
-                    group,
-                    group_pin=None if gkey is None else pinned.get(gkey),
-                )
-                if v.pin is not None and v.pin.until is not None:
-                    self._volatile.add(name)
-            for key in sorted(touched_groups):
-                members = sorted(st.members.get(key, ()))
-                if len(members) < 2:
-                    continue
-                together = group_verdict(key, [(views[n], verdicts[n]) for n in members])
-                if isinstance(together, GroupWanted):
-                    st.gwanted[key] = together
-                    self._add_move(name_of, key, together)
-                    for n in members:
-                        del verdicts[n]
-                else:
-                    verdicts.update(together)
-            for name, verdict in verdicts.items():
-                if isinstance(verdict, Wanted):
-                    st.wanted[name] = verdict
-                    self._add_move(name_of, name, verdict)
-                    continue
-                st.static[name] = verdict
-                reason = verdict.reason
-                if reason == "cooldown":
-                    self._volatile.add(name)
-                elif reason == "dry-run":
-                    self._dry.add(name)
-                elif reason.startswith("conflict:"):
-                    st.conflicts[name] = tuple(reason.removeprefix("conflict:").split(","))
+            chosen = [n for n in judge if n in st.selected]
+            verdicts = self._judge_names(
+                st, chosen, grouped, others_of, views, scores, in_flight, recent, now, opts
+            )
+            self._keep(st, self._group_verdicts(st, touched_groups, verdicts, views))
         return previous
+
+    def _judge_all(
+        self,
+        ordered: tuple[Policy, ...],
+        views: Mapping[str, VolumeView],
+        scores: Mapping[int, ScoreSnapshot],
+        in_flight: Collection[str],
+        recent: Mapping[str, datetime],
+        now: datetime,
+        opts: DecideOptions,
+        external: Mapping[str, str],
+    ) -> dict[tuple[str, str], Decision | None]:
+        """The full pass, on the empty state :meth:`_reset` left: one sweep over the views selects and
+        indexes every volume for every policy, and judges it under each policy without volume groups (as
+        decide() does: at 100,000 volumes every further sweep reads the views from memory again); a policy
+        with groups judges its volumes after the sweep, once every group is whole. Returns the final
+        decisions the judged pairs had before (from :meth:`_reset`; None for a pair new now)."""
+        previous, self._previous = self._previous, {}
+        states = [self._state[p.name] for p in ordered]
+        scoped = [(st, st.rules.scope) for st in states if st.rules.scope is not None]
+        grouped = {st.rules.name for st in states if _grouped(st.rules, external)}
+        verdicts: dict[str, dict[str, _Verdict]] = {st.rules.name: {} for st in states}
+        later: dict[str, list[str]] = {name: [] for name in grouped}
+        #: The claiming policies of each volume that more than one policy selects.
+        claimants: dict[str, list[str]] = {}
+        pools, group_keys = self._pools, self._group_keys
+        for name, v in views.items():
+            storage_class, labels = v.storage_class, v.pvc_labels
+            mine = [st for st, scope in scoped if scope.selects(storage_class, labels)]
+            if not mine:
+                continue
+            claimed: list[str] = []
+            if len(mine) > 1:
+                claimed = claimants[name] = [st.rules.name for st in mine if _claims(st.rules)]
+            unreadable = v.unreadable
+            if v.pin is not None and v.pin.until is not None:
+                self._volatile.add(name)
+            for st in mine:
+                rules = st.rules
+                st.selected.add(name)
+                if unreadable is not None:
+                    st.unreadable[name] = unreadable
+                tier = None
+                if isinstance(rules, PolicyRules):
+                    tier = current_tier(rules, v, pools)
+                    if tier[0] is not None:
+                        st.tier_of[name] = tier[0]
+                previous.setdefault((rules.name, name), None)
+                if rules.name in grouped:
+                    key = st.group_key(v, external)
+                    if key is not None:
+                        st.members.setdefault(key, set()).add(name)
+                        group_keys[(rules.name, name)] = key
+                    later[rules.name].append(name)
+                    continue
+                others = tuple(n for n in claimed if n != rules.name)
+                verdicts[rules.name][name] = _judge(
+                    rules, v, others, pools, scores, in_flight, recent, now, opts, None, tier
+                )
+
+        def others_of(st: _PolicyState, name: str) -> tuple[str, ...]:
+            return tuple(n for n in claimants.get(name, ()) if n != st.rules.name)
+
+        for st in states:
+            own = verdicts[st.rules.name]
+            if st.rules.name in grouped:
+                own = self._judge_names(
+                    st, later[st.rules.name], True, others_of, views, scores, in_flight, recent, now, opts
+                )
+                own = self._group_verdicts(st, set(st.members), own, views)
+            self._keep(st, own)
+        return previous
+
+    def _judge_names(
+        self,
+        st: _PolicyState,
+        names: Collection[str],
+        grouped: bool,
+        others_of: Callable[[_PolicyState, str], tuple[str, ...]],
+        views: Mapping[str, VolumeView],
+        scores: Mapping[int, ScoreSnapshot],
+        in_flight: Collection[str],
+        recent: Mapping[str, datetime],
+        now: datetime,
+        opts: DecideOptions,
+    ) -> dict[str, _Verdict]:
+        """The verdicts on ``names`` (selected by the policy, its groups indexed) under the policy, each
+        volume of a group of two or more judged with its group's score and pin."""
+        verdicts: dict[str, _Verdict] = {}
+        combined: dict[str, float | None] = {}
+        pinned: dict[str, Pinning | None] = {}
+        for name in names:
+            v = views[name]
+            gkey = self._group_key_of(st, name) if grouped else None
+            group = None
+            if gkey is not None and len(st.members.get(gkey, ())) > 1:
+                if gkey not in combined:
+                    # The members' scores are summed in name order, as decide() sums them.
+                    combined[gkey] = group_score(
+                        st.rules, [views[n] for n in sorted(st.members[gkey])], scores, opts
+                    )
+                score = combined[gkey]
+                group = None if score is None else (gkey, score)
+                if gkey not in pinned:
+                    pinned[gkey] = group_pinning(
+                        gkey, [(n, views[n].pin) for n in sorted(st.members[gkey])], now
+                    )
+            verdicts[name] = _judge(
+                st.rules,
+                v,
+                others_of(st, name),
+                self._pools,
+                scores,
+                in_flight,
+                recent,
+                now,
+                opts,
+                group,
+                group_pin=None if gkey is None else pinned.get(gkey),
+            )
+            if v.pin is not None and v.pin.until is not None:
+                self._volatile.add(name)
+        return verdicts
+
+    def _group_verdicts(
+        self,
+        st: _PolicyState,
+        keys: Collection[str],
+        verdicts: dict[str, _Verdict],
+        views: Mapping[str, VolumeView],
+    ) -> dict[str, _Verdict]:
+        """``verdicts`` with the groups ``keys`` (of two or more, every member judged) judged as a whole:
+        a group that moves is kept as one wanted group move, and its members leave ``verdicts``."""
+        for key in sorted(keys):
+            members = sorted(st.members.get(key, ()))
+            if len(members) < 2:
+                continue
+            together = group_verdict(key, [(views[n], verdicts[n]) for n in members])
+            if isinstance(together, GroupWanted):
+                st.gwanted[key] = together
+                self._add_move(st.rules.name, key, together)
+                for n in members:
+                    del verdicts[n]
+            else:
+                verdicts.update(together)
+        return verdicts
+
+    def _keep(self, st: _PolicyState, verdicts: Mapping[str, _Verdict]) -> None:
+        """Keep the verdicts: wanted moves for scheduling, every other one as a final decision."""
+        for name, verdict in verdicts.items():
+            if isinstance(verdict, Wanted):
+                st.wanted[name] = verdict
+                self._add_move(st.rules.name, name, verdict)
+                continue
+            st.static[name] = verdict
+            reason = verdict.reason
+            if reason == "cooldown":
+                self._volatile.add(name)
+            elif reason == "dry-run":
+                self._dry.add(name)
+            elif reason.startswith("conflict:"):
+                st.conflicts[name] = tuple(reason.removeprefix("conflict:").split(","))
 
     def _in_group(self, st: _PolicyState, name: str) -> bool:
         """Whether ``name`` is in a volume group of two or more under the policy."""
@@ -672,6 +775,11 @@ def _policy_of(move: Wanted | GroupWanted) -> str:
 def _selects(rules: Policy, v: VolumeView) -> bool:
     scope = rules.scope
     return scope is not None and scope.selects(v.storage_class, v.pvc_labels)
+
+
+def _grouped(rules: Policy, external: Mapping[str, str]) -> bool:
+    """Whether the policy's volumes may form groups (its ``groupLabel``, or any external group)."""
+    return isinstance(rules, PolicyRules) and (rules.group_label is not None or bool(external))
 
 
 def _claims(rules: Policy) -> bool:

@@ -290,16 +290,21 @@ async def open_env(
     workload = Workload(seed=11)
     for name, load in loads.items():
         workload.add_volume(f"pvc-{name}", pattern_for(load[1]))
-    url = await nursery.start(
+    # A Prometheus started ahead (its first scrape of a new target comes about 5 s after its start), scraping
+    # the port it kept for this exporter every second.
+    kept, prometheus = await prometheus_factory.warm()
+    port = kept.getsockname()[1]
+    kept.close()
+    await nursery.start(
         lambda task_status: serve_workload(
             # Mayastor 2.x's io-engine exports counters (read by the operator's mayastor-2x preset).
             workload,
             options=ExportOptions(gauges=backend != "rest", counters=backend == "rest"),
             step=1.0,
+            port=port,
             task_status=task_status,
         )
     )
-    prometheus = await prometheus_factory([f"{url}/metrics"], scrape_interval="1s")
     env = Env(client, simulator, workload, prometheus.url, spec, nursery, prometheus)
 
     async def placed() -> bool:

@@ -922,14 +922,15 @@ async def _watch_batches(
 ) -> AsyncGenerator[list[RawWatchEvent], None]:
     """Decode a newline-delimited watch stream as chunks arrive: one list per chunk that ends an event.
 
-    Batching by network chunk keeps the per-event cost to finding the newline and decoding (a chunk of a busy
-    watch holds tens of events), and events are decoded in place from the chunk (the raw objects keep a view
-    of it), so an event's bytes are copied only when it spans chunks. The stream is never buffered whole, only
-    the unfinished line of the last chunk.
+    Batching by network chunk keeps the per-event cost to decoding (a chunk of a busy watch holds tens of
+    events, decoded in one call as newline-delimited JSON), and events are decoded in place from the chunk (the
+    raw objects keep a view of it), so an event's bytes are copied only when it spans chunks. The stream is
+    never buffered whole, only the unfinished line of the last chunk.
     """
     partial: list[bytes] = []  # pieces of a line still waiting for its newline
     partial_len = 0
     decode = _RAW_EVENT_DECODER.decode
+    decode_lines = _RAW_EVENT_DECODER.decode_lines
     try:
         async for chunk in response.aiter_bytes():
             end = chunk.find(b"\n")
@@ -940,8 +941,8 @@ async def _watch_batches(
                     raise KubeError(f"{call}: watch event longer than {MAX_WATCH_LINE} bytes")
                 continue
             batch: list[RawWatchEvent] = []
-            view = memoryview(chunk)
             start = 0
+            last = chunk.rfind(b"\n")
             try:
                 if partial:
                     partial.append(chunk[:end])
@@ -951,13 +952,10 @@ async def _watch_batches(
                     if line.strip():
                         batch.append(decode(line))
                     start = end + 1
-                    end = chunk.find(b"\n", start)
-                while end >= 0:
-                    # (Blank lines are skipped; only a very short line can be one, so only those are checked.)
-                    if end - start > 2 or chunk[start:end].strip():
-                        batch.append(decode(view[start:end]))
-                    start = end + 1
-                    end = chunk.find(b"\n", start)
+                if last >= start:
+                    # Every whole line of the chunk at once (blank lines are skipped).
+                    batch += decode_lines(memoryview(chunk)[start : last + 1])
+                    start = last + 1
             except msgspec.DecodeError as exc:
                 raise KubeError(f"{call}: malformed watch event: {exc}") from None
             if start < len(chunk):

@@ -12,7 +12,9 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -288,6 +290,33 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _run_apart(name: str, mode: str) -> Any:
+    """Run one benchmark in a process of its own (its table goes straight to our output) and return its
+    figures: what one benchmark leaves in the heap (50,000 decoded objects, a client library's imports) must
+    not weigh on the next one's figures."""
+    flags = {"smoke": ["--smoke"], "large": ["--large"], "full": []}[mode]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "results.json"
+        command = [
+            sys.executable,
+            "-m",
+            "tests.bench",
+            *flags,
+            "--in-process",
+            "--only",
+            name,
+            "--out",
+            str(out),
+        ]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+            assert child.stdout is not None
+            for line in child.stdout:  # passed on as it comes: a long benchmark shows its progress
+                print(line, end="", flush=True)
+        if child.returncode != 0:
+            raise SystemExit(f"benchmark {name} failed (exit status {child.returncode})")
+        return json.loads(out.read_text())["results"][name]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="just bench")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the benchmarks still run")
@@ -296,29 +325,38 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHES), help="run only these benchmarks")
     parser.add_argument("--out", default="bench/results.json", help="where to write the figures")
+    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    mode = "smoke" if args.smoke else "large" if args.large else "full"
+    names = args.only or list(BENCHES)
     machine = _machine()
-    print(
-        f"machine: {machine['platform']}, {machine['cpus']} CPUs, load average {machine['load_average_at_start']}"
-        " at start (figures on a shared machine vary; ratios within one run are the comparison)\n"
-    )
+    if not args.in_process:
+        print(
+            f"machine: {machine['platform']}, {machine['cpus']} CPUs, load average"
+            f" {machine['load_average_at_start']} at start (figures on a shared machine vary; ratios within one"
+            " run are the comparison)\n"
+        )
     results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
-    for name in args.only or list(BENCHES):
+    for name in names:
         smoke, full, large, report = BENCHES[name]
         started = time.perf_counter()
-        results[name] = (smoke if args.smoke else large if args.large else full)()
+        if args.in_process or len(names) == 1:
+            results[name] = (smoke if args.smoke else large if args.large else full)()
+            print(report(results[name]), end="\n\n", flush=True)
+        else:
+            results[name] = _run_apart(name, mode)
         seconds[name] = round(time.perf_counter() - started, 1)
-        print(report(results[name]), end="\n\n", flush=True)
     table = summary(results)
-    print(_summary_table(table))
+    if not args.in_process:
+        print(_summary_table(table))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "summary": [{"compared": w, "measured": m, "target": t} for w, m, t in table],
         "machine": machine,
         "versions": _versions(),
-        "mode": "smoke" if args.smoke else "large" if args.large else "full",
+        "mode": mode,
         "bench_seconds": seconds,
         "results": results,
     }

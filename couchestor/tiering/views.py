@@ -18,7 +18,7 @@ after any sequence of changes fed to :meth:`ViewIndex.update`, the views equal t
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol, TypeVar
@@ -54,8 +54,7 @@ class ReplicaView(msgspec.Struct, frozen=True, gc=False):
         return self.state == "Online" and self.sync_state == "Synced"
 
 
-@dataclass(frozen=True, slots=True)
-class VolumeView:
+class VolumeView(msgspec.Struct, frozen=True, gc=False):
     """What the decisions need of one PV, its bound PVC and its MayastorVolume.
 
     ``pvc_labels`` is empty when the PV is not bound (or its claimRef points at another PVC of that name);
@@ -63,12 +62,15 @@ class VolumeView:
     be read; ``last_migration_error`` says why the last-migration annotation cannot be read (the volume then
     counts as in cooldown); ``has_backend`` is False, with no replicas, when no MayastorVolume was found;
     ``size_bytes`` is the MayastorVolume's ``spec.size``, else the PV's ``capacity.storage``, else None.
+
+    (An untracked Struct: a full rebuild at 100,000 volumes makes 100,000 views, and the garbage collector's
+    collections during it walked every tracked one; a view refers to no object that refers back to it.)
     """
 
     name: str
     volume_id: str | None
     storage_class: str | None
-    pvc_labels: Mapping[str, str] = field(default_factory=dict)
+    pvc_labels: Mapping[str, str] = msgspec.field(default_factory=dict)
     size_bytes: int | None = None
     has_backend: bool = True
     num_replicas: int | None = None
@@ -78,7 +80,7 @@ class VolumeView:
     #: The MayastorVolume's name (the volume handle, or the PV name as seed 001 shows), when one was found.
     backend_name: str | None = None
     #: The pool-label topology the volume's replicas must satisfy.
-    inclusion: Mapping[str, str] = field(default_factory=dict)
+    inclusion: Mapping[str, str] = msgspec.field(default_factory=dict)
     #: The only nodes the volume's replicas may be on (an explicit node topology), or None for any node.
     allowed_nodes: frozenset[str] | None = None
     pin: Pin | None = None

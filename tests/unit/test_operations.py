@@ -5,7 +5,6 @@ statuses written, finalizers added and dropped, and history garbage-collected; o
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -290,13 +289,13 @@ def test_a_users_request_cannot_move_a_volume_away_from_its_claims_pin_or_opt_ou
         (Pin(None), None),
         (None, "annotation pin: 'nvme' is not a tier"),
     ):
-        vols = {"a": replace(volume("a", "hot-1"), pin=pin, pin_error=error)}
+        vols = {"a": msgspec.structs.replace(volume("a", "hot-1"), pin=pin, pin_error=error)}
         result = ops(policy, vols, [request], plan=plan_for(policy, vols, scores={"a": 2000.0}))
         assert not result.starts, pin
         assert status_of(result, "move-a").phase == "Cancelled", pin
     # A pin to the requested tier, or one that has expired, lets the request run.
     for pin in (Pin(Tier.COLD), Pin(Tier.HOT, until=NOW - timedelta(minutes=1))):
-        vols = {"a": replace(volume("a", "hot-1"), pin=pin)}
+        vols = {"a": msgspec.structs.replace(volume("a", "hot-1"), pin=pin)}
         result = ops(policy, vols, [request], plan=plan_for(policy, vols, scores={"a": 2000.0}))
         assert [s.request for s in result.starts] == ["move-a"], pin
 

@@ -361,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {out}", file=sys.stderr)
+    if not args.in_process:
+        print(f"wrote {out}", file=sys.stderr)
     return 0
 
 

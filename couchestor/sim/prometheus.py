@@ -180,6 +180,20 @@ async def stop_process(process: trio.Process, grace: float = STOP_TIMEOUT) -> No
     await process.wait()
 
 
+def command(
+    binary: str, config: Path, data_dir: Path, port: int, extra_args: Sequence[str] = ()
+) -> list[str]:
+    """The command line of a Prometheus reading ``config``, keeping its TSDB in ``data_dir`` and serving on
+    the loopback ``port``."""
+    return [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data_dir}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        *extra_args,
+    ]
+
+
 async def _start(
     binary: str,
     home: Path,
@@ -195,13 +209,7 @@ async def _start(
         port = fixed_port or _free_port()
         with log_path.open("wb") as log:
             process = await trio.lowlevel.open_process(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={data_dir}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    *extra_args,
-                ],
+                command(binary, config, data_dir, port, extra_args),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -305,6 +313,7 @@ __all__ = [
     "PrometheusStartError",
     "RunningPrometheus",
     "backfill",
+    "command",
     "find_prometheus",
     "find_promtool",
     "open_prometheus",

@@ -4,10 +4,12 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Run the test suite but its long tests (installs the real Prometheus first when it is missing and we are root).
 # Tests run in 6 worker processes (pytest-xdist): most of the suite waits on real processes and sampling
-# windows, not on the CPU. COUCHESTOR_TEST_WORKERS=0 runs them in this process. The long tests (marker `slow`:
-# the short soaks, the demo runs, the guides played as written, ...) are `just test-slow`; CI runs both.
+# windows, not on the CPU. A worker that runs out of tests takes some of another's (`worksteal`), so a few long
+# tests left at the end do not hold the run up. COUCHESTOR_TEST_WORKERS=0 runs them in this process. The long
+# tests (marker `slow`: the short soaks, the demo runs, the guides played as written, ...) are `just
+# test-slow`; CI runs both.
 test *ARGS: ensure-tools
-    python3 -m pytest -n "${COUCHESTOR_TEST_WORKERS:-6}" --dist loadgroup -m "not slow" {{ARGS}}
+    python3 -m pytest -n "${COUCHESTOR_TEST_WORKERS:-6}" --dist worksteal -m "not slow" {{ARGS}}
 
 # Run the long tests (marker `slow`) in 3 workers: the two short soaks (a control plane, a Prometheus and two
 # operators each, about 5 minutes) start first, side by side; the third worker runs the others meanwhile.

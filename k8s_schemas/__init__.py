@@ -19,6 +19,7 @@ from k8s_schemas.meta import (
     LabelSelector as LabelSelector,
     ObjectList as ObjectList,
     ObjectMeta as ObjectMeta,
+    ObjectWatchEvent as ObjectWatchEvent,
     RawWatchEvent as RawWatchEvent,
     Status as Status,
 )

@@ -61,7 +61,7 @@ from couchestor.kube.proxy import proxy_for
 from couchestor.kube.ratelimit import TokenBucket
 from couchestor.kube.resources import Resource
 from couchestor.kube.retry import Idempotency, RetryPolicy, is_retryable, outcome_unknown, parse_retry_after
-from k8s_schemas.meta import ListMeta, ObjectList, RawWatchEvent, Status
+from k8s_schemas.meta import ListMeta, ObjectList, ObjectWatchEvent, RawWatchEvent, Status
 
 T = TypeVar("T")
 
@@ -534,8 +534,15 @@ class KubeClient:
         bookmarks: bool = True,
         connect_timeout: float | None = None,
         progress_timeout: float | None = None,
-    ) -> AsyncIterator[AsyncIterator[builtins.list[RawWatchEvent]]]:
-        """Open a WATCH from ``resource_version``; yields an async iterator of batches of raw events.
+        type: builtins.type[T] | None = None,
+    ) -> AsyncIterator[AsyncIterator[builtins.list[RawWatchEvent | ObjectWatchEvent[T]]]]:
+        """Open a WATCH from ``resource_version``; yields an async iterator of batches of events.
+
+        With ``type``, each line is decoded in one pass into an :class:`ObjectWatchEvent` of that type where
+        it can be (every ADDED, MODIFIED and DELETED event of a well-formed stream); a line that cannot (an
+        ERROR, a bookmark ``type`` does not fit, an object ``type`` rejects) comes as a
+        :class:`RawWatchEvent`, whose object the caller decodes and judges. Without ``type``, every event is
+        raw.
 
         The server ends the stream after ``timeout_seconds``. ``progress_timeout`` is the longest silence
         allowed on the open stream (default ``timeout_seconds`` plus :data:`WATCH_READ_SLACK`, so only a
@@ -571,7 +578,8 @@ class KubeClient:
             if response.status_code >= 400:
                 body = await _read_limited(response, call)
                 raise _error_for(call, response, body)
-            async with aclosing(_watch_batches(response, call, silence)) as batches:
+            typed = None if type is None else objects.decoder(ObjectWatchEvent[type])  # type: ignore[valid-type]
+            async with aclosing(_watch_batches(response, call, silence, typed)) as batches:
                 yield batches
         finally:
             await response.aclose()
@@ -880,6 +888,18 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+def _decode_lines(
+    lines: bytes | memoryview, typed: msgspec.json.Decoder[ObjectWatchEvent[T]] | None
+) -> list[RawWatchEvent | ObjectWatchEvent[T]]:
+    """The watch events of ``lines`` (whole lines): typed in one pass where ``typed`` reads them all, else raw."""
+    if typed is not None:
+        try:
+            return typed.decode_lines(lines)  # type: ignore[return-value]
+        except msgspec.DecodeError:
+            pass  # (ValidationError is a DecodeError) an ERROR event, a sparse bookmark, a bad object
+    return _RAW_EVENT_DECODER.decode_lines(lines)  # type: ignore[return-value]
+
+
 def _describe(exc: BaseException) -> str:
     """The first non-empty message in ``exc``'s chain (``ConnectError('')`` says nothing by itself)."""
     for err in _causes(exc):
@@ -918,19 +938,22 @@ async def _read_limited(response: httpx.Response, call: str, limit: int = 1024 *
 
 
 async def _watch_batches(
-    response: httpx.Response, call: str, read_timeout: float
-) -> AsyncGenerator[list[RawWatchEvent], None]:
+    response: httpx.Response,
+    call: str,
+    read_timeout: float,
+    typed: msgspec.json.Decoder[ObjectWatchEvent[T]] | None = None,
+) -> AsyncGenerator[list[RawWatchEvent | ObjectWatchEvent[T]], None]:
     """Decode a newline-delimited watch stream as chunks arrive: one list per chunk that ends an event.
 
     Batching by network chunk keeps the per-event cost to decoding (a chunk of a busy watch holds tens of
-    events, decoded in one call as newline-delimited JSON), and events are decoded in place from the chunk (the
-    raw objects keep a view of it), so an event's bytes are copied only when it spans chunks. The stream is
-    never buffered whole, only the unfinished line of the last chunk.
+    events, decoded in one call as newline-delimited JSON), and events are decoded in place from the chunk, so
+    an event's bytes are copied only when it spans chunks. The stream is never buffered whole, only the
+    unfinished line of the last chunk. With ``typed``, a chunk's lines are decoded by it in one pass; a chunk
+    it fails on (see :class:`ObjectWatchEvent`) is decoded raw instead, line by line in one call, and the
+    errors the caller meets are then those of the raw path.
     """
     partial: list[bytes] = []  # pieces of a line still waiting for its newline
     partial_len = 0
-    decode = _RAW_EVENT_DECODER.decode
-    decode_lines = _RAW_EVENT_DECODER.decode_lines
     try:
         async for chunk in response.aiter_bytes():
             end = chunk.find(b"\n")
@@ -940,7 +963,7 @@ async def _watch_batches(
                 if partial_len > MAX_WATCH_LINE:
                     raise KubeError(f"{call}: watch event longer than {MAX_WATCH_LINE} bytes")
                 continue
-            batch: list[RawWatchEvent] = []
+            batch: list[RawWatchEvent | ObjectWatchEvent[T]] = []
             start = 0
             last = chunk.rfind(b"\n")
             try:
@@ -950,11 +973,11 @@ async def _watch_batches(
                     partial = []
                     partial_len = 0
                     if line.strip():
-                        batch.append(decode(line))
+                        batch += _decode_lines(line, typed)
                     start = end + 1
                 if last >= start:
                     # Every whole line of the chunk at once (blank lines are skipped).
-                    batch += decode_lines(memoryview(chunk)[start : last + 1])
+                    batch += _decode_lines(memoryview(chunk)[start : last + 1], typed)
                     start = last + 1
             except msgspec.DecodeError as exc:
                 raise KubeError(f"{call}: malformed watch event: {exc}") from None

@@ -70,7 +70,7 @@ from couchestor.kube.errors import (
     is_gone,
 )
 from couchestor.kube.resources import Resource
-from k8s_schemas.meta import ObjectMeta, RawWatchEvent, Status
+from k8s_schemas.meta import ObjectMeta, ObjectWatchEvent, RawWatchEvent, Status
 
 T = TypeVar("T")
 
@@ -366,6 +366,7 @@ class Watcher(Generic[T]):
                 field_selector=self.field_selector,
                 bookmarks=self.bookmarks,
                 progress_timeout=self.progress_timeout,
+                type=self.type,
             ) as batches:
                 stats = self.stats
                 stats.watches += 1
@@ -374,25 +375,28 @@ class Watcher(Generic[T]):
                     async for batch in batches:
                         received += len(batch)
                         if not changes:
-                            changes = any(raw.type != "BOOKMARK" for raw in batch)
+                            changes = any(event.type != "BOOKMARK" for event in batch)
                         stats.events += len(batch)
                         # The objects decoded but not yet passed on (as one ApplyAll, or one Apply each); their
                         # last one's resourceVersion is read once per run, as nothing can observe ``rv`` in between.
                         run: list[T] = []
                         try:
-                            for raw in batch:
-                                kind = raw.type
+                            for event in batch:
+                                kind = event.type
                                 if kind == "MODIFIED" or kind == "ADDED":
                                     # The bulk of a watch, inline (this loop is the hot path): see _handle.
-                                    try:
-                                        run.append(decoder.decode(raw.object))
-                                    except msgspec.DecodeError as exc:
-                                        raise self._decode_error(kind, exc) from exc
+                                    obj = event.object
+                                    if isinstance(obj, msgspec.Raw):  # a line read raw (see KubeClient.watch)
+                                        try:
+                                            obj = decoder.decode(obj)
+                                        except msgspec.DecodeError as exc:
+                                            raise self._decode_error(kind, exc) from exc
+                                    run.append(obj)
                                 else:
                                     if run:
                                         rv = self._emit(run, rv, on_event)
                                         run = []
-                                    rv = self._handle(raw, rv, decoder, on_event)
+                                    rv = self._handle(event, rv, decoder, on_event)
                         finally:
                             # Also on failure mid-batch: what was decoded is applied, and the resume position is
                             # the last event applied.
@@ -438,26 +442,29 @@ class Watcher(Generic[T]):
 
     def _handle(
         self,
-        raw: RawWatchEvent,
+        event: RawWatchEvent | ObjectWatchEvent[T],
         rv: str,
         decoder: msgspec.json.Decoder[T],
         on_event: Callable[[WatchEvent[T]], None],
     ) -> str:
-        """Apply one raw event; return the resourceVersion to resume from afterwards."""
-        try:
-            if raw.type == "BOOKMARK":
-                mark = _BOOKMARK_DECODER.decode(raw.object).metadata.resource_version
-                return mark if isinstance(mark, str) and mark else rv
-            if raw.type == "ERROR":
-                status = _STATUS_DECODER.decode(raw.object)
-            else:
-                obj = decoder.decode(raw.object)
-        except msgspec.DecodeError as exc:
-            raise self._decode_error(raw.type, exc) from exc
-        if raw.type == "ERROR":
-            error = api_error(f"WATCH {self.resource}", status)
-            raise WatcherError(self.resource, "server error event", error, relist=is_gone(status))
-        on_event(Delete(obj) if raw.type == "DELETED" else Apply(obj))
+        """Apply one event; return the resourceVersion to resume from afterwards."""
+        if isinstance(event, ObjectWatchEvent):
+            obj = event.object
+            if event.type == "BOOKMARK":
+                return objects.resource_version(obj) or rv
+        else:
+            try:
+                if event.type == "BOOKMARK":
+                    mark = _BOOKMARK_DECODER.decode(event.object).metadata.resource_version
+                    return mark if isinstance(mark, str) and mark else rv
+                if event.type == "ERROR":
+                    status = _STATUS_DECODER.decode(event.object)
+                    error = api_error(f"WATCH {self.resource}", status)
+                    raise WatcherError(self.resource, "server error event", error, relist=is_gone(status))
+                obj = decoder.decode(event.object)
+            except msgspec.DecodeError as exc:
+                raise self._decode_error(event.type, exc) from exc
+        on_event(Delete(obj) if event.type == "DELETED" else Apply(obj))
         return objects.resource_version(obj) or rv
 
     def _emit(self, objs: list[T], rv: str, on_event: Callable[[WatchEvent[T]], None]) -> str:

@@ -142,6 +142,8 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     if "watch" in results:
         fraction = results["watch"]["reflector_fraction_of_bare"]
         rows.append(("watch: reflector path / bare decode rate", f"{fraction:.0%}", ">= 65%"))
+        one_pass = results["watch"]["reflector_fraction_of_one_pass"]
+        rows.append(("watch: reflector path / one-pass decode rate", f"{one_pass:.0%}", "-"))
     if "heat" in results:
         heat_result = results["heat"]
         rows.append(

@@ -4,7 +4,13 @@ The reflector path is what the operator runs, a :class:`~couchestor.kube.reflect
 reading the watch stream over httpx (served from memory by a mock transport, in 64 KiB chunks, so no network
 or server cost is in the figure), decoding each line and its object into a typed ``PersistentVolume``, and
 applying it to the store with a storage-class index; a subscriber drains the change notifications, and the
-clock stops when it has received the last one and the store holds the last event. The bare rate decodes the same lines with the same two msgspec decoders and nothing else.
+clock stops when it has received the last one and the store holds the last event.
+
+Two baselines decode the same lines and do nothing else. The *bare* rate reads each line as any client does,
+in two steps: the event (its object kept as raw bytes), then the object as a typed ``PersistentVolume``. The
+*one-pass* rate reads each chunk's lines straight into typed events (``ObjectWatchEvent``), as the reflector
+itself does since it learned to: the least decoding these bytes need, so the reflector's fraction of it is
+what the rest of the path (framing, store, index, notifications, tasks) costs.
 
 Both sides are timed in CPU time of this process (``time.process_time``; everything runs in one thread), so
 that other work on a shared machine does not count: wall time would add whatever the neighbours take.
@@ -27,7 +33,7 @@ from couchestor.kube.config import ClusterConfig
 from couchestor.kube.reflector import Reflector
 from couchestor.kube.resources import PERSISTENT_VOLUME
 from k8s_schemas import PersistentVolume
-from k8s_schemas.meta import RawWatchEvent
+from k8s_schemas.meta import ObjectWatchEvent, RawWatchEvent
 from tests.bench.objects import pv_list
 
 CHUNK = 64 * 1024
@@ -67,6 +73,21 @@ def _bare(lines: list[bytes]) -> float:
     for line in lines:
         typed.decode(raw.decode(line).object)
     return _now() - start
+
+
+def _one_pass(body: bytes) -> float:
+    events = msgspec.json.Decoder(ObjectWatchEvent[PersistentVolume])
+    # Cut where the reflector's stream is cut, each chunk's whole lines decoded in one call.
+    chunks, start = [], 0
+    while start < len(body):
+        end = body.rfind(b"\n", start, start + CHUNK) + 1 or len(body)
+        chunks.append(body[start:end])
+        start = end
+    gc.collect()
+    begin = _now()
+    for chunk in chunks:
+        events.decode_lines(chunk)
+    return _now() - begin
 
 
 async def _through_reflector(list_body: bytes, watch_body: bytes, last_rv: str) -> float:
@@ -127,9 +148,10 @@ def run(objects: int = 2_000, events: int = 20_000, repeat: int = 3) -> dict[str
     # reflector runs; the operator's own heap is frozen after its first sync (see couchestor.operator).
     del doc
     # Interleaved (bare, reflector, bare, ...) so that both see the same machine load; best of each.
-    bare = full = float("inf")
+    bare = one_pass = full = float("inf")
     for _ in range(repeat):
         bare = min(bare, _bare(lines))
+        one_pass = min(one_pass, _one_pass(watch_body))
         gc.collect()
         full = min(full, trio.run(_through_reflector, list_body, watch_body, last_rv))
     return {
@@ -137,8 +159,10 @@ def run(objects: int = 2_000, events: int = 20_000, repeat: int = 3) -> dict[str
         "events": events,
         "bytes_per_event": len(watch_body) // events,
         "bare_decode_events_per_s": round(events / bare),
+        "one_pass_decode_events_per_s": round(events / one_pass),
         "reflector_events_per_s": round(events / full),
         "reflector_fraction_of_bare": round(bare / full, 2),
+        "reflector_fraction_of_one_pass": round(one_pass / full, 2),
     }
 
 
@@ -147,8 +171,10 @@ def report(r: dict[str, Any]) -> str:
         [
             f"Watch throughput: {r['events']:,} MODIFIED PV events ({r['bytes_per_event']:,} B each) "
             f"into a store of {r['objects_in_store']:,}",
-            f"  {'bare decode (line + typed object)':44} {r['bare_decode_events_per_s']:>10,} events/s",
+            f"  {'bare decode (line, then typed object)':44} {r['bare_decode_events_per_s']:>10,} events/s",
+            f"  {'one-pass decode (chunk into typed events)':44} {r['one_pass_decode_events_per_s']:>10,} events/s",
             f"  {'watcher + store + index + subscriber':44} {r['reflector_events_per_s']:>10,} events/s",
-            f"  reflector path runs at {r['reflector_fraction_of_bare']:.0%} of the bare decode rate",
+            f"  reflector path runs at {r['reflector_fraction_of_bare']:.0%} of the bare decode rate, "
+            f"{r['reflector_fraction_of_one_pass']:.0%} of the one-pass rate",
         ]
     )

@@ -48,8 +48,13 @@ two planned moves count the same free bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+import heapq
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from operator import attrgetter
+from typing import cast
+
+import msgspec
 
 from couchestor.tiering.groups import GroupWanted, find_groups, group_score, group_verdict, schedule_group
 from couchestor.tiering.heat import ScoreSnapshot
@@ -88,13 +93,17 @@ def decide(
     """
     opts = options or DecideOptions()
     ordered = sorted(policies, key=lambda p: (p.name, p.generation or 0))
-    vols = sorted(volumes, key=lambda v: v.name)
+    vols = sorted(volumes, key=attrgetter("name"))
     pools_by_name = Pools(pools)
-    decisions: dict[str, dict[str, Decision]] = {p.name: {} for p in ordered}
+    # Per policy, the decision of its i-th selected volume at index i (None until a wanted move is
+    # scheduled): lists rather than maps by name, as a map's every insertion and lookup reads the name, and
+    # at 100,000 volumes the names are not in the CPU caches.
+    decisions: dict[str, list[Decision | None]] = {p.name: [] for p in ordered}
     counts: dict[str, dict[Tier, int]] = {
         p.name: dict.fromkeys(p.tiers if isinstance(p, PolicyRules) else (), 0) for p in ordered
     }
-    singles: dict[str, list[Wanted]] = {p.name: [] for p in ordered}
+    # Per policy, its wanted moves on their own: see ``wanted`` below.
+    singles: dict[str, list[_Move]] = {p.name: [] for p in ordered}
 
     def judged(
         policy: PolicyRules | PolicyProblem,
@@ -122,11 +131,16 @@ def decide(
             group_pin,
         )
 
-    def alone(policy: PolicyRules | PolicyProblem, v: VolumeView, verdict: Decision | Wanted) -> None:
+    def alone(policy: PolicyRules | PolicyProblem, verdict: Decision | Wanted) -> None:
+        """Record the verdict on the policy's next selected volume (a wanted move: its place)."""
+        own = decisions[policy.name]
         if isinstance(verdict, Wanted):
-            singles[policy.name].append(verdict)
+            # (Its order taken now, while its view is in the CPU caches.)
+            place = len(own)
+            singles[policy.name].append(_Move(*verdict.order, policy.name, 1, place, verdict, place))
+            own.append(None)
         else:
-            decisions[policy.name][v.name] = verdict
+            own.append(verdict)
 
     # One sweep over the volumes selects for every policy and, without volume groups, judges too: at 100,000
     # volumes the views do not fit in the CPU caches, and each further sweep reads them from memory again.
@@ -153,31 +167,29 @@ def decide(
             claimed = claimants[v.name] = [p.name for p in mine if _claims(p)]
             if not has_groups:
                 for policy in mine:
-                    alone(policy, v, judged(policy, v, tuple(n for n in claimed if n != policy.name)))
+                    alone(policy, judged(policy, v, tuple(n for n in claimed if n != policy.name)))
         elif first is not None and not has_groups:
-            alone(first, v, judged(first, v, ()))
+            alone(first, judged(first, v, ()))
 
-    wanted: list[Wanted | GroupWanted] = []
+    wanted: list[_Move] = []
     # Per policy, the volumes in a group (tier pressure moves only volumes on their own).
     in_groups: dict[str, set[str]] = {p.name: set() for p in ordered}
     for policy in ordered:
         if has_groups:
-            wanted.extend(
-                _judge_groups(
-                    policy,
-                    selected[policy.name],
-                    groups or {},
-                    claimants,
-                    judged,
-                    alone,
-                    scores,
-                    opts,
-                    now,
-                    decisions,
-                    in_groups[policy.name],
-                )
+            wanted += _judge_groups(
+                policy,
+                selected[policy.name],
+                groups or {},
+                claimants,
+                judged,
+                alone,
+                scores,
+                opts,
+                now,
+                decisions[policy.name],
+                in_groups[policy.name],
             )
-        wanted.extend(singles[policy.name])
+        wanted += singles[policy.name]
 
     slots = {
         p.name: p.max_concurrent_migrations
@@ -187,39 +199,50 @@ def decide(
     }
     reserved: dict[str, int] = {}
     started: list[PlannedMigration] = []
-    pressure = Pressure(ordered, pools_by_name, moving or {}, {v.name: v for v in vols})
-    for want in sorted(wanted, key=lambda w: w.order):
+    # (Pressure reads the views of the running moves only: no map of every volume for them.)
+    moving = moving or {}
+    pressure = Pressure(
+        ordered, pools_by_name, moving, {v.name: v for v in vols if v.name in moving} if moving else {}
+    )
+    for move in _in_order(wanted, slots):
+        own, want, place = decisions[move.policy], move.want, move.place
         if isinstance(want, GroupWanted):
+            assert isinstance(place, dict)
             for decision, migration in schedule_group(want, slots, pools_by_name, reserved, pressure):
-                decisions[decision.policy][decision.volume] = decision
+                own[place[decision.volume]] = decision
                 if migration is not None:
                     started.append(migration)
             continue
+        assert isinstance(place, int)
         decision, migration = schedule(want, slots, pools_by_name, reserved, pressure)
-        decisions[want.rules.name][want.volume.name] = decision
+        own[place] = decision
         if migration is not None:
             started.append(migration)
     # Tiers still over their mark after the pass's own moves send their coldest volumes down.
     for rules in pressure_order(ordered):
         own = decisions[rules.name]
-        stays = [(v, own[v.name]) for v in selected[rules.name] if v.name not in in_groups[rules.name]]
+        chosen, grouped = selected[rules.name], in_groups[rules.name]
+        stays = [(v, d) for v, d in zip(chosen, _decided(own), strict=True) if v.name not in grouped]
+        index: dict[str, int] | None = None
         for full in rules.tiers:
             for demotion in pressure.demotions(
                 rules, full, stays, recent_migrations, now, opts.fixed_topology
             ):
-                if isinstance(demotion, Decision):
-                    own[demotion.volume] = demotion
-                    continue
-                decision, migration = schedule(demotion, slots, pools_by_name, reserved, pressure)
-                own[decision.volume] = decision
-                if migration is not None:
-                    started.append(migration)
+                if isinstance(demotion, Wanted):
+                    decision, migration = schedule(demotion, slots, pools_by_name, reserved, pressure)
+                    if migration is not None:
+                        started.append(migration)
+                else:
+                    decision = demotion
+                if index is None:  # (a map of names, only for a policy whose tier is over its mark)
+                    index = {v.name: i for i, v in enumerate(chosen)}
+                own[index[decision.volume]] = decision
 
     plans = tuple(
         policy_plan(
             policy,
             selected[policy.name],
-            decisions[policy.name],
+            _decided(decisions[policy.name]),
             counts[policy.name],
             in_flight,
             started,
@@ -228,6 +251,51 @@ def decide(
         for policy in ordered
     )
     return Plan(policies=plans, migrations=tuple(started))
+
+
+def _in_order(wanted: list[_Move], slots: Mapping[str, int]) -> Iterator[_Move]:
+    """``wanted`` in scheduling order, as far as the order can matter.
+
+    A move whose policy has no slot left is skipped for that whatever its place, so once no policy has a
+    slot the rest come in any order: with a few slots and thousands of wanted moves (a load shift), a heap
+    finds the first few instead of sorting them all.
+    """
+    heap = wanted.copy()
+    heapq.heapify(heap)
+    taken: set[int] = set()
+    while heap and any(n > 0 for n in slots.values()):
+        move = heapq.heappop(heap)
+        taken.add(id(move))
+        yield move
+    if heap:
+        # The rest as found, which is the order of their objects in memory (the heap's is not).
+        yield from (move for move in wanted if id(move) not in taken)
+
+
+def _decided(own: list[Decision | None]) -> list[Decision]:
+    """``own`` once every wanted move is scheduled: every place holds a decision then. (Not checked here,
+    a walk over every decision; a place left empty fails the plan's first read of it.)"""
+    return cast("list[Decision]", own)
+
+
+class _Move(msgspec.Struct, frozen=True, order=True, gc=False):
+    """A wanted move of the pass, compared in scheduling order: :attr:`Wanted.order` (promotions first, hottest
+    first, then demotions, coldest first, then by name), then its policy, a group before a volume on its own,
+    then as found, so no two compare equal. ``place`` is where its decision goes in the policy's list: an
+    index, or for a group each member's.
+
+    (An untracked Struct compared field by field: a load shift wants tens of thousands of moves, and tuples
+    for their keys fed the garbage collector.)
+    """
+
+    rank: int
+    score_key: float
+    name: str
+    policy: str
+    alone: int
+    seq: int
+    want: Wanted | GroupWanted
+    place: int | dict[str, int]
 
 
 def _claims(policy: PolicyRules | PolicyProblem) -> bool:
@@ -250,16 +318,17 @@ def _judge_groups(
         ],
         Decision | Wanted,
     ],
-    alone: Callable[[PolicyRules | PolicyProblem, VolumeView, Decision | Wanted], None],
+    alone: Callable[[PolicyRules | PolicyProblem, Decision | Wanted], None],
     scores: Mapping[int, ScoreSnapshot],
     opts: DecideOptions,
     now: datetime,
-    decisions: dict[str, dict[str, Decision]],
+    own: list[Decision | None],
     grouped_names: set[str],
-) -> list[GroupWanted | Wanted]:
+) -> list[_Move]:
     """Judge the volumes ``policy`` selects when volume groups exist: a group's members are judged on the
-    group's combined score and pin, and together; the group moves wanted are returned (volumes on their own
-    go to ``alone``) and the members' names added to ``grouped_names``."""
+    group's combined score and pin, and together. Volumes on their own go to ``alone``; a member's decision
+    goes to its place in ``own`` (the policy's decisions, in ``chosen`` order); each group move wanted is
+    returned with its members' places, and their names are added to ``grouped_names``."""
     groups_of = find_groups(policy, chosen, external)
     combined = {key: group_score(policy, members, scores, opts) for key, members in groups_of.items()}
     pinned = {
@@ -268,6 +337,7 @@ def _judge_groups(
     member_of = {v.name: key for key, group in groups_of.items() for v in group}
     grouped_names.update(member_of)
     verdicts: dict[str, Decision | Wanted] = {}
+    place: dict[str, int] = {}
     for v in chosen:
         claimed = claimants.get(v.name)
         others = () if claimed is None else tuple(n for n in claimed if n != policy.name)
@@ -276,21 +346,24 @@ def _judge_groups(
         group = None if key is None or combined_score is None else (key, combined_score)
         verdict = judged(policy, v, others, group, None if key is None else pinned[key])
         if key is None:
-            alone(policy, v, verdict)
+            alone(policy, verdict)
         else:
             verdicts[v.name] = verdict
-    out: list[GroupWanted | Wanted] = []
+            place[v.name] = len(own)
+            own.append(None)
+    out: list[_Move] = []
     for key, members in groups_of.items():
         group_wants = group_verdict(key, [(v, verdicts[v.name]) for v in members])
         if isinstance(group_wants, GroupWanted):
-            out.append(group_wants)
+            places = {v.name: place[v.name] for v in members}
+            out.append(_Move(*group_wants.order, policy.name, 0, len(out), group_wants, places))
             for v in members:
                 del verdicts[v.name]
         else:
             verdicts.update(group_wants)
     for name, verdict in verdicts.items():
         if isinstance(verdict, Wanted):
-            out.append(verdict)
+            out.append(_Move(*verdict.order, policy.name, 1, place[name], verdict, place[name]))
         else:
-            decisions[policy.name][name] = verdict
+            own[place[name]] = verdict
     return out

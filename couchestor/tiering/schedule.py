@@ -99,13 +99,14 @@ def tier_topology(rules: PolicyRules, tier: Tier, pool_labels: Mapping[str, str]
 def policy_plan(
     policy: PolicyRules | PolicyProblem,
     chosen: Sequence[VolumeView],
-    decisions: Mapping[str, Decision],
+    decisions: Sequence[Decision],
     counts: dict[Tier, int],
     in_flight: Collection[str],
     started: Sequence[PlannedMigration],
     tier_fill: Mapping[Tier, float] | None = None,
 ) -> PolicyPlan:
-    own = tuple(decisions[v.name] for v in chosen)
+    """The plan of ``policy``, whose ``i``-th selected volume (of ``chosen``) got the ``i``-th decision."""
+    own = tuple(decisions)
     conflicts = {
         d.volume: tuple(d.reason.removeprefix("conflict:").split(","))
         for d in own

@@ -360,6 +360,27 @@ def test_promotions_go_first_hottest_first_then_demotions_coldest_first():
     assert only(limited, "d1").label == "skip:concurrency-limit"
 
 
+def test_once_every_slot_is_taken_the_rest_are_held_back_and_ties_go_by_name():
+    # Two policies of one slot each; idle volumes tie at score 0, so the name decides. A policy whose target
+    # tier has no room keeps looking down its list (a refused move takes no slot).
+    a = rules("a", maxConcurrentMigrations=1, volumeSelector={"matchLabels": {"team": "a"}})
+    b = rules("b", maxConcurrentMigrations=1, volumeSelector={"matchLabels": {"team": "b"}})
+    vols = [volume(f"{team}{i}", "hot-1", labels={"team": team}) for team in "ab" for i in (3, 1, 2)]
+    idle = snapshot({v.name: 0.0 for v in vols})
+    plan = run([b, a], vols, idle)
+    assert sorted(m.volume for m in plan.migrations) == ["a1", "b1"]
+    for name in ("a2", "a3", "b2", "b3"):
+        assert only(plan, name).label == "skip:concurrency-limit"
+    # The same when the order of the volumes given changes.
+    again = run([a, b], list(reversed(vols)), idle)
+    assert again.decisions == plan.decisions
+    assert again.migrations == plan.migrations
+    full = [pool("hot-1", "hot"), pool("cold-1", "cold", free=5 * GiB)]
+    refused = run([a, b], vols, idle, pools=full)
+    assert refused.migrations == ()
+    assert {d.label for d in refused.decisions} == {"skip:no-capacity"}
+
+
 def test_status_counts_are_by_placement():
     pools = [*POOLS, pool("warm-1", "warm")]
     vols = [

@@ -57,8 +57,8 @@ BENCHES: dict[str, Bench] = {
     "heat": (lambda: heat.run(50, 2), lambda: heat.run(10_000), lambda: heat.run(10_000), heat.report),
     "decide": (
         lambda: decide.run((100, 300), 1),
-        lambda: decide.run((1_000, 10_000, 50_000), 3),
-        lambda: decide.run((1_000, 10_000, 100_000), 3),
+        lambda: decide.run((1_000, 10_000, 50_000), 5),
+        lambda: decide.run((1_000, 10_000, 100_000), 5),
         decide.report,
     ),
     "incremental": (
@@ -157,7 +157,8 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             )
         )
     if "decide" in results:
-        for r in results["decide"]["rows"]:
+        decide_rows = results["decide"]["rows"]
+        for r in decide_rows:
             rows.append(
                 (
                     f"decide(): CPU at {r['volumes']:,} volumes, 3 policies",
@@ -165,6 +166,14 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                     "-",
                 )
             )
+        first, last = decide_rows[0], decide_rows[-1]
+        rows.append(
+            (
+                f"decide(): CPU growth {first['volumes']:,} -> {last['volumes']:,} volumes vs linear",
+                f"{last['us_per_volume'] / first['us_per_volume']:.2f}x",
+                "<= 1.15x",
+            )
+        )
     if "incremental" in results:
         rows_ = results["incremental"]["rows"]
         first, last = rows_[0], rows_[-1]

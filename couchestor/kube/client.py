@@ -948,9 +948,9 @@ async def _watch_batches(
     Batching by network chunk keeps the per-event cost to decoding (a chunk of a busy watch holds tens of
     events, decoded in one call as newline-delimited JSON), and events are decoded in place from the chunk, so
     an event's bytes are copied only when it spans chunks. The stream is never buffered whole, only the
-    unfinished line of the last chunk. With ``typed``, a chunk's lines are decoded by it in one pass; a chunk
-    it fails on (see :class:`ObjectWatchEvent`) is decoded raw instead, line by line in one call, and the
-    errors the caller meets are then those of the raw path.
+    unfinished line of the last chunk. With ``typed``, a chunk's lines are decoded by it in one pass; the lines
+    of a chunk it fails on (see :class:`ObjectWatchEvent`) are decoded raw instead, and the errors the caller
+    meets are then those of the raw path.
     """
     partial: list[bytes] = []  # pieces of a line still waiting for its newline
     partial_len = 0

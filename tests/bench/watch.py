@@ -9,7 +9,7 @@ clock stops when it has received the last one and the store holds the last event
 Two baselines decode the same lines and do nothing else. The *bare* rate reads each line as any client does,
 in two steps: the event (its object kept as raw bytes), then the object as a typed ``PersistentVolume``. The
 *one-pass* rate reads each chunk's lines straight into typed events (``ObjectWatchEvent``), as the reflector
-itself does since it learned to: the least decoding these bytes need, so the reflector's fraction of it is
+itself does: the least decoding these bytes need, so the reflector's fraction of it is
 what the rest of the path (framing, store, index, notifications, tasks) costs.
 
 Both sides are timed in CPU time of this process (``time.process_time``; everything runs in one thread), so

@@ -38,6 +38,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
 from types import MappingProxyType
@@ -61,6 +62,20 @@ Policy = PolicyRules | PolicyProblem
 #: (decide()'s order of a move, policy rank, group 0 / single 1, volume name or group key)
 _SortKey = tuple[tuple[int, float, str], int, int, str]
 _Verdict = Decision | Wanted
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What one call judges against, besides the policies and pools (see :meth:`IncrementalPlanner.plan`)."""
+
+    views: Mapping[str, VolumeView]
+    scores: Mapping[int, ScoreSnapshot]
+    in_flight: Collection[str]
+    recent: Mapping[str, datetime]
+    now: datetime
+    opts: DecideOptions
+    #: PV name -> external group key (VolumeGroupReplication).
+    external: Mapping[str, str]
 
 
 class _PolicyState:
@@ -205,14 +220,11 @@ class IncrementalPlanner:
         self._groups = groups
         self._snapshots = dict(scores)
         self._snapshot_state = {w: _snapshot_state(scores.get(w), w, now, opts) for w in _windows(ordered)}
+        inputs = _Inputs(views, scores, in_flight, recent_migrations, now, opts, groups)
         if full:
-            old_final = self._judge_all(
-                ordered, views, scores, in_flight, recent_migrations, now, opts, groups
-            )
+            old_final = self._judge_all(ordered, inputs)
         else:
-            old_final = self._judge_dirty(
-                ordered, reshaped, rejudged, views, scores, in_flight, recent_migrations, now, opts, groups
-            )
+            old_final = self._judge_dirty(ordered, reshaped, rejudged, inputs)
         pressure = Pressure(ordered, self._pools, moving or {}, views)
         return self._finish(ordered, in_flight, old_final, pressure, views, recent_migrations, now, opts)
 
@@ -325,16 +337,11 @@ class IncrementalPlanner:
         ordered: tuple[Policy, ...],
         reshaped: set[str],
         rejudged: set[str],
-        views: Mapping[str, VolumeView],
-        scores: Mapping[int, ScoreSnapshot],
-        in_flight: Collection[str],
-        recent: Mapping[str, datetime],
-        now: datetime,
-        opts: DecideOptions,
-        external: Mapping[str, str],
+        inputs: _Inputs,
     ) -> dict[tuple[str, str], Decision | None]:
         """Redo selection, groups and tiers of the ``reshaped`` volumes and judge them and the ``rejudged``
         ones again under every policy; returns the final decisions the judged pairs had before."""
+        views, external = inputs.views, inputs.external
         states = [self._state[p.name] for p in ordered]
         previous, self._previous = self._previous, {}
         selecting: dict[str, list[_PolicyState]] = {}
@@ -407,28 +414,20 @@ class IncrementalPlanner:
                 st.conflicts.pop(name, None)
             self._group_index(st, judge & reshaped, views, external)
             chosen = [n for n in judge if n in st.selected]
-            verdicts = self._judge_names(
-                st, chosen, grouped, others_of, views, scores, in_flight, recent, now, opts
-            )
+            verdicts = self._judge_names(st, chosen, grouped, others_of, inputs)
             self._keep(st, self._group_verdicts(st, touched_groups, verdicts, views))
         return previous
 
     def _judge_all(
-        self,
-        ordered: tuple[Policy, ...],
-        views: Mapping[str, VolumeView],
-        scores: Mapping[int, ScoreSnapshot],
-        in_flight: Collection[str],
-        recent: Mapping[str, datetime],
-        now: datetime,
-        opts: DecideOptions,
-        external: Mapping[str, str],
+        self, ordered: tuple[Policy, ...], inputs: _Inputs
     ) -> dict[tuple[str, str], Decision | None]:
         """The full pass, on the empty state :meth:`_reset` left: one sweep over the views selects and
         indexes every volume for every policy, and judges it under each policy without volume groups (as
         decide() does: at 100,000 volumes every further sweep reads the views from memory again); a policy
         with groups judges its volumes after the sweep, once every group is whole. Returns the final
         decisions the judged pairs had before (from :meth:`_reset`; None for a pair new now)."""
+        views, scores, external = inputs.views, inputs.scores, inputs.external
+        in_flight, recent, now, opts = inputs.in_flight, inputs.recent, inputs.now, inputs.opts
         previous, self._previous = self._previous, {}
         states = [self._state[p.name] for p in ordered]
         scoped = [(st, st.rules.scope) for st in states if st.rules.scope is not None]
@@ -478,9 +477,7 @@ class IncrementalPlanner:
         for st in states:
             own = verdicts[st.rules.name]
             if st.rules.name in grouped:
-                own = self._judge_names(
-                    st, later[st.rules.name], True, others_of, views, scores, in_flight, recent, now, opts
-                )
+                own = self._judge_names(st, later[st.rules.name], True, others_of, inputs)
                 own = self._group_verdicts(st, set(st.members), own, views)
             self._keep(st, own)
         return previous
@@ -491,15 +488,11 @@ class IncrementalPlanner:
         names: Collection[str],
         grouped: bool,
         others_of: Callable[[_PolicyState, str], tuple[str, ...]],
-        views: Mapping[str, VolumeView],
-        scores: Mapping[int, ScoreSnapshot],
-        in_flight: Collection[str],
-        recent: Mapping[str, datetime],
-        now: datetime,
-        opts: DecideOptions,
+        inputs: _Inputs,
     ) -> dict[str, _Verdict]:
         """The verdicts on ``names`` (selected by the policy, its groups indexed) under the policy, each
         volume of a group of two or more judged with its group's score and pin."""
+        views, scores, now, opts = inputs.views, inputs.scores, inputs.now, inputs.opts
         verdicts: dict[str, _Verdict] = {}
         combined: dict[str, float | None] = {}
         pinned: dict[str, Pinning | None] = {}
@@ -525,8 +518,8 @@ class IncrementalPlanner:
                 others_of(st, name),
                 self._pools,
                 scores,
-                in_flight,
-                recent,
+                inputs.in_flight,
+                inputs.recent,
                 now,
                 opts,
                 group,

@@ -135,8 +135,8 @@ class IncrementalPlanner:
         self._groups: dict[str, str] = {}
         #: (policy, volume) -> the volume's group key under that policy, for selected volumes that have one.
         self._group_keys: dict[tuple[str, str], str] = {}
-        #: The final decisions, before this call, of the pairs re-judged in it (None: none then).
-        self._previous: dict[tuple[str, str], Decision | None] = {}
+        #: At a full pass, the decisions the last call showed, by policy and volume (see :meth:`_reset`).
+        self._shown_before: dict[str, dict[str, Decision]] = {}
         self._volatile: set[str] = set()  # volumes with a clock-dependent verdict (cooldown, a pin's end)
         self._dry: set[str] = set()  # volumes with a dry-run verdict (they name a pool)
         #: The last call's decisions from scheduling, by policy and volume.
@@ -221,8 +221,9 @@ class IncrementalPlanner:
         self._snapshots = dict(scores)
         self._snapshot_state = {w: _snapshot_state(scores.get(w), w, now, opts) for w in _windows(ordered)}
         inputs = _Inputs(views, scores, in_flight, recent_migrations, now, opts, groups)
+        old_final = None
         if full:
-            old_final = self._judge_all(ordered, inputs)
+            self._judge_all(ordered, inputs)
         else:
             old_final = self._judge_dirty(ordered, reshaped, rejudged, inputs)
         pressure = Pressure(ordered, self._pools, moving or {}, views)
@@ -236,12 +237,12 @@ class IncrementalPlanner:
         self._state = {p.name: _PolicyState(p) for p in ordered}
         self._volatile, self._dry = set(), set()
         self._group_keys = {}
-        # Every decision of the old state is "removed" unless decided again (see _finish).
-        self._previous = {
-            (name, v): d
-            for name, st in old.items()
-            for v, d in {**st.static, **self._scheduled.get(name, {})}.items()
+        # Every decision of the old state is "removed" unless decided again (see _full_changes).
+        self._shown_before = {
+            name: {**st.static, **self._scheduled.get(name, {})} for name, st in old.items()
         }
+        for (name, volume), pressed in self._pressed.items():
+            self._shown_before[name][volume] = pressed
         self._scheduled = {}
         self._order, self._moves, self._order_of, self._held = [], {}, {}, {}
         self._order_added, self._order_dropped = [], []
@@ -343,7 +344,7 @@ class IncrementalPlanner:
         ones again under every policy; returns the final decisions the judged pairs had before."""
         views, external = inputs.views, inputs.external
         states = [self._state[p.name] for p in ordered]
-        previous, self._previous = self._previous, {}
+        previous: dict[tuple[str, str], Decision | None] = {}
         selecting: dict[str, list[_PolicyState]] = {}
 
         def selectors(name: str) -> list[_PolicyState]:
@@ -418,17 +419,13 @@ class IncrementalPlanner:
             self._keep(st, self._group_verdicts(st, touched_groups, verdicts, views))
         return previous
 
-    def _judge_all(
-        self, ordered: tuple[Policy, ...], inputs: _Inputs
-    ) -> dict[tuple[str, str], Decision | None]:
+    def _judge_all(self, ordered: tuple[Policy, ...], inputs: _Inputs) -> None:
         """The full pass, on the empty state :meth:`_reset` left: one sweep over the views selects and
         indexes every volume for every policy, and judges it under each policy without volume groups (as
         decide() does: at 100,000 volumes every further sweep reads the views from memory again); a policy
-        with groups judges its volumes after the sweep, once every group is whole. Returns the final
-        decisions the judged pairs had before (from :meth:`_reset`; None for a pair new now)."""
+        with groups judges its volumes after the sweep, once every group is whole."""
         views, scores, external = inputs.views, inputs.scores, inputs.external
         in_flight, recent, now, opts = inputs.in_flight, inputs.recent, inputs.now, inputs.opts
-        previous, self._previous = self._previous, {}
         states = [self._state[p.name] for p in ordered]
         scoped = [(st, st.rules.scope) for st in states if st.rules.scope is not None]
         grouped = {st.rules.name for st in states if _grouped(st.rules, external)}
@@ -458,7 +455,6 @@ class IncrementalPlanner:
                     tier = current_tier(rules, v, pools)
                     if tier[0] is not None:
                         st.tier_of[name] = tier[0]
-                previous.setdefault((rules.name, name), None)
                 if rules.name in grouped:
                     key = st.group_key(v, external)
                     if key is not None:
@@ -480,7 +476,6 @@ class IncrementalPlanner:
                 own = self._judge_names(st, later[st.rules.name], True, others_of, inputs)
                 own = self._group_verdicts(st, set(st.members), own, views)
             self._keep(st, own)
-        return previous
 
     def _judge_names(
         self,
@@ -594,7 +589,7 @@ class IncrementalPlanner:
         self,
         ordered: tuple[Policy, ...],
         in_flight: Collection[str],
-        previous: Mapping[tuple[str, str], Decision | None],
+        previous: Mapping[tuple[str, str], Decision | None] | None,
         pressure: Pressure,
         views: Mapping[str, VolumeView],
         recent: Mapping[str, datetime],
@@ -610,19 +605,24 @@ class IncrementalPlanner:
         reserved: dict[str, int] = {}
         started: list[PlannedMigration] = []
         kept = self._scheduled
-        # Re-judged pairs are scheduled again below if they still want to move.
-        for policy, volume in previous:
-            kept.get(policy, {}).pop(volume, None)
-        candidates: dict[tuple[str, str], Decision | None] = dict(previous)
-        # What the last call showed for a pressed pair was its pressure decision, not the kept verdict.
+        # The pairs whose decision may differ from the last call's, with that decision (None: none then).
+        # A full pass (previous is None) compares everything, policy by policy, in _full_changes.
+        candidates: dict[tuple[str, str], Decision | None] = {}
         pressed_before, self._pressed = self._pressed, {}
-        candidates.update(pressed_before)
+        if previous is not None:
+            # Re-judged pairs are scheduled again below if they still want to move.
+            for policy, volume in previous:
+                kept.get(policy, {}).pop(volume, None)
+            candidates.update(previous)
+            # What the last call showed for a pressed pair was its pressure decision, not the kept verdict.
+            candidates.update(pressed_before)
 
         def record(policy: str, decision: Decision) -> None:
             own = kept.setdefault(policy, {})
             before = own.get(decision.volume)
             if before is not decision:
-                candidates.setdefault((policy, decision.volume), before)
+                if previous is not None:
+                    candidates.setdefault((policy, decision.volume), before)
                 own[decision.volume] = decision
 
         def place(key: _SortKey) -> None:
@@ -692,35 +692,15 @@ class IncrementalPlanner:
                     pressed[(rules.name, decision.volume)] = decision
                     if migration is not None:
                         started.append(migration)
-        for pair in pressed:
-            candidates.setdefault(pair, self._state[pair[0]].static.get(pair[1]))
-        # What differs from the last call: re-judged pairs, and pairs whose decision object was replaced. Each
-        # goes with its (policy, volume) pair, to be sorted by it (a key read back from every decision would
-        # visit 100,000 of them again, out of the CPU caches).
-        changes: list[tuple[tuple[str, str], Decision | None, Decision]] = []
-        removed: list[tuple[tuple[str, str], Decision]] = []
-        no_decisions: dict[str, Decision] = {}
-        for pair, before in candidates.items():
-            policy, volume = pair
-            owner = self._state.get(policy)
-            after = (
-                pressed.get(pair)
-                or kept.get(policy, no_decisions).get(volume)
-                or (owner.static.get(volume) if owner is not None else None)
-            )
-            if after is None:
-                if before is not None:
-                    removed.append((pair, before))
-            elif after != before:
-                changes.append((pair, before, after))
-        scheduled = kept
-        by_pair = itemgetter(0)
-        changes.sort(key=by_pair)
-        removed.sort(key=by_pair)
-        self.changes = [(before, after) for _, before, after in changes]
-        self.removed = [before for _, before in removed]
-        plans = []
         pressed_in = {policy for policy, _ in pressed}
+        if previous is None:
+            self._full_changes(ordered, pressed, pressed_in)
+        else:
+            for pair in pressed:
+                candidates.setdefault(pair, self._state[pair[0]].static.get(pair[1]))
+            self._changes_among(candidates)
+        scheduled = kept
+        plans = []
         for p in ordered:
             st = self._state[p.name]
             # The verdicts kept and the scheduled ones are disjoint: a wanted move is never kept as final.
@@ -751,6 +731,66 @@ class IncrementalPlanner:
                 )
             )
         return Plan(policies=tuple(plans), migrations=tuple(started))
+
+    def _shown(self, policy: str, volume: str) -> Decision | None:
+        """The decision this call shows for a pair: its pressure decision, scheduled or kept verdict."""
+        owner = self._state.get(policy)
+        return (
+            self._pressed.get((policy, volume))
+            or self._scheduled.get(policy, {}).get(volume)
+            or (owner.static.get(volume) if owner is not None else None)
+        )
+
+    def _changes_among(self, candidates: Mapping[tuple[str, str], Decision | None]) -> None:
+        """Set :attr:`changes` and :attr:`removed` from the ``candidates`` (pair -> the decision the last call
+        showed), the only pairs whose decision may differ. Each goes with its (policy, volume) pair, to be
+        sorted by it (a key read back from every decision would visit 100,000 of them again, out of the CPU
+        caches)."""
+        changes: list[tuple[tuple[str, str], Decision | None, Decision]] = []
+        removed: list[tuple[tuple[str, str], Decision]] = []
+        for pair, before in candidates.items():
+            after = self._shown(*pair)
+            if after is None:
+                if before is not None:
+                    removed.append((pair, before))
+            elif after != before:
+                changes.append((pair, before, after))
+        by_pair = itemgetter(0)
+        changes.sort(key=by_pair)
+        removed.sort(key=by_pair)
+        self.changes = [(before, after) for _, before, after in changes]
+        self.removed = [before for _, before in removed]
+
+    def _full_changes(
+        self, ordered: tuple[Policy, ...], pressed: Mapping[tuple[str, str], Decision], pressed_in: set[str]
+    ) -> None:
+        """Set :attr:`changes` and :attr:`removed` after a full pass, against what :meth:`_reset` kept of the
+        last call: policy by policy in name order (``ordered``'s), each policy's volumes sorted by name (they
+        come in the views' order, mostly sorted already, so the sort is about one pass; one sort of every
+        (policy, volume) pair would compare each about log2(n) times)."""
+        before_all, self._shown_before = self._shown_before, {}
+        changes: list[tuple[Decision | None, Decision]] = []
+        removed: list[tuple[tuple[str, str], Decision]] = []
+        by_volume = itemgetter(0)
+        for p in ordered:
+            name = p.name
+            st = self._state[name]
+            own = self._scheduled.get(name, {})
+            olds = before_all.pop(name, {})
+            decided = [*st.static.items(), *own.items()]
+            decided.sort(key=by_volume)
+            for volume, after in decided:
+                if name in pressed_in:
+                    after = pressed.get((name, volume), after)
+                before = olds.pop(volume, None) if olds else None
+                if before is None or after != before:
+                    changes.append((before, after))
+            removed.extend(((name, v), d) for v, d in olds.items())
+        for name, olds in before_all.items():
+            removed.extend(((name, v), d) for v, d in olds.items())
+        removed.sort(key=itemgetter(0))
+        self.changes = changes
+        self.removed = [before for _, before in removed]
 
 
 class _Handles:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
@@ -150,7 +150,7 @@ class IncrementalPlanner:
         self._order_added: list[_SortKey] = []
         self._order_dropped: list[_SortKey] = []
         self._moves: dict[_SortKey, Wanted | GroupWanted] = {}
-        self._order_of: dict[tuple[str, str], _SortKey] = {}
+        self._order_of: dict[tuple[str, str, bool], _SortKey] = {}
         self._rank: dict[str, int] = {}
         # Moves held back by their policy's concurrency limit, with the decision(s) given them: a move that
         # is still the same object and still held back gets the same decisions without building them again.
@@ -256,12 +256,12 @@ class IncrementalPlanner:
         key: _SortKey = (move.order, self._rank[policy], 0 if group else 1, ident)
         self._drop_move(policy, ident, group)
         self._moves[key] = move
-        self._order_of[(policy, ("g:" if group else "v:") + ident)] = key
+        self._order_of[(policy, ident, group)] = key
         self._order_added.append(key)
         self._moves_per_policy[policy] += 1
 
     def _drop_move(self, policy: str, ident: str, group: bool) -> None:
-        key = self._order_of.pop((policy, ("g:" if group else "v:") + ident), None)
+        key = self._order_of.pop((policy, ident, group), None)
         if key is not None:
             del self._moves[key]
             self._held.pop(key, None)
@@ -416,7 +416,7 @@ class IncrementalPlanner:
             self._group_index(st, judge & reshaped, views, external)
             chosen = [n for n in judge if n in st.selected]
             verdicts = self._judge_names(st, chosen, grouped, others_of, inputs)
-            self._keep(st, self._group_verdicts(st, touched_groups, verdicts, views))
+            self._keep(st, self._group_verdicts(st, touched_groups, verdicts, views).items())
         return previous
 
     def _judge_all(self, ordered: tuple[Policy, ...], inputs: _Inputs) -> None:
@@ -429,7 +429,7 @@ class IncrementalPlanner:
         states = [self._state[p.name] for p in ordered]
         scoped = [(st, st.rules.scope) for st in states if st.rules.scope is not None]
         grouped = {st.rules.name for st in states if _grouped(st.rules, external)}
-        verdicts: dict[str, dict[str, _Verdict]] = {st.rules.name: {} for st in states}
+        verdicts: dict[str, list[tuple[str, _Verdict]]] = {st.rules.name: [] for st in states}
         later: dict[str, list[str]] = {name: [] for name in grouped}
         #: The claiming policies of each volume that more than one policy selects.
         claimants: dict[str, list[str]] = {}
@@ -463,19 +463,19 @@ class IncrementalPlanner:
                     later[rules.name].append(name)
                     continue
                 others = tuple(n for n in claimed if n != rules.name)
-                verdicts[rules.name][name] = _judge(
-                    rules, v, others, pools, scores, in_flight, recent, now, opts, None, tier
+                verdicts[rules.name].append(
+                    (name, _judge(rules, v, others, pools, scores, in_flight, recent, now, opts, None, tier))
                 )
 
         def others_of(st: _PolicyState, name: str) -> tuple[str, ...]:
             return tuple(n for n in claimants.get(name, ()) if n != st.rules.name)
 
         for st in states:
-            own = verdicts[st.rules.name]
             if st.rules.name in grouped:
                 own = self._judge_names(st, later[st.rules.name], True, others_of, inputs)
-                own = self._group_verdicts(st, set(st.members), own, views)
-            self._keep(st, own)
+                self._keep(st, self._group_verdicts(st, set(st.members), own, views).items())
+            else:
+                self._keep(st, verdicts[st.rules.name])
 
     def _judge_names(
         self,
@@ -547,9 +547,10 @@ class IncrementalPlanner:
                 verdicts.update(together)
         return verdicts
 
-    def _keep(self, st: _PolicyState, verdicts: Mapping[str, _Verdict]) -> None:
-        """Keep the verdicts: wanted moves for scheduling, every other one as a final decision."""
-        for name, verdict in verdicts.items():
+    def _keep(self, st: _PolicyState, verdicts: Iterable[tuple[str, _Verdict]]) -> None:
+        """Keep the verdicts (name, verdict): wanted moves for scheduling, every other one as a final
+        decision."""
+        for name, verdict in verdicts:
             if isinstance(verdict, Wanted):
                 st.wanted[name] = verdict
                 self._add_move(st.rules.name, name, verdict)

@@ -64,7 +64,7 @@ from couchestor.tiering.placement import Pools, Wanted
 from couchestor.tiering.plan import DecideOptions, Decision, Plan, PlannedMigration
 from couchestor.tiering.policy import PolicyProblem, PolicyRules, Tier
 from couchestor.tiering.pressure import Pressure, fill_percents, pressure_order
-from couchestor.tiering.schedule import policy_plan, schedule
+from couchestor.tiering.schedule import held_back, policy_plan, schedule
 from couchestor.tiering.views import PoolView, VolumeView
 
 
@@ -135,9 +135,12 @@ def decide(
         """Record the verdict on the policy's next selected volume (a wanted move: its place)."""
         own = decisions[policy.name]
         if isinstance(verdict, Wanted):
-            # (Its order taken now, while its view is in the CPU caches.)
+            # (Its order, and its decision should its policy have no slot for it, taken now, while its
+            # view is in the CPU caches: at 100,000 volumes most of a load shift's moves are held back.)
             place = len(own)
-            singles[policy.name].append(_Move(*verdict.order, policy.name, 1, place, verdict, place))
+            singles[policy.name].append(
+                _Move(*verdict.order, policy.name, 1, place, verdict, place, held_back(verdict))
+            )
             own.append(None)
         else:
             own.append(verdict)
@@ -214,6 +217,9 @@ def decide(
                     started.append(migration)
             continue
         assert isinstance(place, int)
+        if move.held is not None and slots[move.policy] <= 0:
+            own[place] = move.held
+            continue
         decision, migration = schedule(want, slots, pools_by_name, reserved, pressure)
         own[place] = decision
         if migration is not None:
@@ -282,7 +288,8 @@ class _Move(msgspec.Struct, frozen=True, order=True, gc=False):
     """A wanted move of the pass, compared in scheduling order: :attr:`Wanted.order` (promotions first, hottest
     first, then demotions, coldest first, then by name), then its policy, a group before a volume on its own,
     then as found, so no two compare equal. ``place`` is where its decision goes in the policy's list: an
-    index, or for a group each member's.
+    index, or for a group each member's. ``held`` is a single move's decision should its policy have no slot
+    left (:func:`~couchestor.tiering.schedule.held_back`).
 
     (An untracked Struct compared field by field: a load shift wants tens of thousands of moves, and tuples
     for their keys fed the garbage collector.)
@@ -296,6 +303,7 @@ class _Move(msgspec.Struct, frozen=True, order=True, gc=False):
     seq: int
     want: Wanted | GroupWanted
     place: int | dict[str, int]
+    held: Decision | None = None
 
 
 def _claims(policy: PolicyRules | PolicyProblem) -> bool:
@@ -363,7 +371,9 @@ def _judge_groups(
             verdicts.update(group_wants)
     for name, verdict in verdicts.items():
         if isinstance(verdict, Wanted):
-            out.append(_Move(*verdict.order, policy.name, 1, place[name], verdict, place[name]))
+            out.append(
+                _Move(*verdict.order, policy.name, 1, place[name], verdict, place[name], held_back(verdict))
+            )
         else:
             own[place[name]] = verdict
     return out

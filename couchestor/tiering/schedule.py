@@ -26,15 +26,10 @@ def schedule(
     v, rules = want.volume, want.rules
 
     def skip(reason: str, detail: str) -> tuple[Decision, None]:
-        return Decision(
-            v.name, rules.name, Action.SKIP, reason, want.score, want.current, want.target, None, detail
-        ), None
+        return _skipped(want, reason, detail), None
 
     if slots[rules.name] <= 0:
-        limit = rules.max_concurrent_migrations
-        return skip(
-            "concurrency-limit", f"{want.detail}; {limit} migration(s) running or planned for the policy"
-        )
+        return held_back(want), None
     refused = None if pressure is None else pressure.refusal(want)
     if refused is not None:
         return skip(PRESSURE, f"{want.detail}; {refused}")
@@ -48,6 +43,28 @@ def schedule(
     if pressure is not None:
         pressure.record(migration, v)
     return decision, migration
+
+
+def held_back(want: Wanted) -> Decision:
+    """The decision on a move its policy has no slot for (what :func:`schedule` decides then)."""
+    limit = want.rules.max_concurrent_migrations
+    return _skipped(
+        want, "concurrency-limit", f"{want.detail}; {limit} migration(s) running or planned for the policy"
+    )
+
+
+def _skipped(want: Wanted, reason: str, detail: str) -> Decision:
+    return Decision(
+        want.volume.name,
+        want.rules.name,
+        Action.SKIP,
+        reason,
+        want.score,
+        want.current,
+        want.target,
+        None,
+        detail,
+    )
 
 
 def move(want: Wanted, pool: PoolView, group: str = "") -> tuple[Decision, PlannedMigration]:

@@ -405,7 +405,8 @@ class IncrementalPlanner:
                 if st.gwanted.pop(key, None) is not None:
                     self._drop_move(name_of, key, True)
             scheduled = self._scheduled.get(name_of, {})
-            for name in judge:
+            in_order = _in_views_order(judge, views)
+            for name in in_order:
                 k = (name_of, name)
                 if k not in previous:
                     previous[k] = scheduled.get(name) or st.static.get(name)
@@ -414,7 +415,7 @@ class IncrementalPlanner:
                     self._drop_move(name_of, name, False)
                 st.conflicts.pop(name, None)
             self._group_index(st, judge & reshaped, views, external)
-            chosen = [n for n in judge if n in st.selected]
+            chosen = [n for n in in_order if n in st.selected]
             verdicts = self._judge_names(st, chosen, grouped, others_of, inputs)
             self._keep(st, self._group_verdicts(st, touched_groups, verdicts, views).items())
         return previous
@@ -808,6 +809,18 @@ class _Handles:
                 if v.volume_id is not None:
                     self._names.setdefault(v.volume_id, []).append(v.name)
         return self._names.get(handle, ())
+
+
+def _in_views_order(names: set[str], views: Mapping[str, VolumeView]) -> Collection[str]:
+    """``names``, when they are many, in the views' order (then those without a view): the order of the views,
+    their names and verdicts in memory, where the set's hash order makes every read a cache miss at 100,000
+    volumes. A few names stay in the set, rather than walk every view for them."""
+    if len(names) * 8 <= len(views):
+        return names
+    found = [n for n in views if n in names]
+    if len(found) < len(names):
+        found += names.difference(found)
+    return found
 
 
 def _policy_of(move: Wanted | GroupWanted) -> str:

@@ -62,6 +62,8 @@ Policy = PolicyRules | PolicyProblem
 #: (decide()'s order of a move, policy rank, group 0 / single 1, volume name or group key)
 _SortKey = tuple[tuple[int, float, str], int, int, str]
 _Verdict = Decision | Wanted
+#: Policy name -> volume name -> a decision (None: none).
+_ByPolicy = dict[str, dict[str, Decision | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,12 +341,12 @@ class IncrementalPlanner:
         reshaped: set[str],
         rejudged: set[str],
         inputs: _Inputs,
-    ) -> dict[tuple[str, str], Decision | None]:
+    ) -> _ByPolicy:
         """Redo selection, groups and tiers of the ``reshaped`` volumes and judge them and the ``rejudged``
-        ones again under every policy; returns the final decisions the judged pairs had before."""
+        ones again under every policy; returns the final decisions the judged ones had before, by policy."""
         views, external = inputs.views, inputs.external
         states = [self._state[p.name] for p in ordered]
-        previous: dict[tuple[str, str], Decision | None] = {}
+        previous: _ByPolicy = {}
         selecting: dict[str, list[_PolicyState]] = {}
 
         def selectors(name: str) -> list[_PolicyState]:
@@ -406,10 +408,9 @@ class IncrementalPlanner:
                     self._drop_move(name_of, key, True)
             scheduled = self._scheduled.get(name_of, {})
             in_order = _in_views_order(judge, views)
+            before = previous[name_of] = {}
             for name in in_order:
-                k = (name_of, name)
-                if k not in previous:
-                    previous[k] = scheduled.get(name) or st.static.get(name)
+                before[name] = scheduled.get(name) or st.static.get(name)
                 st.static.pop(name, None)
                 if st.wanted.pop(name, None) is not None:
                     self._drop_move(name_of, name, False)
@@ -591,7 +592,7 @@ class IncrementalPlanner:
         self,
         ordered: tuple[Policy, ...],
         in_flight: Collection[str],
-        previous: Mapping[tuple[str, str], Decision | None] | None,
+        previous: _ByPolicy | None,
         pressure: Pressure,
         views: Mapping[str, VolumeView],
         recent: Mapping[str, datetime],
@@ -607,24 +608,28 @@ class IncrementalPlanner:
         reserved: dict[str, int] = {}
         started: list[PlannedMigration] = []
         kept = self._scheduled
-        # The pairs whose decision may differ from the last call's, with that decision (None: none then).
+        # The decisions that may differ from the last call's, by policy, with that decision (None: none then).
         # A full pass (previous is None) compares everything, policy by policy, in _full_changes.
-        candidates: dict[tuple[str, str], Decision | None] = {}
+        candidates: _ByPolicy = {}
         pressed_before, self._pressed = self._pressed, {}
         if previous is not None:
-            # Re-judged pairs are scheduled again below if they still want to move.
-            for policy, volume in previous:
-                kept.get(policy, {}).pop(volume, None)
-            candidates.update(previous)
+            # Re-judged volumes are scheduled again below if they still want to move.
+            for policy, judged in previous.items():
+                scheduled_before = kept.get(policy)
+                if scheduled_before:
+                    for volume in judged:
+                        scheduled_before.pop(volume, None)
+            candidates = previous
             # What the last call showed for a pressed pair was its pressure decision, not the kept verdict.
-            candidates.update(pressed_before)
+            for (policy, volume), shown in pressed_before.items():
+                candidates.setdefault(policy, {})[volume] = shown
 
         def record(policy: str, decision: Decision) -> None:
             own = kept.setdefault(policy, {})
             before = own.get(decision.volume)
             if before is not decision:
                 if previous is not None:
-                    candidates.setdefault((policy, decision.volume), before)
+                    candidates.setdefault(policy, {}).setdefault(decision.volume, before)
                 own[decision.volume] = decision
 
         def place(key: _SortKey) -> None:
@@ -698,9 +703,9 @@ class IncrementalPlanner:
         if previous is None:
             self._full_changes(ordered, pressed, pressed_in)
         else:
-            for pair in pressed:
-                candidates.setdefault(pair, self._state[pair[0]].static.get(pair[1]))
-            self._changes_among(candidates)
+            for policy, volume in pressed:
+                candidates.setdefault(policy, {}).setdefault(volume, self._state[policy].static.get(volume))
+            self._changes_among(candidates, pressed_in)
         scheduled = kept
         plans = []
         for p in ordered:
@@ -734,34 +739,32 @@ class IncrementalPlanner:
             )
         return Plan(policies=tuple(plans), migrations=tuple(started))
 
-    def _shown(self, policy: str, volume: str) -> Decision | None:
-        """The decision this call shows for a pair: its pressure decision, scheduled or kept verdict."""
-        owner = self._state.get(policy)
-        return (
-            self._pressed.get((policy, volume))
-            or self._scheduled.get(policy, {}).get(volume)
-            or (owner.static.get(volume) if owner is not None else None)
-        )
-
-    def _changes_among(self, candidates: Mapping[tuple[str, str], Decision | None]) -> None:
-        """Set :attr:`changes` and :attr:`removed` from the ``candidates`` (pair -> the decision the last call
-        showed), the only pairs whose decision may differ. Each goes with its (policy, volume) pair, to be
-        sorted by it (a key read back from every decision would visit 100,000 of them again, out of the CPU
-        caches)."""
-        changes: list[tuple[tuple[str, str], Decision | None, Decision]] = []
-        removed: list[tuple[tuple[str, str], Decision]] = []
-        for pair, before in candidates.items():
-            after = self._shown(*pair)
-            if after is None:
-                if before is not None:
-                    removed.append((pair, before))
-            elif after != before:
-                changes.append((pair, before, after))
-        by_pair = itemgetter(0)
-        changes.sort(key=by_pair)
-        removed.sort(key=by_pair)
-        self.changes = [(before, after) for _, before, after in changes]
-        self.removed = [before for _, before in removed]
+    def _changes_among(self, candidates: _ByPolicy, pressed_in: set[str]) -> None:
+        """Set :attr:`changes` and :attr:`removed` from the ``candidates`` (policy -> volume -> the decision
+        the last call showed), the only decisions that may differ: policy by policy in name order, each
+        policy's volumes sorted by name (a key read back from every decision would visit 100,000 of them
+        again, out of the CPU caches; the volumes come mostly in the views' order, so the sort is short)."""
+        changes: list[tuple[Decision | None, Decision]] = []
+        removed: list[Decision] = []
+        by_volume = itemgetter(0)
+        for policy in sorted(candidates):
+            owner = self._state.get(policy)
+            static: Mapping[str, Decision] = owner.static if owner is not None else {}
+            own = self._scheduled.get(policy, {})
+            pressed = self._pressed if policy in pressed_in else None
+            for volume, before in sorted(candidates[policy].items(), key=by_volume):
+                after = (
+                    (pressed.get((policy, volume)) if pressed is not None else None)
+                    or own.get(volume)
+                    or static.get(volume)
+                )
+                if after is None:
+                    if before is not None:
+                        removed.append(before)
+                elif after != before:
+                    changes.append((before, after))
+        self.changes = changes
+        self.removed = removed
 
     def _full_changes(
         self, ordered: tuple[Policy, ...], pressed: Mapping[tuple[str, str], Decision], pressed_in: set[str]

@@ -1,6 +1,6 @@
-"""Scheduling wanted moves: a concurrency slot and a pool with room per move (:func:`schedule`), the decision
-and planned migration of a scheduled move (:func:`move`), and each policy's
-:class:`~couchestor.tiering.plan.PolicyPlan` (:func:`policy_plan`)."""
+"""Scheduling wanted moves: a concurrency slot and a pool with room per move (:func:`schedule`; :func:`held_back`
+is its decision on a move whose policy has no slot left), the decision and planned migration of a scheduled
+move (:func:`move`), and each policy's :class:`~couchestor.tiering.plan.PolicyPlan` (:func:`policy_plan`)."""
 
 from __future__ import annotations
 

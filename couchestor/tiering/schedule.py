@@ -24,18 +24,15 @@ def schedule(
     """A slot of the policy, the pass's tier pressure and a pool with room, in that order (a move held
     back by its policy's limit says so whatever else holds it back)."""
     v, rules = want.volume, want.rules
-
-    def skip(reason: str, detail: str) -> tuple[Decision, None]:
-        return _skipped(want, reason, detail), None
-
     if slots[rules.name] <= 0:
         return held_back(want), None
     refused = None if pressure is None else pressure.refusal(want)
     if refused is not None:
-        return skip(PRESSURE, f"{want.detail}; {refused}")
+        return _skipped(want, PRESSURE, f"{want.detail}; {refused}"), None
     pool = pick_pool(want, pools, reserved)
     if pool is None:
-        return skip("no-capacity", f"{want.detail}; no Online {want.target} pool has room for the volume")
+        detail = f"{want.detail}; no Online {want.target} pool has room for the volume"
+        return _skipped(want, "no-capacity", detail), None
     size = v.size_bytes or 0
     reserved[pool.name] = reserved.get(pool.name, 0) + size
     slots[rules.name] -= 1

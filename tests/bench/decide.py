@@ -22,6 +22,7 @@ from couchestor.tiering.policy import PolicyRules, compile_policy
 from couchestor.tiering.views import PoolView, ReplicaView, VolumeView
 from k8s_schemas.meta import ObjectMeta
 from k8s_schemas.storage_policy import StoragePolicy
+from tests.bench.timing import growth_vs_linear
 
 NOW = datetime(2026, 2, 1, 12, tzinfo=UTC)
 GIB = 2**30
@@ -109,7 +110,7 @@ def run(sizes: tuple[int, ...], repeat: int = 5) -> dict[str, Any]:
                 "us_per_volume": round(best[n] / n * 1e6, 2),
             }
         )
-    return {"rows": rows}
+    return {"rows": rows, "growth": growth_vs_linear(rows, "cpu_seconds")}
 
 
 def report(result: dict[str, Any]) -> str:
@@ -120,9 +121,6 @@ def report(result: dict[str, Any]) -> str:
             f"  {r['volumes']:>8,} {r['decisions']:>10,} {r['migrations_planned']:>8}"
             f" {r['cpu_seconds'] * 1000:8.1f}ms {r['us_per_volume']:9.1f}us"
         )
-    rows = result["rows"]
-    if len(rows) >= 2:
-        first, last = rows[0], rows[-1]
-        growth = (last["cpu_seconds"] / first["cpu_seconds"]) / (last["volumes"] / first["volumes"])
-        lines.append(f"  CPU grows {growth:.2f}x as fast as the volume count (1.00 = linear)")
+    if result["growth"] is not None:
+        lines.append(f"  CPU grows {result['growth']:.2f}x as fast as the volume count (1.00 = linear)")
     return "\n".join(lines)

@@ -36,6 +36,7 @@ from couchestor.tiering.views import ViewIndex
 from k8s_schemas.core import PersistentVolume, PersistentVolumeClaim
 from k8s_schemas.mayastor import DiskPool, MayastorVolume
 from tests.bench.decide import NOW, TEAMS, WINDOW, _policies
+from tests.bench.timing import growth_vs_linear
 
 GIB = 2**30
 
@@ -239,7 +240,8 @@ def _size(n: int, repeat: int) -> dict[str, Any]:
 
 
 def run(sizes: tuple[int, ...] = (1_000, 10_000, 100_000), repeat: int = 3) -> dict[str, Any]:
-    return {"rows": [_size(n, repeat) for n in sizes]}
+    rows = [_size(n, repeat) for n in sizes]
+    return {"rows": rows, "growth": growth_vs_linear(rows, "first_pass_cpu_seconds")}
 
 
 def report(result: dict[str, Any]) -> str:
@@ -254,13 +256,10 @@ def report(result: dict[str, Any]) -> str:
             f" {r['nothing_changed_cpu_ms']:>8.1f}ms {r['one_heat_cpu_ms']:>7.1f}ms {r['one_label_cpu_ms']:>8.1f}ms"
             f" {r['every_score_cpu_seconds'] * 1000:>10.0f}ms"
         )
-    rows = result["rows"]
-    if len(rows) >= 2:
-        first, last = rows[0], rows[-1]
-        growth = (last["first_pass_cpu_seconds"] / first["first_pass_cpu_seconds"]) / (
-            last["volumes"] / first["volumes"]
+    if result["growth"] is not None:
+        lines.append(
+            f"  first pass CPU grows {result['growth']:.2f}x as fast as the volume count (1.00 = linear)"
         )
-        lines.append(f"  first pass CPU grows {growth:.2f}x as fast as the volume count (1.00 = linear)")
     return "\n".join(lines)
 
 

@@ -47,10 +47,12 @@ def test_bench_smoke_runs_every_benchmark_and_writes_results(tmp_path, capsys):
 
     assert [r["volumes"] for r in results["decide"]["rows"]] == [100, 300]
     assert all(r["decisions"] == r["volumes"] for r in results["decide"]["rows"])
+    assert results["decide"]["growth"] > 0
 
     incremental = results["incremental"]["rows"]
     assert [r["volumes"] for r in incremental] == [100, 300]
     assert all(r["first_pass_cpu_seconds"] > 0 and r["every_score_cpu_seconds"] > 0 for r in incremental)
+    assert results["incremental"]["growth"] > 0
 
     operator = results["operator"]
     # The queries per refresh do not grow with the volumes: as many as the policy's window and periods need.

@@ -1,4 +1,4 @@
-"""Fair wall-time comparison of several contenders on a shared machine."""
+"""Fair wall-time comparison of several contenders on a shared machine, and growth against linear."""
 
 from __future__ import annotations
 
@@ -27,3 +27,12 @@ def best_times(contenders: dict[str, tuple[Callable[[], Any], int]]) -> dict[str
             best[name] = min(best[name], time.perf_counter() - start)
             del result
     return best
+
+
+def growth_vs_linear(rows: list[dict[str, Any]], cost: str) -> float | None:
+    """How much faster than the volume count ``rows[*][cost]`` grows from the first row to the last
+    (1.00 = linear), or None with fewer than two rows."""
+    if len(rows) < 2:
+        return None
+    first, last = rows[0], rows[-1]
+    return round((last[cost] / first[cost]) / (last["volumes"] / first["volumes"]), 3)

@@ -110,7 +110,7 @@ def run(sizes: tuple[int, ...], repeat: int = 5) -> dict[str, Any]:
                 "us_per_volume": round(best[n] / n * 1e6, 2),
             }
         )
-    return {"rows": rows, "growth": growth_vs_linear(rows, "cpu_seconds")}
+    return {"rows": rows, "growth": growth_vs_linear(rows, "us_per_volume")}
 
 
 def report(result: dict[str, Any]) -> str:

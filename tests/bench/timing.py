@@ -29,10 +29,11 @@ def best_times(contenders: dict[str, tuple[Callable[[], Any], int]]) -> dict[str
     return best
 
 
-def growth_vs_linear(rows: list[dict[str, Any]], cost: str) -> float | None:
-    """How much faster than the volume count ``rows[*][cost]`` grows from the first row to the last
-    (1.00 = linear), or None with fewer than two rows."""
+def growth_vs_linear(rows: list[dict[str, Any]], per_volume: str) -> float | None:
+    """How many times faster than the volume count the cost grows from the first row to the last (1.00 =
+    linear): the ratio of the rows' cost per volume, ``row[per_volume]``; None with fewer than two rows.
+
+    (Per-volume figures keep more digits than the rounded totals at small sizes.)"""
     if len(rows) < 2:
         return None
-    first, last = rows[0], rows[-1]
-    return round((last[cost] / first[cost]) / (last["volumes"] / first["volumes"]), 3)
+    return round(rows[-1][per_volume] / rows[0][per_volume], 3)

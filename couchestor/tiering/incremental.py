@@ -782,10 +782,11 @@ class IncrementalPlanner:
             st = self._state[name]
             own = self._scheduled.get(name, {})
             olds = before_all.pop(name, {})
+            pressed_here = name in pressed_in
             decided = [*st.static.items(), *own.items()]
             decided.sort(key=by_volume)
             for volume, after in decided:
-                if name in pressed_in:
+                if pressed_here:
                     after = pressed.get((name, volume), after)
                 before = olds.pop(volume, None) if olds else None
                 if before is None or after != before:
